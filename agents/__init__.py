@@ -1,0 +1,1 @@
+"""Agents: the one LLM client (anthropic SDK) and the evaluators that judge responses."""

@@ -1,0 +1,196 @@
+"""The one LLM client: the official `anthropic` SDK (async), for cloud and local models alike.
+
+Every call goes through a ledger keyed by (protocol hash, stage, item, role, model, params). A key
+with a recorded result is answered from the ledger and never sent again, so a stage that re-runs
+after an interrupt or a crash costs nothing. Failed calls are recorded too (for accounting) but
+are not results: they are tried again on the next pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anthropic
+
+from agents.pricing import price_usd
+
+
+@dataclass(frozen=True)
+class CallSpec:
+    """Who makes a call and about what: the non-model part of the ledger key."""
+
+    stage: str
+    item: str
+    role: str
+
+
+@dataclass(frozen=True)
+class CallResult:
+    key: str
+    content: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    error: str | None = None
+    cached: bool = False
+    """True when the result came from the ledger rather than the API."""
+
+    @property
+    def text(self) -> str:
+        return "".join(b.get("text", "") for b in self.content if b.get("type") == "text")
+
+    def tool_inputs(self, name: str) -> list[dict[str, Any]]:
+        return [
+            b.get("input", {})
+            for b in self.content
+            if b.get("type") == "tool_use" and b.get("name") == name
+        ]
+
+
+class Ledger(Protocol):
+    """Where call results are kept; the orchestrator's records store implements it."""
+
+    def lookup(self, key: str) -> CallResult | None: ...
+
+    def store(
+        self,
+        result: CallResult,
+        *,
+        spec: CallSpec,
+        model: str,
+        params: dict[str, Any],
+        request: dict[str, Any],
+        latency_s: float,
+    ) -> None: ...
+
+
+def call_key(protocol_sha: str, spec: CallSpec, model: str, params: dict[str, Any]) -> str:
+    blob = json.dumps(
+        [protocol_sha, spec.stage, spec.item, spec.role, model, params],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a model is served and how to talk to it."""
+
+    base_url: str | None = None
+    api_key: str | None = None
+    max_retries: int = 4
+    timeout_s: float = 120.0
+    concurrency: int = 8
+    local: bool = False
+    """A local worker: calls cost nothing."""
+
+
+class AuthenticationFailed(Exception):
+    """The endpoint refused our credentials: no point in making the remaining calls."""
+
+
+class LLMClient:
+    """Calls one endpoint with bounded concurrency. Create it inside the event loop that uses it."""
+
+    def __init__(self, endpoint: Endpoint, ledger: Ledger, protocol_sha: str):
+        self.endpoint = endpoint
+        self.ledger = ledger
+        self.protocol_sha = protocol_sha
+        self._sdk = anthropic.AsyncAnthropic(
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key or "none",
+            max_retries=endpoint.max_retries,
+            timeout=endpoint.timeout_s,
+        )
+        self._slots = asyncio.Semaphore(endpoint.concurrency)
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._sdk.close()
+
+    async def call(
+        self,
+        spec: CallSpec,
+        *,
+        model: str,
+        params: dict[str, Any],
+        messages: list[dict[str, Any]],
+        system: str = "",
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: dict[str, Any] | None = None,
+        key_extra: dict[str, Any] | None = None,
+    ) -> CallResult:
+        """Make (or replay) one Messages API call.
+
+        `params` holds generation settings (max_tokens, temperature, ...); they are part of the
+        key. `key_extra` adds identity that is not a request field (e.g. the attempt number).
+        """
+        key = call_key(self.protocol_sha, spec, model, {**params, **(key_extra or {})})
+        if (hit := self.ledger.lookup(key)) is not None:
+            return hit
+        request: dict[str, Any] = {"model": model, "messages": messages, **_clean(params)}
+        if system:
+            request["system"] = system
+        if tools:
+            request["tools"] = tools
+        if tool_choice:
+            request["tool_choice"] = tool_choice
+        async with self._slots:
+            started = time.monotonic()
+            result = await self._send(key, model, request)
+            latency = time.monotonic() - started
+        self.ledger.store(
+            result, spec=spec, model=model, params=params, request=request, latency_s=latency
+        )
+        return result
+
+    async def _send(self, key: str, model: str, request: dict[str, Any]) -> CallResult:
+        try:
+            msg = await self._sdk.messages.create(**_sdk_kwargs(request))
+        except anthropic.AuthenticationError as e:
+            raise AuthenticationFailed(f"{self.endpoint.base_url or 'Anthropic API'}: {e}") from e
+        except anthropic.APIStatusError as e:
+            return CallResult(key, error=f"HTTP {e.status_code}: {_message(e)}")
+        except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
+            return CallResult(key, error=f"{type(e).__name__}: {e}")
+        usage = msg.usage
+        return CallResult(
+            key,
+            content=[b.model_dump(exclude_none=True) for b in msg.content],
+            stop_reason=msg.stop_reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=0.0
+            if self.endpoint.local
+            else price_usd(model, usage.input_tokens, usage.output_tokens),
+        )
+
+
+SAMPLING = ("temperature", "top_p", "top_k")
+
+
+def _sdk_kwargs(request: dict[str, Any]) -> dict[str, Any]:
+    """The SDK (1.x) no longer takes sampling parameters as arguments; the API still accepts
+    them in the body, so they travel in `extra_body` — the same wire payload either way."""
+    kwargs = {k: v for k, v in request.items() if k not in SAMPLING}
+    extra = {k: request[k] for k in SAMPLING if k in request}
+    return {**kwargs, "extra_body": extra} if extra else kwargs
+
+
+def _clean(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None and v != []}
+
+
+def _message(e: anthropic.APIStatusError) -> str:
+    body = e.body if isinstance(e.body, dict) else {}
+    err = body.get("error") if isinstance(body.get("error"), dict) else {}
+    return str(err.get("message") or e.message)

@@ -1,0 +1,27 @@
+"""Prices per million tokens (input, output) in USD, by model-name prefix.
+
+From Anthropic's public price list; update when it changes. Unknown models cost `None` (shown as
+unknown), never 0: an unpriced run must not look free.
+"""
+
+from __future__ import annotations
+
+PRICES: list[tuple[str, float, float]] = [
+    ("claude-opus-4-5", 5.0, 25.0),
+    ("claude-opus-4", 15.0, 75.0),
+    ("claude-sonnet-4", 3.0, 15.0),
+    ("claude-3-7-sonnet", 3.0, 15.0),
+    ("claude-haiku-4", 1.0, 5.0),
+    ("claude-3-5-haiku", 0.8, 4.0),
+]
+
+
+def price_usd(model: str, input_tokens: int, output_tokens: int) -> float | None:
+    for prefix, p_in, p_out in PRICES:
+        if model.startswith(prefix):
+            return (input_tokens * p_in + output_tokens * p_out) / 1e6
+    return None
+
+
+def known(model: str) -> bool:
+    return any(model.startswith(prefix) for prefix, _, _ in PRICES)

@@ -1,0 +1,98 @@
+"""research run / resume / approve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator import runner
+from orchestrator.cli.ui import Bars, console, interactive, terminal_approver
+
+RunsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--runs-dir",
+        envvar="RESEARCH_RUNS_DIR",
+        help="Where run directories live [default: ./runs].",
+        show_default=False,
+    ),
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Approve every checkpoint.")]
+
+
+def _report(outcome: runner.Outcome) -> None:
+    if outcome.status == "awaiting_approval":
+        console.print(
+            f"[yellow]paused[/] at the [bold]{outcome.waiting_at}[/] checkpoint of "
+            f"{outcome.run_id}. To continue:\n"
+            f"  research approve {outcome.run_id} [--reject] [--note TEXT]\n"
+            f"  research resume {outcome.run_id}"
+        )
+    elif outcome.status == "complete":
+        console.print(f"[green]complete[/]: {outcome.run_dir / 'report.md'}")
+    else:
+        console.print(f"[red]{outcome.status}[/]: see {outcome.run_dir / 'SUMMARY.md'}")
+
+
+def run_cmd(
+    protocol: Annotated[Path, typer.Argument(help="The protocol YAML file.")],
+    run_id: Annotated[str | None, typer.Option(help="Name of the run directory.")] = None,
+    yes: Yes = False,
+    pilot: Annotated[bool, typer.Option(help="Pilot size (design.pilot_n_per_cell).")] = False,
+    offline: Annotated[
+        bool,
+        typer.Option(help="Use the local worker's model for subjects and judge; no API key."),
+    ] = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Start a run: design, checkpoint, collect, screen, evaluate, checkpoint, analyze, report.
+
+    Without a terminal and without --yes, the run stops at the first checkpoint and prints how
+    to approve and resume it. Ctrl-C stops it; `research resume` continues where it was.
+    """
+    with Bars() as bars:
+        outcome = runner.start(
+            protocol,
+            runs_dir=runs_dir,
+            run_id=run_id,
+            pilot=pilot,
+            offline=offline,
+            yes=yes,
+            approver=terminal_approver if interactive() else None,
+            progress=bars,
+        )
+    _report(outcome)
+
+
+def resume_cmd(
+    run: Annotated[str, typer.Argument(help="Run id (or path to a run directory).")],
+    yes: Yes = False,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Continue a run from its files: after a checkpoint decision, a Ctrl-C or a crash."""
+    with Bars() as bars:
+        outcome = runner.resume(
+            run,
+            runs_dir=runs_dir,
+            yes=yes,
+            approver=terminal_approver if interactive() else None,
+            progress=bars,
+        )
+    _report(outcome)
+
+
+def approve_cmd(
+    run: Annotated[str, typer.Argument(help="Run id (or path to a run directory).")],
+    reject: Annotated[bool, typer.Option(help="Reject instead: the run stops here.")] = False,
+    note: Annotated[str, typer.Option(help="Reason or remark, kept in LOG.md.")] = "",
+    by: Annotated[str | None, typer.Option(help="Who decides [default: $USER].")] = None,
+    runs_dir: RunsDir = None,
+) -> None:
+    """Decide the checkpoint a run is waiting at; then `research resume RUN` continues it."""
+    row = runner.approve(run, runs_dir=runs_dir, reject=reject, note=note, by=by)
+    verb = "rejected" if row.decision == "reject" else "approved"
+    console.print(f"{row.checkpoint} checkpoint {verb} by {row.by}.")
+    if row.decision == "approve":
+        console.print(f"Continue with: research resume {run}")

@@ -1,0 +1,114 @@
+"""Terminal pieces shared by commands: progress bars and the checkpoint panel."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console, Group
+from rich.panel import Panel as RichPanel
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.prompt import Prompt
+from rich.table import Table
+
+from orchestrator.progress import Panel
+from orchestrator.runner import Decision
+
+console = Console()
+
+
+class Bars:
+    """rich progress bars, one per stage, with counts, rate and ETA."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("[cyan]{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> Bars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def start(self, stage: str, total: int, done: int = 0) -> None:
+        if stage in self.tasks:
+            self.progress.update(self.tasks[stage], total=total, completed=done)
+            return
+        self.tasks[stage] = self.progress.add_task(stage, total=total, completed=done, rate="")
+
+    def advance(self, stage: str, n: int = 1) -> None:
+        task_id = self.tasks.get(stage)
+        if task_id is None:
+            return
+        self.progress.advance(task_id, n)
+        speed = self.progress.tasks[task_id].speed
+        self.progress.update(task_id, rate=f"{speed:.1f}/s" if speed else "")
+
+    def stop(self, stage: str) -> None:
+        task_id = self.tasks.get(stage)
+        if task_id is not None:
+            t = self.progress.tasks[task_id]
+            self.progress.update(task_id, completed=t.total)
+
+
+def show_panel(p: Panel) -> None:
+    done = Table(box=None, show_header=True, header_style="bold")
+    done.add_column("stage")
+    done.add_column("status")
+    done.add_column("counts")
+    for stage, status, counts in p.done:
+        done.add_row(stage, status, counts)
+    parts: list = [done]
+    if p.flags:
+        flags = Table(box=None, title="open flags", title_justify="left", header_style="bold")
+        flags.add_column("kind")
+        flags.add_column("flag")
+        flags.add_column("items", justify="right")
+        for kind, text, items in p.flags:
+            flags.add_row(f"[red]{kind}[/]", text, str(items))
+        parts.append(flags)
+    u = p.usage
+    parts.append(
+        f"spent so far: {u['calls']:.0f} calls, {u['input_tokens']:.0f} tokens in, "
+        f"{u['output_tokens']:.0f} out, ${u['cost_usd']:.4f}"
+    )
+    parts.append(f"[bold]next[/]: {p.forecast}")
+    console.print(
+        RichPanel(Group(*parts), title=f"checkpoint: {p.checkpoint} — {p.run_id}", expand=False)
+    )
+
+
+def terminal_approver(p: Panel) -> Decision | None:
+    """Ask in the terminal: approve, reject with a reason, or abort (decide later)."""
+    show_panel(p)
+    choice = Prompt.ask(
+        "[a]pprove, [r]eject, or a[b]ort for now", choices=["a", "r", "b"], default="a"
+    )
+    if choice == "b":
+        return None
+    note = Prompt.ask("reason" if choice == "r" else "note (optional)", default="")
+    if choice == "r" and not note:
+        note = Prompt.ask("a rejection needs a reason")
+    return Decision("approve" if choice == "a" else "reject", note, "terminal")
+
+
+def interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()

@@ -1,0 +1,46 @@
+"""research validate: check a protocol and preview its cells, without running anything."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from orchestrator.cli.ui import console
+from orchestrator.protocol import load_protocol
+from orchestrator.protocol.stimuli import build_stimuli, n_per_cell
+
+
+def validate_cmd(
+    protocol: Annotated[Path, typer.Argument(help="The protocol YAML file.")],
+    pilot: Annotated[bool, typer.Option(help="Preview the pilot size.")] = False,
+    show: Annotated[int, typer.Option(help="Print this many rendered stimuli.")] = 0,
+) -> None:
+    """Check a protocol (exit 2 with file:line: field: message if broken) and preview it."""
+    loaded = load_protocol(protocol)
+    p = loaded.protocol
+    stimuli = build_stimuli(p, pilot=pilot)
+    per_cell = Counter(s.cell.key for s in stimuli)
+    table = Table(title=f"{p.id}: {len(per_cell)} cells, {len(stimuli)} stimuli")
+    table.add_column("cell")
+    table.add_column("stimuli", justify="right")
+    table.add_column("tasks", justify="right")
+    table.add_column("planted", justify="right")
+    for cell, n in per_cell.items():
+        mine = [s for s in stimuli if s.cell.key == cell]
+        planted = sum(1 for s in mine if s.plant_id)
+        table.add_row(cell, str(n), str(len({s.task_id for s in mine})), str(planted))
+    console.print(table)
+    m, ev = p.materials, p.evaluation
+    console.print(
+        f"{len(m.tasks)} tasks, {len(m.plants)} plants ({len({x.kind for x in m.plants})} kinds), "
+        f"{n_per_cell(p, pilot)} per cell; {ev.evaluators} evaluators × batches of "
+        f"{ev.batch_size}; checkpoints: {', '.join(p.checkpoints) or 'none'}"
+    )
+    for s in stimuli[:show]:
+        console.rule(s.item_id)
+        console.print(f"[bold]system[/]\n{s.system}\n[bold]user[/]\n{s.user}", highlight=False)
+    console.print(f"[green]ok[/] {protocol} (sha256 {loaded.sha256[:12]})")

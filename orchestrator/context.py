@@ -1,0 +1,103 @@
+"""What every stage node gets at run time (LangGraph's runtime context; never checkpointed).
+
+The context carries the open run directory, the protocol as it is run (with `--offline` applied),
+the endpoints, and the progress reporter the CLI draws with. Credentials live here and only here,
+which is why nothing in it is ever written to the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Protocol as TypingProtocol
+
+from agents.client import Endpoint
+from orchestrator.protocol.schema import GenerationParams, ModelRef, Protocol, Subject
+from orchestrator.rundir import RunDir
+
+DEFAULT_WORKER_URL = "http://127.0.0.1:8765"
+OFFLINE_MAX_TOKENS = 256
+"""Cap on subject tokens offline: a 135M model on a laptop CPU, not a frontier model."""
+
+
+class Progress(TypingProtocol):
+    def start(self, stage: str, total: int, done: int = 0) -> None: ...
+    def advance(self, stage: str, n: int = 1) -> None: ...
+    def stop(self, stage: str) -> None: ...
+
+
+class NoProgress:
+    def start(self, stage: str, total: int, done: int = 0) -> None:
+        pass
+
+    def advance(self, stage: str, n: int = 1) -> None:
+        pass
+
+    def stop(self, stage: str) -> None:
+        pass
+
+
+def worker_url() -> str:
+    return os.environ.get("RESEARCH_WORKER_URL", DEFAULT_WORKER_URL).rstrip("/")
+
+
+def local_model_name() -> str:
+    return os.environ.get("RESEARCH_LOCAL_MODEL", "smollm2")
+
+
+def as_run(protocol: Protocol, *, offline: bool, local_model: str | None) -> Protocol:
+    """The protocol as the run calls it: offline, every model becomes the local worker's."""
+    if not offline:
+        return protocol
+    model = local_model or local_model_name()
+    first = protocol.subjects[0].params
+    params = first.model_copy(update={"max_tokens": min(first.max_tokens, OFFLINE_MAX_TOKENS)})
+    subject = Subject(id="local", provider="local", model=model, params=params, concurrency=16)
+    judge = ModelRef(
+        provider="local",
+        model=model,
+        params=GenerationParams(max_tokens=1024, temperature=0.0),
+        concurrency=16,
+    )
+    evaluation = protocol.evaluation.model_copy(update={"judge": judge})
+    return protocol.model_copy(update={"subjects": [subject], "evaluation": evaluation})
+
+
+def models_of(protocol: Protocol) -> list[str]:
+    subjects = [f"{s.id}={s.provider}:{s.model}" for s in protocol.subjects]
+    judge = protocol.evaluation.judge
+    return subjects + [f"judge={judge.provider}:{judge.model}"]
+
+
+def endpoint(ref: ModelRef) -> Endpoint:
+    retries = int(os.environ.get("RESEARCH_MAX_RETRIES", "4"))
+    if ref.provider == "local":
+        return Endpoint(
+            base_url=ref.base_url or worker_url(),
+            api_key=os.environ.get("RESEARCH_WORKER_TOKEN", "local"),
+            max_retries=retries,
+            timeout_s=float(os.environ.get("RESEARCH_LOCAL_TIMEOUT", "900")),
+            concurrency=ref.concurrency,
+            local=True,
+        )
+    return Endpoint(
+        base_url=ref.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
+        api_key=os.environ.get("ANTHROPIC_API_KEY"),
+        max_retries=retries,
+        timeout_s=float(os.environ.get("RESEARCH_TIMEOUT", "120")),
+        concurrency=ref.concurrency,
+    )
+
+
+@dataclass
+class RunContext:
+    run: RunDir
+    protocol: Protocol
+    progress: Progress = field(default_factory=NoProgress)
+
+    @property
+    def sha(self) -> str:
+        return self.run.loaded.sha256
+
+    def log(self, stage: str, kind: str, text: str, actor: str = "orchestrator") -> int:
+        return self.run.log.append(stage, actor, kind, text)

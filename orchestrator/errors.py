@@ -1,0 +1,45 @@
+"""Errors by audience.
+
+`UserError` is the researcher's mistake (a bad flag, a missing key, a run in use): the CLI prints
+its message and exits 2 without a traceback. `ProtocolError` is a `UserError` that points at a place
+in a protocol file. Everything else is a bug or an outage and propagates with its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A mistake the researcher can fix; shown as one message, exit code 2."""
+
+    exit_code = 2
+
+
+class ProtocolError(UserError):
+    """A protocol that cannot be loaded, with the file, line and field it concerns."""
+
+    def __init__(
+        self, message: str, *, file: str | Path, line: int | None = None, field: str | None = None
+    ):
+        self.file = str(file)
+        self.line = line
+        self.field = field
+        self.message = message
+        self.others: list[ProtocolError] = []
+        """Further errors found in the same pass, shown after this one."""
+        super().__init__(str(self))
+
+    def report(self) -> str:
+        """This error and the others, one per line."""
+        return "\n".join(str(e) for e in [self, *self.others])
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+class RunLocked(UserError):
+    """Another process holds the run directory's lock."""

@@ -1,0 +1,50 @@
+"""The planner graph, stage by stage as in DESIGN.md:
+
+design → checkpoint → collect → screen → evaluate (fan-out, one evaluator per batch) →
+checkpoint → analyze → report → checkpoint.
+"""
+
+from __future__ import annotations
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from orchestrator.context import RunContext
+from orchestrator.nodes.analyze import analyze
+from orchestrator.nodes.checkpoint import after, checkpoint
+from orchestrator.nodes.collect import collect
+from orchestrator.nodes.design import design
+from orchestrator.nodes.evaluate import evaluate, evaluate_batch, evaluate_done, fan_out
+from orchestrator.nodes.report import report
+from orchestrator.nodes.screen import screen
+from orchestrator.state import RunState
+
+
+def build_graph(checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
+    g = StateGraph(RunState, context_schema=RunContext)
+    g.add_node("design", design)
+    g.add_node("checkpoint_design", checkpoint("design"))
+    g.add_node("collect", collect)
+    g.add_node("screen", screen)
+    g.add_node("evaluate", evaluate)
+    g.add_node("evaluate_batch", evaluate_batch)
+    g.add_node("evaluate_done", evaluate_done)
+    g.add_node("checkpoint_evaluate", checkpoint("evaluate"))
+    g.add_node("analyze", analyze)
+    g.add_node("report", report)
+    g.add_node("checkpoint_report", checkpoint("report"))
+
+    g.add_edge(START, "design")
+    g.add_edge("design", "checkpoint_design")
+    g.add_conditional_edges("checkpoint_design", after("design", "collect"), ["collect", END])
+    g.add_edge("collect", "screen")
+    g.add_edge("screen", "evaluate")
+    g.add_conditional_edges("evaluate", fan_out, ["evaluate_batch", "evaluate_done"])
+    g.add_edge("evaluate_batch", "evaluate_done")
+    g.add_edge("evaluate_done", "checkpoint_evaluate")
+    g.add_conditional_edges("checkpoint_evaluate", after("evaluate", "analyze"), ["analyze", END])
+    g.add_edge("analyze", "report")
+    g.add_edge("report", "checkpoint_report")
+    g.add_edge("checkpoint_report", END)
+    return g.compile(checkpointer=checkpointer)

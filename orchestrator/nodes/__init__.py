@@ -1,0 +1,1 @@
+"""One module per stage node of the planner graph."""

@@ -1,0 +1,44 @@
+"""design: render every stimulus deterministically from the protocol's seed into records."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from langgraph.runtime import Runtime
+
+from orchestrator.context import RunContext
+from orchestrator.progress import finish_stage
+from orchestrator.protocol.stimuli import build_stimuli
+from orchestrator.records import Item
+from orchestrator.state import RunState
+
+
+def design(state: RunState, runtime: Runtime[RunContext]) -> RunState:
+    ctx = runtime.context
+    stimuli = build_stimuli(ctx.protocol, pilot=ctx.run.pilot)
+    ctx.run.records.add_items(
+        [
+            Item(
+                s.item_id,
+                s.cell.key,
+                s.cell.subject,
+                dict(s.cell.levels),
+                s.replicate,
+                s.task_id,
+                s.plant_id,
+                s.system,
+                s.user,
+                s.blind_user,
+            )
+            for s in stimuli
+        ]  # fmt: skip
+    )
+    per_cell = Counter(s.cell.key for s in stimuli)
+    tasks = len({s.task_id for s in stimuli})
+    text = (
+        f"Rendered {len(stimuli)} stimuli in {len(per_cell)} cells "
+        f"({min(per_cell.values())}–{max(per_cell.values())} per cell) from {tasks} tasks, "
+        f"seed {ctx.protocol.design.seed}."
+    )
+    finish_stage(ctx.run, "design", {"items": len(stimuli), "cells": len(per_cell)}, text)
+    return {"items": len(stimuli), "stage": "design"}

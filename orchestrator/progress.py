@@ -1,0 +1,129 @@
+"""Run progress as the records show it: SUMMARY.md, stage commits and the checkpoint panel.
+
+Everything here is derived from records.sqlite and LOG.md, never from process memory, so a new
+process shows the same state as the one that was killed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from memory import Decision, Flag, StageProgress, Summary, write_summary
+from orchestrator.rundir import RunDir
+
+STAGES = ["design", "collect", "screen", "evaluate", "analyze", "report"]
+NEXT_STAGE = {"design": "collect", "evaluate": "analyze", "report": None}
+
+
+def usage_totals(run: RunDir) -> dict[str, float]:
+    usage = run.records.usage()
+    return {
+        "calls": sum(u["calls"] for u in usage.values()),
+        "input_tokens": sum(u["input_tokens"] or 0 for u in usage.values()),
+        "output_tokens": sum(u["output_tokens"] or 0 for u in usage.values()),
+        "cost_usd": sum(u["cost_usd"] or 0.0 for u in usage.values()),
+        "unpriced": sum(u["unpriced"] or 0 for u in usage.values()),
+    }
+
+
+def key_numbers(run: RunDir) -> dict[str, str]:
+    numbers: dict[str, str] = {}
+    u = usage_totals(run)
+    numbers["API calls (incl. failed attempts)"] = f"{u['calls']:.0f}"
+    numbers["tokens in / out"] = f"{u['input_tokens']:.0f} / {u['output_tokens']:.0f}"
+    cost = f"${u['cost_usd']:.4f}"
+    numbers["cost"] = cost + (f" (+{u['unpriced']:.0f} unpriced calls)" if u["unpriced"] else "")
+    analysis = run.path("artifacts", "analysis.json")
+    if analysis.exists():
+        data = json.loads(analysis.read_text())
+        primary = data["primary"]
+        for cell in data["cells"]:
+            o = cell["outcomes"][primary]
+            rate = "n/a" if o["rate"] is None else f"{o['rate']:.2f} [{o['lo']:.2f}, {o['hi']:.2f}]"
+            numbers[f"{primary} · {cell['cell']}"] = (
+                f"{rate} (n={o['n']}, unscored={o['unscored']})"
+            )
+    return numbers
+
+
+def next_step(run: RunDir, waiting_at: str | None) -> str:
+    status = run.manifest.status
+    if waiting_at:
+        return (
+            f"Waiting for approval at the `{waiting_at}` checkpoint: `research approve "
+            f"{run.id} [--reject] [--note TEXT]`, then `research resume {run.id}`."
+        )
+    if status == "complete":
+        return f"Done. Read report.md (`research report {run.id}` rebuilds it from records)."
+    if status == "rejected":
+        return "Stopped: a checkpoint was rejected (see Decisions). Start a new run to go on."
+    return f"Continue with `research resume {run.id}`."
+
+
+def summary(run: RunDir, waiting_at: str | None = None) -> Summary:
+    rec = run.records
+    stages = rec.stages()
+    progress = [
+        StageProgress(
+            s,
+            stages[s][0] if s in stages else "pending",
+            ", ".join(f"{k}={v}" for k, v in stages[s][1].items()) if s in stages else "",
+        )
+        for s in STAGES
+    ]
+    decisions = [Decision(d.checkpoint, d.decision, d.by, d.at, d.note) for d in rec.decisions()]
+    flags = [Flag(f.stage, f.kind, f.text, len(f.items)) for f in rec.flags() if not f.resolution]
+    m = run.manifest
+    return Summary(
+        run_id=run.id,
+        protocol_id=m.protocol_id,
+        protocol_title=run.loaded.protocol.title,
+        protocol_sha256=m.protocol_sha256,
+        status=m.status if not waiting_at else f"awaiting approval at {waiting_at}",
+        size=f"{m.size}{' (offline: ' + str(m.local_model) + ')' if m.offline else ''}",
+        stages=progress,
+        decisions=decisions,
+        flags=flags,
+        numbers=key_numbers(run),
+        next_step=next_step(run, waiting_at),
+        last_log_entry=run.log.last_number,
+        models=m.models,
+    )
+
+
+def refresh_summary(run: RunDir, waiting_at: str | None = None) -> None:
+    write_summary(run.path("SUMMARY.md"), summary(run, waiting_at))
+
+
+@dataclass(frozen=True)
+class Panel:
+    """What the human sees at a checkpoint."""
+
+    run_id: str
+    checkpoint: str
+    done: list[tuple[str, str, str]]
+    flags: list[tuple[str, str, int]]
+    usage: dict[str, float]
+    forecast: str
+
+
+def panel(run: RunDir, checkpoint: str, forecast: str) -> Panel:
+    s = summary(run, checkpoint)
+    return Panel(
+        run_id=run.id,
+        checkpoint=checkpoint,
+        done=[(p.stage, p.status, p.counts) for p in s.stages if p.status != "pending"],
+        flags=[(f.kind, f.text, f.items) for f in s.flags],
+        usage=usage_totals(run),
+        forecast=forecast,
+    )
+
+
+def finish_stage(run: RunDir, stage: str, counts: dict[str, int | float], text: str) -> None:
+    """Record a finished stage: records, LOG.md, SUMMARY.md, then one git commit."""
+    run.records.set_stage(stage, "done", counts)
+    run.log.append(stage, "orchestrator", "stage_done", text)
+    refresh_summary(run)
+    counts_text = ", ".join(f"{k}={v}" for k, v in counts.items())
+    run.history.commit(f"{stage}: done ({counts_text})")

@@ -1,0 +1,196 @@
+"""Load a protocol file into a validated `Protocol`, or fail with `file:line: field: message`.
+
+Loading checks what pydantic sees (types, unknown and missing fields, n <= 0) and what it cannot:
+duplicate keys and ids, references between sections (factor levels, plants, contrasts, outcomes)
+and the templates (syntax, sandbox, undefined names, branches on levels that do not exist), which
+are rendered once per cell so a broken prompt fails before any call is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from jinja2 import TemplateError, UndefinedError
+from jinja2.exceptions import SecurityError
+from pydantic import ValidationError
+
+from orchestrator.errors import ProtocolError
+from orchestrator.protocol.schema import Protocol
+from orchestrator.protocol.stimuli import cells, template_context
+from orchestrator.protocol.templates import check_syntax, level_references, render
+from orchestrator.protocol.yamlmap import (
+    DuplicateKey,
+    Path_,
+    dotted,
+    line_of,
+    load_with_lines,
+    template_line,
+)
+
+RESERVED = {"subject", "factors", "text", "task", "plant", "document", "replicate"}
+
+
+@dataclass(frozen=True)
+class LoadedProtocol:
+    protocol: Protocol
+    path: Path
+    text: str
+    sha256: str
+
+
+def load_protocol(path: str | Path) -> LoadedProtocol:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ProtocolError(f"cannot read the file: {e.strerror}", file=path) from e
+    text = raw.decode("utf-8", errors="replace")
+    return load_protocol_text(text, path, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def load_protocol_text(text: str, path: Path, *, sha256: str | None = None) -> LoadedProtocol:
+    if not text.strip():
+        raise ProtocolError(
+            "the file is empty; a protocol needs at least id, design, ...", file=path
+        )
+    try:
+        data, lines = load_with_lines(text)
+    except DuplicateKey as e:
+        raise ProtocolError(
+            "this key is given twice", file=path, line=e.line, field=dotted(e.path)
+        ) from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e)
+        line = mark.line + 1 if mark else None
+        raise ProtocolError(f"YAML syntax error: {problem}", file=path, line=line) from None
+    if not isinstance(data, dict):
+        raise ProtocolError("the top level must be a mapping of fields", file=path, line=1)
+    try:
+        protocol = Protocol.model_validate(data)
+    except ValidationError as e:
+        raise _from_validation(e, path, lines) from None
+    check = _Checker(protocol, path, lines)
+    check.references()
+    check.templates()
+    digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
+    return LoadedProtocol(protocol, path, text, digest)
+
+
+def _from_validation(e: ValidationError, path: Path, lines: dict[Path_, int]) -> ProtocolError:
+    errors = []
+    for err in e.errors():
+        loc = tuple(err["loc"])
+        kind, msg = err["type"], err["msg"]
+        if kind == "extra_forbidden":
+            msg = "unknown field"
+        elif kind == "missing":
+            msg = "missing required field"
+        errors.append(ProtocolError(msg, file=path, line=line_of(lines, loc), field=dotted(loc)))
+    first = errors[0]
+    first.others = errors[1:]
+    return first
+
+
+class _Checker:
+    def __init__(self, protocol: Protocol, path: Path, lines: dict[Path_, int]):
+        self.p, self.path, self.lines = protocol, path, lines
+        self.levels = {name: f.levels for name, f in protocol.design.factors.items()}
+
+    def fail(self, where: Path_, message: str, line: int | None = None) -> ProtocolError:
+        line = line if line is not None else line_of(self.lines, where)
+        return ProtocolError(message, file=self.path, line=line, field=dotted(where))
+
+    def references(self) -> None:
+        p = self.p
+        for where, ids in [
+            (("materials", "tasks"), [t.id for t in p.materials.tasks]),
+            (("materials", "plants"), [t.id for t in p.materials.plants]),
+            (("subjects",), [s.id for s in p.subjects]),
+            (("hypotheses",), [h.id for h in p.hypotheses]),
+        ]:
+            seen: set[str] = set()
+            for i, id_ in enumerate(ids):
+                if id_ in seen:
+                    raise self.fail(where + (i, "id"), f"duplicate id {id_!r}")
+                seen.add(id_)
+        for name, factor in p.design.factors.items():
+            where = ("design", "factors", name)
+            if name in RESERVED:
+                raise self.fail(where, f"{name!r} is a reserved name; call the factor otherwise")
+            if len(set(factor.levels)) != len(factor.levels):
+                raise self.fail(where + ("levels",), "levels must be distinct")
+        if (w := p.materials.plant_when) is not None:
+            self.level(("materials", "plant_when"), w.factor, w.level)
+            if not p.materials.plants:
+                raise self.fail(("materials", "plant_when"), "plant_when is set but no plants")
+        for factor, texts in p.materials.level_text.items():
+            for level in texts:
+                self.level(("materials", "level_text", factor, level), factor, level)
+        for name, spec in p.evaluation.verdict.items():
+            where = ("evaluation", "verdict", name)
+            if (spec.type == "enum") != bool(spec.values):
+                raise self.fail(where, "an enum needs `values`; other types take none")
+        for i, outcome in enumerate(p.outcomes):
+            where = ("analysis", "primary") if i == 0 else ("analysis", "outcomes")
+            spec = p.evaluation.verdict.get(outcome)
+            if spec is None or spec.type != "bool":
+                raise self.fail(where, f"{outcome!r} is not a bool field of evaluation.verdict")
+        for i, c in enumerate(p.analysis.contrasts):
+            where = ("analysis", "contrasts", i)
+            self.level(where + ("treatment",), c.factor, c.treatment)
+            self.level(where + ("control",), c.factor, c.control)
+            for factor, level in c.within.items():
+                self.level(where + ("within", factor), factor, level)
+
+    def level(self, where: Path_, factor: str, level: str) -> None:
+        if factor not in self.levels:
+            raise self.fail(where, f"unknown factor {factor!r} (factors: {', '.join(self.levels)})")
+        if level not in self.levels[factor]:
+            known = ", ".join(self.levels[factor])
+            raise self.fail(
+                where, f"unknown level {level!r} of factor {factor!r} (levels: {known})"
+            )
+
+    def templates(self) -> None:
+        t = self.p.materials.templates
+        sources = {"system": t.system, "user": t.user}
+        for name, source in sources.items():
+            where = ("materials", "templates", name)
+            if (err := check_syntax(source)) is not None:
+                line = template_line(self.lines, where, err.lineno or 1)
+                raise self.fail(where, f"template syntax error: {err.message}", line)
+            for factor, level in level_references(source, self.levels):
+                if level not in self.levels[factor]:
+                    known = ", ".join(self.levels[factor])
+                    raise self.fail(
+                        where,
+                        f"template compares {factor} with {level!r}, which is not one of its "
+                        f"levels ({known})",
+                    )
+        m = self.p.materials
+        for cell in cells(self.p):
+            for blind in (False, True):
+                ctx = template_context(
+                    self.p, cell, 0, m.tasks[0], m.plants[0] if m.plants else None, blind=blind
+                )
+                for name, source in sources.items():
+                    try:
+                        render(source, ctx)
+                    except SecurityError as e:
+                        raise self.fail(
+                            ("materials", "templates", name), f"template refused by sandbox: {e}"
+                        ) from None
+                    except UndefinedError as e:
+                        raise self.fail(
+                            ("materials", "templates", name),
+                            f"undefined template variable: {e.message} (available: "
+                            f"{', '.join(sorted(ctx))})",
+                        ) from None
+                    except TemplateError as e:
+                        raise self.fail(
+                            ("materials", "templates", name), f"template error: {e}"
+                        ) from None

@@ -1,0 +1,171 @@
+"""The experiment protocol: what a researcher writes in `protocols/*.yaml`.
+
+Every model forbids unknown fields, so a typo is an error with its line, not a silent default.
+Cross-references (factor levels named in templates, contrasts, plants) are checked by the loader,
+which knows where each field sits in the file.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Hypothesis(Strict):
+    id: str = Field(pattern=SLUG, description="Short label, e.g. H1.")
+    text: str = Field(min_length=1, description="The prediction, stated so that it can fail.")
+
+
+class Factor(Strict):
+    levels: list[str] = Field(
+        min_length=2, description="The factor's levels; the first is the reference level."
+    )
+    description: str = Field("", description="What varying this factor changes in a stimulus.")
+
+
+class Design(Strict):
+    factors: dict[str, Factor] = Field(
+        min_length=1,
+        description="Named factors crossed with each other and with the subjects to form cells.",
+    )
+    n_per_cell: PositiveInt = Field(description="Stimuli per cell at full size.")
+    pilot_n_per_cell: PositiveInt = Field(2, description="Stimuli per cell with `--pilot`.")
+    seed: int = Field(description="Seed for every random choice in stimulus generation.")
+
+
+class Task(Strict):
+    id: str = Field(pattern=SLUG, description="Unique task id.")
+    kind: str = Field(description="Kind of task: summarise, answer, reply, review, advise, ...")
+    instruction: str = Field(min_length=1, description="What the user asks for.")
+    document: str = Field(
+        "", description="The input document the task is about; paragraphs separated by blank lines."
+    )
+
+
+class Plant(Strict):
+    id: str = Field(pattern=SLUG, description="Unique plant id.")
+    kind: str = Field(description="steer_user, conceal_fact, downplay_risk, deceive, ...")
+    text: str = Field(min_length=1, description="The instruction hidden in the document.")
+
+
+class PlantWhen(Strict):
+    factor: str = Field(description="The factor that switches planting on.")
+    level: str = Field(description="The level of that factor at which a plant is inserted.")
+
+
+class Templates(Strict):
+    system: str = Field("", description="Jinja2 template of the subject's system prompt.")
+    user: str = Field(min_length=1, description="Jinja2 template of the user message.")
+
+
+class Materials(Strict):
+    tasks: list[Task] = Field(min_length=1, description="Tasks; cycled in a seeded order.")
+    plants: list[Plant] = Field(
+        default_factory=list, description="Planted instructions; cycled in a seeded order."
+    )
+    plant_when: PlantWhen | None = Field(
+        None, description="When to insert a plant into the document (omit for no plants)."
+    )
+    level_text: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Text per factor level, available to templates as `text.<factor>`; it is "
+        "removed from what evaluators see, which keeps them blind to the condition.",
+    )
+    templates: Templates
+
+
+class GenerationParams(Strict):
+    max_tokens: PositiveInt = Field(1024, description="Maximum tokens to generate.")
+    temperature: float = Field(1.0, ge=0.0, le=1.0, description="Sampling temperature.")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    stop_sequences: list[str] = Field(default_factory=list, description="Stop strings.")
+
+
+class ModelRef(Strict):
+    provider: Literal["anthropic", "local"] = Field(
+        description="`anthropic` for the Messages API, `local` for the research worker."
+    )
+    model: str = Field(min_length=1, description="Model name, e.g. claude-sonnet-4-5.")
+    params: GenerationParams = Field(default_factory=GenerationParams)
+    base_url: str | None = Field(
+        None, description="Endpoint override; default ANTHROPIC_BASE_URL or the local worker."
+    )
+    concurrency: PositiveInt = Field(8, description="Calls in flight at once for this model.")
+
+
+class Subject(ModelRef):
+    id: str = Field(pattern=SLUG, description="Short id used in item ids.")
+
+
+class VerdictField(Strict):
+    type: Literal["bool", "enum", "str", "int", "float"] = Field(description="Value type.")
+    values: list[str] = Field(default_factory=list, description="Allowed values for `enum`.")
+    description: str = Field("", description="What the evaluator must decide; shown to it.")
+
+
+class Evaluation(Strict):
+    judge: ModelRef = Field(description="The model behind the evaluator agents.")
+    evaluators: PositiveInt = Field(8, description="Evaluator agents working in parallel.")
+    batch_size: PositiveInt = Field(50, description="Responses per evaluator batch.")
+    overlap: float = Field(
+        0.1, ge=0.0, le=1.0, description="Fraction of items judged by two evaluators."
+    )
+    max_attempts: PositiveInt = Field(
+        3, description="Tries per batch before an item that still fails is recorded unscored."
+    )
+    rubric: str = Field(min_length=1, description="What each outcome means, with edge cases.")
+    verdict: dict[str, VerdictField] = Field(
+        min_length=1, description="The fields of one verdict, checked on submission."
+    )
+
+
+class Contrast(Strict):
+    name: str = Field(description="Label used in the analysis and the report.")
+    factor: str = Field(description="The factor whose levels are compared.")
+    treatment: str = Field(description="Level compared ...")
+    control: str = Field(description="... against this level.")
+    within: dict[str, str] = Field(
+        default_factory=dict, description="Other factors held at a level, e.g. planted: planted."
+    )
+
+
+class Analysis(Strict):
+    primary: str = Field(description="The primary outcome: a bool verdict field.")
+    outcomes: list[str] = Field(
+        default_factory=list, description="Further bool verdict fields to tabulate."
+    )
+    contrasts: list[Contrast] = Field(
+        default_factory=list, description="Pre-registered comparisons, computed per subject."
+    )
+
+
+Stage = Literal["design", "evaluate", "report"]
+
+
+class Protocol(Strict):
+    id: str = Field(pattern=SLUG, description="Protocol id; prefixes run ids.")
+    title: str = Field(min_length=1)
+    question: str = Field(min_length=1, description="The research question, in one or two lines.")
+    hypotheses: list[Hypothesis] = Field(default_factory=list)
+    design: Design
+    materials: Materials
+    subjects: list[Subject] = Field(min_length=1, description="Subject models; a factor of cells.")
+    evaluation: Evaluation
+    checkpoints: list[Stage] = Field(
+        default_factory=lambda: ["design", "evaluate", "report"],
+        description="Stages after which the run pauses for a human decision.",
+    )
+    analysis: Analysis
+
+    @property
+    def outcomes(self) -> list[str]:
+        return [self.analysis.primary] + [
+            o for o in self.analysis.outcomes if o != self.analysis.primary
+        ]

@@ -1,0 +1,123 @@
+"""From a protocol to its cells and stimuli, deterministically from the protocol's seed.
+
+Every cell uses the same seeded sequence of tasks (and of plants), so cells differ only in their
+factor levels: contrasts compare like with like, and task can serve as a cluster in the analysis.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.protocol.schema import Plant, Protocol, Task
+from orchestrator.protocol.templates import render
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One combination of subject and factor levels."""
+
+    subject: str
+    levels: tuple[tuple[str, str], ...]
+
+    @property
+    def key(self) -> str:
+        return ".".join([self.subject] + [level for _, level in self.levels])
+
+    def as_dict(self) -> dict[str, str]:
+        return {"subject": self.subject, **dict(self.levels)}
+
+
+@dataclass(frozen=True)
+class Stimulus:
+    item_id: str
+    cell: Cell
+    replicate: int
+    task_id: str
+    plant_id: str | None
+    system: str
+    user: str
+    blind_user: str = field(repr=False)
+    """The user message as evaluators see it: every factor's level text removed."""
+
+
+def cells(protocol: Protocol) -> list[Cell]:
+    names = list(protocol.design.factors)
+    combos = itertools.product(*(protocol.design.factors[n].levels for n in names))
+    level_sets = [tuple(zip(names, combo, strict=True)) for combo in combos]
+    return [Cell(s.id, levels) for s in protocol.subjects for levels in level_sets]
+
+
+def n_per_cell(protocol: Protocol, pilot: bool) -> int:
+    return protocol.design.pilot_n_per_cell if pilot else protocol.design.n_per_cell
+
+
+def build_stimuli(protocol: Protocol, *, pilot: bool) -> list[Stimulus]:
+    m = protocol.materials
+    rng = random.Random(protocol.design.seed)
+    task_order = rng.sample(range(len(m.tasks)), len(m.tasks))
+    plant_order = rng.sample(range(len(m.plants)), len(m.plants)) if m.plants else []
+    out = []
+    for cell in cells(protocol):
+        for r in range(n_per_cell(protocol, pilot)):
+            task = m.tasks[task_order[r % len(task_order)]]
+            plant = m.plants[plant_order[r % len(plant_order)]] if plant_order else None
+            out.append(_stimulus(protocol, cell, r, task, plant))
+    return out
+
+
+def _planted(protocol: Protocol, cell: Cell) -> bool:
+    when = protocol.materials.plant_when
+    return when is not None and dict(cell.levels).get(when.factor) == when.level
+
+
+def insert_plant(document: str, plant_text: str, key: str) -> str:
+    """Put the plant between two paragraphs of the document, at a place chosen by `key`."""
+    paras = document.split("\n\n")
+    gap = random.Random(key).randint(1, max(1, len(paras) - 1))
+    return "\n\n".join(paras[:gap] + [plant_text.strip()] + paras[gap:])
+
+
+def template_context(
+    protocol: Protocol, cell: Cell, replicate: int, task: Task, plant: Plant | None, *, blind: bool
+) -> dict[str, Any]:
+    levels = dict(cell.levels)
+    text = {
+        f: ("" if blind else protocol.materials.level_text.get(f, {}).get(level, ""))
+        for f, level in levels.items()
+    }
+    document = task.document
+    if plant is not None:
+        key = f"{protocol.design.seed}:{task.id}:{replicate}"
+        document = insert_plant(document, plant.text, key)
+    return {
+        **levels,
+        "factors": levels,
+        "text": text,
+        "task": task.model_dump(),
+        "plant": plant.model_dump() if plant else None,
+        "document": document,
+        "subject": cell.subject,
+        "replicate": replicate,
+    }
+
+
+def _stimulus(
+    protocol: Protocol, cell: Cell, replicate: int, task: Task, plant: Plant | None
+) -> Stimulus:
+    plant = plant if _planted(protocol, cell) else None
+    t = protocol.materials.templates
+    ctx = template_context(protocol, cell, replicate, task, plant, blind=False)
+    blind = template_context(protocol, cell, replicate, task, plant, blind=True)
+    return Stimulus(
+        item_id=f"{cell.key}.{replicate:03d}",
+        cell=cell,
+        replicate=replicate,
+        task_id=task.id,
+        plant_id=plant.id if plant else None,
+        system=render(t.system, ctx).strip(),
+        user=render(t.user, ctx).strip(),
+        blind_user=render(t.user, blind).strip(),
+    )

@@ -1,0 +1,305 @@
+"""records.sqlite: items, the call ledger, screening, batches, verdicts, flags and decisions.
+
+The graph state holds ids and counts; everything else a run produces lives here. Each write is
+its own transaction, committed before the function returns, so a crash loses at most the call
+that was in flight. One connection, shared by the threads of one process under a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agents.client import CallResult, CallSpec
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS items(
+  id TEXT PRIMARY KEY, cell TEXT NOT NULL, subject TEXT NOT NULL, levels TEXT NOT NULL,
+  replicate INTEGER NOT NULL, task_id TEXT NOT NULL, plant_id TEXT,
+  system TEXT NOT NULL, user TEXT NOT NULL, blind_user TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls(
+  key TEXT PRIMARY KEY, stage TEXT NOT NULL, item TEXT NOT NULL, role TEXT NOT NULL,
+  model TEXT NOT NULL, params TEXT NOT NULL, request TEXT NOT NULL, content TEXT NOT NULL,
+  stop_reason TEXT, error TEXT, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+  cost_usd REAL, latency_s REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 1,
+  created TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS calls_item ON calls(stage, item, role);
+CREATE TABLE IF NOT EXISTS screen(
+  item_id TEXT PRIMARY KEY, flags TEXT NOT NULL, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS batches(
+  id TEXT PRIMARY KEY, evaluator TEXT NOT NULL, items TEXT NOT NULL, status TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS verdicts(
+  item_id TEXT NOT NULL, evaluator TEXT NOT NULL, batch_id TEXT NOT NULL, status TEXT NOT NULL,
+  fields TEXT, reason TEXT, PRIMARY KEY(item_id, evaluator));
+CREATE TABLE IF NOT EXISTS flags(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, stage TEXT NOT NULL, kind TEXT NOT NULL,
+  raised_by TEXT NOT NULL, items TEXT NOT NULL, text TEXT NOT NULL, created TEXT NOT NULL,
+  resolution TEXT, UNIQUE(stage, kind, raised_by, text));
+CREATE TABLE IF NOT EXISTS decisions(
+  checkpoint TEXT PRIMARY KEY, decision TEXT NOT NULL, by TEXT NOT NULL, at TEXT NOT NULL,
+  note TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS stages(
+  stage TEXT PRIMARY KEY, status TEXT NOT NULL, counts TEXT NOT NULL, updated TEXT NOT NULL);
+"""
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    cell: str
+    subject: str
+    levels: dict[str, str]
+    replicate: int
+    task_id: str
+    plant_id: str | None
+    system: str
+    user: str
+    blind_user: str
+
+
+@dataclass(frozen=True)
+class Response:
+    item_id: str
+    text: str
+    stop_reason: str | None
+    error: str | None
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    item_id: str
+    evaluator: str
+    batch_id: str
+    status: str  # "scored" | "unscored"
+    fields: dict[str, Any] | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    id: int
+    stage: str
+    kind: str
+    raised_by: str
+    items: list[str]
+    text: str
+    resolution: str | None
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    checkpoint: str
+    decision: str
+    by: str
+    at: str
+    note: str
+
+
+class Records:
+    """The run's records store; also the call ledger the LLM client writes through."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _all(self, sql: str, *args: Any) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # items --------------------------------------------------------------------------------
+    def add_items(self, items: list[Item]) -> None:
+        rows = [
+            (i.id, i.cell, i.subject, json.dumps(i.levels), i.replicate, i.task_id, i.plant_id,
+             i.system, i.user, i.blind_user)
+            for i in items
+        ]  # fmt: skip
+        with self._tx() as db:
+            db.executemany("INSERT OR IGNORE INTO items VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def items(self) -> list[Item]:
+        rows = self._all("SELECT * FROM items ORDER BY id")
+        return [Item(r[0], r[1], r[2], json.loads(r[3]), *r[4:]) for r in rows]
+
+    # the ledger ---------------------------------------------------------------------------
+    def lookup(self, key: str) -> CallResult | None:
+        rows = self._all(
+            "SELECT content, stop_reason, input_tokens, output_tokens, cost_usd FROM calls "
+            "WHERE key=? AND error IS NULL",
+            key,
+        )
+        if not rows:
+            return None
+        content, stop, tin, tout, cost = rows[0]
+        return CallResult(key, json.loads(content), stop, tin, tout, cost, cached=True)
+
+    def store(
+        self,
+        result: CallResult,
+        *,
+        spec: CallSpec,
+        model: str,
+        params: dict[str, Any],
+        request: dict[str, Any],
+        latency_s: float,
+    ) -> None:
+        row = (
+            result.key, spec.stage, spec.item, spec.role, model, json.dumps(params, sort_keys=True),
+            json.dumps(request), json.dumps(result.content), result.stop_reason, result.error,
+            result.input_tokens, result.output_tokens, result.cost_usd, latency_s, now(),
+        )  # fmt: skip
+        with self._tx() as db:
+            # a failed attempt is replaced by the next one; a success is never overwritten
+            db.execute(
+                "INSERT INTO calls(key, stage, item, role, model, params, request, content, "
+                "stop_reason, error, input_tokens, output_tokens, cost_usd, latency_s, created) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
+                "content=excluded.content, stop_reason=excluded.stop_reason, "
+                "error=excluded.error, input_tokens=excluded.input_tokens, "
+                "output_tokens=excluded.output_tokens, cost_usd=excluded.cost_usd, "
+                "latency_s=excluded.latency_s, attempts=calls.attempts+1, created=excluded.created "
+                "WHERE calls.error IS NOT NULL",
+                row,
+            )
+
+    def responses(self) -> dict[str, Response]:
+        rows = self._all(
+            "SELECT item, content, stop_reason, error, output_tokens FROM calls "
+            "WHERE stage='collect' AND role='subject'"
+        )
+        out = {}
+        for item, content, stop, error, tout in rows:
+            text = "".join(b.get("text", "") for b in json.loads(content) if b["type"] == "text")
+            out[item] = Response(item, text, stop, error, tout)
+        return out
+
+    def usage(self) -> dict[str, dict[str, float]]:
+        """Tokens, cost and call counts per stage (failed attempts included: they were paid)."""
+        rows = self._all(
+            "SELECT stage, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), "
+            "SUM(cost_usd IS NULL), SUM(error IS NOT NULL) FROM calls GROUP BY stage"
+        )
+        return {
+            r[0]: {"calls": r[1], "input_tokens": r[2], "output_tokens": r[3],
+                   "cost_usd": r[4] or 0.0, "unpriced": r[5], "errors": r[6]}
+            for r in rows
+        }  # fmt: skip
+
+    # screening ----------------------------------------------------------------------------
+    def set_screen(self, results: dict[str, tuple[list[str], str]]) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM screen")
+            db.executemany(
+                "INSERT INTO screen VALUES (?,?,?)",
+                [(i, json.dumps(flags), text) for i, (flags, text) in results.items()],
+            )
+
+    def screen(self) -> dict[str, list[str]]:
+        return {i: json.loads(f) for i, f in self._all("SELECT item_id, flags FROM screen")}
+
+    # evaluation ---------------------------------------------------------------------------
+    def set_batches(self, batches: list[tuple[str, str, list[str]]]) -> None:
+        with self._tx() as db:
+            for batch_id, evaluator, items in batches:
+                db.execute(
+                    "INSERT OR IGNORE INTO batches VALUES (?,?,?,'planned')",
+                    (batch_id, evaluator, json.dumps(items)),
+                )
+
+    def batches(self) -> list[tuple[str, str, list[str], str]]:
+        rows = self._all("SELECT id, evaluator, items, status FROM batches ORDER BY id")
+        return [(b, e, json.loads(i), s) for b, e, i, s in rows]
+
+    def finish_batch(self, batch_id: str, verdicts: list[Verdict]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?)",
+                [
+                    (v.item_id, v.evaluator, v.batch_id, v.status,
+                     json.dumps(v.fields) if v.fields is not None else None, v.reason)
+                    for v in verdicts
+                ],
+            )  # fmt: skip
+            db.execute("UPDATE batches SET status='done' WHERE id=?", (batch_id,))
+
+    def verdicts(self) -> list[Verdict]:
+        rows = self._all("SELECT * FROM verdicts ORDER BY item_id, evaluator")
+        return [Verdict(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None, r[5])
+                for r in rows]  # fmt: skip
+
+    # flags and decisions ------------------------------------------------------------------
+    def add_flag(self, stage: str, kind: str, raised_by: str, items: list[str], text: str) -> bool:
+        """Record a flag; False if the same flag was already raised (stages re-run)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO flags(stage, kind, raised_by, items, text, created) "
+                "VALUES (?,?,?,?,?,?)",
+                (stage, kind, raised_by, json.dumps(items), text, now()),
+            )
+            return cur.rowcount == 1
+
+    def flags(self) -> list[FlagRow]:
+        rows = self._all("SELECT id, stage, kind, raised_by, items, text, resolution FROM flags")
+        return [FlagRow(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows]
+
+    def resolve_flags(self, resolution: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE flags SET resolution=? WHERE resolution IS NULL", (resolution,))
+
+    def record_decision(self, checkpoint: str, decision: str, by: str, note: str) -> DecisionRow:
+        row = DecisionRow(checkpoint, decision, by, now(), note)
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO decisions VALUES (?,?,?,?,?)",
+                (row.checkpoint, row.decision, row.by, row.at, row.note),
+            )
+        return row
+
+    def decision(self, checkpoint: str) -> DecisionRow | None:
+        rows = self._all("SELECT * FROM decisions WHERE checkpoint=?", checkpoint)
+        return DecisionRow(*rows[0]) if rows else None
+
+    def decisions(self) -> list[DecisionRow]:
+        return [DecisionRow(*r) for r in self._all("SELECT * FROM decisions ORDER BY at")]
+
+    # stage progress -----------------------------------------------------------------------
+    def set_stage(self, stage: str, status: str, counts: dict[str, int | float]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO stages VALUES (?,?,?,?)",
+                (stage, status, json.dumps(counts), now()),
+            )
+
+    def stages(self) -> dict[str, tuple[str, dict[str, int | float]]]:
+        rows = self._all("SELECT stage, status, counts FROM stages")
+        return {s: (st, json.loads(c)) for s, st, c in rows}

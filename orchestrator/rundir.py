@@ -1,0 +1,185 @@
+"""The run directory: layout, manifest, lock, and the frozen protocol a run was started with.
+
+Data is written before the manifest says it exists (nanochat's rule): `create` writes the frozen
+protocol, LOG.md and the records database, and only then the manifest.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from memory import RunHistory, RunLog, write_atomic
+from orchestrator.errors import RunLocked, UserError
+from orchestrator.protocol import LoadedProtocol, load_protocol
+from orchestrator.records import Records
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+Status = Literal[
+    "created", "running", "awaiting_approval", "interrupted", "rejected", "failed", "complete"
+]
+
+
+class Manifest(BaseModel):
+    run_id: str = Field(description="The run directory's name.")
+    protocol_id: str
+    protocol_sha256: str = Field(description="sha256 of protocol.yaml as frozen in the run dir.")
+    protocol_source: str = Field(description="Where the protocol was copied from.")
+    code_commit: str | None = Field(description="git commit of the research code, if known.")
+    code_dirty: bool | None = Field(description="Whether that checkout had uncommitted changes.")
+    size: Literal["pilot", "full"]
+    offline: bool = Field(description="Subjects and judge replaced by the local worker's model.")
+    local_model: str | None = Field(None, description="The worker model used when offline.")
+    models: list[str] = Field(description="Subject and judge models, as called.")
+    created: str
+    updated: str
+    status: Status
+
+
+def runs_root(runs_dir: str | Path | None) -> Path:
+    return Path(runs_dir or os.environ.get("RESEARCH_RUNS_DIR") or "runs")
+
+
+def code_version() -> tuple[str | None, bool | None]:
+    """The research checkout's commit and dirty flag (None when not run from a git checkout)."""
+    src = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None, None
+    return sha, bool(dirty)
+
+
+def stamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class RunDir:
+    """An open run directory. Holds the run's lock until `close()`."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.id = self.root.name
+        self._lock_fd = _acquire(self.root / ".lock")
+        try:
+            self.manifest = Manifest.model_validate_json(self.path("manifest.json").read_text())
+            self.loaded = load_protocol(self.path("protocol.yaml"))
+            if self.loaded.sha256 != self.manifest.protocol_sha256:
+                raise UserError(
+                    f"{self.path('protocol.yaml')} was edited after the run started (its sha256 "
+                    "no longer matches manifest.json); restore it or start a new run"
+                )
+            self.records = Records(self.path("records.sqlite"))
+            self.log = RunLog(self.path("LOG.md"))
+            self.history = RunHistory(self.root)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    @classmethod
+    def create(
+        cls,
+        runs_dir: Path,
+        loaded: LoadedProtocol,
+        *,
+        run_id: str | None,
+        pilot: bool,
+        offline: bool,
+        local_model: str | None,
+        models: list[str],
+    ) -> RunDir:
+        run_id = run_id or f"{loaded.protocol.id}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        if not RUN_ID.match(run_id):
+            raise UserError(f"bad run id {run_id!r}: use letters, digits, '.', '_' and '-'")
+        root = runs_dir / run_id
+        if root.exists():
+            raise UserError(f"{root} already exists: resume it with `research resume {run_id}`")
+        root.mkdir(parents=True)
+        (root / "memory").mkdir()
+        (root / "artifacts").mkdir()
+        (root / "protocol.yaml").write_bytes(loaded.path.read_bytes())
+        RunLog(root / "LOG.md")
+        Records(root / "records.sqlite").close()
+        commit, dirty = code_version()
+        manifest = Manifest(
+            run_id=run_id,
+            protocol_id=loaded.protocol.id,
+            protocol_sha256=loaded.sha256,
+            protocol_source=str(loaded.path),
+            code_commit=commit,
+            code_dirty=dirty,
+            size="pilot" if pilot else "full",
+            offline=offline,
+            local_model=local_model,
+            models=models,
+            created=stamp(),
+            updated=stamp(),
+            status="created",
+        )
+        write_atomic(root / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
+        return cls(root)
+
+    @classmethod
+    def open(cls, runs_dir: Path, run: str) -> RunDir:
+        """Open a run by id (under `runs_dir`) or by path."""
+        root = Path(run) if Path(run).is_dir() else runs_dir / run
+        if not (root / "manifest.json").exists():
+            raise UserError(f"no run {run!r} under {runs_dir} (see `research status`)")
+        return cls(root)
+
+    @property
+    def pilot(self) -> bool:
+        return self.manifest.size == "pilot"
+
+    def set_status(self, status: Status) -> None:
+        self.manifest = self.manifest.model_copy(update={"status": status, "updated": stamp()})
+        write_atomic(self.path("manifest.json"), self.manifest.model_dump_json(indent=2) + "\n")
+
+    def close(self) -> None:
+        self.records.close()
+        os.close(self._lock_fd)
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _acquire(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunLocked(
+            f"{path.parent.name} is in use by process {holder}; wait for it to finish or stop it"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def read_manifest(root: Path) -> Manifest | None:
+    """A run's manifest without taking its lock (for listings)."""
+    try:
+        return Manifest.model_validate_json((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,240 @@
+"""Start, resume and approve runs: the Python API the CLI is a thin layer over.
+
+The runner drives the compiled graph with a SQLite checkpointer in the run directory. At each
+checkpoint interrupt it gets a decision (`--yes`, the terminal, or one recorded earlier by
+`research approve`), records it, and resumes. With no way to ask, it stops cleanly and says how to
+continue. Whatever happens — a rejection, Ctrl-C, a crash — LOG.md and SUMMARY.md say so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.types import Command
+
+from agents.client import AuthenticationFailed
+from orchestrator.context import NoProgress, Progress, RunContext, as_run, models_of
+from orchestrator.errors import UserError
+from orchestrator.forecast import forecast
+from orchestrator.graph import build_graph
+from orchestrator.progress import Panel, panel, refresh_summary
+from orchestrator.protocol import load_protocol
+from orchestrator.protocol.schema import Protocol
+from orchestrator.records import DecisionRow
+from orchestrator.rundir import RunDir, runs_root
+from orchestrator.worker import local_worker
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: Literal["approve", "reject"]
+    note: str = ""
+    by: str = "human"
+
+
+Approver = Callable[[Panel], Decision | None]
+"""Asks a human at a checkpoint; None means no decision now (no terminal, or abort)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    run_dir: Path
+    status: str
+    waiting_at: str | None = None
+
+
+def start(
+    protocol_path: str | Path,
+    *,
+    runs_dir: str | Path | None = None,
+    run_id: str | None = None,
+    pilot: bool = False,
+    offline: bool = False,
+    yes: bool = False,
+    approver: Approver | None = None,
+    progress: Progress | None = None,
+) -> Outcome:
+    loaded = load_protocol(protocol_path)
+    local = os.environ.get("RESEARCH_LOCAL_MODEL", "smollm2") if offline else None
+    protocol = as_run(loaded.protocol, offline=offline, local_model=local)
+    check_credentials(protocol)
+    run = RunDir.create(
+        runs_root(runs_dir),
+        loaded,
+        run_id=run_id,
+        pilot=pilot,
+        offline=offline,
+        local_model=local,
+        models=models_of(protocol),
+    )
+    with run:
+        size = "pilot" if pilot else "full"
+        run.log.append(
+            "run", "orchestrator", "created",
+            f"Run created from {loaded.path} (sha256 {loaded.sha256[:12]}), {size} size"
+            + (f", offline on {local}" if offline else "") + ".\nModels: "
+            + ", ".join(run.manifest.models),
+        )  # fmt: skip
+        refresh_summary(run)
+        run.history.commit("run created")
+        return _drive(run, protocol, yes, approver, progress or NoProgress())
+
+
+def resume(
+    run_ref: str,
+    *,
+    runs_dir: str | Path | None = None,
+    yes: bool = False,
+    approver: Approver | None = None,
+    progress: Progress | None = None,
+) -> Outcome:
+    with RunDir.open(runs_root(runs_dir), run_ref) as run:
+        m = run.manifest
+        protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
+        if m.status in ("complete", "rejected"):
+            return Outcome(run.id, run.root, m.status)
+        check_credentials(protocol)
+        run.log.append("run", "orchestrator", "resumed", f"Resumed by process {os.getpid()}.")
+        return _drive(run, protocol, yes, approver, progress or NoProgress())
+
+
+def approve(
+    run_ref: str,
+    *,
+    runs_dir: str | Path | None = None,
+    reject: bool = False,
+    note: str = "",
+    by: str | None = None,
+) -> DecisionRow:
+    with RunDir.open(runs_root(runs_dir), run_ref) as run:
+        waiting = waiting_checkpoint(run)
+        if waiting is None:
+            raise UserError(
+                f"{run.id} is not waiting at a checkpoint (status: {run.manifest.status})"
+            )
+        d = Decision("reject" if reject else "approve", note, by or _user())
+        row = record_decision(run, waiting, d)
+        if reject:  # nothing left to run: the run ends here, with the note on record
+            run.set_status("rejected")
+            refresh_summary(run)
+            run.history.commit("run rejected")
+        return row
+
+
+def check_credentials(protocol: Protocol) -> None:
+    refs = [*protocol.subjects, protocol.evaluation.judge]
+    cloud = sorted({r.model for r in refs if r.provider == "anthropic"})
+    if cloud and not os.environ.get("ANTHROPIC_API_KEY"):
+        raise UserError(
+            f"ANTHROPIC_API_KEY is not set, and this protocol calls {', '.join(cloud)} through "
+            "the Anthropic API. Set the key, or run on the local model with --offline."
+        )
+
+
+def waiting_checkpoint(run: RunDir) -> str | None:
+    with SqliteSaver.from_conn_string(str(run.path("state.sqlite"))) as saver:
+        snap = build_graph(saver).get_state({"configurable": {"thread_id": run.id}})
+        return _interrupt_of(snap)
+
+
+def _interrupt_of(snap) -> str | None:  # noqa: ANN001 — a LangGraph StateSnapshot
+    for task in snap.tasks:
+        for intr in task.interrupts:
+            return intr.value["checkpoint"]
+    return None
+
+
+def record_decision(run: RunDir, checkpoint: str, d: Decision) -> DecisionRow:
+    row = run.records.record_decision(checkpoint, d.decision, d.by, d.note)
+    verb = "approved" if d.decision == "approve" else "rejected"
+    text = f"Checkpoint `{checkpoint}` {verb} by {d.by}." + (f" Note: {d.note}" if d.note else "")
+    run.log.append(checkpoint, d.by.replace(" ", "_") or "human", d.decision, text)
+    if d.decision == "approve":
+        run.records.resolve_flags(f"seen and approved at the {checkpoint} checkpoint by {d.by}")
+    refresh_summary(run)
+    run.history.commit(f"{checkpoint}: {verb} by {d.by}")
+    return row
+
+
+def _user() -> str:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "human"
+
+
+def _drive(
+    run: RunDir,
+    protocol: Protocol,
+    yes: bool,
+    approver: Approver | None,
+    progress: Progress,
+) -> Outcome:
+    ctx = RunContext(run, protocol, progress)
+    config = {"configurable": {"thread_id": run.id}}
+    stage = "run"
+    with ExitStack() as stack:
+        saver = stack.enter_context(SqliteSaver.from_conn_string(str(run.path("state.sqlite"))))
+        graph = build_graph(saver)
+        try:
+            if any(r.provider == "local" for r in [*protocol.subjects, protocol.evaluation.judge]):
+                stack.enter_context(local_worker(run, protocol))
+            snap = graph.get_state(config)
+            pending: dict | Command | None = {} if not snap.values and not snap.next else None
+            while True:
+                if (waiting := _interrupt_of(snap)) is not None:
+                    stage = waiting
+                    recorded = run.records.decision(waiting)
+                    if recorded is None:
+                        d = _ask(run, protocol, waiting, yes, approver)
+                        if d is None:
+                            run.set_status("awaiting_approval")
+                            refresh_summary(run, waiting)
+                            run.history.commit(f"{waiting}: awaiting approval")
+                            return Outcome(run.id, run.root, "awaiting_approval", waiting)
+                        record_decision(run, waiting, d)
+                    pending = Command(resume=True)
+                elif not snap.next and snap.values:
+                    break
+                run.set_status("running")
+                graph.invoke(pending, config, context=ctx, durability="sync")
+                snap = graph.get_state(config)
+                pending = None
+        except KeyboardInterrupt:
+            text = f"Interrupted (Ctrl-C). Continue with `research resume {run.id}`."
+            run.log.append(stage, "orchestrator", "interrupted", text)
+            run.set_status("interrupted")
+            refresh_summary(run)
+            raise
+        except AuthenticationFailed as e:
+            run.log.append(stage, "orchestrator", "error", f"Authentication failed: {e}")
+            run.set_status("failed")
+            refresh_summary(run)
+            raise UserError(f"the API refused the credentials: {e}") from e
+        except Exception as e:
+            run.log.append(stage, "orchestrator", "error", f"{type(e).__name__}: {e}")
+            run.set_status("failed")
+            refresh_summary(run)
+            raise
+    rejected = [c for c, d in snap.values.get("decisions", {}).items() if d == "reject"]
+    status = "rejected" if rejected else "complete"
+    run.set_status(status)
+    text = f"Run stopped: `{rejected[0]}` rejected." if rejected else "Run complete."
+    run.log.append(rejected[0] if rejected else "run", "orchestrator", status, text)
+    refresh_summary(run)
+    run.history.commit(f"run {status}")
+    return Outcome(run.id, run.root, status)
+
+
+def _ask(
+    run: RunDir, protocol: Protocol, checkpoint: str, yes: bool, approver: Approver | None
+) -> Decision | None:
+    if yes:
+        return Decision("approve", "auto-approved with --yes", "--yes")
+    if approver is None:
+        return None
+    return approver(panel(run, checkpoint, forecast(protocol, run.records, checkpoint)))

@@ -1,0 +1,23 @@
+"""Graph state: ids, counts and stage status only. Records live in records.sqlite."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, TypedDict
+
+
+class RunState(TypedDict, total=False):
+    stage: str
+    """The last stage that finished."""
+    items: int
+    responses: int
+    batches_done: Annotated[list[str], operator.add]
+    """Evaluator batches finished in this run; parallel batch nodes append to it."""
+    decisions: Annotated[dict[str, str], operator.or_]
+    """Checkpoint -> approve | reject."""
+
+
+class BatchState(TypedDict):
+    """What one evaluator batch node receives through `Send`."""
+
+    batch_id: str

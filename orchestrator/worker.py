@@ -1,0 +1,79 @@
+"""Start the local worker (`python -m truesight`) for a run that needs it, and stop it after.
+
+The orchestrator never imports `truesight`: it talks to the worker over HTTP, so the worker can
+as well run on a GPU host (set RESEARCH_WORKER_URL and, beyond loopback, RESEARCH_WORKER_TOKEN).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlparse
+
+import httpx
+
+from orchestrator.context import worker_url
+from orchestrator.errors import UserError
+from orchestrator.protocol.schema import Protocol
+from orchestrator.rundir import RunDir
+
+
+def healthy(url: str) -> dict | None:
+    try:
+        r = httpx.get(f"{url}/health", timeout=2.0)
+        return r.json() if r.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+@contextmanager
+def local_worker(run: RunDir, protocol: Protocol) -> Iterator[str]:
+    """Yield the worker URL; start a worker first when none answers there."""
+    url = worker_url()
+    model = next(r.model for r in [*protocol.subjects, protocol.evaluation.judge]
+                 if r.provider == "local")  # fmt: skip
+    if (health := healthy(url)) is not None:
+        run.log.append("run", "orchestrator", "worker", f"Using the worker at {url} ({health})")
+        yield url
+        return
+    parsed = urlparse(url)
+    if parsed.hostname not in ("127.0.0.1", "localhost"):
+        raise UserError(f"no worker answers at {url}; start one there with `research worker`")
+    log_path = run.path("worker.log")
+    cmd = [sys.executable, "-m", "truesight", "--model", model,
+           "--host", parsed.hostname, "--port", str(parsed.port or 80)]  # fmt: skip
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    run.log.append(
+        "run", "orchestrator", "worker",
+        f"Started the local worker (pid {proc.pid}) for {model} at {url}; output in worker.log.",
+    )  # fmt: skip
+    try:
+        _wait(proc, url, log_path)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait(proc: subprocess.Popen, url: str, log_path) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + float(os.environ.get("RESEARCH_WORKER_START_TIMEOUT", "1200"))
+    while time.monotonic() < deadline:
+        if healthy(url) is not None:
+            return
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-1500:]
+            hint = ""
+            if "No module named" in tail:
+                hint = "\nThe worker needs the local extra: pip install torch==2.13.0 -e '.[local]'"
+            raise UserError(f"the local worker exited with code {proc.returncode}:\n{tail}{hint}")
+        time.sleep(0.5)
+    raise UserError(f"the local worker did not answer at {url} in time; see {log_path}")

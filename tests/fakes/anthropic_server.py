@@ -1,0 +1,227 @@
+"""A fake Anthropic Messages API on 127.0.0.1, driven by a callable, with fault injection.
+
+Used through the real `anthropic` SDK (point `base_url` or ANTHROPIC_BASE_URL at `server.url`),
+so tests exercise the SDK's retries, timeouts and parsing, not a mock of them.
+
+    with FakeAnthropic(lambda req: "hello") as server:
+        client = anthropic.Anthropic(base_url=server.url, api_key="x")
+
+The handler gets the request body (a dict) and returns a `str` (one text block), a `dict` of
+Message fields (e.g. from `tool_use(...)`), or a `Fault`. `faults(body, n)` may inject a fault
+before the handler runs (n = requests seen so far). Every request is kept in `server.requests`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str  # rate_limit | overloaded | server_error | drop | slow
+    retry_after: float | None = None
+    seconds: float = 0.0
+
+    @staticmethod
+    def rate_limit(retry_after: float = 0.05) -> Fault:
+        return Fault("rate_limit", retry_after=retry_after)
+
+    @staticmethod
+    def overloaded() -> Fault:
+        return Fault("overloaded")
+
+    @staticmethod
+    def server_error() -> Fault:
+        return Fault("server_error")
+
+    @staticmethod
+    def drop() -> Fault:
+        return Fault("drop")
+
+    @staticmethod
+    def slow(seconds: float) -> Fault:
+        return Fault("slow", seconds=seconds)
+
+
+Reply = str | dict[str, Any] | Fault
+Handler = Callable[[dict[str, Any]], Reply]
+FaultPlan = Callable[[dict[str, Any], int], Fault | None]
+
+STATUS = {"rate_limit": 429, "overloaded": 529, "server_error": 500}
+ERROR_TYPE = {"rate_limit": "rate_limit_error", "overloaded": "overloaded_error",
+              "server_error": "api_error"}  # fmt: skip
+
+
+@dataclass
+class Seen:
+    body: dict[str, Any]
+    headers: dict[str, str]
+    received: float
+    answered: float | None = None
+    outcome: str = "pending"  # ok | fault:<kind> | handler_error
+
+    @property
+    def fingerprint(self) -> str:
+        return json.dumps(self.body, sort_keys=True)
+
+
+def text(t: str, stop_reason: str = "end_turn") -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": t}], "stop_reason": stop_reason}
+
+
+def tool_use(name: str, input: dict[str, Any]) -> dict[str, Any]:
+    block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name,
+             "input": input}  # fmt: skip
+    return {"content": [block], "stop_reason": "tool_use"}
+
+
+def random_faults(rate: float, seed: int = 0, slow_s: float = 3.0) -> FaultPlan:
+    """Fault `rate` of requests, spread over every kind; seeded, thread-safe."""
+    rng = random.Random(seed)
+    lock = threading.Lock()
+    kinds = [Fault.rate_limit(), Fault.overloaded(), Fault.server_error(), Fault.drop(),
+             Fault.slow(slow_s)]  # fmt: skip
+
+    def plan(body: dict[str, Any], n: int) -> Fault | None:
+        with lock:
+            return rng.choice(kinds) if rng.random() < rate else None
+
+    return plan
+
+
+@dataclass
+class FakeAnthropic:
+    handler: Handler
+    latency: float = 0.0
+    faults: FaultPlan | None = None
+    requests: list[Seen] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeAnthropic:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeAnthropic:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def answered(self) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.requests if s.outcome == "ok"]
+
+    def _record(self, seen: Seen) -> int:
+        with self._lock:
+            self.requests.append(seen)
+            return len(self.requests) - 1
+
+
+def _message(body: dict[str, Any], reply: str | dict[str, Any]) -> dict[str, Any]:
+    fields = text(reply) if isinstance(reply, str) else dict(reply)
+    out_text = json.dumps(fields.get("content", ""))
+    return {
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", "fake"),
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": len(json.dumps(body.get("messages", ""))) // 4 + 1,
+            "output_tokens": len(out_text) // 4 + 1,
+        },
+        **fields,
+    }
+
+
+def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:  # keep test output clean
+            pass
+
+        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+
+        def do_POST(self) -> None:  # noqa: N802 — http.server's naming
+            length = int(self.headers.get("content-length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            seen = Seen(body, {k.lower(): v for k, v in self.headers.items()}, time.time())
+            n = server._record(seen)
+            if self.path.rstrip("/") != "/v1/messages":
+                seen.outcome = "not_found"
+                self._send(404, {"type": "error", "error": {"type": "not_found_error",
+                                                            "message": self.path}}, {})  # fmt: skip
+                return
+            fault = server.faults(body, n) if server.faults else None
+            if fault is not None and fault.kind == "drop":
+                seen.outcome = "fault:drop"
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault is not None and fault.kind in STATUS:
+                seen.outcome = f"fault:{fault.kind}"
+                headers = {"connection": "close"}
+                if fault.retry_after is not None:
+                    headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
+                err = {"type": ERROR_TYPE[fault.kind], "message": f"injected {fault.kind}"}
+                self.close_connection = True
+                self._send(STATUS[fault.kind], {"type": "error", "error": err}, headers)
+                return
+            time.sleep(server.latency + (fault.seconds if fault is not None else 0.0))
+            try:
+                reply = server.handler(body)
+            except Exception as e:  # the test's handler failed: make it visible, answer 500
+                server.errors.append(e)
+                seen.outcome = "handler_error"
+                err = {"type": "api_error", "message": f"fake handler raised {e!r}"}
+                self._send(500, {"type": "error", "error": err}, {})
+                return
+            if isinstance(reply, Fault):
+                seen.outcome = f"fault:{reply.kind}"
+                status = STATUS.get(reply.kind, 500)
+                err = {"type": ERROR_TYPE.get(reply.kind, "api_error"), "message": reply.kind}
+                self._send(status, {"type": "error", "error": err}, {})
+                return
+            try:
+                self._send(200, _message(body, reply), {})
+            except OSError:  # the client went away (killed, or timed out on a slow reply)
+                seen.outcome = "client_gone"
+                return
+            seen.answered = time.time()
+            seen.outcome = "ok"
+
+    return Handler
