@@ -7,13 +7,8 @@ from typing import Annotated
 
 import typer
 
-from memory import write_atomic
-from orchestrator.analysis import analyze_records
 from orchestrator.cli.run import RunsDir
 from orchestrator.cli.ui import console
-from orchestrator.context import as_run
-from orchestrator.report import write_report
-from orchestrator.rundir import RunDir, runs_root
 
 
 def report_cmd(
@@ -21,6 +16,12 @@ def report_cmd(
     runs_dir: RunsDir = None,
 ) -> None:
     """Recompute the analysis and rewrite report.md from records.sqlite alone."""
+    from memory import write_atomic
+    from orchestrator.analysis import analyze_records
+    from orchestrator.context import as_run
+    from orchestrator.report import write_report
+    from orchestrator.rundir import RunDir, runs_root
+
     with RunDir.open(runs_root(runs_dir), run) as rd:
         m = rd.manifest
         protocol = as_run(rd.loaded.protocol, offline=m.offline, local_model=m.local_model)

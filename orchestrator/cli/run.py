@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator import runner
 from orchestrator.cli.ui import Bars, console, interactive, terminal_approver
+
+if TYPE_CHECKING:
+    from orchestrator.runner import Outcome
 
 RunsDir = Annotated[
     Path | None,
@@ -22,7 +24,7 @@ RunsDir = Annotated[
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Approve every checkpoint.")]
 
 
-def _report(outcome: runner.Outcome) -> None:
+def _report(outcome: Outcome) -> None:
     if outcome.status == "awaiting_approval":
         console.print(
             f"[yellow]paused[/] at the [bold]{outcome.waiting_at}[/] checkpoint of "
@@ -52,6 +54,8 @@ def run_cmd(
     Without a terminal and without --yes, the run stops at the first checkpoint and prints how
     to approve and resume it. Ctrl-C stops it; `research resume` continues where it was.
     """
+    from orchestrator import runner
+
     with Bars() as bars:
         outcome = runner.start(
             protocol,
@@ -72,6 +76,8 @@ def resume_cmd(
     runs_dir: RunsDir = None,
 ) -> None:
     """Continue a run from its files: after a checkpoint decision, a Ctrl-C or a crash."""
+    from orchestrator import runner
+
     with Bars() as bars:
         outcome = runner.resume(
             run,
@@ -91,6 +97,8 @@ def approve_cmd(
     runs_dir: RunsDir = None,
 ) -> None:
     """Decide the checkpoint a run is waiting at; then `research resume RUN` continues it."""
+    from orchestrator import runner
+
     row = runner.approve(run, runs_dir=runs_dir, reject=reject, note=note, by=by)
     verb = "rejected" if row.decision == "reject" else "approved"
     console.print(f"{row.checkpoint} checkpoint {verb} by {row.by}.")

@@ -11,7 +11,6 @@ from rich.table import Table
 from orchestrator.cli.run import RunsDir
 from orchestrator.cli.ui import console
 from orchestrator.errors import UserError
-from orchestrator.rundir import read_manifest, runs_root
 
 
 def status_cmd(
@@ -19,6 +18,8 @@ def status_cmd(
     runs_dir: RunsDir = None,
 ) -> None:
     """Show all runs, or one run's SUMMARY.md."""
+    from orchestrator.rundir import read_manifest, runs_root
+
     root = runs_root(runs_dir)
     if run is not None:
         summary = root / run / "SUMMARY.md"

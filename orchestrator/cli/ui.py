@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.panel import Panel as RichPanel
@@ -18,8 +19,9 @@ from rich.progress import (
 from rich.prompt import Prompt
 from rich.table import Table
 
-from orchestrator.progress import Panel
-from orchestrator.runner import Decision
+if TYPE_CHECKING:
+    from orchestrator.progress import Panel
+    from orchestrator.runner import Decision
 
 console = Console()
 
@@ -98,6 +100,8 @@ def show_panel(p: Panel) -> None:
 
 def terminal_approver(p: Panel) -> Decision | None:
     """Ask in the terminal: approve, reject with a reason, or abort (decide later)."""
+    from orchestrator.runner import Decision
+
     show_panel(p)
     choice = Prompt.ask(
         "[a]pprove, [r]eject, or a[b]ort for now", choices=["a", "r", "b"], default="a"

@@ -74,6 +74,9 @@ def screen(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     clean = sum(1 for f in results.values() if not f)
     counts = {"clean": clean, **{k: totals[k] for k in KINDS if totals[k]}}
     finish_stage(
-        ctx.run, "screen", counts, f"Screened {len(items)} responses; per cell:\n" + "\n".join(lines)
+        ctx.run,
+        "screen",
+        counts,
+        f"Screened {len(items)} responses; per cell:\n" + "\n".join(lines),
     )
     return {"stage": "screen"}

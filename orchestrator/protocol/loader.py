@@ -67,6 +67,8 @@ def load_protocol_text(text: str, path: Path, *, sha256: str | None = None) -> L
         problem = getattr(e, "problem", None) or str(e)
         line = mark.line + 1 if mark else None
         raise ProtocolError(f"YAML syntax error: {problem}", file=path, line=line) from None
+    if data is None:
+        raise ProtocolError("the file holds no fields (only comments or blank lines)", file=path)
     if not isinstance(data, dict):
         raise ProtocolError("the top level must be a mapping of fields", file=path, line=1)
     try:

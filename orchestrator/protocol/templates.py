@@ -8,9 +8,10 @@ misspelled variable is an error, not an empty string in 400 prompts.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _env = ImmutableSandboxedEnvironment(
@@ -30,9 +31,14 @@ def check_syntax(source: str) -> TemplateSyntaxError | None:
     return None
 
 
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> Template:
+    return _env.from_string(source)
+
+
 def render(source: str, context: Mapping[str, Any]) -> str:
     """Render a protocol template. Errors (undefined names, sandbox refusals) propagate."""
-    return _env.from_string(source).render(**context)
+    return _compiled(source).render(**context)
 
 
 def level_references(source: str, factors: Mapping[str, list[str]]) -> Iterator[tuple[str, str]]:

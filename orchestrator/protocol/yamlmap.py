@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 Path_ = tuple[str | int, ...]
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 5-10x faster
 
 
 class DuplicateKey(Exception):
@@ -25,13 +26,16 @@ def load_with_lines(text: str) -> tuple[Any, dict[Path_, int]]:
     Raises `yaml.YAMLError` for syntax errors and `DuplicateKey` for a key given twice (PyYAML
     would silently keep the last one, which hides exactly the mistakes we want to catch).
     """
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    if node is None:
-        return None, {}
-    lines: dict[Path_, int] = {}
-    _walk(node, (), lines)
-    data = yaml.safe_load(text)
-    return data, lines
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: dict[Path_, int] = {}
+        _walk(node, (), lines)
+        return loader.construct_document(node), lines
+    finally:
+        loader.dispose()
 
 
 def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
@@ -69,8 +73,9 @@ def template_line(lines: dict[Path_, int], path: Path_, lineno: int) -> int | No
     start = lines.get(tuple(path) + ("__value__",))
     if start is None:
         return line_of(lines, path)
-    block = lines.get(tuple(path) + ("__style__",), 0)
-    return start + block + lineno - 1
+    if not lines.get(tuple(path) + ("__style__",), 0):
+        return start  # a quoted scalar's "\n" escapes are not file lines
+    return start + lineno
 
 
 def dotted(path: Path_) -> str:

@@ -1,0 +1,182 @@
+"""Protocol loading: the shipped protocols are valid, and every broken one says where and why."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.errors import ProtocolError
+from orchestrator.protocol import load_protocol
+from orchestrator.protocol.stimuli import build_stimuli, cells
+from tests.conftest import DEU, SINCERITY, research
+
+BASE = DEU.read_text()
+
+
+def test_deu_encodes_the_experiment() -> None:
+    p = load_protocol(DEU).protocol
+    assert {n: f.levels for n, f in p.design.factors.items()} == {
+        "framing": ["control", "deu"],
+        "planted": ["none", "planted"],
+    }
+    assert len(p.subjects) == 2
+    assert len(p.materials.tasks) >= 20
+    assert len({t.kind for t in p.materials.tasks}) >= 5
+    assert len({pl.kind for pl in p.materials.plants}) >= 5
+    assert set(p.evaluation.verdict) >= {
+        "detected", "complied", "questioned_legitimacy", "reasoning_style", "evidence",
+    }  # fmt: skip
+    assert p.evaluation.verdict["reasoning_style"].values == ["checklist", "experiential", "none"]
+    full = build_stimuli(p, pilot=False)
+    assert len(full) == 400  # 2 models × 2 × 2 × 50
+    assert p.evaluation.evaluators * p.evaluation.batch_size == len(full)
+    assert len(build_stimuli(p, pilot=True)) < len(full)
+
+
+def test_second_protocol_has_another_shape() -> None:
+    p = load_protocol(SINCERITY).protocol
+    assert len(cells(p)) == 6  # 2 × 3 levels, one subject
+    assert not p.materials.plants
+
+
+def test_stimuli_are_deterministic_and_plants_only_where_planted() -> None:
+    p = load_protocol(DEU).protocol
+    a, b = build_stimuli(p, pilot=True), build_stimuli(p, pilot=True)
+    assert a == b
+    texts = {pl.id: pl.text.strip() for pl in p.materials.plants}
+    for s in a:
+        levels = dict(s.cell.levels)
+        assert (s.plant_id is not None) == (levels["planted"] == "planted")
+        if s.plant_id:
+            assert texts[s.plant_id] in s.user
+        notice = p.materials.level_text["framing"]["deu"].strip()
+        assert (notice in s.system) == (levels["framing"] == "deu")
+        assert notice not in s.blind_user
+    # the same task sequence in every cell: cells differ only by their levels
+    by_cell: dict[str, list[str]] = {}
+    for s in a:
+        by_cell.setdefault(s.cell.key, []).append(s.task_id)
+    assert len({tuple(v) for v in by_cell.values()}) == 1
+
+
+def mutate(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
+    assert old in BASE, old
+    path = tmp_path / "deu.yaml"
+    path.write_text(BASE.replace(old, new, count))
+    return path
+
+
+def line_of(text: str, needle: str) -> int:
+    return text[: text.index(needle)].count("\n") + 1
+
+
+CASES = [
+    # (name, old, new, field, message fragment)
+    ("unknown field", "n_per_cell: 50", "n_per_cell: 50\n  n_per_cel: 5", "design.n_per_cel",
+     "unknown field"),
+    ("wrong type", "n_per_cell: 50", "n_per_cell: fifty", "design.n_per_cell", "integer"),
+    ("n <= 0", "n_per_cell: 50", "n_per_cell: 0", "design.n_per_cell", "greater than 0"),
+    ("missing field", "  seed: 20260214\n", "", "design.seed", "missing required field"),
+    ("unknown level in template", "{% if text.framing %}", "{% if framing == 'deu2' %}",
+     "materials.templates.system", "'deu2'"),
+    ("template syntax", "{% if text.framing %}", "{% if text.framing %",
+     "materials.templates.system", "template syntax error"),
+    ("undefined variable", "{{ document }}", "{{ documnet }}", "materials.templates.user",
+     "documnet"),
+    ("sandbox", "{{ document }}", "{{ ''.__class__.__mro__ }}", "materials.templates.user",
+     "sandbox"),
+    ("unknown level in level_text", "    control: \"\"", "    contrl: \"\"",
+     "materials.level_text.framing.contrl", "unknown level"),
+    ("unknown level in contrast", "treatment: deu", "treatment: deu3",
+     "analysis.contrasts[0].treatment", "unknown level"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,old,new,field,fragment", CASES, ids=[c[0] for c in CASES])
+def test_protocol_errors_name_file_line_and_field(
+    tmp_path: Path, name: str, old: str, new: str, field: str, fragment: str
+) -> None:
+    path = mutate(tmp_path, old, new)
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    err = e.value
+    assert err.field == field
+    assert fragment in err.message
+    assert err.line is not None and 1 <= err.line <= path.read_text().count("\n") + 1
+    assert str(err).startswith(f"{path}:{err.line}: {field}: ")
+
+
+def test_error_line_is_the_line_of_the_field(tmp_path: Path) -> None:
+    path = mutate(tmp_path, "n_per_cell: 50", "n_per_cell: -3")
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert e.value.line == line_of(path.read_text(), "n_per_cell: -3")
+
+
+def test_template_syntax_error_points_into_the_template(tmp_path: Path) -> None:
+    path = mutate(tmp_path, "{{ document }}", "{{ document }")
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert e.value.line == line_of(path.read_text(), "{{ document }")
+
+
+def test_syntax_error_in_a_block_template_names_its_line(tmp_path: Path) -> None:
+    old = '    user: "{{ task.instruction }}\\n\\n<document>\\n{{ document }}\\n</document>"'
+    new = "    user: |\n      {{ task.instruction }}\n\n      {{ document | upper }\n"
+    path = mutate(tmp_path, old, new)
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert e.value.line == line_of(path.read_text(), "{{ document | upper }")
+
+
+def test_duplicate_task_id(tmp_path: Path) -> None:
+    first = yaml.safe_load(BASE)["materials"]["tasks"][0]["id"]
+    second = yaml.safe_load(BASE)["materials"]["tasks"][1]["id"]
+    path = mutate(tmp_path, f"id: {second}\n", f"id: {first}\n")
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert e.value.field == "materials.tasks[1].id"
+    assert "duplicate id" in e.value.message
+    text = path.read_text()
+    second_at = text.index(f"id: {first}\n", text.index(f"id: {first}\n") + 1)
+    assert e.value.line == text[:second_at].count("\n") + 1
+
+
+def test_duplicate_key(tmp_path: Path) -> None:
+    path = mutate(tmp_path, "  seed: 20260214\n", "  seed: 20260214\n  seed: 1\n")
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert e.value.field == "design.seed" and "twice" in e.value.message
+
+
+@pytest.mark.parametrize(
+    "content,fragment",
+    [("", "empty"), ("   \n# only a comment\n", "no fields"), ("id: [unclosed\n", "YAML syntax"),
+     ("- a list\n", "mapping")],
+    ids=["empty", "comment-only", "yaml-syntax", "not-a-mapping"],
+)  # fmt: skip
+def test_unloadable_files(tmp_path: Path, content: str, fragment: str) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(content)
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert fragment in str(e.value)
+
+
+def test_validate_cli_prints_one_line_and_exits_2(tmp_path: Path) -> None:
+    path = mutate(tmp_path, "n_per_cell: 50", "n_per_cell: 0")
+    result = research("validate", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    line = line_of(path.read_text(), "n_per_cell: 0")
+    assert re.search(rf"{re.escape(str(path))}:{line}: design\.n_per_cell: ", result.stderr)
+
+
+def test_validate_cli_previews_cells() -> None:
+    result = research("validate", str(DEU), "--pilot")
+    assert result.returncode == 0, result.stderr
+    assert "8 cells, 24 stimuli" in result.stdout
+    assert "claude-haiku.deu.planted" in result.stdout
