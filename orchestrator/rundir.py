@@ -9,7 +9,9 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -109,13 +111,18 @@ class RunDir:
             raise UserError(f"bad run id {run_id!r}: use letters, digits, '.', '_' and '-'")
         root = runs_dir / run_id
         if root.exists():
-            raise UserError(f"{root} already exists: resume it with `research resume {run_id}`")
-        root.mkdir(parents=True)
-        (root / "memory").mkdir()
-        (root / "artifacts").mkdir()
-        (root / "protocol.yaml").write_bytes(loaded.path.read_bytes())
-        RunLog(root / "LOG.md")
-        Records(root / "records.sqlite").close()
+            raise UserError(
+                f"{root} already exists: resume it with `research resume {run_id}`"
+            ) from None
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        # built under a temporary name and renamed when complete: a run directory that exists
+        # always has its manifest, whenever the process is killed
+        tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", dir=runs_dir))
+        (tmp / "memory").mkdir()
+        (tmp / "artifacts").mkdir()
+        (tmp / "protocol.yaml").write_bytes(loaded.path.read_bytes())
+        RunLog(tmp / "LOG.md")
+        Records(tmp / "records.sqlite").close()
         commit, dirty = code_version()
         manifest = Manifest(
             run_id=run_id,
@@ -132,7 +139,15 @@ class RunDir:
             updated=stamp(),
             status="created",
         )
-        write_atomic(root / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
+        write_atomic(tmp / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
+        tmp.chmod(0o755)
+        try:
+            tmp.rename(root)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise UserError(
+                f"{root} already exists: resume it with `research resume {run_id}`"
+            ) from None
         return cls(root)
 
     @classmethod

@@ -23,7 +23,7 @@ from orchestrator.context import NoProgress, Progress, RunContext, as_run, model
 from orchestrator.errors import UserError
 from orchestrator.forecast import forecast
 from orchestrator.graph import build_graph
-from orchestrator.progress import Panel, panel, refresh_summary
+from orchestrator.progress import STAGES, Panel, panel, refresh_summary
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import DecisionRow
@@ -176,7 +176,6 @@ def _drive(
 ) -> Outcome:
     ctx = RunContext(run, protocol, progress)
     config = {"configurable": {"thread_id": run.id}}
-    stage = "run"
     with ExitStack() as stack:
         saver = stack.enter_context(SqliteSaver.from_conn_string(str(run.path("state.sqlite"))))
         graph = build_graph(saver)
@@ -187,7 +186,6 @@ def _drive(
             pending: dict | Command | None = {} if not snap.values and not snap.next else None
             while True:
                 if (waiting := _interrupt_of(snap)) is not None:
-                    stage = waiting
                     recorded = run.records.decision(waiting)
                     if recorded is None:
                         d = _ask(run, protocol, waiting, yes, approver)
@@ -206,17 +204,19 @@ def _drive(
                 pending = None
         except KeyboardInterrupt:
             text = f"Interrupted (Ctrl-C). Continue with `research resume {run.id}`."
-            run.log.append(stage, "orchestrator", "interrupted", text)
+            run.log.append(_current_stage(run), "orchestrator", "interrupted", text)
             run.set_status("interrupted")
             refresh_summary(run)
             raise
         except AuthenticationFailed as e:
-            run.log.append(stage, "orchestrator", "error", f"Authentication failed: {e}")
+            run.log.append(
+                _current_stage(run), "orchestrator", "error", f"Authentication failed: {e}"
+            )
             run.set_status("failed")
             refresh_summary(run)
             raise UserError(f"the API refused the credentials: {e}") from e
         except Exception as e:
-            run.log.append(stage, "orchestrator", "error", f"{type(e).__name__}: {e}")
+            run.log.append(_current_stage(run), "orchestrator", "error", f"{type(e).__name__}: {e}")
             run.set_status("failed")
             refresh_summary(run)
             raise
@@ -228,6 +228,11 @@ def _drive(
     refresh_summary(run)
     run.history.commit(f"run {status}")
     return Outcome(run.id, run.root, status)
+
+
+def _current_stage(run: RunDir) -> str:
+    done = run.records.stages()
+    return next((s for s in STAGES if s not in done), "run")
 
 
 def _ask(

@@ -32,11 +32,15 @@ app.command("validate")(validate.validate_cmd)
 app.command("worker")(worker.worker_cmd)
 
 err = Console(stderr=True)
+INTERRUPTED = (
+    "[yellow]interrupted[/]: everything recorded so far is kept; "
+    "continue with `research resume RUN`"
+)
 
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except ProtocolError as e:
         err.print(f"[bold red]protocol error[/] {e.report()}", highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -44,8 +48,7 @@ def main() -> None:
         err.print(f"[bold red]error[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: everything recorded so far is kept; "
-                  "continue with `research resume RUN`")  # fmt: skip
+        err.print(INTERRUPTED)
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
@@ -58,6 +61,10 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
+    if code == 130:  # typer turns Ctrl-C into a return value in non-standalone mode
+        err.print(INTERRUPTED)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,11 @@ def status_cmd(
             raise UserError(f"no run {run!r} under {root}")
         console.print(Markdown(summary.read_text(encoding="utf-8")))
         return
-    runs = sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    runs = (
+        sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if root.exists()
+        else []
+    )
     table = Table(title=f"runs in {root}")
     for col in ("run", "protocol", "size", "status", "created", "updated"):
         table.add_column(col)

@@ -83,7 +83,13 @@ class Materials(Strict):
 
 class GenerationParams(Strict):
     max_tokens: PositiveInt = Field(1024, description="Maximum tokens to generate.")
-    temperature: float = Field(1.0, ge=0.0, le=1.0, description="Sampling temperature.")
+    temperature: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Sampling temperature; omit for the model's default (newer Claude models "
+        "accept only their default).",
+    )
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     stop_sequences: list[str] = Field(default_factory=list, description="Stop strings.")
 

@@ -27,7 +27,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # rate_limit | overloaded | server_error | drop | slow
+    kind: str  # rate_limit | overloaded | server_error | authentication | drop | slow
     retry_after: float | None = None
     seconds: float = 0.0
 
@@ -44,6 +44,10 @@ class Fault:
         return Fault("server_error")
 
     @staticmethod
+    def authentication() -> Fault:
+        return Fault("authentication")
+
+    @staticmethod
     def drop() -> Fault:
         return Fault("drop")
 
@@ -56,9 +60,9 @@ Reply = str | dict[str, Any] | Fault
 Handler = Callable[[dict[str, Any]], Reply]
 FaultPlan = Callable[[dict[str, Any], int], Fault | None]
 
-STATUS = {"rate_limit": 429, "overloaded": 529, "server_error": 500}
+STATUS = {"rate_limit": 429, "overloaded": 529, "server_error": 500, "authentication": 401}
 ERROR_TYPE = {"rate_limit": "rate_limit_error", "overloaded": "overloaded_error",
-              "server_error": "api_error"}  # fmt: skip
+              "server_error": "api_error", "authentication": "authentication_error"}  # fmt: skip
 
 
 @dataclass

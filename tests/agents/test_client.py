@@ -1,0 +1,144 @@
+"""The one LLM client through the real anthropic SDK against the fake server: retries, ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.client import AuthenticationFailed, CallSpec, Endpoint, LLMClient
+from orchestrator.records import Records
+from tests.fakes.anthropic_server import FakeAnthropic, Fault, text
+
+SPEC = CallSpec("collect", "item-1", "subject")
+PARAMS = {"max_tokens": 50, "temperature": 0.7, "top_p": None, "stop_sequences": []}
+
+
+def call(server: FakeAnthropic, records: Records, spec: CallSpec = SPEC, **kw: Any):
+    endpoint = Endpoint(
+        base_url=server.url,
+        api_key="k",
+        max_retries=kw.pop("retries", 3),
+        timeout_s=kw.pop("timeout", 5.0),
+    )
+
+    async def go():
+        async with LLMClient(endpoint, records, "sha") as client:
+            return await client.call(
+                spec,
+                model="claude-sonnet-4-6",
+                params=PARAMS,
+                system="be brief",
+                messages=[{"role": "user", "content": "hi"}],
+            )
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Records:
+    return Records(tmp_path / "records.sqlite")
+
+
+def first_time(fault: Fault):
+    seen: set[str] = set()
+
+    def plan(body: dict, n: int) -> Fault | None:
+        key = str(body)
+        if key in seen:
+            return None
+        seen.add(key)
+        return fault
+
+    return plan
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault.rate_limit(0.3), Fault.overloaded(), Fault.server_error(), Fault.drop(), Fault.slow(3)],
+    ids=["429", "529", "500", "drop", "slow"],
+)
+def test_faults_are_retried_by_the_sdk(fault: Fault, records: Records) -> None:
+    with FakeAnthropic(lambda body: "fine", faults=first_time(fault)) as server:
+        result = call(server, records, timeout=1.0)
+    assert result.error is None and result.text == "fine"
+    assert [s.outcome for s in server.requests][-1] == "ok"
+    assert len(server.requests) == 2
+    if fault.kind == "rate_limit":  # retry-after honoured
+        assert server.requests[1].received - server.requests[0].received >= 0.3
+
+
+def test_recorded_calls_are_never_made_again(records: Records) -> None:
+    with FakeAnthropic(lambda body: "answer") as server:
+        first = call(server, records)
+        second = call(server, records)
+        other = call(server, records, spec=CallSpec("collect", "item-2", "subject"))
+    assert len(server.requests) == 2
+    assert not first.cached and second.cached and not other.cached
+    assert second.text == first.text and second.input_tokens == first.input_tokens
+
+
+def test_a_failed_call_is_recorded_and_tried_again_next_pass(records: Records) -> None:
+    broken = {"on": True}
+
+    def handler(body: dict) -> Any:
+        return Fault.server_error() if broken["on"] else text("recovered")
+
+    with FakeAnthropic(handler) as server:
+        failed = call(server, records, retries=1)
+        assert failed.error is not None and "500" in failed.error
+        assert records.lookup(failed.key) is None
+        broken["on"] = False
+        ok = call(server, records, retries=1)
+    assert ok.text == "recovered" and ok.key == failed.key
+    assert len(server.requests) == 3  # two tries in the failed pass, one in the next
+    assert records.usage()["collect"]["calls"] == 1
+
+
+def test_the_request_carries_sampling_params_and_is_priced(records: Records) -> None:
+    with FakeAnthropic(lambda body: "x") as server:
+        result = call(server, records)
+    body = server.requests[0].body
+    assert body["temperature"] == 0.7 and body["max_tokens"] == 50 and body["system"] == "be brief"
+    assert "top_p" not in body and "stop_sequences" not in body
+    assert result.cost_usd == pytest.approx(
+        (result.input_tokens * 3 + result.output_tokens * 15) / 1e6
+    )
+
+
+def test_bad_credentials_stop_the_run(records: Records) -> None:
+    with FakeAnthropic(lambda body: Fault.authentication()) as server:
+        with pytest.raises(AuthenticationFailed):
+            call(server, records, retries=3)
+    assert len(server.requests) == 1  # a 401 is not retried
+
+
+def test_concurrency_is_bounded(records: Records) -> None:
+    lock, now, peak = threading.Lock(), [0], [0]
+
+    def handler(body: dict) -> Any:
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(0.15)
+        with lock:
+            now[0] -= 1
+        return "ok"
+
+    with FakeAnthropic(handler) as server:
+        endpoint = Endpoint(base_url=server.url, api_key="k", concurrency=2)
+
+        async def go():
+            async with LLMClient(endpoint, records, "sha") as client:
+                await asyncio.gather(*(
+                    client.call(CallSpec("collect", f"i{i}", "subject"), model="m", params=PARAMS,
+                                messages=[{"role": "user", "content": str(i)}])
+                    for i in range(6)
+                ))  # fmt: skip
+
+        asyncio.run(go())
+    assert peak[0] == 2 and len(server.requests) == 6

@@ -1,0 +1,218 @@
+"""Whole runs against the fake Anthropic world: what a researcher sees on disk and on screen."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import git
+import pytest
+from langgraph.checkpoint.sqlite import SqliteSaver
+
+from memory import RunLog
+from orchestrator import runner
+from orchestrator.graph import build_graph
+from orchestrator.records import Records
+from orchestrator.rundir import RunDir
+from tests.conftest import API_KEY, DEU, SINCERITY, research
+from tests.fakes.anthropic_server import FakeAnthropic
+
+STAGES = ["design", "collect", "screen", "evaluate", "analyze", "report"]
+
+
+def snapshot(run_dir: Path) -> dict:
+    """Everything a run produced that must not depend on how often it was interrupted."""
+    rec = Records(run_dir / "records.sqlite")
+    try:
+        return {
+            "items": rec.items(),
+            "responses": rec.responses(),
+            "screen": rec.screen(),
+            "batches": rec.batches(),
+            "verdicts": rec.verdicts(),
+        }
+    finally:
+        rec.close()
+
+
+def test_full_pilot_run_with_yes(env: dict, runs: Path, world: FakeAnthropic) -> None:
+    out = runner.start(DEU, pilot=True, yes=True, run_id="pilot")
+    assert out.status == "complete"
+    run_dir = runs / "pilot"
+    snap = snapshot(run_dir)
+    assert len(snap["items"]) == 24 and len(snap["responses"]) == 24
+    assert {v.status for v in snap["verdicts"]} == {"scored"}
+    assert {v.item_id for v in snap["verdicts"]} == {i.id for i in snap["items"]}
+    # the evaluators fanned out: one batch per evaluator, every evaluator seen by the fake judge
+    judge_calls = [r for r in world.requests if r.body.get("tools")]
+    assert len(judge_calls) == len(snap["batches"]) == 8
+    log = RunLog(run_dir / "LOG.md").entries()
+    assert [e.kind for e in log if e.kind == "stage_done"] == ["stage_done"] * 6
+    assert [e.stage for e in log if e.kind == "stage_done"] == STAGES
+    summary = (run_dir / "SUMMARY.md").read_text()
+    assert "**complete**" in summary and f"up to: {log[-1].number}" in summary
+    report = (run_dir / "report.md").read_text()
+    assert "## Results: detected (primary outcome)" in report
+    assert "claude-haiku | deu | planted" in report
+    messages = git.Repo(run_dir).git.log("--format=%s").splitlines()[::-1]
+    for stage in STAGES:
+        assert sum(m.startswith(f"{stage}: done") for m in messages) == 1, messages
+    for cp in ("design", "evaluate", "report"):
+        assert f"{cp}: approved by --yes" in messages
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and len(manifest["protocol_sha256"]) == 64
+    assert "code_commit" in manifest and "code_dirty" in manifest
+    analysis = json.loads((run_dir / "artifacts" / "analysis.json").read_text())
+    assert analysis["totals"] == {"items": 24, "scored": 24, "unscored": 0}
+
+
+def test_second_protocol_runs(env: dict, runs: Path) -> None:
+    assert runner.start(SINCERITY, pilot=True, yes=True, run_id="s").status == "complete"
+    assert len(snapshot(runs / "s")["items"]) == 12
+
+
+def next_nodes(run_dir: Path) -> tuple[str, ...]:
+    with SqliteSaver.from_conn_string(str(run_dir / "state.sqlite")) as saver:
+        graph = build_graph(saver)
+        return graph.get_state({"configurable": {"thread_id": run_dir.name}}).next
+
+
+def test_every_checkpoint_interrupts_and_resumes(env: dict, runs: Path) -> None:
+    out = runner.start(DEU, pilot=True, run_id="cp")
+    run_dir = runs / "cp"
+    for checkpoint in ("design", "evaluate", "report"):
+        assert (out.status, out.waiting_at) == ("awaiting_approval", checkpoint)
+        assert next_nodes(run_dir) == (f"checkpoint_{checkpoint}",)
+        assert f"awaiting approval at {checkpoint}" in (run_dir / "SUMMARY.md").read_text()
+        # resuming without a decision asks again and stops again, spending nothing
+        assert runner.resume("cp").waiting_at == checkpoint
+        runner.approve("cp", note=f"ok {checkpoint}", by="alice")
+        out = runner.resume("cp")
+    assert out.status == "complete" and next_nodes(run_dir) == ()
+    entries = RunLog(run_dir / "LOG.md").entries()
+    approvals = [e for e in entries if e.kind == "approve"]
+    assert [e.stage for e in approvals] == ["design", "evaluate", "report"]
+    assert all(e.actor == "alice" and "Note: ok" in e.text for e in approvals)
+    assert "— “ok evaluate”" in (run_dir / "SUMMARY.md").read_text()
+
+
+def test_no_tty_stops_at_checkpoint_then_approve_and_resume(env: dict, runs: Path) -> None:
+    first = research("run", str(DEU), "--pilot", "--run-id", "cli", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "research approve cli" in first.stdout and "research resume cli" in first.stdout
+    assert not Records(runs / "cli" / "records.sqlite").responses()  # nothing spent yet
+    for _ in range(3):
+        assert research("approve", "cli", "--note", "fine", env=env).returncode == 0
+        resumed = research("resume", "cli", env=env)
+        assert resumed.returncode == 0, resumed.stderr
+    assert "complete" in resumed.stdout
+    status = research("status", env=env)
+    assert "cli" in status.stdout and "complete" in status.stdout
+
+
+def test_reject_stops_the_run_with_the_note(env: dict, runs: Path) -> None:
+    research("run", str(DEU), "--pilot", "--run-id", "rej", env=env)
+    r = research("approve", "rej", "--reject", "--note", "plants too obvious", env=env)
+    assert r.returncode == 0 and "rejected" in r.stdout
+    assert "rejected" in research("resume", "rej", env=env).stdout
+    log = (runs / "rej" / "LOG.md").read_text()
+    assert "plants too obvious" in log
+    assert json.loads((runs / "rej" / "manifest.json").read_text())["status"] == "rejected"
+    assert not Records(runs / "rej" / "records.sqlite").responses()
+
+
+def test_missing_api_key_suggests_offline(env: dict) -> None:
+    env = {k: v for k, v in env.items() if k != "ANTHROPIC_API_KEY"}
+    r = research("run", str(DEU), "--pilot", "--yes", env=env)
+    assert r.returncode == 2
+    assert "ANTHROPIC_API_KEY" in r.stderr and "--offline" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_report_rebuilds_from_records(env: dict, runs: Path) -> None:
+    runner.start(DEU, pilot=True, yes=True, run_id="rb")
+    (runs / "rb" / "report.md").unlink()
+    (runs / "rb" / "artifacts" / "analysis.json").unlink()
+    r = research("report", "rb", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "## Results: detected" in (runs / "rb" / "report.md").read_text()
+
+
+def test_a_second_process_on_the_same_run_is_refused(env: dict, runs: Path) -> None:
+    runner.start(DEU, pilot=True, run_id="locked")
+    with RunDir.open(runs, "locked"):  # this process holds the run
+        r = research("resume", "locked", "--yes", env=env)
+    assert r.returncode == 2 and "in use by process" in r.stderr
+    assert runner.resume("locked", yes=True).status == "complete"
+
+
+def test_faulty_api_run_accounts_for_every_item(
+    env: dict, runs: Path, world: FakeAnthropic
+) -> None:
+    from tests.fakes.anthropic_server import random_faults
+
+    world.faults = random_faults(0.2, seed=3, slow_s=2.5)
+    assert runner.start(DEU, pilot=True, yes=True, run_id="faulty").status == "complete"
+    snap = snapshot(runs / "faulty")
+    items = {i.id for i in snap["items"]}
+    assert set(snap["screen"]) == items
+    assert {v.item_id for v in snap["verdicts"]} == items
+    for v in snap["verdicts"]:
+        assert v.status == "scored" or v.reason
+    faults = [r for r in world.requests if r.outcome.startswith("fault")]
+    assert len(faults) >= 4  # the faults really happened, and were retried through
+
+
+def test_api_key_never_reaches_the_run_directory(env: dict, runs: Path) -> None:
+    runner.start(DEU, pilot=True, yes=True, run_id="secret")
+    run_dir = runs / "secret"
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert API_KEY.encode() not in path.read_bytes(), path
+    history = git.Repo(run_dir).git.log("-p", "--all")
+    assert API_KEY not in history
+
+
+def test_ctrl_c_logs_interrupted_exits_130_and_resumes(env: dict, runs: Path) -> None:
+    import signal
+    import time
+
+    from tests.conftest import spawn
+
+    slow = FakeAnthropic(lambda body: "slow answer", latency=0.5).start()
+    try:
+        env = {**env, "ANTHROPIC_BASE_URL": slow.url}
+        proc = spawn("run", str(DEU), "--pilot", "--yes", "--run-id", "ctrlc", env=env)
+        deadline = time.monotonic() + 60
+        while not slow.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        entries = RunLog(runs / "ctrlc" / "LOG.md").entries()
+        assert entries[-1].kind == "interrupted"
+        assert "interrupted" in (runs / "ctrlc" / "SUMMARY.md").read_text()
+        r = research("resume", "ctrlc", "--yes", env=env)
+        assert r.returncode == 0 and "complete" in r.stdout
+    finally:
+        slow.stop()
+
+
+@pytest.mark.parametrize("protocol", [DEU])
+def test_runs_dir_option_and_env(env: dict, tmp_path: Path, protocol: Path) -> None:
+    other = tmp_path / "elsewhere"
+    r = research("run", str(protocol), "--pilot", "--yes", "--run-id", "x",
+                 "--runs-dir", str(other), env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (other / "x" / "report.md").exists()
+
+
+def test_status_shows_one_summary(env: dict, runs: Path) -> None:
+    runner.start(DEU, pilot=True, yes=True, run_id="st")
+    r = research("status", "st", env=env)
+    assert r.returncode == 0 and "SUMMARY" in r.stdout and "complete" in r.stdout
+
+
+def test_unknown_run_is_a_user_error(env: dict) -> None:
+    r = research("resume", "nope", env=env)
+    assert r.returncode == 2 and "no run 'nope'" in r.stderr
