@@ -175,7 +175,12 @@ def _drive(
     progress: Progress,
 ) -> Outcome:
     ctx = RunContext(run, protocol, progress)
-    config = {"configurable": {"thread_id": run.id}}
+    # LangGraph's thread pool defaults to cpu+4 workers: on a 2-core laptop 8 evaluators would
+    # run in two waves; they wait on the network, not the CPU, so let all of them run at once
+    config = {
+        "configurable": {"thread_id": run.id},
+        "max_concurrency": max(8, protocol.evaluation.evaluators),
+    }
     with ExitStack() as stack:
         saver = stack.enter_context(SqliteSaver.from_conn_string(str(run.path("state.sqlite"))))
         graph = build_graph(saver)

@@ -102,6 +102,11 @@ def random_faults(rate: float, seed: int = 0, slow_s: float = 3.0) -> FaultPlan:
     return plan
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default of 5 drops connection bursts into SYN retries
+    daemon_threads = True
+
+
 @dataclass
 class FakeAnthropic:
     handler: Handler
@@ -112,8 +117,7 @@ class FakeAnthropic:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _make_handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -165,6 +169,7 @@ def _message(body: dict[str, Any], reply: str | dict[str, Any]) -> dict[str, Any
 def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms ACK stalls
 
         def log_message(self, *args: object) -> None:  # keep test output clean
             pass
