@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.ui import Bars, console, interactive, terminal_approver
+from orchestrator.cli.ui import Bars, console, interactive
 
 if TYPE_CHECKING:
     from orchestrator.runner import Outcome
@@ -64,7 +64,7 @@ def run_cmd(
             pilot=pilot,
             offline=offline,
             yes=yes,
-            approver=terminal_approver if interactive() else None,
+            approver=bars.approver if interactive() else None,
             progress=bars,
         )
     _report(outcome)
@@ -83,7 +83,7 @@ def resume_cmd(
             run,
             runs_dir=runs_dir,
             yes=yes,
-            approver=terminal_approver if interactive() else None,
+            approver=bars.approver if interactive() else None,
             progress=bars,
         )
     _report(outcome)

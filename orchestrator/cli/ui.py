@@ -43,14 +43,28 @@ class Bars:
         )
         self.tasks: dict[str, TaskID] = {}
 
+        self.live = False
+
     def __enter__(self) -> Bars:
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        self._pause()
+
+    def _pause(self) -> None:
+        if self.live:
+            self.progress.stop()
+            self.live = False
+
+    def approver(self, panel: Panel) -> Decision | None:
+        """Ask at a checkpoint with the bars stopped: a live display redraws over a prompt."""
+        self._pause()
+        return terminal_approver(panel)
 
     def start(self, stage: str, total: int, done: int = 0) -> None:
+        if not self.live:
+            self.progress.start()
+            self.live = True
         if stage in self.tasks:
             self.progress.update(self.tasks[stage], total=total, completed=done)
             return
@@ -104,7 +118,9 @@ def terminal_approver(p: Panel) -> Decision | None:
 
     show_panel(p)
     choice = Prompt.ask(
-        "[a]pprove, [r]eject, or a[b]ort for now", choices=["a", "r", "b"], default="a"
+        "approve (a), reject with a reason (r), or abort for now (b)",
+        choices=["a", "r", "b"],
+        default="a",
     )
     if choice == "b":
         return None
