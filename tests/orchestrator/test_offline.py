@@ -1,0 +1,60 @@
+"""`research run --offline`: the run starts the real local worker (a tiny random model), talks to it
+through the same anthropic SDK client, accounts for every item, and stops the worker at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.records import Records
+from tests.conftest import DEU, research
+from tests.fakes.tiny_model import build_tiny_model
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny", context_length=8192)
+
+
+def test_offline_pilot_runs_on_the_local_worker(tiny: Path, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "RESEARCH_RUNS_DIR": str(tmp_path / "runs"),
+        "RESEARCH_LOCAL_MODEL": str(tiny),
+        "RESEARCH_WORKER_URL": f"http://127.0.0.1:{port}",
+    }  # no ANTHROPIC_API_KEY: offline needs none
+    r = research("run", str(DEU), "--pilot", "--offline", "--yes", "--run-id", "off", env=env,
+                 timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "off"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["offline"] and manifest["local_model"] == str(tiny)
+    assert manifest["models"] == [f"local=local:{tiny}", f"judge=local:{tiny}"]
+    rec = Records(run_dir / "records.sqlite")
+    items = {i.id for i in rec.items()}
+    assert len(items) == 12  # one local subject × 2 × 2 × 3
+    responses = rec.responses()
+    assert set(responses) == items and all(r.error is None for r in responses.values())
+    verdicts = rec.verdicts()
+    assert {v.item_id for v in verdicts} == items
+    # a random model rarely writes valid verdicts: those items are unscored, with a reason
+    assert all(v.status == "scored" or v.reason for v in verdicts)
+    assert rec.usage()["collect"]["cost_usd"] == 0.0
+    assert (run_dir / "report.md").exists()
+    log = (run_dir / "LOG.md").read_text()
+    assert "Started the local worker" in log
+    with pytest.raises(httpx.HTTPError):  # the run stopped the worker it started
+        httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)

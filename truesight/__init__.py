@@ -1,0 +1,9 @@
+"""The local worker: a causal LM behind an Anthropic-Messages-compatible HTTP API.
+
+Run it with ``python -m truesight --model smollm2`` (see `truesight.serve`). Other packages talk to
+it over HTTP only, through the ordinary `anthropic` SDK; nothing here imports them.
+
+Modules: `model` loads a model (`smollm2` fetches the default offline one), `generate` batches
+concurrent requests into one `generate` call, `wire` holds the request/response shapes, `prompt`
+turns a request into a prompt, `server` is the FastAPI app, `serve` the command line.
+"""

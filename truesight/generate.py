@@ -1,0 +1,198 @@
+"""Batch concurrent generation requests into one `model.generate` call per sampling setting.
+
+Requests arrive on an asyncio queue. After the first, the batcher waits a few milliseconds for
+more (up to `max_batch`), groups them by sampling settings and runs each group as one left-padded
+`generate` in a single worker thread, so the event loop keeps accepting requests meanwhile and
+only one forward pass runs at a time. Requests that arrive during a forward pass form the next
+batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+from truesight.decode import Finished, finish_sequence
+from truesight.model import LoadedModel
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to pick tokens; requests with equal settings can share one `generate` call."""
+
+    temperature: float = 1.0
+    top_p: float | None = None
+    top_k: int | None = None
+
+    def group_key(self) -> tuple:
+        """Greedy decoding ignores the other knobs, so all greedy requests share one group."""
+        if self.temperature == 0:
+            return ("greedy",)
+        return ("sample", self.temperature, self.top_p, self.top_k)
+
+    def generate_kwargs(self) -> dict:
+        """Arguments for `generate`; explicit values override the model's generation_config."""
+        if self.temperature == 0:
+            return {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        # top_k=0 disables transformers' default top-k of 50, which the Messages API lacks.
+        return {
+            "do_sample": True,
+            "temperature": self.temperature,
+            "top_p": self.top_p if self.top_p is not None else 1.0,
+            "top_k": self.top_k or 0,
+        }
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """One prompt, already tokenized, with its limits."""
+
+    input_ids: list[int]
+    max_tokens: int
+    sampling: Sampling = Sampling(temperature=0.0)
+    stop_sequences: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenResult(Finished):
+    """A finished reply plus its prompt length."""
+
+    input_tokens: int = 0
+
+
+@dataclass
+class BatcherStats:
+    """Counters for /health."""
+
+    requests_served: int = 0
+    batches_run: int = 0
+    """`generate` calls made."""
+    max_batch_seen: int = 0
+
+
+def _eos_ids(loaded: LoadedModel) -> set[int]:
+    ids = loaded.model.generation_config.eos_token_id
+    if ids is None:
+        ids = loaded.tokenizer.eos_token_id
+    return set(ids) if isinstance(ids, list) else {ids} if ids is not None else set()
+
+
+def run_group(loaded: LoadedModel, requests: list[GenRequest]) -> list[GenResult]:
+    """Run one left-padded `generate` for requests that share sampling settings."""
+    tok, model = loaded.tokenizer, loaded.model
+    eos = _eos_ids(loaded)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else min(eos, default=0)
+    width = max(len(r.input_ids) for r in requests)
+    # Left padding puts every prompt's last token in the final column, where generation starts.
+    rows = [[pad] * (width - len(r.input_ids)) + r.input_ids for r in requests]
+    mask = [[0] * (width - len(r.input_ids)) + [1] * len(r.input_ids) for r in requests]
+    input_ids = torch.tensor(rows, device=loaded.device)
+    attention_mask = torch.tensor(mask, device=loaded.device)
+    budget = loaded.context_length - width  # the server rejects prompts that leave no room
+    max_new = max(1, min(max(r.max_tokens for r in requests), budget))
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=max_new,
+            pad_token_id=pad,
+            **requests[0].sampling.generate_kwargs(),
+        )
+    results = []
+    for r, row in zip(requests, out[:, width:].tolist(), strict=True):
+        done = finish_sequence(
+            row,
+            max_tokens=r.max_tokens,
+            eos_ids=eos,
+            stop_sequences=r.stop_sequences,
+            decode=lambda ids: tok.decode(ids, skip_special_tokens=True),
+        )
+        results.append(GenResult(**vars(done), input_tokens=len(r.input_ids)))
+    return results
+
+
+@dataclass
+class _Pending:
+    request: GenRequest
+    future: asyncio.Future[GenResult] = field(repr=False)
+
+
+class Batcher:
+    """Collects requests from many coroutines and serves them in batches."""
+
+    def __init__(self, loaded: LoadedModel, *, max_batch: int = 16, window_s: float = 0.005):
+        self.loaded = loaded
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self.stats = BatcherStats()
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._task: asyncio.Task[None] | None = None
+        # One thread: torch runs one forward at a time, and the event loop stays free.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
+
+    async def submit(self, request: GenRequest) -> GenResult:
+        """Queue `request` and wait for its result."""
+        if self._task is None:  # started lazily, inside the server's running loop
+            self._queue = asyncio.Queue()
+            self._task = asyncio.create_task(self._loop(), name="batcher")
+        future: asyncio.Future[GenResult] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(request, future))
+        return await future
+
+    async def aclose(self) -> None:
+        """Stop the batching loop and fail whatever is still waiting."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            while not self._queue.empty():
+                self._queue.get_nowait().future.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _collect(self) -> list[_Pending]:
+        """The next batch: the first waiting request plus whatever arrives within the window."""
+        batch = [await self._queue.get()]
+        deadline = asyncio.get_running_loop().time() + self.window_s
+        while len(batch) < self.max_batch:
+            # Anything already queued joins at once; the window only bounds waiting for more.
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            groups: dict[tuple, list[_Pending]] = defaultdict(list)
+            for pending in await self._collect():
+                if not pending.future.done():  # the client may have gone away
+                    groups[pending.request.sampling.group_key()].append(pending)
+            for group in groups.values():
+                requests = [p.request for p in group]
+                try:
+                    results = await loop.run_in_executor(
+                        self._executor, run_group, self.loaded, requests
+                    )
+                except Exception as exc:  # goes back to each caller as its own error
+                    for p in group:
+                        if not p.future.done():
+                            p.future.set_exception(exc)
+                    continue
+                self.stats.batches_run += 1
+                self.stats.requests_served += len(group)
+                self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(group))
+                for p, result in zip(group, results, strict=True):
+                    if not p.future.done():
+                        p.future.set_result(result)

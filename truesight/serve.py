@@ -1,0 +1,103 @@
+"""Command line of the local worker.
+
+Run::
+
+    python -m truesight --model smollm2 --port 8765 [--host 127.0.0.1] [--token T] \
+        [--device auto] [--max-batch 16]
+
+It loads the model, then serves the Messages API until SIGTERM or SIGINT. Beyond loopback it
+insists on a --token, which every request but GET /health must then carry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    p = argparse.ArgumentParser(prog="python -m truesight", description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="smollm2", help="smollm2, a local directory or a hub id")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p.add_argument("--token", default=None, help="required from clients; needed beyond loopback")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
+    p.add_argument("--max-batch", type=int, default=16, help="most requests per forward pass")
+    p.add_argument(
+        "--batch-window-ms", type=float, default=5.0, help="wait this long for a batch to fill"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the worker; return the process exit code."""
+    args = parse_args(argv)
+    if args.host not in LOOPBACK and not args.token:
+        sys.stderr.write(
+            f"research worker: --token is required to listen beyond loopback (--host {args.host})\n"
+        )
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Imported here so that a bad command line fails at once, before torch loads (seconds).
+    import uvicorn
+
+    from truesight.model import load_model
+    from truesight.server import create_app
+
+    loaded = load_model(args.model, device=args.device)
+    app = create_app(
+        loaded, token=args.token, max_batch=args.max_batch, window_s=args.batch_window_ms / 1000
+    )
+
+    class Server(uvicorn.Server):
+        """uvicorn, announcing itself once listening and exiting 0 after a signal."""
+
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if not self.started:
+                return
+            port = self.servers[0].sockets[0].getsockname()[1]
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            # The one line the worker prints: clients wait for it (or for /health).
+            print(
+                f"research worker: serving {loaded.name} on http://{host}:{port} "
+                f"({loaded.device}, {str(loaded.dtype).removeprefix('torch.')})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises the signal after its graceful shutdown, so the process would die
+            # of SIGTERM or a KeyboardInterrupt traceback; a clean shutdown should just exit 0.
+            sigs = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in sigs}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = Server(config)
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,169 @@
+"""The worker's HTTP app: Anthropic-Messages-compatible `POST /v1/messages` and `GET /health`.
+
+Every error, FastAPI's own validation errors included, comes back in Anthropic's error shape so
+that the `anthropic` SDK raises its usual exception classes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from truesight.generate import Batcher, GenRequest, Sampling
+from truesight.model import LoadedModel
+from truesight.prompt import build_prompt, extract_json_object
+from truesight.wire import (
+    ErrorDetail,
+    ErrorResponse,
+    InvalidRequest,
+    MessageResponse,
+    MessagesRequest,
+    TextBlock,
+    ToolUseBlock,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "request_too_large",
+    500: "api_error",
+}
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    """An Anthropic-shaped error: {"type": "error", "error": {"type": ..., "message": ...}}."""
+    detail = ErrorDetail(type=_ERROR_TYPES.get(status, "api_error"), message=message)
+    return JSONResponse(ErrorResponse(error=detail).model_dump(), status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            return f"request body is not valid JSON ({err.get('ctx', {}).get('error', 'bad JSON')})"
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def _token_ok(request: Request, token: str) -> bool:
+    """Accept `x-api-key: <token>` (what the SDK sends) or `Authorization: Bearer <token>`."""
+    offered = request.headers.get("x-api-key")
+    if offered is None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        offered = value.strip() if scheme.lower() == "bearer" else None
+    # Constant-time comparison: the token guards a port that may face a network.
+    return offered is not None and hmac.compare_digest(offered.encode(), token.encode())
+
+
+def create_app(
+    loaded: LoadedModel,
+    *,
+    token: str | None = None,
+    max_batch: int = 16,
+    window_s: float = 0.005,
+) -> FastAPI:
+    """Build the app around a loaded model. With `token`, all but GET /health require it."""
+    batcher = Batcher(loaded, max_batch=max_batch, window_s=window_s)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await batcher.aclose()
+
+    app = FastAPI(title="research worker", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.batcher = batcher
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):
+        public = request.method == "GET" and request.url.path == "/health"
+        if token is not None and not public and not _token_ok(request, token):
+            return error_response(401, "invalid x-api-key")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, _validation_message(exc))
+
+    @app.exception_handler(InvalidRequest)
+    async def on_invalid_request(_: Request, exc: InvalidRequest) -> JSONResponse:
+        return error_response(400, str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return error_response(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def on_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("request failed")
+        return error_response(500, f"{type(exc).__name__}: {exc}")
+
+    @app.get("/health")
+    async def health() -> dict[str, object]:
+        stats = batcher.stats
+        return {
+            "status": "ok",
+            "model": loaded.name,
+            "device": str(loaded.device),
+            "dtype": str(loaded.dtype).removeprefix("torch."),
+            "requests_served": stats.requests_served,
+            "batches_run": stats.batches_run,
+            "max_batch_seen": stats.max_batch_seen,
+        }
+
+    @app.post("/v1/messages")
+    async def messages(body: MessagesRequest) -> MessageResponse:
+        if body.stream:
+            raise InvalidRequest("stream=true is not supported by the local worker")
+        prompt = build_prompt(loaded.tokenizer, body)
+        n = len(prompt.input_ids)
+        if n >= loaded.context_length:
+            raise InvalidRequest(
+                f"prompt is too long: {n} tokens > {loaded.context_length - 1} maximum"
+            )
+        sampling = Sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k)
+        result = await batcher.submit(
+            GenRequest(
+                input_ids=prompt.input_ids,
+                max_tokens=body.max_tokens,
+                sampling=sampling,
+                stop_sequences=tuple(body.stop_sequences),
+            )
+        )
+        usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+        if prompt.forced_tool is not None:
+            args = extract_json_object(prompt.prefill + result.text)
+            if args is not None:
+                call = ToolUseBlock(name=prompt.forced_tool.name, input=args)
+                return MessageResponse(
+                    model=body.model, content=[call], stop_reason="tool_use", usage=usage
+                )
+            # Not parseable as the tool's input: say what the model wrote instead of inventing
+            # a call (the caller's retry logic then sees a text reply, not a bogus tool_use).
+            return MessageResponse(
+                model=body.model,
+                content=[TextBlock(text=result.text)],
+                stop_reason="end_turn",
+                usage=usage,
+            )
+        return MessageResponse(
+            model=body.model,
+            content=[TextBlock(text=result.text)],
+            stop_reason=result.stop_reason,
+            stop_sequence=result.stop_sequence,
+            usage=usage,
+        )
+
+    return app
