@@ -7,17 +7,23 @@ which is why nothing in it is ever written to the run directory.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from typing import Protocol as TypingProtocol
 
 from agents.client import Endpoint
 from orchestrator.protocol.schema import GenerationParams, ModelRef, Protocol, Subject
 from orchestrator.rundir import RunDir
 
+T = TypeVar("T")
 DEFAULT_WORKER_URL = "http://127.0.0.1:8765"
 OFFLINE_MAX_TOKENS = 256
 """Cap on subject tokens offline: a 135M model on a laptop CPU, not a frontier model."""
+OFFLINE_JUDGE_MAX_TOKENS = 384
 
 
 class Progress(TypingProtocol):
@@ -56,7 +62,8 @@ def as_run(protocol: Protocol, *, offline: bool, local_model: str | None) -> Pro
     judge = ModelRef(
         provider="local",
         model=model,
-        params=GenerationParams(max_tokens=1024, temperature=0.0),
+        # a verdict is ~60 tokens; a small model that misses the format would ramble to the cap
+        params=GenerationParams(max_tokens=OFFLINE_JUDGE_MAX_TOKENS, temperature=0.0),
         concurrency=16,
     )
     evaluation = protocol.evaluation.model_copy(update={"judge": judge})
@@ -94,6 +101,27 @@ class RunContext:
     run: RunDir
     protocol: Protocol
     progress: Progress = field(default_factory=NoProgress)
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set on Ctrl-C: nodes running in LangGraph's worker threads see no signal, only this."""
+
+    def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run a node's calls on a fresh event loop, cancelled promptly when `stop` is set.
+
+        Calls already answered are in the ledger; a cancelled one is simply made on resume.
+        """
+
+        async def watched() -> T:
+            task = asyncio.ensure_future(coro)
+            while not task.done():
+                if self.stop.is_set():
+                    task.cancel()
+                await asyncio.wait([task], timeout=0.2)
+            return task.result()
+
+        try:
+            return asyncio.run(watched())
+        except asyncio.CancelledError:
+            raise KeyboardInterrupt from None
 
     @property
     def sha(self) -> str:

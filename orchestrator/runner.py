@@ -9,8 +9,10 @@ continue. Whatever happens — a rejection, Ctrl-C, a crash — LOG.md and SUMMA
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from contextlib import ExitStack
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -182,6 +184,7 @@ def _drive(
         "max_concurrency": max(8, protocol.evaluation.evaluators),
     }
     with ExitStack() as stack:
+        stack.enter_context(_stop_on_sigint(ctx))
         saver = stack.enter_context(SqliteSaver.from_conn_string(str(run.path("state.sqlite"))))
         graph = build_graph(saver)
         try:
@@ -233,6 +236,24 @@ def _drive(
     refresh_summary(run)
     run.history.commit(f"run {status}")
     return Outcome(run.id, run.root, status)
+
+
+@contextmanager
+def _stop_on_sigint(ctx: RunContext) -> Iterator[None]:
+    """Ctrl-C: tell the nodes in worker threads to stop, and interrupt the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        ctx.stop.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _current_stage(run: RunDir) -> str:

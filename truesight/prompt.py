@@ -84,6 +84,8 @@ def build_prompt(tokenizer: PreTrainedTokenizerBase, request: MessagesRequest) -
     prefill = ""
     if turns[-1]["role"] == "assistant":
         prefill = turns.pop()["content"]
+    elif tool is not None:
+        prefill = "{"  # start the reply inside a JSON object: small models follow far better
     system = _system_text(request, tool)
     if system:
         turns.insert(0, {"role": "system", "content": system})

@@ -97,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_config=None,
         access_log=False,
         lifespan="on",
+        # a generate can run for minutes on a CPU; a stop request should not wait for it
+        timeout_graceful_shutdown=2,
     )
     server = Server(config)
     server.run()

@@ -154,8 +154,9 @@ def create_app(
             # a call (the caller's retry logic then sees a text reply, not a bogus tool_use).
             return MessageResponse(
                 model=body.model,
-                content=[TextBlock(text=result.text)],
-                stop_reason="end_turn",
+                content=[TextBlock(text=prompt.prefill + result.text)],
+                stop_reason=result.stop_reason,
+                stop_sequence=result.stop_sequence,
                 usage=usage,
             )
         return MessageResponse(

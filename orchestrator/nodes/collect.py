@@ -26,7 +26,7 @@ def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx.progress.start("collect", len(items), len(items) - len(todo))
     if todo:
         ctx.log("collect", "start", f"{len(todo)} of {len(items)} subject calls to make.")
-        asyncio.run(_collect(ctx, todo))
+        ctx.run_async(_collect(ctx, todo))
     ctx.progress.stop("collect")
     responses = ctx.run.records.responses()
     errors = Counter(r.error.split(":")[0] for r in responses.values() if r.error)

@@ -7,7 +7,6 @@ all batches are in. Items with nothing to judge are recorded unscored with the r
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 from typing import Literal
@@ -100,7 +99,7 @@ def evaluate_batch(state: BatchState, runtime: Runtime[RunContext]) -> RunState:
             for v in judged
         ]  # fmt: skip
 
-    verdicts = skipped + (asyncio.run(run()) if judge_items else [])
+    verdicts = skipped + (ctx.run_async(run()) if judge_items else [])
     rec.finish_batch(batch_id, verdicts)
     unscored = sum(1 for v in verdicts if v.status == "unscored")
     ctx.log(

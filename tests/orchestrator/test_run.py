@@ -216,3 +216,39 @@ def test_status_shows_one_summary(env: dict, runs: Path) -> None:
 def test_unknown_run_is_a_user_error(env: dict) -> None:
     r = research("resume", "nope", env=env)
     assert r.returncode == 2 and "no run 'nope'" in r.stderr
+
+
+def test_ctrl_c_during_the_evaluator_fan_out_stops_promptly(env: dict, runs: Path) -> None:
+    import signal
+    import time
+
+    from tests.conftest import spawn
+    from tests.fakes.world import deu_world
+
+    subjects = deu_world()
+    slow_judge = {"on": True}
+
+    def handler(body: dict):
+        if body.get("tools") and slow_judge["on"]:
+            time.sleep(30)
+        return subjects(body)
+
+    with FakeAnthropic(handler) as server:
+        env = {**env, "ANTHROPIC_BASE_URL": server.url}
+        proc = spawn("run", str(DEU), "--pilot", "--yes", "--run-id", "fan", env=env)
+        deadline = time.monotonic() + 60
+        while not any(r.body.get("tools") for r in server.requests):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert time.monotonic() - sent < 10  # not held until the 30 s judge calls return
+        assert RunLog(runs / "fan" / "LOG.md").entries()[-1].kind == "interrupted"
+        slow_judge["on"] = False
+        r = research("resume", "fan", "--yes", env=env)
+        assert r.returncode == 0 and "complete" in r.stdout
+    collected = [r for r in server.requests if not r.body.get("tools")]
+    assert len(collected) == 24  # resuming re-made no subject call

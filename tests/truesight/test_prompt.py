@@ -65,11 +65,12 @@ def test_build_prompt_renders_blocks_system_and_tool_instruction(tokenizer) -> N
     )
     prompt = build_prompt(tokenizer, req)
     text = tokenizer.decode(prompt.input_ids)
-    assert prompt.forced_tool.name == "rate" and prompt.prefill == ""
+    # a forced tool call starts inside a JSON object
+    assert prompt.forced_tool.name == "rate" and prompt.prefill == "{"
     assert text.startswith('<|bos|><|system|>Be terse.\n\nYou must call the tool "rate".')
     assert '[tool call rate (id toolu_1): {"x": 1}]' in text
     assert "[tool result for toolu_1: done]" in text
-    assert text.endswith("<|assistant|>")
+    assert text.endswith("<|assistant|>{")
 
 
 def test_build_prompt_continues_a_trailing_assistant_turn(tokenizer) -> None:
