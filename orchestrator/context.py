@@ -66,7 +66,9 @@ def as_run(protocol: Protocol, *, offline: bool, local_model: str | None) -> Pro
         params=GenerationParams(max_tokens=OFFLINE_JUDGE_MAX_TOKENS, temperature=0.0),
         concurrency=16,
     )
-    evaluation = protocol.evaluation.model_copy(update={"judge": judge})
+    # one attempt: a 135M model told what was wrong with its verdicts does not fix them, and
+    # each retry costs a minute of CPU; what it cannot score stays unscored, with the reason
+    evaluation = protocol.evaluation.model_copy(update={"judge": judge, "max_attempts": 1})
     return protocol.model_copy(update={"subjects": [subject], "evaluation": evaluation})
 
 

@@ -1,0 +1,31 @@
+"""The command line explains itself and refuses unsafe or impossible requests clearly."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import research
+
+
+def test_help_lists_every_command() -> None:
+    r = research("--help")
+    assert r.returncode == 0
+    for command in ("run", "resume", "approve", "status", "report", "validate", "worker"):
+        assert command in r.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "resume", "approve", "worker"])
+def test_each_command_has_help(command: str) -> None:
+    r = research(command, "--help")
+    assert r.returncode == 0 and "Usage" in r.stdout
+
+
+def test_worker_beyond_loopback_needs_a_token() -> None:
+    r = research("worker", "--host", "0.0.0.0", "--port", "0")
+    assert r.returncode == 2
+    assert "--token is required" in r.stderr
+
+
+def test_bad_option_is_a_usage_error() -> None:
+    r = research("run", "--no-such-flag")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
