@@ -69,6 +69,7 @@ def write_report(run: RunDir, protocol: Protocol, analysis: dict[str, Any]) -> P
         usage=usage_totals(run),
         usage_by_stage=rec.usage(),
         factors=list(protocol.design.factors),
+        batches=rec.batches(),
     )
     path = run.path("report.md")
     write_atomic(path, text)
