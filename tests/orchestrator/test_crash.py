@@ -38,10 +38,12 @@ def test_sigkill_at_random_moments_then_resume(env: dict, runs: Path) -> None:
         total = 32  # 24 subject calls + 8 evaluator batches in the pilot
         # one kill before any call (start-up, design, checkpoint), then kills spread over calls
         thresholds = [0] + sorted(rng.sample(range(1, total), 5))
-        args = ["run", str(DEU), "--pilot", "--yes", "--run-id", "killed"]
+        start = ["run", str(DEU), "--pilot", "--yes", "--run-id", "killed"]
+        resume = ["resume", "killed", "--yes"]
         for threshold in thresholds:
+            # a kill before the run directory was complete left no run: start it again
+            args = resume if (runs / "killed" / "manifest.json").exists() else start
             proc = spawn(*args, env=env)
-            args = ["resume", "killed", "--yes"]
             started = time.monotonic()
             while proc.poll() is None and len(server.answered()) < threshold:
                 time.sleep(0.01)
@@ -53,7 +55,7 @@ def test_sigkill_at_random_moments_then_resume(env: dict, runs: Path) -> None:
                 proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
             assert time.monotonic() - started < 60
-        final = spawn(*args, env=env)
+        final = spawn(*resume, env=env)
         out, err = final.communicate(timeout=120)
         assert final.returncode == 0, err
     finally:
