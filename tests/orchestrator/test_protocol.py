@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from orchestrator.cli.app import main
 from orchestrator.errors import ProtocolError
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.stimuli import build_stimuli, cells
@@ -97,7 +99,14 @@ CASES = [
 
 @pytest.mark.parametrize("name,old,new,field,fragment", CASES, ids=[c[0] for c in CASES])
 def test_protocol_errors_name_file_line_and_field(
-    tmp_path: Path, name: str, old: str, new: str, field: str, fragment: str
+    tmp_path: Path,
+    name: str,
+    old: str,
+    new: str,
+    field: str,
+    fragment: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     path = mutate(tmp_path, old, new)
     with pytest.raises(ProtocolError) as e:
@@ -107,6 +116,13 @@ def test_protocol_errors_name_file_line_and_field(
     assert fragment in err.message
     assert err.line is not None and 1 <= err.line <= path.read_text().count("\n") + 1
     assert str(err).startswith(f"{path}:{err.line}: {field}: ")
+    # and `research validate` says the same, with exit code 2 and no traceback
+    monkeypatch.setattr(sys, "argv", ["research", "validate", str(path)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    printed = " ".join(capsys.readouterr().err.split())
+    assert f"{path}:{err.line}: {field}:" in printed and "Traceback" not in printed
 
 
 def test_error_line_is_the_line_of_the_field(tmp_path: Path) -> None:
