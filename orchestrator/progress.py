@@ -13,7 +13,6 @@ from memory import Decision, Flag, StageProgress, Summary, write_summary
 from orchestrator.rundir import RunDir
 
 STAGES = ["design", "collect", "screen", "evaluate", "analyze", "report"]
-NEXT_STAGE = {"design": "collect", "evaluate": "analyze", "report": None}
 
 
 def usage_totals(run: RunDir) -> dict[str, float]:
