@@ -68,6 +68,7 @@ def analyze_records(protocol: Protocol, records: Records) -> dict[str, Any]:
         for outcome in protocol.outcomes
     ]
     return {
+        "probes": summarise_probes(records, items),
         "primary": protocol.analysis.primary,
         "outcomes": protocol.outcomes,
         "cells": cells,
@@ -118,3 +119,40 @@ def _contrast(
         _, p = fisher_exact([[kt, nt - kt], [kc, nc - kc]])
         out.update(diff=kt / nt - kc / nc, lo=float(lo), hi=float(hi), fisher_p=float(p))
     return out
+
+
+def probe_metrics(probe: str, result: dict[str, Any]) -> dict[str, float]:
+    """The scalar readouts of one probe result, named `probe.metric`."""
+    if probe == "surprisal":
+        values = {k: result[k] for k in ("mean_nll", "p90", "max") if k in result}
+    elif probe == "author":
+        values = dict(result.get("attributes", {}))
+    elif probe == "followup":
+        values = dict(result.get("questions", {}))
+    else:
+        values = {}
+    return {f"{probe}.{k}": float(v) for k, v in values.items()}
+
+
+def summarise_probes(records: Records, items: list[Item]) -> dict[str, Any]:
+    """Mean, sd and n of every probe metric per cell (readouts from the probe stage only)."""
+    import numpy as np
+
+    cell_of = {i.id: i.cell for i in items}
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    models: set[str] = set()
+    for row in records.probe_results():
+        if row.item_id in cell_of and row.result is not None:
+            models.add(row.model)
+            for metric, v in probe_metrics(row.probe, row.result).items():
+                values[cell_of[row.item_id]][metric].append(v)
+    metrics = sorted({m for per_cell in values.values() for m in per_cell})
+    cells = {
+        cell: {
+            m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
+                "n": len(v)}
+            for m, v in per_cell.items()
+        }
+        for cell, per_cell in sorted(values.items())
+    }  # fmt: skip
+    return {"models": sorted(models), "metrics": metrics, "cells": cells}

@@ -47,6 +47,10 @@ def worker_url() -> str:
     return os.environ.get("RESEARCH_WORKER_URL", DEFAULT_WORKER_URL).rstrip("/")
 
 
+def worker_token() -> str | None:
+    return os.environ.get("RESEARCH_WORKER_TOKEN")
+
+
 def local_model_name() -> str:
     return os.environ.get("RESEARCH_LOCAL_MODEL", "smollm2")
 

@@ -1,6 +1,6 @@
 """The planner graph, stage by stage as in DESIGN.md:
 
-design → checkpoint → collect → screen → evaluate (fan-out, one evaluator per batch) →
+design → checkpoint → collect → screen → probe → evaluate (fan-out, one evaluator per batch) →
 checkpoint → analyze → report → checkpoint.
 """
 
@@ -16,6 +16,7 @@ from orchestrator.nodes.checkpoint import after, checkpoint
 from orchestrator.nodes.collect import collect
 from orchestrator.nodes.design import design
 from orchestrator.nodes.evaluate import evaluate, evaluate_batch, evaluate_done, fan_out
+from orchestrator.nodes.probe import probe
 from orchestrator.nodes.report import report
 from orchestrator.nodes.screen import screen
 from orchestrator.state import RunState
@@ -27,6 +28,7 @@ def build_graph(checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
     g.add_node("checkpoint_design", checkpoint("design"))
     g.add_node("collect", collect)
     g.add_node("screen", screen)
+    g.add_node("probe", probe)
     g.add_node("evaluate", evaluate)
     g.add_node("evaluate_batch", evaluate_batch)
     g.add_node("evaluate_done", evaluate_done)
@@ -39,7 +41,8 @@ def build_graph(checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
     g.add_edge("design", "checkpoint_design")
     g.add_conditional_edges("checkpoint_design", after("design", "collect"), ["collect", END])
     g.add_edge("collect", "screen")
-    g.add_edge("screen", "evaluate")
+    g.add_edge("screen", "probe")
+    g.add_edge("probe", "evaluate")
     g.add_conditional_edges("evaluate", fan_out, ["evaluate_batch", "evaluate_done"])
     g.add_edge("evaluate_batch", "evaluate_done")
     g.add_edge("evaluate_done", "checkpoint_evaluate")

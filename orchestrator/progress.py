@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from memory import Decision, Flag, StageProgress, Summary, write_summary
 from orchestrator.rundir import RunDir
 
-STAGES = ["design", "collect", "screen", "evaluate", "analyze", "report"]
+STAGES = ["design", "collect", "screen", "probe", "evaluate", "analyze", "report"]
 
 
 def usage_totals(run: RunDir) -> dict[str, float]:

@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS flags(
 CREATE TABLE IF NOT EXISTS decisions(
   checkpoint TEXT PRIMARY KEY, decision TEXT NOT NULL, by TEXT NOT NULL, at TEXT NOT NULL,
   note TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS probe_results(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT, probe TEXT NOT NULL, model TEXT NOT NULL,
+  params TEXT NOT NULL, text_sha256 TEXT NOT NULL, result TEXT NOT NULL, error TEXT,
+  created TEXT NOT NULL, UNIQUE(item_id, probe, params, text_sha256));
 CREATE TABLE IF NOT EXISTS stages(
   stage TEXT PRIMARY KEY, status TEXT NOT NULL, counts TEXT NOT NULL, updated TEXT NOT NULL);
 """
@@ -85,6 +89,16 @@ class Verdict:
     status: str  # "scored" | "unscored"
     fields: dict[str, Any] | None
     reason: str | None
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    id: int
+    item_id: str | None
+    probe: str
+    model: str
+    result: dict[str, Any] | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -258,6 +272,45 @@ class Records:
         rows = self._all("SELECT * FROM verdicts ORDER BY item_id, evaluator")
         return [Verdict(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None, r[5])
                 for r in rows]  # fmt: skip
+
+    # probe results ------------------------------------------------------------------------
+    def add_probe_result(
+        self,
+        item_id: str | None,
+        probe: str,
+        model: str,
+        params: dict[str, Any],
+        text_sha256: str,
+        result: dict[str, Any] | None,
+        error: str | None = None,
+    ) -> int:
+        """Store one probe readout (or why there is none); return its id, citable by verdicts."""
+        key = (item_id, probe, json.dumps(params, sort_keys=True), text_sha256)
+        with self._tx() as db:
+            # the same readout asked for twice (a re-run stage, an agent's tool call) keeps its
+            # first id, so a verdict that cited it still points at a row
+            found = db.execute(
+                "SELECT id FROM probe_results WHERE item_id IS ? AND probe=? AND params=? "
+                "AND text_sha256=? AND error IS NULL",
+                key,
+            ).fetchone()
+            if found and error is None:
+                return int(found[0])
+            cur = db.execute(
+                "INSERT OR REPLACE INTO probe_results(item_id, probe, model, params, text_sha256, "
+                "result, error, created) VALUES (?,?,?,?,?,?,?,?)",
+                (*key[:2], model, key[2], key[3], json.dumps(result), error, now()),
+            )
+            return int(cur.lastrowid)
+
+    def probe_results(self, probe: str | None = None) -> list[ProbeRow]:
+        sql = "SELECT id, item_id, probe, model, result, error FROM probe_results"
+        rows = (
+            self._all(sql + " WHERE probe=? ORDER BY id", probe)
+            if probe
+            else self._all(sql + " ORDER BY id")
+        )
+        return [ProbeRow(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
 
     # flags and decisions ------------------------------------------------------------------
     def add_flag(self, stage: str, kind: str, raised_by: str, items: list[str], text: str) -> bool:

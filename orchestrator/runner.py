@@ -30,7 +30,7 @@ from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import DecisionRow
 from orchestrator.rundir import RunDir, runs_root
-from orchestrator.worker import local_worker
+from orchestrator.worker import local_worker, needs_worker
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def _drive(
         saver = stack.enter_context(SqliteSaver.from_conn_string(str(run.path("state.sqlite"))))
         graph = build_graph(saver)
         try:
-            if any(r.provider == "local" for r in [*protocol.subjects, protocol.evaluation.judge]):
+            if needs_worker(protocol):
                 stack.enter_context(local_worker(run, protocol))
             snap = graph.get_state(config)
             pending: dict | Command | None = {} if not snap.values and not snap.next else None

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from orchestrator.context import worker_url
+from orchestrator.context import local_model_name, worker_url
 from orchestrator.errors import UserError
 from orchestrator.protocol.schema import Protocol
 from orchestrator.rundir import RunDir
@@ -30,12 +30,25 @@ def healthy(url: str) -> dict | None:
         return None
 
 
+def needs_worker(protocol: Protocol) -> bool:
+    refs = [*protocol.subjects, protocol.evaluation.judge]
+    return protocol.probes is not None or any(r.provider == "local" for r in refs)
+
+
+def worker_model(protocol: Protocol) -> str:
+    """The model to start a worker with: the local subjects' and judge's, else the probes'."""
+    refs = [*protocol.subjects, protocol.evaluation.judge]
+    local = [r.model for r in refs if r.provider == "local"]
+    if local:
+        return local[0]
+    return (protocol.probes.model if protocol.probes else None) or local_model_name()
+
+
 @contextmanager
 def local_worker(run: RunDir, protocol: Protocol) -> Iterator[str]:
     """Yield the worker URL; start a worker first when none answers there."""
     url = worker_url()
-    model = next(r.model for r in [*protocol.subjects, protocol.evaluation.judge]
-                 if r.provider == "local")  # fmt: skip
+    model = worker_model(protocol)
     if (health := healthy(url)) is not None:
         run.log.append("run", "orchestrator", "worker", f"Using the worker at {url} ({health})")
         yield url

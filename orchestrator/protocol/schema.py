@@ -152,6 +152,34 @@ class Analysis(Strict):
     )
 
 
+ProbeName = Literal["surprisal", "author", "followup"]
+
+
+class Probes(Strict):
+    """Truesight readouts run by the local worker on every response (the `probe` stage)."""
+
+    run: list[ProbeName] = Field(
+        min_length=1, description="Which probes to run on each response, in this order."
+    )
+    context: Literal["prompt", "none"] = Field(
+        "prompt",
+        description="Condition surprisal on the prompt the subject saw (`prompt`: how "
+        "surprising the answer is as a continuation, the words-in-the-mouth signal) or on "
+        "nothing (`none`: how surprising the text is on its own).",
+    )
+    params: dict[ProbeName, dict[str, object]] = Field(
+        default_factory=dict,
+        description="Parameters per probe, passed to the worker (see GET /v1/probes).",
+    )
+    batch_size: PositiveInt = Field(16, description="Texts per request to the worker.")
+    model: str | None = Field(
+        None,
+        description="Model the worker loads for probes when the run starts it (default "
+        "RESEARCH_LOCAL_MODEL or smollm2, which is instruction-tuned: on a GPU box use a base "
+        "model). A worker already running is used as it is; every result names its model.",
+    )
+
+
 Stage = Literal["design", "evaluate", "report"]
 
 
@@ -169,6 +197,9 @@ class Protocol(Strict):
         description="Stages after which the run pauses for a human decision.",
     )
     analysis: Analysis
+    probes: Probes | None = Field(
+        None, description="Truesight probes on the local worker; omit to run none."
+    )
 
     @property
     def outcomes(self) -> list[str]:

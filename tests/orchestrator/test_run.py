@@ -17,7 +17,7 @@ from orchestrator.rundir import RunDir
 from tests.conftest import API_KEY, DEU, SINCERITY, research
 from tests.fakes.anthropic_server import FakeAnthropic
 
-STAGES = ["design", "collect", "screen", "evaluate", "analyze", "report"]
+STAGES = ["design", "collect", "screen", "probe", "evaluate", "analyze", "report"]
 
 
 def snapshot(run_dir: Path) -> dict:
@@ -47,7 +47,7 @@ def test_full_pilot_run_with_yes(env: dict, runs: Path, world: FakeAnthropic) ->
     judge_calls = [r for r in world.requests if r.body.get("tools")]
     assert len(judge_calls) == len(snap["batches"]) == 8
     log = RunLog(run_dir / "LOG.md").entries()
-    assert [e.kind for e in log if e.kind == "stage_done"] == ["stage_done"] * 6
+    assert [e.kind for e in log if e.kind == "stage_done"] == ["stage_done"] * 7
     assert [e.stage for e in log if e.kind == "stage_done"] == STAGES
     summary = (run_dir / "SUMMARY.md").read_text()
     assert "**complete**" in summary and f"up to: {log[-1].number}" in summary

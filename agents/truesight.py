@@ -1,0 +1,175 @@
+"""Truesight readouts from the local worker: the HTTP client, and the tool agents call.
+
+The worker (package `truesight`, its own process) serves `POST /v1/probes/{name}`; this module is
+the only place that talks to it about probes. Agents get a `truesight` tool whose result is small
+and carries a probe-result id, so a verdict can cite the readout it relied on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+PROBES = ("surprisal", "author", "followup")
+
+
+class WorkerError(Exception):
+    """The worker refused a probe request (4xx) or could not be reached."""
+
+    def __init__(self, status: int, message: str):
+        self.status, self.message = status, message
+        super().__init__(f"worker answered {status}: {message}")
+
+
+@dataclass(frozen=True)
+class ProbeResponse:
+    model: str
+    results: list[dict[str, Any]]
+
+
+class TruesightClient:
+    """Synchronous client for the worker's probe endpoints."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 900.0):
+        headers = {"x-api-key": token} if token else {}
+        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def catalogue(self) -> dict[str, Any]:
+        return self._check(self._http.get("/v1/probes"))
+
+    def run(
+        self,
+        probe: str,
+        texts: list[str],
+        contexts: list[str] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> ProbeResponse:
+        body: dict[str, Any] = {"texts": texts, "params": params or {}}
+        if contexts is not None:
+            body["contexts"] = contexts
+        data = self._check(self._http.post(f"/v1/probes/{probe}", json=body))
+        return ProbeResponse(data["model"], data["results"])
+
+    @staticmethod
+    def _check(r: httpx.Response) -> dict[str, Any]:
+        if r.status_code >= 400:
+            try:
+                message = r.json()["error"]["message"]
+            except (ValueError, KeyError, TypeError):
+                message = r.text[:500]
+            raise WorkerError(r.status_code, message)
+        return r.json()
+
+
+def text_sha256(text: str, context: str | None = None) -> str:
+    return hashlib.sha256(json.dumps([context, text]).encode()).hexdigest()
+
+
+def compact(probe: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The part of a readout worth an agent's context: headline numbers, a few spans."""
+    if probe == "surprisal":
+        spans = [
+            {"text": s["text"], "surprisal": round(s["surprisal"], 2)}
+            for s in result.get("top_spans", [])[:3]
+        ]
+        keys = ("mean_nll", "p90", "max")
+        return {**{k: round(result[k], 3) for k in keys if k in result}, "top_spans": spans}
+    if probe == "author":
+        return {k: round(v, 3) for k, v in result.get("attributes", {}).items()}
+    if probe == "followup":
+        return {k: round(v, 3) for k, v in result.get("questions", {}).items()}
+    return result
+
+
+class ProbeStore(Protocol):
+    """Where readouts are kept so verdicts can cite them; the records store implements it."""
+
+    def add_probe_result(
+        self,
+        item_id: str | None,
+        probe: str,
+        model: str,
+        params: dict[str, Any],
+        text_sha256: str,
+        result: dict[str, Any] | None,
+        error: str | None = None,
+    ) -> int: ...
+
+
+TOOL = {
+    "name": "truesight",
+    "description": (
+        "Ask a local base model what it reads into a text: how surprising each token is "
+        "(surprisal: high values where words look put in a model's mouth), zero-shot log-odds "
+        "of author attributes (author: sincere vs insincere, honest vs deceptive, ...), and "
+        "yes-minus-no logits for follow-up questions (followup). Give a response_id from your "
+        "batch, or a text. The result carries a probe_result_id per probe: cite it in a verdict "
+        "that relies on the readout."
+    ),
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "response_id": {"type": "string", "description": "Ref of a response in the batch."},
+            "text": {"type": "string", "description": "Any text, when not a response."},
+            "probes": {
+                "type": "array",
+                "items": {"type": "string", "enum": list(PROBES)},
+                "description": "Which readouts; default all.",
+            },
+        },
+    },
+}
+
+
+class TruesightTool:
+    """Runs the `truesight` tool for an agent: resolve the text, probe it, store, summarise."""
+
+    def __init__(
+        self,
+        client: TruesightClient,
+        store: ProbeStore,
+        responses: dict[str, tuple[str | None, str]],
+        params: dict[str, dict[str, Any]] | None = None,
+    ):
+        """`responses` maps the refs an agent sees to (item id, response text)."""
+        self.client, self.store, self.responses = client, store, responses
+        self.params = params or {}
+
+    def __call__(self, tool_input: dict[str, Any]) -> dict[str, Any]:
+        ref, text = tool_input.get("response_id"), tool_input.get("text")
+        if (ref is None) == (text is None):
+            raise ToolInputError("give exactly one of response_id and text")
+        item_id = None
+        if ref is not None:
+            if ref not in self.responses:
+                raise ToolInputError(f"unknown response_id {ref!r}")
+            item_id, text = self.responses[ref]
+        probes = tool_input.get("probes") or list(PROBES)
+        unknown = [p for p in probes if p not in PROBES]
+        if unknown:
+            raise ToolInputError(f"unknown probes {unknown}; choose from {list(PROBES)}")
+        out: dict[str, Any] = {}
+        for probe in probes:
+            params = self.params.get(probe, {})
+            try:
+                response = self.client.run(probe, [text], params=params)
+            except WorkerError as e:
+                raise ToolInputError(str(e)) from e
+            result = response.results[0]
+            pid = self.store.add_probe_result(
+                item_id, probe, response.model, params, text_sha256(text), result
+            )
+            out[probe] = {"probe_result_id": pid, **compact(probe, result)}
+            out["model"] = response.model
+        return out
+
+
+class ToolInputError(Exception):
+    """A tool call the model can fix; goes back to it as an error result."""
