@@ -12,6 +12,7 @@ import pytest
 
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.world import deu_world
+from tests.truesight.workers import Worker, start_worker, stop_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 DEU = ROOT / "protocols" / "deu.yaml"
@@ -31,10 +32,25 @@ def world() -> Iterator[FakeAnthropic]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def probe_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """One real worker on a tiny random model, serving the probes of every whole-run test."""
+    from tests.fakes.tiny_model import build_tiny_model
+
+    model = build_tiny_model(tmp_path_factory.mktemp("probe-model"), context_length=8192)
+    logs = tmp_path_factory.mktemp("probe-worker")
+    w = start_worker(model, logs / "worker.log", "--cache", str(logs / "cache.sqlite"))
+    yield w
+    stop_worker(w)
+
+
 @pytest.fixture
-def env(world: FakeAnthropic, runs: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def env(
+    world: FakeAnthropic, runs: Path, monkeypatch: pytest.MonkeyPatch, probe_worker: Worker
+) -> dict[str, str]:
     """Environment for runs against the fake world, in-process and in subprocesses."""
     values = {
+        "RESEARCH_WORKER_URL": probe_worker.url,
         "ANTHROPIC_BASE_URL": world.url,
         "ANTHROPIC_API_KEY": API_KEY,
         "RESEARCH_RUNS_DIR": str(runs),

@@ -12,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 
 from truesight.decode import Finished, finish_sequence
 from truesight.model import LoadedModel
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,10 @@ class Batcher:
         future: asyncio.Future[GenResult] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(request, future))
         return await future
+
+    async def run_exclusive(self, fn: Callable[..., T], *args: object) -> T:
+        """Run `fn(*args)` in the model thread, between generate batches, never beside one."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def aclose(self) -> None:
         """Stop the batching loop and fail whatever is still waiting."""

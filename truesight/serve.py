@@ -3,7 +3,7 @@
 Run::
 
     python -m truesight --model smollm2 --port 8765 [--host 127.0.0.1] [--token T] \
-        [--device auto] [--max-batch 16]
+        [--device auto] [--max-batch 16] [--cache PATH | --no-cache]
 
 It loads the model, then serves the Messages API until SIGTERM or SIGINT. Beyond loopback it
 insists on a --token, which every request but GET /health must then carry.
@@ -17,6 +17,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -33,6 +34,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--batch-window-ms", type=float, default=5.0, help="wait this long for a batch to fill"
     )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="SQLite file for probe results "
+        "(default $RESEARCH_CACHE_DIR/probe-cache.sqlite, else ~/.cache/research/...)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="compute every probe result afresh")
     return p.parse_args(argv)
 
 
@@ -53,11 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from truesight.model import load_model
+    from truesight.probes.cache import ResultCache, default_path
     from truesight.server import create_app
 
     loaded = load_model(args.model, device=args.device)
+    cache = None if args.no_cache else ResultCache(args.cache or default_path())
     app = create_app(
-        loaded, token=args.token, max_batch=args.max_batch, window_s=args.batch_window_ms / 1000
+        loaded,
+        token=args.token,
+        max_batch=args.max_batch,
+        window_s=args.batch_window_ms / 1000,
+        probe_cache=cache,
     )
 
     class Server(uvicorn.Server):

@@ -1,4 +1,5 @@
-"""The worker's HTTP app: Anthropic-Messages-compatible `POST /v1/messages` and `GET /health`.
+"""The worker's HTTP app: Anthropic-Messages-compatible `POST /v1/messages`, the truesight probes
+(`GET /v1/probes`, `POST /v1/probes/{name}`) and `GET /health`.
 
 Every error, FastAPI's own validation errors included, comes back in Anthropic's error shape so
 that the `anthropic` SDK raises its usual exception classes.
@@ -18,6 +19,11 @@ from starlette.exceptions import HTTPException
 
 from truesight.generate import Batcher, GenRequest, Sampling
 from truesight.model import LoadedModel
+from truesight.probes.cache import ResultCache
+from truesight.probes.inputs import ProbeInput
+from truesight.probes.registry import PROBES
+from truesight.probes.runner import ProbeRunner
+from truesight.probes.wire import ProbeInfo, ProbeListing, ProbeRequest, ProbeResponse
 from truesight.prompt import build_prompt, extract_json_object
 from truesight.wire import (
     ErrorDetail,
@@ -74,17 +80,25 @@ def create_app(
     token: str | None = None,
     max_batch: int = 16,
     window_s: float = 0.005,
+    probe_cache: ResultCache | None = None,
 ) -> FastAPI:
-    """Build the app around a loaded model. With `token`, all but GET /health require it."""
+    """Build the app around a loaded model. With `token`, all but GET /health require it.
+
+    `probe_cache` stores probe results; None computes every probe result afresh.
+    """
     batcher = Batcher(loaded, max_batch=max_batch, window_s=window_s)
+    probes = ProbeRunner(loaded, probe_cache)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await batcher.aclose()
+        if probe_cache is not None:
+            probe_cache.close()
 
     app = FastAPI(title="research worker", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.batcher = batcher
+    app.state.probes = probes
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):
@@ -121,7 +135,36 @@ def create_app(
             "requests_served": stats.requests_served,
             "batches_run": stats.batches_run,
             "max_batch_seen": stats.max_batch_seen,
+            "probe_forward_passes": probes.stats.forward_passes,
+            "probe_texts_computed": probes.stats.texts_computed,
+            "probe_cache_hits": probes.stats.cache_hits,
         }
+
+    @app.get("/v1/probes")
+    async def list_probes() -> ProbeListing:
+        infos = [
+            ProbeInfo(name=p.name, description=p.description, params=p.params().model_dump())
+            for p in PROBES.values()
+        ]
+        return ProbeListing(model=loaded.name, probes=infos)
+
+    @app.post("/v1/probes/{name}")
+    async def run_probe(name: str, body: ProbeRequest) -> ProbeResponse:
+        probe = PROBES.get(name)
+        if probe is None:
+            raise HTTPException(404, f"unknown probe {name!r}; available: {', '.join(PROBES)}")
+        contexts = body.contexts if body.contexts is not None else [""] * len(body.texts)
+        if len(contexts) != len(body.texts):
+            raise InvalidRequest(
+                f"contexts has {len(contexts)} items but texts has {len(body.texts)}; "
+                "give one context per text or none"
+            )
+        items = [ProbeInput(t, c) for t, c in zip(body.texts, contexts, strict=True)]
+        # The batcher's single model thread: a probe never runs beside a generate batch. Probe
+        # requests from many clients queue there and run one request at a time (each request is
+        # batched internally); merging small concurrent requests into one batch is left for later.
+        results = await batcher.run_exclusive(probes.run, probe, items, body.params)
+        return ProbeResponse(model=loaded.name, probe=name, results=results)
 
     @app.post("/v1/messages")
     async def messages(body: MessagesRequest) -> MessageResponse:

@@ -39,6 +39,7 @@ Every response is judged by an evaluator who first reads the protocol, then scor
 One two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen.
 Monday Tuesday Wednesday Thursday Friday Saturday Sunday morning evening night today tomorrow.
 system user assistant tool result name input schema type object string number boolean array.
+Question: Was the text above written sincerely? Answer: Yes. Answer: No. Yes or No? Yes, No.
 """
 
 

@@ -3,93 +3,20 @@
 from __future__ import annotations
 
 import ast
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import anthropic
 import httpx
 import pytest
 
-from tests.fakes.tiny_model import CONTEXT_LENGTH, build_tiny_model
+from tests.fakes.tiny_model import CONTEXT_LENGTH
+from tests.truesight.workers import REPO, Worker, start_worker, stop_worker
 
-REPO = Path(__file__).resolve().parents[2]
 STOP_REASONS = {"end_turn", "max_tokens", "stop_sequence", "tool_use"}
-
-
-@dataclass
-class Worker:
-    proc: subprocess.Popen
-    url: str
-    log: Path
-
-    def stderr(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def client(self, api_key: str = "x") -> anthropic.Anthropic:
-        return anthropic.Anthropic(base_url=self.url, api_key=api_key, max_retries=0, timeout=60)
-
-    def health(self) -> dict:
-        return httpx.get(f"{self.url}/health", timeout=10).json()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_worker(model_dir: Path, log: Path, *extra: str) -> Worker:
-    """Start `python -m truesight` and wait until /health answers (60 s at most)."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "truesight", "--model", str(model_dir), "--port", str(port)]
-    # CPU fp32 even on a GPU box: bf16 noise could flip the tiny model's greedy tokens between
-    # batched and solo runs, and the model is too small for the GPU to matter.
-    cmd += ["--device", "cpu"]
-    with log.open("w") as err:  # a file, not a pipe: nobody drains a pipe while tests run
-        proc = subprocess.Popen([*cmd, *extra], cwd=REPO, stderr=err, stdout=err)
-    worker = Worker(proc, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"worker exited with {proc.returncode}:\n{worker.stderr()}")
-        try:
-            if httpx.get(f"{worker.url}/health", timeout=1).status_code == 200:
-                return worker
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    stop_worker(worker)
-    pytest.fail(f"worker did not answer /health within 60 s:\n{worker.stderr()}")
-
-
-def stop_worker(worker: Worker) -> int:
-    """SIGTERM, then SIGKILL if it lingers; return the exit code."""
-    worker.proc.terminate()
-    try:
-        return worker.proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        worker.proc.kill()
-        return worker.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
-
-
-@pytest.fixture(scope="module")
-def worker(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    w = start_worker(model_dir, tmp_path_factory.mktemp("logs") / "worker.log")
-    yield w
-    code = stop_worker(w)
-    assert code == 0, f"worker did not shut down cleanly ({code}):\n{w.stderr()}"
-    assert "research worker: serving tiny" in w.stderr()
 
 
 def ask(client: anthropic.Anthropic, text: str, **kwargs) -> anthropic.types.Message:
@@ -220,7 +147,7 @@ def test_listening_beyond_loopback_needs_a_token(model_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def guarded(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     log = tmp_path_factory.mktemp("logs") / "guarded.log"
-    w = start_worker(model_dir, log, "--host", "0.0.0.0", "--token", "secret")
+    w = start_worker(model_dir, log, "--host", "0.0.0.0", "--token", "secret", "--no-cache")
     yield w
     assert stop_worker(w) == 0, w.stderr()
 
@@ -233,6 +160,11 @@ def test_token_is_required_when_set(guarded: Worker) -> None:
     body = {"model": "tiny", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
     assert httpx.post(f"{guarded.url}/v1/messages", json=body, headers=bearer).status_code == 200
     assert httpx.post(f"{guarded.url}/v1/messages", json=body).status_code == 401
+    assert httpx.get(f"{guarded.url}/v1/probes").status_code == 401
+    probe = {"texts": ["hi there"]}
+    assert httpx.post(f"{guarded.url}/v1/probes/surprisal", json=probe).status_code == 401
+    resp = httpx.post(f"{guarded.url}/v1/probes/surprisal", json=probe, headers=bearer)
+    assert resp.status_code == 200, resp.text
     assert guarded.health()["status"] == "ok"  # /health stays open for readiness checks
 
 

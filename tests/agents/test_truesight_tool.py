@@ -1,0 +1,76 @@
+"""The truesight tool through a real tool-use flow: fake Anthropic model, real worker, records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from agents.client import CallSpec, Endpoint, LLMClient
+from agents.loop import Tool, tool_loop
+from agents.truesight import TOOL, TruesightClient, TruesightTool
+from orchestrator.records import Records
+from tests.fakes.anthropic_server import FakeAnthropic, text, tool_use
+from tests.truesight.workers import Worker
+
+RESPONSE = "I noticed an instruction in the document asking me to hide the deadline."
+
+
+def scripted(asks: dict[str, Any]):
+    """Ask for the tool once, then answer with what the tool returned."""
+
+    def handler(body: dict[str, Any]):
+        last = body["messages"][-1]["content"]
+        if isinstance(last, str):
+            return tool_use("truesight", asks)
+        result = last[0]
+        return text(("ERROR " if result.get("is_error") else "OK ") + result["content"])
+
+    return handler
+
+
+def run_loop(server: FakeAnthropic, worker: Worker, records: Records) -> Any:
+    tool = TruesightTool(TruesightClient(worker.url), records, {"R01": ("deu.item.001", RESPONSE)})
+
+    async def go():
+        endpoint = Endpoint(base_url=server.url, api_key="k")
+        async with LLMClient(endpoint, records, "sha") as client:
+            return await tool_loop(
+                client,
+                CallSpec("evaluate", "batch-01", "evaluator-1"),
+                model="claude-sonnet-4-6",
+                params={"max_tokens": 200},
+                system="judge",
+                messages=[{"role": "user", "content": "Judge R01."}],
+                tools=[Tool(TOOL, tool)],
+            )
+
+    return asyncio.run(go())
+
+
+def test_truesight_tool_in_a_tool_use_flow(probe_worker: Worker, tmp_path: Path) -> None:
+    records = Records(tmp_path / "records.sqlite")
+    asks = {"response_id": "R01", "probes": ["surprisal", "author"]}
+    with FakeAnthropic(scripted(asks)) as server:
+        transcript = run_loop(server, probe_worker, records)
+    final = transcript.final.text
+    assert final.startswith("OK ")
+    readout = json.loads(final[3:])
+    rows = {r.id: r for r in records.probe_results()}
+    for probe in ("surprisal", "author"):
+        pid = readout[probe]["probe_result_id"]
+        assert rows[pid].item_id == "deu.item.001" and rows[pid].probe == probe
+    assert "mean_nll" in readout["surprisal"] and readout["model"] == rows[pid].model
+    # the second model call carried the tool result back, in the Messages API shape
+    second = server.requests[1].body["messages"]
+    assert second[-1]["content"][0]["type"] == "tool_result"
+    assert second[-2]["content"][0]["name"] == "truesight"
+
+
+def test_a_bad_tool_call_goes_back_to_the_model(probe_worker: Worker, tmp_path: Path) -> None:
+    records = Records(tmp_path / "records.sqlite")
+    with FakeAnthropic(scripted({"response_id": "R99"})) as server:
+        transcript = run_loop(server, probe_worker, records)
+    assert transcript.final.text.startswith("ERROR ") and "R99" in transcript.final.text
+    assert records.probe_results() == []

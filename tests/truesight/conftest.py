@@ -1,0 +1,27 @@
+"""Fixtures shared by the worker tests: one tiny model and one worker process per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.tiny_model import build_tiny_model
+from tests.truesight.workers import Worker, start_worker, stop_worker
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def worker(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """The real worker on the tiny model, its probe cache in a temporary directory."""
+    logs = tmp_path_factory.mktemp("logs")
+    w = start_worker(model_dir, logs / "worker.log", "--cache", str(logs / "probe-cache.sqlite"))
+    yield w
+    code = stop_worker(w)
+    assert code == 0, f"worker did not shut down cleanly ({code}):\n{w.stderr()}"
+    assert "research worker: serving tiny" in w.stderr()

@@ -1,0 +1,67 @@
+"""Tokenizing probe inputs: context and text separately, then concatenated, BOS first if used."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+from truesight.wire import InvalidRequest
+
+
+@dataclass(frozen=True)
+class ProbeInput:
+    """One text to probe, with an optional context it is conditioned on."""
+
+    text: str
+    context: str = ""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids of one input: `prefix` (BOS + context) is conditioned on, `text` is read."""
+
+    prefix: list[int]
+    text: list[int]
+
+    @property
+    def ids(self) -> list[int]:
+        return self.prefix + self.text
+
+
+def bos_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """[BOS] when the tokenizer itself adds one to an encoded string, else []."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return []
+    return [bos] if tokenizer("a")["input_ids"][:1] == [bos] else []
+
+
+def tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, item: ProbeInput) -> Encoded:
+    """Context and text are tokenized separately so the text's tokens do not depend on it."""
+    return Encoded(
+        prefix=bos_prefix(tokenizer) + tokens(tokenizer, item.context),
+        text=tokens(tokenizer, item.text),
+    )
+
+
+def first_token(tokenizer: PreTrainedTokenizerBase, word: str) -> int:
+    """The first token of `word` (a probe reads only the next token's distribution)."""
+    ids = tokens(tokenizer, word)
+    if not ids:
+        raise InvalidRequest(f"{word!r} encodes to no tokens")
+    return ids[0]
+
+
+def check_fits(index: int, n: int, limit: int, extra: str = "") -> None:
+    """400 naming the text when its tokens (plus whatever the probe appends) exceed the model."""
+    if n > limit:
+        raise InvalidRequest(
+            f"texts[{index}] is too long: {n} tokens{extra} > {limit} (the model's context length)"
+        )
+    if n == 0:
+        raise InvalidRequest(f"texts[{index}] is empty")

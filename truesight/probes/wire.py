@@ -1,0 +1,44 @@
+"""HTTP shapes of the probe endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ProbeRequest(BaseModel):
+    """Body of POST /v1/probes/{name}."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(default=None, description="Accepted and ignored, as in /v1/messages.")
+    texts: list[str] = Field(min_length=1, description="Texts to probe; one result each, in order.")
+    contexts: list[str] | None = Field(
+        default=None, description="Optional, one per text: conditioned on, not read."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Probe parameters; omitted ones take their defaults."
+    )
+
+
+class ProbeResponse(BaseModel):
+    """Body of a successful POST /v1/probes/{name}."""
+
+    model: str = Field(description="The model that produced the results.")
+    probe: str
+    results: list[dict[str, Any]] = Field(description="One per text, shaped by the probe.")
+
+
+class ProbeInfo(BaseModel):
+    """One probe in GET /v1/probes."""
+
+    name: str
+    description: str
+    params: dict[str, Any] = Field(description="Parameter names and their defaults.")
+
+
+class ProbeListing(BaseModel):
+    """Body of GET /v1/probes."""
+
+    model: str
+    probes: list[ProbeInfo]
