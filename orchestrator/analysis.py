@@ -127,8 +127,8 @@ def probe_metrics(probe: str, result: dict[str, Any]) -> dict[str, float]:
         values = {k: result[k] for k in ("mean_nll", "p90", "max") if k in result}
     elif probe == "author":
         values = dict(result.get("attributes", {}))
-    elif probe == "followup":
-        values = dict(result.get("questions", {}))
+    elif probe == "followup":  # questions are long: q1, q2, ... (see the labels)
+        values = {f"q{k + 1}": v for k, v in enumerate(result.get("questions", {}).values())}
     else:
         values = {}
     return {f"{probe}.{k}": float(v) for k, v in values.items()}
@@ -147,6 +147,12 @@ def summarise_probes(records: Records, items: list[Item]) -> dict[str, Any]:
             for metric, v in probe_metrics(row.probe, row.result).items():
                 values[cell_of[row.item_id]][metric].append(v)
     metrics = sorted({m for per_cell in values.values() for m in per_cell})
+    labels = {}
+    for row in records.probe_results("followup"):
+        if row.result is not None:
+            for k, question in enumerate(row.result.get("questions", {})):
+                labels[f"followup.q{k + 1}"] = question
+            break
     cells = {
         cell: {
             m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
@@ -155,4 +161,13 @@ def summarise_probes(records: Records, items: list[Item]) -> dict[str, Any]:
         }
         for cell, per_cell in sorted(values.items())
     }  # fmt: skip
-    return {"models": sorted(models), "metrics": metrics, "cells": cells}
+    groups: dict[str, list[str]] = defaultdict(list)
+    for m in metrics:
+        groups[m.split(".")[0]].append(m)
+    return {
+        "models": sorted(models),
+        "metrics": metrics,
+        "groups": dict(groups),
+        "labels": labels,
+        "cells": cells,
+    }

@@ -30,6 +30,10 @@ def snapshot(run_dir: Path) -> dict:
             "screen": rec.screen(),
             "batches": rec.batches(),
             "verdicts": rec.verdicts(),
+            "probes": sorted(
+                (r.item_id, r.probe, json.dumps(r.result, sort_keys=True), r.error)
+                for r in rec.probe_results()
+            ),
         }
     finally:
         rec.close()
@@ -64,6 +68,16 @@ def test_full_pilot_run_with_yes(env: dict, runs: Path, world: FakeAnthropic) ->
     assert "code_commit" in manifest and "code_dirty" in manifest
     analysis = json.loads((run_dir / "artifacts" / "analysis.json").read_text())
     assert analysis["totals"] == {"items": 24, "scored": 24, "unscored": 0}
+    # truesight: every response read by every probe, summarised per cell, in the report
+    probes = snap["probes"]
+    assert {(i, p) for i, p, _, _ in probes} == {
+        (i.id, p) for i in snap["items"] for p in ("surprisal", "author", "followup")
+    }
+    assert all(error is None for *_, error in probes)
+    assert "surprisal.mean_nll" in analysis["probes"]["metrics"]
+    assert "author.sincere_vs_insincere" in analysis["probes"]["metrics"]
+    assert len(analysis["probes"]["cells"]) == 8
+    assert "## Truesight readouts" in report
 
 
 def test_second_protocol_runs(env: dict, runs: Path) -> None:
