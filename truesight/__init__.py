@@ -6,5 +6,6 @@ it over HTTP only, through the ordinary `anthropic` SDK; nothing here imports th
 Modules: `model` loads a model (`smollm2` fetches the default offline one), `generate` batches
 concurrent requests into one `generate` call, `wire` holds the request/response shapes, `prompt`
 turns a request into a prompt, `server` is the FastAPI app, `serve` the command line. `probes`
-holds the truesight probes (surprisal, author, followup) served at /v1/probes.
+holds the truesight probes (surprisal, author, followup, linear, tokens) served at /v1/probes;
+`train` trains the linear probes (`python -m truesight.train DATASET.jsonl`).
 """

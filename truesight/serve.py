@@ -3,7 +3,7 @@
 Run::
 
     python -m truesight --model smollm2 --port 8765 [--host 127.0.0.1] [--token T] \
-        [--device auto] [--max-batch 16] [--cache PATH | --no-cache]
+        [--device auto] [--max-batch 16] [--cache PATH | --no-cache] [--probes-dir DIR]
 
 It loads the model, then serves the Messages API until SIGTERM or SIGINT. Beyond loopback it
 insists on a --token, which every request but GET /health must then carry.
@@ -42,6 +42,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "(default $RESEARCH_CACHE_DIR/probe-cache.sqlite, else ~/.cache/research/...)",
     )
     p.add_argument("--no-cache", action="store_true", help="compute every probe result afresh")
+    p.add_argument(
+        "--probes-dir",
+        type=Path,
+        default=None,
+        help="trained probes for `linear` and `tokens` "
+        "(default $RESEARCH_CACHE_DIR/probes, else ~/.cache/research/probes)",
+    )
     return p.parse_args(argv)
 
 
@@ -73,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_batch=args.max_batch,
         window_s=args.batch_window_ms / 1000,
         probe_cache=cache,
+        probes_dir=args.probes_dir,
     )
 
     class Server(uvicorn.Server):

@@ -11,6 +11,7 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,11 +20,18 @@ from starlette.exceptions import HTTPException
 
 from truesight.generate import Batcher, GenRequest, Sampling
 from truesight.model import LoadedModel
-from truesight.probes.cache import ResultCache
+from truesight.probes.cache import ResultCache, weights_fingerprint
 from truesight.probes.inputs import ProbeInput
-from truesight.probes.registry import PROBES
+from truesight.probes.linear import ProbeStore, default_dir
+from truesight.probes.registry import with_trained
 from truesight.probes.runner import ProbeRunner
-from truesight.probes.wire import ProbeInfo, ProbeListing, ProbeRequest, ProbeResponse
+from truesight.probes.wire import (
+    ProbeInfo,
+    ProbeListing,
+    ProbeRequest,
+    ProbeResponse,
+    TrainedProbeInfo,
+)
 from truesight.prompt import build_prompt, extract_json_object
 from truesight.wire import (
     ErrorDetail,
@@ -81,13 +89,18 @@ def create_app(
     max_batch: int = 16,
     window_s: float = 0.005,
     probe_cache: ResultCache | None = None,
+    probes_dir: Path | None = None,
 ) -> FastAPI:
     """Build the app around a loaded model. With `token`, all but GET /health require it.
 
-    `probe_cache` stores probe results; None computes every probe result afresh.
+    `probe_cache` stores probe results; None computes every probe result afresh. `probes_dir`
+    holds the trained probes served by `linear` and `tokens` (default `linear.default_dir()`).
     """
     batcher = Batcher(loaded, max_batch=max_batch, window_s=window_s)
     probes = ProbeRunner(loaded, probe_cache)
+    store = ProbeStore(probes_dir if probes_dir is not None else default_dir())
+    registry = with_trained(store)
+    fingerprint: list[str] = []
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -144,15 +157,35 @@ def create_app(
     async def list_probes() -> ProbeListing:
         infos = [
             ProbeInfo(name=p.name, description=p.description, params=p.params().model_dump())
-            for p in PROBES.values()
+            for p in registry.values()
         ]
-        return ProbeListing(model=loaded.name, probes=infos)
+        metas = store.metas()
+        if metas and not fingerprint:
+            # Read in the model thread, never beside a forward pass; once per worker.
+            fingerprint.append(await batcher.run_exclusive(weights_fingerprint, loaded))
+        mine = fingerprint[0] if fingerprint else ""
+        trained = [
+            TrainedProbeInfo(
+                name=m.name,
+                model=m.model.name,
+                matches_model=m.model.fingerprint == mine,
+                layer=m.layer,
+                positive_label=m.positive_label,
+                negative_label=m.negative_label,
+                heldout_auroc=m.heldout_auroc,
+                threshold_1pct_fpr=m.threshold_1pct_fpr,
+                n_train=m.n_train,
+                trained_at=m.trained_at,
+            )
+            for m in metas
+        ]
+        return ProbeListing(model=loaded.name, probes=infos, trained_probes=trained)
 
     @app.post("/v1/probes/{name}")
     async def run_probe(name: str, body: ProbeRequest) -> ProbeResponse:
-        probe = PROBES.get(name)
+        probe = registry.get(name)
         if probe is None:
-            raise HTTPException(404, f"unknown probe {name!r}; available: {', '.join(PROBES)}")
+            raise HTTPException(404, f"unknown probe {name!r}; available: {', '.join(registry)}")
         contexts = body.contexts if body.contexts is not None else [""] * len(body.texts)
         if len(contexts) != len(body.texts):
             raise InvalidRequest(

@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from orchestrator.cli import report, run, status, validate, worker
+from orchestrator.cli import probes, report, run, status, validate, worker
 from orchestrator.errors import ProtocolError, UserError
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("status")(status.status_cmd)
 app.command("report")(report.report_cmd)
 app.command("validate")(validate.validate_cmd)
 app.command("worker")(worker.worker_cmd)
+app.add_typer(probes.app, name="probes")
 
 err = Console(stderr=True)
 INTERRUPTED = (

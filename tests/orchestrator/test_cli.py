@@ -29,3 +29,20 @@ def test_worker_beyond_loopback_needs_a_token() -> None:
 def test_bad_option_is_a_usage_error() -> None:
     r = research("run", "--no-such-flag")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_probes_train_through_the_research_cli(tmp_path) -> None:  # noqa: ANN001
+    from tests.fakes.tiny_model import build_tiny_model
+    from tests.truesight.test_linear import write_dataset
+
+    model = build_tiny_model(tmp_path / "tiny")
+    data = write_dataset(tmp_path / "tiny.jsonl")
+    r = research("probes", "train", str(data), "--model", str(model), "--name", "weekday",
+                 "--probes-dir", str(tmp_path / "probes"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "AUROC" in r.stdout
+    assert (tmp_path / "probes" / "weekday" / "probe.json").exists()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"header": true}\n{"id": 1}\n')
+    r = research("probes", "train", str(bad), "--model", str(model))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and str(bad) in r.stderr

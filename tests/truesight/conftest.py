@@ -17,10 +17,19 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def worker(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """The real worker on the tiny model, its probe cache in a temporary directory."""
+def probes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session worker's trained-probes folder: empty until a test trains a probe into it."""
+    return tmp_path_factory.mktemp("probes")
+
+
+@pytest.fixture(scope="session")
+def worker(
+    model_dir: Path, probes_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
+    """The real worker on the tiny model, its probe cache and trained probes in temp folders."""
     logs = tmp_path_factory.mktemp("logs")
-    w = start_worker(model_dir, logs / "worker.log", "--cache", str(logs / "probe-cache.sqlite"))
+    cache = ("--cache", str(logs / "probe-cache.sqlite"))
+    w = start_worker(model_dir, logs / "worker.log", *cache, "--probes-dir", str(probes_dir))
     yield w
     code = stop_worker(w)
     assert code == 0, f"worker did not shut down cleanly ({code}):\n{w.stderr()}"

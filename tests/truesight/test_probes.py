@@ -157,7 +157,8 @@ def post(worker: Worker, name: str, body: dict) -> httpx.Response:
 def test_probes_are_listed_with_the_model(worker: Worker, model_dir: Path) -> None:
     body = httpx.get(f"{worker.url}/v1/probes", timeout=10).json()
     assert body["model"] == model_dir.name
-    assert [p["name"] for p in body["probes"]] == ["surprisal", "author", "followup"]
+    names = [p["name"] for p in body["probes"]]
+    assert names == ["surprisal", "author", "followup", "linear", "tokens"]
     by_name = {p["name"]: p for p in body["probes"]}
     assert by_name["surprisal"]["params"] == {"top_k": 5}
     assert by_name["author"]["params"]["pairs"] == author.DEFAULT_PAIRS

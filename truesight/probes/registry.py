@@ -1,4 +1,8 @@
-"""The probes the worker serves, by name."""
+"""The probes the worker serves, by name.
+
+`PROBES` are the zero-shot readouts; `with_trained(store)` adds `linear` and `tokens`, which apply
+the trained probes of one probes folder.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from truesight.probes import author, followup, surprisal
+from truesight.probes.linear import ProbeStore
+from truesight.probes.trained import LinearResult, TokensResult, TrainedParams, TrainedProbes
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class Probe:
     """(loaded, prepared, params, stats) -> one result per prepared item, in order."""
     version: int = 1
     """Part of the cache key: bump it when a change alters results."""
+    cache_salt: Callable[[Any], str] | None = None
+    """(params) -> extra cache-key material, for results that depend on files (trained probes)."""
 
 
 PROBES: dict[str, Probe] = {
@@ -59,3 +67,31 @@ PROBES: dict[str, Probe] = {
         ),
     )
 }
+
+
+def with_trained(store: ProbeStore) -> dict[str, Probe]:
+    """PROBES plus `linear` and `tokens` over the trained probes in `store`."""
+    trained = TrainedProbes(store)
+    return {
+        **PROBES,
+        "linear": Probe(
+            name="linear",
+            description="A trained linear probe (params.probe) on the mean residual stream of "
+            "the text's tokens: score, probability and whether it passes the 1%-FPR threshold.",
+            params=TrainedParams,
+            result=LinearResult,
+            prepare=trained.prepare,
+            compute=trained.compute_linear,
+            cache_salt=trained.cache_salt,
+        ),
+        "tokens": Probe(
+            name="tokens",
+            description="A trained linear probe (params.probe) applied to each token's residual "
+            "stream: per-token scores with character offsets, for a heatmap.",
+            params=TrainedParams,
+            result=TokensResult,
+            prepare=trained.prepare,
+            compute=trained.compute_tokens,
+            cache_salt=trained.cache_salt,
+        ),
+    }

@@ -64,6 +64,8 @@ class ProbeRunner:
         keys: list[str] = []
         if cache is not None:
             canonical = params.model_dump(mode="json")
+            if probe.cache_salt is not None:
+                canonical = {"params": canonical, "salt": probe.cache_salt(params)}
             keys = [
                 result_key(self.identity, probe.name, probe.version, canonical, i.text, i.context)
                 for i in items

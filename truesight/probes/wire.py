@@ -37,8 +37,26 @@ class ProbeInfo(BaseModel):
     params: dict[str, Any] = Field(description="Parameter names and their defaults.")
 
 
+class TrainedProbeInfo(BaseModel):
+    """One trained probe in the worker's probes folder, usable with `linear` and `tokens`."""
+
+    name: str
+    model: str = Field(description="The model it was trained on.")
+    matches_model: bool = Field(description="Trained on this worker's weights (else refused).")
+    layer: int
+    positive_label: str
+    negative_label: str
+    heldout_auroc: float
+    threshold_1pct_fpr: float
+    n_train: int
+    trained_at: str
+
+
 class ProbeListing(BaseModel):
     """Body of GET /v1/probes."""
 
     model: str
     probes: list[ProbeInfo]
+    trained_probes: list[TrainedProbeInfo] = Field(
+        default_factory=list, description="Values for params.probe of `linear` and `tokens`."
+    )
