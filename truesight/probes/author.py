@@ -14,7 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from truesight.model import LoadedModel
 from truesight.probes.batch import ProbeStats
-from truesight.probes.inputs import ProbeInput, check_fits, encode, first_token, tokens
+from truesight.probes.inputs import (
+    ProbeInput,
+    encode,
+    encode_with_tail,
+    first_token,
+    tokens,
+)
 from truesight.probes.prefill import prefix_suffix_logprobs
 
 LEXICON: dict[str, list[str]] = {
@@ -82,15 +88,9 @@ class AuthorResult(BaseModel):
 
 
 def prepare(loaded: LoadedModel, items: list[ProbeInput], params: AuthorParams):
-    tok = loaded.tokenizer
-    longest = max(len(tokens(tok, s)) for s in params.suffixes)
-    prepared = []
-    for i, item in enumerate(items):
-        ids = encode(tok, item).ids
-        extra = f" with the {longest}-token suffix"
-        check_fits(i, len(ids) + longest, loaded.context_length, extra)
-        prepared.append(ids)
-    return prepared
+    return encode_with_tail(
+        loaded.tokenizer, items, params.suffixes, loaded.context_length, "suffix"
+    )
 
 
 def log_odds(

@@ -10,7 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from truesight.model import LoadedModel
 from truesight.probes.batch import ProbeStats
-from truesight.probes.inputs import ProbeInput, check_fits, encode, first_token, tokens
+from truesight.probes.inputs import (
+    ProbeInput,
+    encode_with_tail,
+    first_token,
+    tokens,
+)
 from truesight.probes.prefill import prefix_suffix_logprobs
 from truesight.wire import InvalidRequest
 
@@ -40,14 +45,8 @@ def prepare(loaded: LoadedModel, items: list[ProbeInput], params: FollowupParams
     tok = loaded.tokenizer
     if first_token(tok, params.yes) == first_token(tok, params.no):
         raise InvalidRequest(f"yes {params.yes!r} and no {params.no!r} start with the same token")
-    longest = max(len(tokens(tok, TEMPLATE.format(q=q))) for q in params.questions)
-    prepared = []
-    for i, item in enumerate(items):
-        ids = encode(tok, item).ids
-        extra = f" with the {longest}-token question"
-        check_fits(i, len(ids) + longest, loaded.context_length, extra)
-        prepared.append(ids)
-    return prepared
+    questions = [TEMPLATE.format(q=q) for q in params.questions]
+    return encode_with_tail(tok, items, questions, loaded.context_length, "question")
 
 
 def compute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import BaseModel, Field
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
 from truesight.wire import InvalidRequest
@@ -65,3 +66,29 @@ def check_fits(index: int, n: int, limit: int, extra: str = "") -> None:
         )
     if n == 0:
         raise InvalidRequest(f"texts[{index}] is empty")
+
+
+def encode_with_tail(
+    tokenizer: PreTrainedTokenizerBase,
+    items: list[ProbeInput],
+    tails: list[str],
+    context_length: int,
+    what: str,
+) -> list[list[int]]:
+    """Encode each item, checking that it still fits with the longest of the `tails` (suffixes
+    or questions) appended; the tails themselves are added later, after a shared prefill."""
+    longest = max(len(tokens(tokenizer, t)) for t in tails)
+    prepared = []
+    for i, item in enumerate(items):
+        ids = encode(tokenizer, item).ids
+        check_fits(i, len(ids) + longest, context_length, f" with the {longest}-token {what}")
+        prepared.append(ids)
+    return prepared
+
+
+class TokenSpan(BaseModel):
+    """One token of a text, located by character offsets."""
+
+    start: int = Field(description="Character offset of the token's start in the text.")
+    end: int = Field(description="Character offset just past the token's end.")
+    text: str = Field(description="text[start:end]")

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from truesight.model import LoadedModel
 from truesight.probes.batch import ProbeStats, Row, score_rows
-from truesight.probes.inputs import ProbeInput, check_fits, encode
+from truesight.probes.inputs import ProbeInput, TokenSpan, check_fits, encode
 from truesight.wire import InvalidRequest
 
 
@@ -24,12 +24,9 @@ class SurprisalParams(BaseModel):
     top_k: int = Field(default=5, ge=0, le=100, description="How many top_spans to return.")
 
 
-class Span(BaseModel):
+class Span(TokenSpan):
     """One surprising token, located in the text by character offsets."""
 
-    start: int = Field(description="Character offset of the token's start in the text.")
-    end: int = Field(description="Character offset just past the token's end.")
-    text: str = Field(description="text[start:end]")
     surprisal: float = Field(description="-log p(token | everything before it), nats.")
 
 

@@ -17,7 +17,7 @@ from truesight.probes import linear
 from truesight.probes.activations import ActRow, residuals
 from truesight.probes.batch import ProbeStats
 from truesight.probes.cache import weights_fingerprint
-from truesight.probes.inputs import ProbeInput, check_fits, encode
+from truesight.probes.inputs import ProbeInput, TokenSpan, check_fits, encode
 from truesight.wire import InvalidRequest
 
 
@@ -42,12 +42,9 @@ class LinearResult(BaseModel):
     layer: int
 
 
-class TokenScore(BaseModel):
+class TokenScore(TokenSpan):
     """One token of the text and the probe's score of its activation."""
 
-    start: int = Field(description="Character offset of the token's start in the text.")
-    end: int = Field(description="Character offset just past the token's end.")
-    text: str = Field(description="text[start:end]")
     score: float = Field(description="Decision function on this token's activation.")
 
 
