@@ -23,6 +23,7 @@ from truesight.model import LoadedModel
 from truesight.probes.cache import ResultCache, weights_fingerprint
 from truesight.probes.inputs import ProbeInput
 from truesight.probes.linear import ProbeStore, default_dir
+from truesight.probes.queue import ProbeQueue
 from truesight.probes.registry import with_trained
 from truesight.probes.runner import ProbeRunner
 from truesight.probes.wire import (
@@ -98,6 +99,7 @@ def create_app(
     """
     batcher = Batcher(loaded, max_batch=max_batch, window_s=window_s)
     probes = ProbeRunner(loaded, probe_cache)
+    queue = ProbeQueue(probes, batcher, window_s=window_s)
     store = ProbeStore(probes_dir if probes_dir is not None else default_dir())
     registry = with_trained(store)
     fingerprint: list[str] = []
@@ -105,6 +107,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await queue.aclose()
         await batcher.aclose()
         if probe_cache is not None:
             probe_cache.close()
@@ -151,6 +154,9 @@ def create_app(
             "probe_forward_passes": probes.stats.forward_passes,
             "probe_texts_computed": probes.stats.texts_computed,
             "probe_cache_hits": probes.stats.cache_hits,
+            "probe_requests": queue.stats.requests,
+            "probe_batches": queue.stats.batches,
+            "probe_max_requests_merged": queue.stats.max_requests_merged,
         }
 
     @app.get("/v1/probes")
@@ -193,10 +199,9 @@ def create_app(
                 "give one context per text or none"
             )
         items = [ProbeInput(t, c) for t, c in zip(body.texts, contexts, strict=True)]
-        # The batcher's single model thread: a probe never runs beside a generate batch. Probe
-        # requests from many clients queue there and run one request at a time (each request is
-        # batched internally); merging small concurrent requests into one batch is left for later.
-        results = await batcher.run_exclusive(probes.run, probe, items, body.params)
+        # Concurrent requests for the same probe and params are merged into one batch, which runs
+        # in the batcher's single model thread: a probe never runs beside a generate batch.
+        results = await queue.submit(probe, items, body.params)
         return ProbeResponse(model=loaded.name, probe=name, results=results)
 
     @app.post("/v1/messages")

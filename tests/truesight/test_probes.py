@@ -213,3 +213,71 @@ def test_malformed_probe_requests_get_clear_errors(worker, name, body, status, m
     error = resp.json()
     assert error["type"] == "error" and message in error["error"]["message"]
     assert post(worker, "surprisal", {"texts": [SHORT]}).status_code == 200
+
+
+# --- dynamic batching across requests --------------------------------------------------------
+
+
+def test_concurrent_requests_are_merged_into_one_batch(loaded: LoadedModel) -> None:
+    """Requests that queue while the model is busy run as one batch; each gets its own answer."""
+    import asyncio
+    import threading
+
+    from truesight.generate import Batcher
+    from truesight.probes.queue import ProbeQueue
+    from truesight.wire import InvalidRequest
+
+    runner = ProbeRunner(loaded)
+    texts = [SHORT, LONG, "Monday Tuesday Wednesday", LONG[:90], "night and day"]
+    solo = [runner.run(PROBES["surprisal"], [ProbeInput(t)], {"top_k": 3})[0] for t in texts]
+    passes_solo = runner.stats.forward_passes
+
+    async def scenario():
+        batcher = Batcher(loaded)
+        queue = ProbeQueue(runner, batcher)
+        gate = threading.Event()
+        busy = asyncio.create_task(batcher.run_exclusive(gate.wait))  # the model thread is busy
+        await asyncio.sleep(0.05)
+        good = [
+            asyncio.create_task(queue.submit(PROBES["surprisal"], [ProbeInput(t)], {"top_k": 3}))
+            for t in texts
+        ]
+        too_long = [ProbeInput("word " * CONTEXT_LENGTH)]
+        bad = asyncio.create_task(queue.submit(PROBES["surprisal"], too_long, {"top_k": 3}))
+        other = asyncio.create_task(queue.submit(PROBES["surprisal"], [ProbeInput(SHORT)], {}))
+        await asyncio.sleep(0.05)  # all seven are waiting now
+        gate.set()
+        await busy
+        results = await asyncio.gather(*good)
+        with pytest.raises(InvalidRequest, match=r"texts\[0\] is too long"):
+            await bad
+        await other
+        await queue.aclose()
+        await batcher.aclose()
+        return results, queue.stats
+
+    results, stats = asyncio.run(scenario())
+    assert stats.requests == 7
+    assert stats.batches == 2  # the six with top_k=3 together, the one with other params alone
+    assert stats.max_requests_merged == 6
+    for mine, alone in zip(results, solo, strict=True):
+        assert mine[0]["tokens"] == alone["tokens"]
+        assert mine[0]["mean_nll"] == pytest.approx(alone["mean_nll"], abs=1e-4)
+        assert [s["text"] for s in mine[0]["top_spans"]] == [s["text"] for s in alone["top_spans"]]
+    # Five texts in one batch took fewer forward passes than five batches of one.
+    assert runner.stats.forward_passes - passes_solo < len(texts)
+
+
+def test_concurrent_http_clients_each_get_their_own_results(worker: Worker) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"{SHORT} number {k}" + " and more" * k for k in range(8)]
+    before = worker.health()
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda t: post(worker, "surprisal", {"texts": [t]}), texts))
+    assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
+    lengths = [r.json()["results"][0]["tokens"] for r in replies]
+    assert lengths == sorted(lengths) and len(set(lengths)) == len(texts)  # each its own text
+    after = worker.health()
+    assert after["probe_requests"] - before["probe_requests"] == len(texts)
+    assert 1 <= after["probe_batches"] - before["probe_batches"] <= len(texts)

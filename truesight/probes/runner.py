@@ -56,13 +56,60 @@ class ProbeRunner:
         *,
         use_cache: bool = True,
     ) -> list[dict[str, Any]]:
-        """One result (as JSON-ready dict) per item, in order."""
-        params = parse_params(probe, raw_params)
-        prepared = probe.prepare(self.loaded, items, params)  # length errors before any work
+        """One result (as JSON-ready dict) per item, in order; InvalidRequest if unusable."""
+        (outcome,) = self.run_many(probe, [items], raw_params, use_cache=use_cache)
+        if isinstance(outcome, InvalidRequest):
+            raise outcome
+        return outcome
+
+    def run_many(
+        self,
+        probe: Probe,
+        requests: list[list[ProbeInput]],
+        raw_params: dict[str, Any],
+        *,
+        use_cache: bool = True,
+    ) -> list[list[dict[str, Any]] | InvalidRequest]:
+        """Several requests with the same probe and parameters, computed as one batch.
+
+        Each request gets its results in order, or the InvalidRequest that its own inputs caused:
+        one client's over-long text never fails another client's request.
+        """
+        try:
+            params = parse_params(probe, raw_params)
+        except InvalidRequest as e:
+            return [e] * len(requests)
+        outcomes: list[list[dict[str, Any]] | InvalidRequest] = []
+        items: list[ProbeInput] = []
+        prepared: list[Any] = []
+        owner: list[int] = []
+        for r, request in enumerate(requests):
+            try:
+                mine = probe.prepare(self.loaded, request, params)  # length errors before work
+            except InvalidRequest as e:
+                outcomes.append(e)
+                continue
+            outcomes.append([])
+            items += request
+            prepared += mine
+            owner += [r] * len(request)
+        results = self._compute(probe, items, prepared, params, use_cache)
+        for r, result in zip(owner, results, strict=True):
+            outcomes[r].append(result)  # type: ignore[union-attr]
+        return outcomes
+
+    def _compute(
+        self,
+        probe: Probe,
+        items: list[ProbeInput],
+        prepared: list[Any],
+        params: BaseModel,
+        use_cache: bool,
+    ) -> list[dict[str, Any]]:
         cache = self.cache if use_cache else None
         results: list[dict[str, Any] | None] = [None] * len(items)
         keys: list[str] = []
-        if cache is not None:
+        if cache is not None and items:
             canonical = params.model_dump(mode="json")
             if probe.cache_salt is not None:
                 canonical = {"params": canonical, "salt": probe.cache_salt(params)}
