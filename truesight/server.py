@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -18,8 +20,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from truesight import train
 from truesight.generate import Batcher, GenRequest, Sampling
 from truesight.model import LoadedModel
+from truesight.probes import dataset
 from truesight.probes.cache import ResultCache, weights_fingerprint
 from truesight.probes.inputs import ProbeInput
 from truesight.probes.linear import ProbeStore, default_dir
@@ -32,6 +36,8 @@ from truesight.probes.wire import (
     ProbeRequest,
     ProbeResponse,
     TrainedProbeInfo,
+    TrainRequest,
+    TrainResponse,
 )
 from truesight.prompt import build_prompt, extract_json_object
 from truesight.wire import (
@@ -179,6 +185,8 @@ def create_app(
                 positive_label=m.positive_label,
                 negative_label=m.negative_label,
                 heldout_auroc=m.heldout_auroc,
+                bow_auroc=m.bow_auroc,
+                variant=m.variant,
                 threshold_1pct_fpr=m.threshold_1pct_fpr,
                 n_train=m.n_train,
                 trained_at=m.trained_at,
@@ -186,6 +194,36 @@ def create_app(
             for m in metas
         ]
         return ProbeListing(model=loaded.name, probes=infos, trained_probes=trained)
+
+    @app.post("/v1/trained-probes")
+    async def train_probe(body: TrainRequest) -> TrainResponse:
+        started = time.perf_counter()
+        try:
+            data = dataset.parse(body.dataset.encode(), body.source, variant=body.variant)
+            control = None
+            if body.control is not None:
+                control = dataset.parse(body.control.encode(), "control.jsonl", control=True)
+            probe, trained = await batcher.run_exclusive(
+                partial(
+                    train.ensure,
+                    loaded,
+                    store.root,
+                    data,
+                    name=body.name,
+                    layer=body.layer,
+                    control=control,
+                    c=body.c,
+                )
+            )
+        except dataset.DatasetError as e:
+            raise InvalidRequest(str(e)) from e
+        if trained:
+            log.info("trained probe %s: held-out AUROC %.3f", body.name, probe.meta.heldout_auroc)
+        return TrainResponse(
+            probe=probe.meta.model_dump(mode="json"),
+            trained=trained,
+            seconds=time.perf_counter() - started,
+        )
 
     @app.post("/v1/probes/{name}")
     async def run_probe(name: str, body: ProbeRequest) -> ProbeResponse:

@@ -99,8 +99,53 @@ def train(
         n_control=len(control_scores),
         positive_label=data.positive,
         negative_label=data.negative,
+        variant=data.variant,
+        control_sha256=control.sha256 if control is not None else None,
+        c=c,
+        bow_auroc=linear.bow_auroc(
+            [e.text for e in train_set], y_train, [e.text for e in test_set], y_test
+        ),
     )
     return linear.LinearProbe(meta, weights)
+
+
+def ensure(
+    loaded: LoadedModel,
+    root: Path,
+    data: dataset.Dataset,
+    *,
+    name: str,
+    layer: int | None = None,
+    control: dataset.Dataset | None = None,
+    c: float = 1.0,
+) -> tuple[linear.LinearProbe, bool]:
+    """The probe `name` under root, trained first unless an identical one is there.
+
+    Identical: same model weights, dataset bytes, variant, layer, C and control set. Returns the
+    probe and whether it was trained now. Raises DatasetError for unusable data or layers.
+    """
+    from truesight.probes.activations import resolve_layer
+    from truesight.probes.cache import weights_fingerprint
+
+    if not re.match(linear.NAME_PATTERN, name):
+        raise DatasetError(f"probe name {name!r} must match {linear.NAME_PATTERN}")
+    dataset.check_two_classes(data)
+    try:
+        layer = resolve_layer(loaded, layer)
+    except ValueError as e:
+        raise DatasetError(f"layer: {e}") from e
+    try:
+        have = linear.load(root, name, weights_fingerprint(loaded))
+    except linear.ProbeError:
+        have = None
+    if have is not None:
+        m, control_sha = have.meta, control.sha256 if control is not None else None
+        wanted = (data.sha256, data.variant, layer, c, control_sha)
+        if (m.data_sha256, m.variant, m.layer, m.c, m.control_sha256) == wanted:
+            return have, False
+    probe = train(loaded, data, layer=layer, name=name, control=control, c=c)
+    linear.save(probe, root)
+    return linear.load(root, name), True
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -119,13 +164,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, ...")
     p.add_argument("--c", type=float, default=1.0, help="inverse L2 strength of the regression")
+    p.add_argument(
+        "--variant",
+        choices=dataset.VARIANTS,
+        default="as_written",
+        help="same_statement: the original instructed-pairs recipe (both lines of a pair read "
+        "meta.true_statement after their own instruction)",
+    )
     return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> TrainReport:
     """Load the data (fails fast, before torch), the model, then train and save."""
     start = time.perf_counter()
-    data = dataset.load(args.dataset)
+    data = dataset.load(args.dataset, variant=args.variant)
     dataset.check_two_classes(data)
     control = dataset.load(args.control, control=True) if args.control else None
     if args.name is not None and not re.match(linear.NAME_PATTERN, args.name):
@@ -157,14 +209,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.table import Table
 
     m = report.probe.meta
-    table = Table(title=f"probe {m.name} ({m.model.name}) -> {report.folder}")
-    for col in ("train", "test", "layer", "AUROC", "thr@1%FPR", "TPR@thr", "control", "seconds"):
+    title = f"probe {m.name} ({m.model.name}, {m.variant}) -> {report.folder}"
+    table = Table(title=title)
+    columns = ("train", "test", "layer", "AUROC", "BoW AUROC", "thr@1%FPR", "TPR@thr", "control",
+               "seconds")  # fmt: skip
+    for col in columns:
         table.add_column(col, justify="right")
     table.add_row(
         str(m.n_train),
         str(m.n_test),
         str(m.layer),
         f"{m.heldout_auroc:.3f}",
+        f"{m.bow_auroc:.3f}" if m.bow_auroc is not None else "-",
         f"{m.threshold_1pct_fpr:.3f}",
         f"{m.tpr_at_threshold:.3f}",
         str(m.n_control),

@@ -292,3 +292,79 @@ def test_trained_probes_are_listed_and_checked(
         "other-model"
     ] is False
     assert weights_fingerprint(loaded) == served.meta.model.fingerprint
+
+
+# --- variants, the bag-of-words baseline, training through the worker --------------------------
+
+
+def test_same_statement_variant_keeps_only_the_instruction_apart() -> None:
+    from truesight.probes import dataset
+
+    path = REPO / "protocols" / "data" / "instructed_pairs.jsonl"
+    written, same = dataset.load(path), dataset.load(path, variant="same_statement")
+    assert same.sha256 == written.sha256 and same.variant == "same_statement"
+    by_id = {e.id: e for e in same.examples}
+    honest, deceptive = by_id["ip-001-honest"], by_id["ip-001-deceptive"]
+    assert (
+        honest.text
+        == deceptive.text
+        == " " + json.loads(path.read_text().splitlines()[1])["meta"]["true_statement"]
+    )
+    assert "honest person" in honest.context and "deceptive person" in deceptive.context
+    assert (honest.label, deceptive.label) == (0, 1)
+    # What differs as written (the statement is also false) is gone in this variant.
+    assert {e.text for e in written.examples if e.id.startswith("ip-001")} != {honest.text}
+    with pytest.raises(dataset.DatasetError, match="needs meta.instruction"):
+        dataset.load(REPO / "protocols" / "data" / "sincere_performative.jsonl",
+                     variant="same_statement")  # fmt: skip
+
+
+def test_bag_of_words_baseline_sees_giveaway_words_and_nothing_else() -> None:
+    rng = np.random.default_rng(0)
+    filler = ["the", "a", "report", "said", "we", "it", "was", "on", "time"]
+
+    def texts(n: int, marker: str | None) -> list[str]:
+        out = []
+        for _ in range(n):
+            words = list(rng.choice(filler, size=8))
+            if marker:
+                words.insert(int(rng.integers(0, 8)), marker)
+            out.append(" ".join(words))
+        return out
+
+    y = np.array([1] * 30 + [0] * 30)
+    giveaway = linear.bow_auroc(texts(30, "truly") + texts(30, None), y,
+                                texts(30, "truly") + texts(30, None), y)  # fmt: skip
+    same = texts(60, None)
+    identical = linear.bow_auroc(same, y, same[:30] + same[:30], y)
+    assert giveaway > 0.99
+    assert identical == pytest.approx(0.5)
+
+
+def test_worker_trains_a_probe_once_and_serves_it(
+    worker: Worker, probes_dir: Path, tmp_path: Path
+) -> None:
+    content = write_dataset(tmp_path / "tiny.jsonl").read_text()
+    body = {"name": "via-http", "dataset": content, "source": "tiny.jsonl", "layer": 2}
+    resp = httpx.post(f"{worker.url}/v1/trained-probes", json=body, timeout=120)
+    assert resp.status_code == 200, resp.text
+    out = resp.json()
+    meta = out["probe"]
+    assert out["trained"] is True and meta["name"] == "via-http" and meta["layer"] == 2
+    assert meta["data_sha256"] == hashlib.sha256(content.encode()).hexdigest()
+    assert 0.0 <= meta["bow_auroc"] <= 1.0 and meta["variant"] == "as_written"
+    assert linear.read_meta(probes_dir, "via-http").weights_sha256 == meta["weights_sha256"]
+
+    again = httpx.post(f"{worker.url}/v1/trained-probes", json=body, timeout=120).json()
+    assert again["trained"] is False and again["probe"] == meta  # identical: not retrained
+    changed = httpx.post(f"{worker.url}/v1/trained-probes", json=body | {"c": 0.5}, timeout=120)
+    assert changed.json()["trained"] is True and changed.json()["probe"]["c"] == 0.5
+
+    scored = post(worker, "linear", {"texts": [SHORT], "params": {"probe": "via-http"}})
+    assert scored.status_code == 200 and scored.json()["results"][0]["layer"] == 2
+
+    bad = body | {"dataset": content.replace('"split": "test"', '"split": "dev"', 1)}
+    resp = httpx.post(f"{worker.url}/v1/trained-probes", json=bad, timeout=120)
+    assert resp.status_code == 400 and "tiny.jsonl:" in resp.json()["error"]["message"]
+    resp = httpx.post(f"{worker.url}/v1/trained-probes", json=body | {"layer": 99}, timeout=120)
+    assert resp.status_code == 400 and "layer" in resp.json()["error"]["message"]

@@ -5,6 +5,10 @@ line: {"id", "pair", "label": 0|1, "split": "train"|"test", "text", "meta"}. Whe
 meta.statement_char_start is given (instructed_pairs.jsonl), the text before it is the context:
 conditioned on but not read. Whitespace at the seam goes with the statement, so " The" is tokenized
 as the model would see it in the full text.
+
+Variants of one file: `as_written` reads each line as it is. `same_statement` is the original
+instructed-pairs recipe: both lines of a pair read meta.true_statement after their own
+meta.instruction, so the statement is identical and only the instruction in context differs.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
+VARIANTS = ("as_written", "same_statement")
 
 
 class DatasetError(Exception):
@@ -37,6 +43,7 @@ class Dataset:
     positive: str
     negative: str
     examples: list[Example]
+    variant: str = "as_written"
 
     def split(self, name: str) -> list[Example]:
         return [e for e in self.examples if e.split == name]
@@ -55,7 +62,7 @@ def _split_context(text: str, meta: dict, where: str) -> tuple[str, str]:
     return statement, context
 
 
-def _example(record: object, where: str, *, any_split: bool) -> Example:
+def _example(record: object, where: str, *, any_split: bool, variant: str) -> Example:
     if not isinstance(record, dict):
         raise DatasetError(f"{where}: expected a JSON object")
     text, label, split = record.get("text"), record.get("label"), record.get("split")
@@ -66,17 +73,36 @@ def _example(record: object, where: str, *, any_split: bool) -> Example:
             raise DatasetError(f"{where}: field 'label' must be 0 or 1, got {label!r}")
         if split not in ("train", "test"):
             raise DatasetError(f"{where}: field 'split' must be 'train' or 'test', got {split!r}")
-    statement, context = _split_context(text, record.get("meta") or {}, where)
+    meta = record.get("meta") or {}
+    if variant == "same_statement":
+        instruction = meta.get("instruction") if isinstance(meta, dict) else None
+        statement = meta.get("true_statement") if isinstance(meta, dict) else None
+        if not isinstance(instruction, str) or not isinstance(statement, str) or not statement:
+            raise DatasetError(
+                f"{where}: variant same_statement needs meta.instruction and meta.true_statement"
+            )
+        text, meta = f"{instruction} {statement}", {"statement_char_start": len(instruction) + 1}
+    statement, context = _split_context(text, meta, where)
     return Example(str(record.get("id", where)), label or 0, split or "", statement, context)
 
 
-def load(path: Path, *, control: bool = False) -> Dataset:
+def load(path: Path, *, control: bool = False, variant: str = "as_written") -> Dataset:
     """Read and check a dataset; `control=True` reads texts only (every label 0, no split)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise DatasetError(f"{path}: cannot read the dataset ({e.strerror or e})") from e
+    return parse(raw, path, control=control, variant=variant)
+
+
+def parse(
+    raw: bytes, path: Path | str, *, control: bool = False, variant: str = "as_written"
+) -> Dataset:
+    """A dataset from the bytes of its file; `path` names it in errors and in the result."""
+    path = Path(path)
+    if variant not in VARIANTS:
+        raise DatasetError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     header: dict = {}
     examples = []
     for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
@@ -90,7 +116,7 @@ def load(path: Path, *, control: bool = False) -> Dataset:
         if isinstance(record, dict) and record.get("header"):
             header = record
             continue
-        examples.append(_example(record, where, any_split=control))
+        examples.append(_example(record, where, any_split=control, variant=variant))
     if not examples:
         raise DatasetError(f"{path}: no examples")
     return Dataset(
@@ -99,6 +125,7 @@ def load(path: Path, *, control: bool = False) -> Dataset:
         positive=str(header.get("positive", "positive")),
         negative=str(header.get("negative", "negative")),
         examples=examples,
+        variant=variant,
     )
 
 

@@ -59,6 +59,16 @@ class ProbeMeta(BaseModel):
     positive_label: str = Field(description="What label 1 (score > 0) means.")
     negative_label: str
     weights_sha256: str = Field(default="", description="sha256 of weights.npz.")
+    variant: str = Field(default="as_written", description="How the dataset was read.")
+    control_sha256: str | None = Field(
+        default=None, description="sha256 of the control set, if not the test negatives."
+    )
+    c: float = Field(default=1.0, description="Inverse L2 strength of the regression.")
+    bow_auroc: float | None = Field(
+        default=None,
+        description="Held-out AUROC of a bag-of-words baseline on the same texts: how much of "
+        "the label the words alone give away.",
+    )
 
 
 @dataclass(frozen=True)
@@ -104,6 +114,25 @@ def fit(x: np.ndarray, y: np.ndarray, *, c: float = 1.0, seed: int = 0) -> Weigh
         mean=scaler.mean_.astype(np.float64),
         scale=scaler.scale_.astype(np.float64),
     )
+
+
+def bow_auroc(
+    train_texts: list[str], y_train: np.ndarray, test_texts: list[str], y_test: np.ndarray
+) -> float:
+    """Held-out AUROC of logistic regression on word and bigram counts: the no-model baseline."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    pipe = make_pipeline(
+        CountVectorizer(ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b|[^\w\s]"),
+        LogisticRegression(max_iter=5000),
+    )
+    try:
+        pipe.fit(train_texts, y_train)
+    except ValueError:  # no words at all in the training texts
+        return 0.5
+    return auroc(pipe.decision_function(test_texts), y_test)
 
 
 def auroc(scores: np.ndarray, y: np.ndarray) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,6 +47,8 @@ class TrainedProbeInfo(BaseModel):
     positive_label: str
     negative_label: str
     heldout_auroc: float
+    bow_auroc: float | None = Field(description="The bag-of-words baseline's held-out AUROC.")
+    variant: str
     threshold_1pct_fpr: float
     n_train: int
     trained_at: str
@@ -60,3 +62,26 @@ class ProbeListing(BaseModel):
     trained_probes: list[TrainedProbeInfo] = Field(
         default_factory=list, description="Values for params.probe of `linear` and `tokens`."
     )
+
+
+class TrainRequest(BaseModel):
+    """Body of POST /v1/trained-probes: train a linear probe on the worker's own model."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Probe name, then usable as params.probe of linear and tokens.")
+    dataset: str = Field(description="The dataset file's contents (JSONL, as protocols/data/).")
+    source: str = Field(default="dataset.jsonl", description="Names the dataset in errors.")
+    variant: Literal["as_written", "same_statement"] = "as_written"
+    layer: int | None = Field(default=None, description="Residual layer; default the middle.")
+    c: float = Field(default=1.0, gt=0, description="Inverse L2 strength of the regression.")
+    control: str | None = Field(
+        default=None, description="JSONL of negatives for the 1%-FPR threshold (else test split)."
+    )
+
+
+class TrainResponse(BaseModel):
+    """Body of a successful POST /v1/trained-probes."""
+
+    probe: dict[str, Any] = Field(description="The probe's probe.json (ProbeMeta).")
+    trained: bool = Field(description="False when an identical probe was already there.")
+    seconds: float
