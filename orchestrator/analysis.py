@@ -122,8 +122,18 @@ def _contrast(
 
 
 def probe_metrics(probe: str, result: dict[str, Any]) -> dict[str, float]:
-    """The scalar readouts of one probe result, named `probe.metric`."""
-    if probe == "surprisal":
+    """The scalar readouts of one probe result, named `probe.metric`.
+
+    Trained probes are stored as `linear:<name>` (and `tokens:<name>`); their metric is
+    `linear.<name>`, the score (log-odds of the probe's positive label), and `tokens.<name>.max`.
+    """
+    probe, _, trained = probe.partition(":")
+    if probe == "linear" and trained:
+        values = {trained: result["score"]} if "score" in result else {}
+    elif probe == "tokens" and trained:
+        scores = [t["score"] for t in result.get("tokens", [])]
+        values = {f"{trained}.max": max(scores)} if scores else {}
+    elif probe == "surprisal":
         values = {k: result[k] for k in ("mean_nll", "p90", "max") if k in result}
     elif probe == "author":
         values = dict(result.get("attributes", {}))
@@ -153,6 +163,14 @@ def summarise_probes(records: Records, items: list[Item]) -> dict[str, Any]:
             for k, question in enumerate(row.result.get("questions", {})):
                 labels[f"followup.q{k + 1}"] = question
             break
+    for row in records.probe_results():
+        base, _, trained = row.probe.partition(":")
+        if base == "linear" and trained and row.result is not None:
+            labels.setdefault(
+                f"linear.{trained}",
+                f"trained probe {row.result.get('probe')} at layer {row.result.get('layer')}: "
+                "log-odds of its positive label",
+            )
     cells = {
         cell: {
             m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,

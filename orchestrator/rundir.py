@@ -7,6 +7,7 @@ protocol, LOG.md and the records database, and only then the manifest.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -33,6 +34,10 @@ class Manifest(BaseModel):
     run_id: str = Field(description="The run directory's name.")
     protocol_id: str
     protocol_sha256: str = Field(description="sha256 of protocol.yaml as frozen in the run dir.")
+    data_sha256: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 of each data file the protocol refers to, frozen beside it.",
+    )
     protocol_source: str = Field(description="Where the protocol was copied from.")
     code_commit: str | None = Field(description="git commit of the research code, if known.")
     code_dirty: bool | None = Field(description="Whether that checkout had uncommitted changes.")
@@ -65,6 +70,13 @@ def code_version() -> tuple[str | None, bool | None]:
     return sha, bool(dirty)
 
 
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -84,6 +96,12 @@ class RunDir:
                     f"{self.path('protocol.yaml')} was edited after the run started (its sha256 "
                     "no longer matches manifest.json); restore it or start a new run"
                 )
+            for rel, sha in self.manifest.data_sha256.items():
+                if _sha256(self.path(rel)) != sha:
+                    raise UserError(
+                        f"{self.path(rel)} was edited after the run started (its sha256 no "
+                        "longer matches manifest.json); restore it or start a new run"
+                    )
             self.records = Records(self.path("records.sqlite"))
             self.log = RunLog(self.path("LOG.md"))
             self.history = RunHistory(self.root)
@@ -121,6 +139,12 @@ class RunDir:
         (tmp / "memory").mkdir()
         (tmp / "artifacts").mkdir()
         (tmp / "protocol.yaml").write_bytes(loaded.path.read_bytes())
+        data = {}
+        for rel in loaded.data_files():  # frozen beside the protocol, at the same relative path
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(loaded.path.parent / rel, target)
+            data[rel] = _sha256(target)
         RunLog(tmp / "LOG.md")
         Records(tmp / "records.sqlite").close()
         commit, dirty = code_version()
@@ -128,6 +152,7 @@ class RunDir:
             run_id=run_id,
             protocol_id=loaded.protocol.id,
             protocol_sha256=loaded.sha256,
+            data_sha256=data,
             protocol_source=str(loaded.path),
             code_commit=commit,
             code_dirty=dirty,

@@ -39,7 +39,11 @@ def probe_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
 
     model = build_tiny_model(tmp_path_factory.mktemp("probe-model"), context_length=8192)
     logs = tmp_path_factory.mktemp("probe-worker")
-    w = start_worker(model, logs / "worker.log", "--cache", str(logs / "cache.sqlite"))
+    w = start_worker(
+        model,
+        logs / "worker.log",
+        *("--cache", str(logs / "cache.sqlite"), "--probes-dir", str(logs / "probes")),
+    )
     yield w
     stop_worker(w)
 

@@ -115,7 +115,7 @@ def ensure(
     data: dataset.Dataset,
     *,
     name: str,
-    layer: int | None = None,
+    layer: int | float | None = None,
     control: dataset.Dataset | None = None,
     c: float = 1.0,
 ) -> tuple[linear.LinearProbe, bool]:

@@ -1,16 +1,31 @@
 """probe: truesight readouts of every usable response, from the local worker.
 
-For each probe the protocol names, responses not yet read are sent to the worker in batches;
-results (or why there is none, e.g. a text longer than the model's context) go to records.sqlite,
-where the analysis summarises them per cell and verdicts can cite them by id.
+Trained probes named under `probes.train` are trained first, by the worker on its own model from
+the data files frozen in the run directory (an identical probe already on the worker is reused).
+Then, for each probe the protocol runs, responses not yet read are sent in batches; `linear` and
+`tokens` run once per trained probe and are stored as `linear:<name>`. Results (or why there is
+none, e.g. a text longer than the model's context) go to records.sqlite, where the analysis
+summarises them per cell and verdicts can cite them by id.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from langgraph.runtime import Runtime
 
-from agents.truesight import TruesightClient, WorkerError, text_sha256
+from agents.truesight import (
+    TRAINED,
+    TruesightClient,
+    WorkerError,
+    readout,
+    text_sha256,
+    worker_probe_name,
+)
+from memory import write_atomic
 from orchestrator.context import RunContext, worker_token, worker_url
+from orchestrator.errors import UserError
 from orchestrator.progress import finish_stage
 from orchestrator.records import Item
 from orchestrator.state import RunState
@@ -30,17 +45,24 @@ def probe(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     counts: dict[str, int] = {}
     client = TruesightClient(worker_url(), worker_token())
     try:
-        for name in spec.run:
-            done = {r.item_id for r in rec.probe_results(name)}
-            todo = [i for i in items if i.id not in done]
-            ctx.progress.start(f"probe {name}", len(items), len(items) - len(todo))
-            for start in range(0, len(todo), spec.batch_size):
-                if ctx.stop.is_set():
-                    raise KeyboardInterrupt
-                _run_batch(ctx, client, name, todo[start : start + spec.batch_size], responses)
-                ctx.progress.advance(f"probe {name}", len(todo[start : start + spec.batch_size]))
-            ctx.progress.stop(f"probe {name}")
-            counts[name] = sum(1 for r in rec.probe_results(name) if r.error is None)
+        trained = ensure_trained(ctx, client) if set(spec.run) & set(TRAINED) else {}
+        for probe_name in spec.run:
+            if probe_name in TRAINED:
+                plan = [(readout(probe_name, t), {"probe": w}) for t, w in trained.items()]
+            else:
+                plan = [(probe_name, spec.params.get(probe_name, {}))]
+            for name, params in plan:
+                done = {r.item_id for r in rec.probe_results(name)}
+                todo = [i for i in items if i.id not in done]
+                ctx.progress.start(f"probe {name}", len(items), len(items) - len(todo))
+                for start in range(0, len(todo), spec.batch_size):
+                    if ctx.stop.is_set():
+                        raise KeyboardInterrupt
+                    batch = todo[start : start + spec.batch_size]
+                    _run_batch(ctx, client, name, probe_name, params, batch, responses)
+                    ctx.progress.advance(f"probe {name}", len(batch))
+                ctx.progress.stop(f"probe {name}")
+                counts[name] = sum(1 for r in rec.probe_results(name) if r.error is None)
     finally:
         client.close()
     failed = sum(1 for r in rec.probe_results() if r.error)
@@ -51,22 +73,73 @@ def probe(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     return {"stage": "probe"}
 
 
+def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
+    """Have the worker train the protocol's probes (or find them); their names on the worker.
+
+    Each probe's probe.json goes to artifacts/probes/<name>.json and its held-out AUROC, with
+    the bag-of-words baseline beside it, into LOG.md.
+    """
+    spec = ctx.protocol.probes
+    names: dict[str, str] = {}
+    for name, t in spec.train.items():
+        data = ctx.run.path(t.dataset).read_bytes()
+        control = ctx.run.path(t.control).read_bytes() if t.control else None
+        sha = hashlib.sha256(data).hexdigest()
+        control_sha = hashlib.sha256(control).hexdigest() if control is not None else None
+        worker_name = worker_probe_name(name, sha, t.variant, t.layer, t.c, control_sha)
+        ctx.progress.start(f"train probe {name}", 1, 0)
+        try:
+            reply = client.train(
+                worker_name,
+                data.decode("utf-8", errors="replace"),
+                source=t.dataset,
+                variant=t.variant,
+                layer=t.layer,
+                c=t.c,
+                control=control.decode("utf-8", errors="replace") if control is not None else None,
+            )
+        except WorkerError as e:
+            if e.status >= 500:
+                raise
+            raise UserError(f"probes.train.{name}: the worker cannot train it: {e.message}") from e
+        finally:
+            ctx.progress.stop(f"train probe {name}")
+        meta = reply["probe"]
+        folder = ctx.run.path("artifacts", "probes")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / f"{name}.json", json.dumps(meta, indent=2) + "\n")
+        how = f"trained in {reply['seconds']:.0f} s" if reply["trained"] else "already trained"
+        bow = meta.get("bow_auroc")
+        ctx.log(
+            "probe",
+            "probe",
+            f"linear probe {name} ({meta['positive_label']} vs {meta['negative_label']}, "
+            f"{t.dataset}, {meta['variant']}, layer {meta['layer']}, on {meta['model']['name']}) "
+            f"{how}: held-out AUROC {meta['heldout_auroc']:.3f}"
+            + (f" (bag-of-words baseline {bow:.3f})" if bow is not None else ""),
+        )
+        names[name] = worker_name
+    return names
+
+
 def _context(ctx: RunContext, item: Item) -> str | None:
     if ctx.protocol.probes is None or ctx.protocol.probes.context == "none":
         return None
     return "\n\n".join(p for p in (item.system, item.user) if p) + "\n\n"
 
 
-def _run_batch(ctx: RunContext, client: TruesightClient, name: str, batch: list[Item],
-               responses: dict) -> None:  # fmt: skip
-    spec = ctx.protocol.probes
-    params = spec.params.get(name, {})
+CONDITIONED = {"surprisal", *TRAINED}
+"""Probes that read the response with the subject's prompt as context (probes.context)."""
+
+
+def _run_batch(ctx: RunContext, client: TruesightClient, name: str, probe: str, params: dict,
+               batch: list[Item], responses: dict) -> None:  # fmt: skip
     texts = [responses[i.id].text for i in batch]
-    contexts = [_context(ctx, i) for i in batch] if name == "surprisal" else None
+    contexts = [_context(ctx, i) for i in batch] if probe in CONDITIONED else None
     if contexts is not None and contexts[0] is None:
         contexts = None
     try:
-        reply = client.run(name, texts, contexts, params)
+        reply = client.run(probe, texts, contexts, params)
     except WorkerError as e:
         if e.status >= 500 or len(batch) == 1:
             if e.status >= 500:
@@ -77,7 +150,7 @@ def _run_batch(ctx: RunContext, client: TruesightClient, name: str, batch: list[
             ctx.log("probe", "error", f"{name} on {item.id}: {e.message}")
             return
         for one in batch:  # one text in the batch is unusable: find it, keep the others
-            _run_batch(ctx, client, name, [one], responses)
+            _run_batch(ctx, client, name, probe, params, [one], responses)
         return
     for k, (item, result) in enumerate(zip(batch, reply.results, strict=True)):
         sha = text_sha256(texts[k], contexts[k] if contexts else None)

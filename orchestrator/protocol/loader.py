@@ -9,8 +9,9 @@ are rendered once per cell so a broken prompt fails before any call is made.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import yaml
 from jinja2 import TemplateError, UndefinedError
@@ -18,7 +19,7 @@ from jinja2.exceptions import SecurityError
 from pydantic import ValidationError
 
 from orchestrator.errors import ProtocolError
-from orchestrator.protocol.schema import Protocol
+from orchestrator.protocol.schema import TRAINED, Protocol
 from orchestrator.protocol.stimuli import cells, template_context
 from orchestrator.protocol.templates import check_syntax, level_references, render
 from orchestrator.protocol.yamlmap import (
@@ -39,6 +40,17 @@ class LoadedProtocol:
     path: Path
     text: str
     sha256: str
+
+    def data_files(self) -> list[str]:
+        """Files the protocol refers to, relative to its folder; a run keeps copies of them."""
+        if self.protocol.probes is None:
+            return []
+        files = set()
+        for t in self.protocol.probes.train.values():
+            files.add(t.dataset)
+            if t.control is not None:
+                files.add(t.control)
+        return sorted(files)
 
 
 def load_protocol(path: str | Path) -> LoadedProtocol:
@@ -78,6 +90,7 @@ def load_protocol_text(text: str, path: Path, *, sha256: str | None = None) -> L
     check = _Checker(protocol, path, lines)
     check.references()
     check.templates()
+    check.probes()
     digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
     return LoadedProtocol(protocol, path, text, digest)
 
@@ -157,6 +170,9 @@ class _Checker:
                 where, f"unknown level {level!r} of factor {factor!r} (levels: {known})"
             )
 
+    def probes(self) -> None:
+        _check_probes(self)
+
     def templates(self) -> None:
         t = self.p.materials.templates
         sources = {"system": t.system, "user": t.user}
@@ -196,3 +212,49 @@ class _Checker:
                         raise self.fail(
                             ("materials", "templates", name), f"template error: {e}"
                         ) from None
+
+
+TRAINED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")
+
+
+def _check_probes(check: _Checker) -> None:
+    spec = check.p.probes
+    if spec is None:
+        return
+    where = ("probes",)
+    for i, name in enumerate(spec.run):
+        if name in TRAINED and not spec.train:
+            raise check.fail(
+                where + ("run", i),
+                f"{name!r} applies trained probes: name at least one under probes.train",
+            )
+    for name in TRAINED:
+        if name in spec.params:
+            raise check.fail(
+                where + ("params", name),
+                f"{name} takes its probes from probes.train; give no params for it",
+            )
+    for name, trained in spec.train.items():
+        if not TRAINED_NAME.match(name):
+            raise check.fail(
+                where + ("train", name),
+                f"probe name {name!r}: use up to 41 letters, digits, '_' and '-'",
+            )
+        for field in ("dataset", "control"):
+            rel = getattr(trained, field)
+            if rel is None:
+                continue
+            problem = data_file_problem(check.path, rel)
+            if problem is not None:
+                raise check.fail(where + ("train", name, field), problem)
+
+
+def data_file_problem(protocol_path: Path, rel: str) -> str | None:
+    """Why `rel` cannot be a data file of the protocol at `protocol_path`, or None."""
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or "\\" in rel:
+        return f"{rel!r} must be a relative path inside the protocol's folder (no '..')"
+    full = protocol_path.parent / p
+    if not full.is_file():
+        return f"no file {rel!r} next to the protocol (looked for {full})"
+    return None

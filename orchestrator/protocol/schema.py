@@ -7,9 +7,9 @@ which knows where each field sits in the file.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -152,7 +152,35 @@ class Analysis(Strict):
     )
 
 
-ProbeName = Literal["surprisal", "author", "followup"]
+ProbeName = Literal["surprisal", "author", "followup", "linear", "tokens"]
+TRAINED = ("linear", "tokens")
+"""Probes that apply the protocol's trained probes (`probes.train`), each in turn."""
+
+
+class TrainedProbe(Strict):
+    """A linear activation probe the worker trains on its own model before the probe stage."""
+
+    dataset: str = Field(
+        min_length=1,
+        description="Contrast dataset (JSONL as in protocols/data/), relative to the protocol "
+        "file and inside its folder; copied into the run directory when the run starts.",
+    )
+    variant: Literal["as_written", "same_statement"] = Field(
+        "as_written",
+        description="same_statement: both lines of a pair read meta.true_statement after their "
+        "own instruction (the original instructed-pairs recipe).",
+    )
+    layer: NonNegativeInt | Annotated[float, Field(gt=0, lt=1)] | None = Field(
+        None,
+        description="Residual layer: a number, or a share of the model's depth between 0 and 1 "
+        "(0.75: three quarters up, whatever the model); default the middle.",
+    )
+    c: float = Field(1.0, gt=0, description="Inverse L2 strength of the logistic regression.")
+    control: str | None = Field(
+        None,
+        description="JSONL of negatives for the 1%-FPR threshold (default: the test split's "
+        "negatives), relative to the protocol file.",
+    )
 
 
 class Probes(Strict):
@@ -170,6 +198,11 @@ class Probes(Strict):
     params: dict[ProbeName, dict[str, object]] = Field(
         default_factory=dict,
         description="Parameters per probe, passed to the worker (see GET /v1/probes).",
+    )
+    train: dict[str, TrainedProbe] = Field(
+        default_factory=dict,
+        description="Trained probes by name, applied by `linear` and `tokens`; the worker "
+        "trains each once per model and dataset and reuses it after.",
     )
     batch_size: PositiveInt = Field(16, description="Texts per request to the worker.")
     model: str | None = Field(

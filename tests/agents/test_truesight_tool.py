@@ -11,6 +11,7 @@ from agents.client import CallSpec, Endpoint, LLMClient
 from agents.loop import Tool, tool_loop
 from agents.truesight import TOOL, TruesightClient, TruesightTool
 from orchestrator.records import Records
+from tests.conftest import ROOT
 from tests.fakes.anthropic_server import FakeAnthropic, text, tool_use
 from tests.truesight.workers import Worker
 
@@ -30,8 +31,11 @@ def scripted(asks: dict[str, Any]):
     return handler
 
 
-def run_loop(server: FakeAnthropic, worker: Worker, records: Records) -> Any:
-    tool = TruesightTool(TruesightClient(worker.url), records, {"R01": ("deu.item.001", RESPONSE)})
+def run_loop(
+    server: FakeAnthropic, worker: Worker, records: Records, trained: dict[str, str] | None = None
+) -> Any:
+    responses = {"R01": ("deu.item.001", RESPONSE)}
+    tool = TruesightTool(TruesightClient(worker.url), records, responses, trained=trained)
 
     async def go():
         endpoint = Endpoint(base_url=server.url, api_key="k")
@@ -74,3 +78,27 @@ def test_a_bad_tool_call_goes_back_to_the_model(probe_worker: Worker, tmp_path: 
         transcript = run_loop(server, probe_worker, records)
     assert transcript.final.text.startswith("ERROR ") and "R99" in transcript.final.text
     assert records.probe_results() == []
+
+
+def test_the_runs_trained_probes_through_the_tool(probe_worker: Worker, tmp_path: Path) -> None:
+    data = ROOT / "protocols" / "data" / "sincere_performative.jsonl"
+    client = TruesightClient(probe_worker.url)
+    reply = client.train("tool-performative", data.read_text(), source=str(data), layer=1)
+    client.close()
+    assert reply["probe"]["positive_label"] == "performative"
+    records = Records(tmp_path / "records.sqlite")
+    trained = {"performative": "tool-performative"}
+    with FakeAnthropic(scripted({"response_id": "R01", "probes": ["linear"]})) as server:
+        readout = json.loads(run_loop(server, probe_worker, records, trained).final.text[3:])
+    row = {r.id: r for r in records.probe_results()}[
+        readout["linear:performative"]["probe_result_id"]
+    ]
+    assert row.probe == "linear:performative" and row.result["probe"] == "tool-performative"
+    assert set(readout["linear:performative"]) == {
+        "probe_result_id", "score", "probability", "above_threshold",
+    }  # fmt: skip
+    # without trained probes in the run, linear is not offered
+    fresh = Records(tmp_path / "fresh.sqlite")  # (the ledger would replay the call above)
+    with FakeAnthropic(scripted({"response_id": "R01", "probes": ["linear"]})) as server:
+        final = run_loop(server, probe_worker, fresh).final.text
+    assert final.startswith("ERROR ") and "this run offers" in final

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -68,6 +69,7 @@ def mutate(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
     assert old in BASE, old
     path = tmp_path / "deu.yaml"
     path.write_text(BASE.replace(old, new, count))
+    shutil.copytree(DEU.parent / "data", tmp_path / "data", dirs_exist_ok=True)
     return path
 
 
@@ -196,3 +198,71 @@ def test_validate_cli_previews_cells() -> None:
     assert result.returncode == 0, result.stderr
     assert "8 cells, 24 stimuli" in result.stdout
     assert "claude-haiku.deu.planted" in result.stdout
+
+
+PROBES_OLD = "      dataset: data/instructed_pairs.jsonl"
+PROBE_CASES = [
+    # (name, old, new, field, message fragment)
+    ("missing dataset", PROBES_OLD, "      dataset: data/nope.jsonl",
+     "probes.train.deception.dataset", "no file 'data/nope.jsonl'"),
+    ("dataset outside the folder", PROBES_OLD, "      dataset: ../deu.yaml",
+     "probes.train.deception.dataset", "inside the protocol's folder"),
+    ("absolute dataset", PROBES_OLD, "      dataset: /etc/passwd",
+     "probes.train.deception.dataset", "relative path"),
+    ("unknown variant", PROBES_OLD, PROBES_OLD + "\n      variant: shuffled",
+     "probes.train.deception.variant", "as_written"),
+    ("linear without trained probes", "  train:\n    deception:", "  trian:\n    deception:",
+     "probes.trian", "unknown field"),
+    ("params for linear", "    surprisal:\n      top_k: 5",
+     "    surprisal:\n      top_k: 5\n    linear:\n      probe: x", "probes.params.linear",
+     "give no params"),
+    ("bad probe name", "    deception:\n      dataset", "    'de ception':\n      dataset",
+     "probes.train.de ception", "letters, digits"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name,old,new,field,fragment", PROBE_CASES, ids=[c[0] for c in PROBE_CASES]
+)
+def test_probe_training_errors_name_the_field(
+    tmp_path: Path, name: str, old: str, new: str, field: str, fragment: str
+) -> None:
+    path = mutate(tmp_path, old, new)
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert e.value.field == field and fragment in e.value.message, str(e.value)
+    assert e.value.line is not None
+
+
+def test_linear_needs_a_trained_probe(tmp_path: Path) -> None:
+    start = BASE.index("  train:\n    deception:")
+    end = BASE.index("\n  params:", start)
+    path = tmp_path / "deu.yaml"
+    path.write_text(BASE[:start] + BASE[end + 1 :])
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert e.value.field == "probes.run[3]" and "probes.train" in e.value.message
+    assert e.value.line == line_of(path.read_text(), "run: [surprisal")
+
+
+def test_data_files_are_listed_for_freezing() -> None:
+    loaded = load_protocol(DEU)
+    assert loaded.data_files() == ["data/instructed_pairs.jsonl", "data/sincere_performative.jsonl"]
+
+
+def test_a_run_freezes_its_data_files_and_refuses_edits(tmp_path: Path) -> None:
+    from orchestrator.errors import UserError
+    from orchestrator.rundir import RunDir
+
+    loaded = load_protocol(DEU)
+    run = RunDir.create(
+        tmp_path / "runs", loaded, run_id="frozen", pilot=True, offline=False,
+        local_model=None, models=[],
+    )  # fmt: skip
+    frozen = run.path("data", "instructed_pairs.jsonl")
+    assert frozen.read_bytes() == (DEU.parent / "data" / "instructed_pairs.jsonl").read_bytes()
+    assert run.loaded.data_files() == loaded.data_files()  # the frozen copy validates
+    run.close()
+    frozen.write_text(frozen.read_text().replace("Canberra", "Sydney", 1))
+    with pytest.raises(UserError, match="instructed_pairs.jsonl was edited after the run started"):
+        RunDir.open(tmp_path / "runs", "frozen")

@@ -70,11 +70,21 @@ def test_full_pilot_run_with_yes(env: dict, runs: Path, world: FakeAnthropic) ->
     assert analysis["totals"] == {"items": 24, "scored": 24, "unscored": 0}
     # truesight: every response read by every probe, summarised per cell, in the report
     probes = snap["probes"]
-    assert {(i, p) for i, p, _, _ in probes} == {
-        (i.id, p) for i in snap["items"] for p in ("surprisal", "author", "followup")
-    }
+    readouts = ("surprisal", "author", "followup", "linear:deception", "linear:performative")
+    assert {(i, p) for i, p, _, _ in probes} == {(i.id, p) for i in snap["items"] for p in readouts}
     assert all(error is None for *_, error in probes)
     assert "surprisal.mean_nll" in analysis["probes"]["metrics"]
+    assert {"linear.deception", "linear.performative"} <= set(analysis["probes"]["metrics"])
+    # the trained probes: trained by the worker from the data frozen in the run directory
+    data = run_dir / "data" / "instructed_pairs.jsonl"
+    assert data.read_bytes() == (DEU.parent / "data" / "instructed_pairs.jsonl").read_bytes()
+    assert set(manifest["data_sha256"]) == {
+        "data/instructed_pairs.jsonl", "data/sincere_performative.jsonl",
+    }  # fmt: skip
+    meta = json.loads((run_dir / "artifacts" / "probes" / "deception.json").read_text())
+    assert meta["positive_label"] == "deceptive" and 0 <= meta["heldout_auroc"] <= 1
+    trained_log = [e.text for e in log if e.kind == "probe"]
+    assert len(trained_log) == 2 and all("held-out AUROC" in t for t in trained_log)
     assert "author.sincere_vs_insincere" in analysis["probes"]["metrics"]
     assert len(analysis["probes"]["cells"]) == 8
     assert "## Truesight readouts" in report

@@ -342,7 +342,7 @@ def test_bag_of_words_baseline_sees_giveaway_words_and_nothing_else() -> None:
 
 
 def test_worker_trains_a_probe_once_and_serves_it(
-    worker: Worker, probes_dir: Path, tmp_path: Path
+    worker: Worker, probes_dir: Path, tmp_path: Path, loaded: LoadedModel
 ) -> None:
     content = write_dataset(tmp_path / "tiny.jsonl").read_text()
     body = {"name": "via-http", "dataset": content, "source": "tiny.jsonl", "layer": 2}
@@ -366,5 +366,11 @@ def test_worker_trains_a_probe_once_and_serves_it(
     bad = body | {"dataset": content.replace('"split": "test"', '"split": "dev"', 1)}
     resp = httpx.post(f"{worker.url}/v1/trained-probes", json=bad, timeout=120)
     assert resp.status_code == 400 and "tiny.jsonl:" in resp.json()["error"]["message"]
-    resp = httpx.post(f"{worker.url}/v1/trained-probes", json=body | {"layer": 99}, timeout=120)
-    assert resp.status_code == 400 and "layer" in resp.json()["error"]["message"]
+    for layer in (99, 1.5):
+        resp = httpx.post(
+            f"{worker.url}/v1/trained-probes", json=body | {"layer": layer}, timeout=120
+        )
+        assert resp.status_code == 400 and "layer" in resp.json()["error"]["message"]
+    # a share of the depth: one protocol suits models of any depth
+    share = httpx.post(f"{worker.url}/v1/trained-probes", json=body | {"layer": 0.75}, timeout=120)
+    assert share.json()["probe"]["layer"] == int(0.75 * n_layers(loaded))

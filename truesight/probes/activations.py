@@ -43,9 +43,15 @@ def n_layers(loaded: LoadedModel) -> int:
     return len(loaded.model.get_decoder().layers)
 
 
-def resolve_layer(loaded: LoadedModel, layer: int | None) -> int:
-    """`layer`, or the middle layer (n // 2) when None; ValueError outside 0..n."""
+def resolve_layer(loaded: LoadedModel, layer: int | float | None) -> int:
+    """`layer`, or the middle layer (n // 2) when None; a float in (0, 1) is a share of the
+    depth (0.75 of 30 layers is layer 22), so one protocol suits models of any depth.
+    ValueError outside 0..n."""
     n = n_layers(loaded)
+    if isinstance(layer, float):
+        if not 0 < layer < 1:
+            raise ValueError(f"a fractional layer must be between 0 and 1, got {layer}")
+        layer = int(layer * n)
     chosen = n // 2 if layer is None else layer
     if not 0 <= chosen <= n:
         raise ValueError(f"layer must be in 0..{n} for {loaded.name}, got {chosen}")

@@ -72,7 +72,11 @@ class TrainRequest(BaseModel):
     dataset: str = Field(description="The dataset file's contents (JSONL, as protocols/data/).")
     source: str = Field(default="dataset.jsonl", description="Names the dataset in errors.")
     variant: Literal["as_written", "same_statement"] = "as_written"
-    layer: int | None = Field(default=None, description="Residual layer; default the middle.")
+    layer: int | float | None = Field(
+        default=None,
+        description="Residual layer; a float in (0, 1) is a share of the depth; default the "
+        "middle.",
+    )
     c: float = Field(default=1.0, gt=0, description="Inverse L2 strength of the regression.")
     control: str | None = Field(
         default=None, description="JSONL of negatives for the 1%-FPR threshold (else test split)."
