@@ -1,15 +1,20 @@
 """Truesight probe throughput: a naive transformers loop vs the worker vs the roofline.
 
     RESEARCH_CACHE_DIR=~/.cache/research .venv/bin/python bench/truesight.py [--n 400]
-        [--model smollm2] [--clients 8]
+        [--model smollm2] [--clients 8] [--per-request 1] [--layer 0.75]
 
 N responses of about 300 tokens (the DEU task documents, cycled and varied) are read with
-surprisal and author (4 attribute pairs, calibrated):
+surprisal, author (4 attribute pairs, calibrated) and a linear probe at --layer (a deception
+probe trained on protocols/data/instructed_pairs.jsonl; training time is reported apart):
   (a) naive: one text at a time with `output_hidden_states=True` and a full log_softmax, one
-      forward per suffix and per calibration text — what one writes first;
-  (b) worker: `python -m truesight` (cache off) under C concurrent clients, 8 texts per request;
+      forward per suffix and per calibration text, the linear probe on the surprisal forward's
+      hidden states — what one writes first;
+  (b) worker: `python -m truesight` (cache off) under C concurrent clients, each request
+      carrying --per-request texts (1: agents asking about one response each; the worker merges
+      concurrent requests into batches);
   (c) roofline: measured fp32 matmul FLOP/s on this machine / (2 × parameters) tokens per second.
-Prints one table: tokens/s for each, and the worker's share of the roofline.
+Prints one table: tokens/s for each, and the worker's share of the roofline. Work counts the
+text's tokens once for surprisal, once for author and `layer share` of once for linear.
 """
 
 from __future__ import annotations
@@ -65,15 +70,17 @@ def roofline(params: int) -> tuple[float, float]:
 
 
 @torch.inference_mode()
-def naive(loaded, batch: list[str]) -> float:  # noqa: ANN001
+def naive(loaded, batch: list[str], layer: int) -> float:  # noqa: ANN001
     model, tok = loaded.model, loaded.tokenizer
     first = {w: tok(w)["input_ids"][0] for pos, neg in PAIRS.values() for w in pos + neg}
+    direction = torch.randn(model.config.hidden_size)  # the cost of a probe, not its weights
     started = time.perf_counter()
     for text in batch:
         ids = torch.tensor([tok(text)["input_ids"]])
         out = model(ids, output_hidden_states=True)
         logp = torch.log_softmax(out.logits[0, :-1], dim=-1)
         logp.gather(1, ids[0, 1:, None]).neg().mean()
+        float(out.hidden_states[layer][0].mean(0) @ direction)
         for probe_text in (text, "N/A"):
             s_ids = torch.tensor([tok(probe_text + SUFFIX)["input_ids"]])
             last = torch.log_softmax(model(s_ids, output_hidden_states=True).logits[0, -1], -1)
@@ -90,13 +97,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def worker(model: str, batch: list[str], clients: int) -> float:
+def worker(
+    model: str, batch: list[str], clients: int, per_request: int, layer: float
+) -> tuple[float, float]:
+    """(seconds for the readouts, seconds to train the linear probe first)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         log = open(Path(tmp) / "worker.log", "w")  # noqa: SIM115
         proc = subprocess.Popen(
             [sys.executable, "-m", "truesight", "--model", model, "--port", str(port),
-             "--no-cache"],
+             "--no-cache", "--probes-dir", str(Path(tmp) / "probes")],
             cwd=ROOT, stdout=log, stderr=log,
         )  # fmt: skip
         url = f"http://127.0.0.1:{port}"
@@ -107,8 +117,14 @@ def worker(model: str, batch: list[str], clients: int) -> float:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.5)
-            chunks = [batch[i : i + 8] for i in range(0, len(batch), 8)]
-            jobs = [(p, c) for c in chunks for p in ("surprisal", "author")]
+            data = ROOT / "protocols" / "data" / "instructed_pairs.jsonl"
+            body = {"name": "bench", "dataset": data.read_text(), "layer": layer}
+            t_train = time.perf_counter()
+            httpx.post(f"{url}/v1/trained-probes", json=body, timeout=3600).raise_for_status()
+            t_train = time.perf_counter() - t_train
+            chunks = [batch[i : i + per_request] for i in range(0, len(batch), per_request)]
+            jobs = [(p, c) for c in chunks for p in ("surprisal", "author", "linear")]
+            jobs.reverse()  # popped from the end: text by text, as agents would ask
             lock = threading.Lock()
 
             def client() -> None:
@@ -118,7 +134,10 @@ def worker(model: str, batch: list[str], clients: int) -> float:
                             if not jobs:
                                 return
                             probe, chunk = jobs.pop()
-                        r = http.post(f"/v1/probes/{probe}", json={"texts": chunk})
+                        params = {"probe": "bench"} if probe == "linear" else {}
+                        r = http.post(
+                            f"/v1/probes/{probe}", json={"texts": chunk, "params": params}
+                        )
                         r.raise_for_status()
 
             started = time.perf_counter()
@@ -127,7 +146,11 @@ def worker(model: str, batch: list[str], clients: int) -> float:
                 t.start()
             for t in threads:
                 t.join()
-            return time.perf_counter() - started
+            elapsed = time.perf_counter() - started
+            health = httpx.get(f"{url}/health", timeout=10).json()
+            print(f"worker: {health['probe_requests']} requests in {health['probe_batches']} "
+                  f"batches (at most {health['probe_max_requests_merged']} merged)")  # fmt: skip
+            return elapsed, t_train
         finally:
             proc.terminate()
             proc.wait()
@@ -138,20 +161,27 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--per-request", type=int, default=1)
+    ap.add_argument("--layer", type=float, default=0.75, help="share of the depth")
     args = ap.parse_args()
     loaded = load_model(args.model, device="cpu")
+    depth = loaded.model.config.num_hidden_layers
+    layer = int(args.layer * depth)
     batch = texts(args.n, loaded.tokenizer)
     tokens = sum(len(loaded.tokenizer(t)["input_ids"]) for t in batch)
     params = sum(p.numel() for p in loaded.model.parameters())
     flops, roof = roofline(params)
-    t_naive = naive(loaded, batch)
+    t_naive = naive(loaded, batch, layer)
     del loaded
-    t_worker = worker(args.model, batch, args.clients)
-    # the work per text: the text once for surprisal, and text + suffix for author (the naive
-    # loop also pays a forward for the content-free calibration text per text)
-    work = 2 * tokens
-    print(f"{args.n} texts, {tokens} tokens, surprisal + author (4 pairs), {params / 1e6:.0f}M "
-          f"params, matmul {flops / 1e9:.0f} GFLOP/s")  # fmt: skip
+    t_worker, t_train = worker(args.model, batch, args.clients, args.per_request, args.layer)
+    # the work per text: the text once for surprisal, text + suffix for author (the naive loop
+    # also pays a forward for the content-free calibration text per text), and the text up to
+    # the probe's layer for linear
+    work = (2 + layer / depth) * tokens
+    print(f"{args.n} texts, {tokens} tokens, surprisal + author (4 pairs) + linear (layer "
+          f"{layer}/{depth}), {params / 1e6:.0f}M params, matmul {flops / 1e9:.0f} GFLOP/s; "
+          f"{args.clients} clients x {args.per_request} text(s) per request; "
+          f"probe training {t_train:.1f} s (not counted)")  # fmt: skip
     print("| reader | seconds | tokens/s | × naive | share of roofline |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, t in (("naive loop", t_naive), (f"worker, {args.clients} clients", t_worker)):
