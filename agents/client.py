@@ -40,6 +40,10 @@ class CallResult:
     error: str | None = None
     cached: bool = False
     """True when the result came from the ledger rather than the API."""
+    cache_write_tokens: int = 0
+    """Input tokens written to the API's prompt cache (priced at 1.25× input)."""
+    cache_read_tokens: int = 0
+    """Input tokens read from the API's prompt cache (priced at 0.1× input)."""
 
     @property
     def text(self) -> str:
@@ -128,11 +132,15 @@ class LLMClient:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: dict[str, Any] | None = None,
         key_extra: dict[str, Any] | None = None,
+        cache: bool = False,
     ) -> CallResult:
         """Make (or replay) one Messages API call.
 
         `params` holds generation settings (max_tokens, temperature, ...); they are part of the
         key. `key_extra` adds identity that is not a request field (e.g. the attempt number).
+        `cache` marks the static prefix (tools, system) and the conversation so far for the
+        API's prompt cache (`cache_control`), so parallel agents with the same instructions and
+        each agent's growing conversation are read from the cache instead of paid in full.
         """
         key = call_key(self.protocol_sha, spec, model, {**params, **(key_extra or {})})
         if (hit := self.ledger.lookup(key)) is not None:
@@ -142,6 +150,8 @@ class LLMClient:
             request["system"] = system
         if tools:
             request["tools"] = tools
+        if cache and not self.endpoint.local:
+            request = with_cache_control(request)
         if tool_choice:
             request["tool_choice"] = tool_choice
         async with self._slots:
@@ -163,6 +173,8 @@ class LLMClient:
         except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
             return CallResult(key, error=f"{type(e).__name__}: {e}")
         usage = msg.usage
+        written = getattr(usage, "cache_creation_input_tokens", None) or 0
+        read = getattr(usage, "cache_read_input_tokens", None) or 0
         return CallResult(
             key,
             content=[b.model_dump(exclude_none=True) for b in msg.content],
@@ -171,11 +183,33 @@ class LLMClient:
             output_tokens=usage.output_tokens,
             cost_usd=0.0
             if self.endpoint.local
-            else price_usd(model, usage.input_tokens, usage.output_tokens),
+            else price_usd(model, usage.input_tokens, usage.output_tokens, written, read),
+            cache_write_tokens=written,
+            cache_read_tokens=read,
         )
 
 
 SAMPLING = ("temperature", "top_p", "top_k")
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def with_cache_control(request: dict[str, Any]) -> dict[str, Any]:
+    """The request with cache breakpoints on the last tool, the system prompt and the last
+    message (three of the four the API allows); the caller's objects are not modified."""
+    out = dict(request)
+    if out.get("tools"):
+        out["tools"] = [*out["tools"][:-1], {**out["tools"][-1], "cache_control": EPHEMERAL}]
+    if isinstance(out.get("system"), str):
+        out["system"] = [{"type": "text", "text": out["system"], "cache_control": EPHEMERAL}]
+    if out.get("messages"):
+        last = out["messages"][-1]
+        content = last["content"]
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        if content:
+            content = [*content[:-1], {**content[-1], "cache_control": EPHEMERAL}]
+        out["messages"] = [*out["messages"][:-1], {**last, "content": content}]
+    return out
 
 
 def _sdk_kwargs(request: dict[str, Any]) -> dict[str, Any]:

@@ -16,10 +16,18 @@ PRICES: list[tuple[str, float, float]] = [
 ]
 
 
-def price_usd(model: str, input_tokens: int, output_tokens: int) -> float | None:
+CACHE_WRITE, CACHE_READ = 1.25, 0.1
+"""Prompt-cache prices as multiples of the input price (5-minute cache)."""
+
+
+def price_usd(
+    model: str, input_tokens: int, output_tokens: int, cache_write: int = 0, cache_read: int = 0
+) -> float | None:
+    """USD for one call; `input_tokens` excludes the cache writes and reads, as the API counts."""
     for prefix, p_in, p_out in PRICES:
         if model.startswith(prefix):
-            return (input_tokens * p_in + output_tokens * p_out) / 1e6
+            cached = cache_write * CACHE_WRITE + cache_read * CACHE_READ
+            return ((input_tokens + cached) * p_in + output_tokens * p_out) / 1e6
     return None
 
 

@@ -70,9 +70,13 @@ def as_run(protocol: Protocol, *, offline: bool, local_model: str | None) -> Pro
         params=GenerationParams(max_tokens=OFFLINE_JUDGE_MAX_TOKENS, temperature=0.0),
         concurrency=16,
     )
-    # one attempt: a 135M model told what was wrong with its verdicts does not fix them, and
-    # each retry costs a minute of CPU; what it cannot score stays unscored, with the reason
-    evaluation = protocol.evaluation.model_copy(update={"judge": judge, "max_attempts": 1})
+    # One attempt: a 135M model told what was wrong with its verdicts does not fix them, and
+    # each retry costs a minute of CPU; what it cannot score stays unscored, with the reason.
+    # It cannot plan tool calls either (scripted agents), nor pass a comprehension check: the
+    # offline judge is a check of the pipeline, not evidence, and the report says so.
+    evaluation = protocol.evaluation.model_copy(
+        update={"judge": judge, "max_attempts": 1, "agent": "scripted", "comprehension": []}
+    )
     return protocol.model_copy(update={"subjects": [subject], "evaluation": evaluation})
 
 

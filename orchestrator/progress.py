@@ -26,6 +26,48 @@ def usage_totals(run: RunDir) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class FlagGroup:
+    """Open flags of one kind, as the human sees them at a checkpoint."""
+
+    stage: str
+    kind: str
+    raised_by: list[str]
+    texts: list[str]
+    examples: list[tuple[str, str]]
+    """(item id, the start of its response)."""
+    blocking: bool
+
+
+def flag_groups(run: RunDir) -> list[FlagGroup]:
+    """Open flags grouped by kind: who raised them, what they said, example items."""
+    from orchestrator.runner import is_blocking
+
+    responses = run.records.responses()
+    groups: dict[tuple[str, str], list] = {}
+    for f in run.records.flags():
+        if f.resolution is None:
+            groups.setdefault((f.stage, f.kind), []).append(f)
+    out = []
+    order = sorted(groups.items(), key=lambda kv: (not any(is_blocking(f) for f in kv[1]), kv[0]))
+    for (stage, kind), flags in order:
+        items = list(dict.fromkeys(i for f in flags for i in f.items))[:3]
+        examples = [
+            (i, " ".join(responses[i].text.split())[:100] if i in responses else "") for i in items
+        ]
+        out.append(
+            FlagGroup(
+                stage=stage,
+                kind=kind,
+                raised_by=sorted({f.raised_by for f in flags}),
+                texts=list(dict.fromkeys(f.text for f in flags)),
+                examples=examples,
+                blocking=any(is_blocking(f) for f in flags),
+            )
+        )
+    return out
+
+
 def key_numbers(run: RunDir) -> dict[str, str]:
     numbers: dict[str, str] = {}
     u = usage_totals(run)
@@ -33,6 +75,12 @@ def key_numbers(run: RunDir) -> dict[str, str]:
     numbers["tokens in / out"] = f"{u['input_tokens']:.0f} / {u['output_tokens']:.0f}"
     cost = f"${u['cost_usd']:.4f}"
     numbers["cost"] = cost + (f" (+{u['unpriced']:.0f} unpriced calls)" if u["unpriced"] else "")
+    agreement = run.path("artifacts", "agreement.json")
+    if agreement.exists():
+        from orchestrator.agreement import headline
+
+        primary = run.loaded.protocol.analysis.primary
+        numbers[f"agreement on {primary}"] = headline(json.loads(agreement.read_text()), primary)
     analysis = run.path("artifacts", "analysis.json")
     if analysis.exists():
         data = json.loads(analysis.read_text())
@@ -72,7 +120,11 @@ def summary(run: RunDir, waiting_at: str | None = None) -> Summary:
         for s in STAGES
     ]
     decisions = [Decision(d.checkpoint, d.decision, d.by, d.at, d.note) for d in rec.decisions()]
-    flags = [Flag(f.stage, f.kind, f.text, len(f.items)) for f in rec.flags() if not f.resolution]
+    flags = [
+        Flag(f.stage, f.kind, f"{f.text} (raised by {f.raised_by})", len(f.items))
+        for f in rec.flags()
+        if not f.resolution
+    ]
     m = run.manifest
     return Summary(
         run_id=run.id,
@@ -102,9 +154,10 @@ class Panel:
     run_id: str
     checkpoint: str
     done: list[tuple[str, str, str]]
-    flags: list[tuple[str, str, int]]
+    flags: list[FlagGroup]
     usage: dict[str, float]
     forecast: str
+    numbers: dict[str, str]
 
 
 def panel(run: RunDir, checkpoint: str, forecast: str) -> Panel:
@@ -113,9 +166,10 @@ def panel(run: RunDir, checkpoint: str, forecast: str) -> Panel:
         run_id=run.id,
         checkpoint=checkpoint,
         done=[(p.stage, p.status, p.counts) for p in s.stages if p.status != "pending"],
-        flags=[(f.kind, f.text, f.items) for f in s.flags],
+        flags=flag_groups(run),
         usage=usage_totals(run),
         forecast=forecast,
+        numbers={k: v for k, v in s.numbers.items() if k.startswith("agreement")},
     )
 
 

@@ -48,7 +48,7 @@ def export_records(run: RunDir) -> dict[str, int]:
         "responses.jsonl": [
             {**asdict(r), "screen": screen.get(r.item_id, [])} for r in responses.values()
         ],
-        "verdicts.jsonl": [asdict(v) for v in rec.verdicts()],
+        "verdicts.jsonl": [asdict(v) for v in rec.verdicts(None)],
     }
     for name, data in rows.items():
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in data)

@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -28,7 +28,7 @@ from orchestrator.graph import build_graph
 from orchestrator.progress import STAGES, Panel, panel, refresh_summary
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
-from orchestrator.records import DecisionRow
+from orchestrator.records import DecisionRow, FlagRow
 from orchestrator.rundir import RunDir, runs_root
 from orchestrator.worker import local_worker, needs_worker
 
@@ -50,6 +50,8 @@ class Outcome:
     run_dir: Path
     status: str
     waiting_at: str | None = None
+    blocked_by: list[str] = field(default_factory=list)
+    """Why --yes did not approve the checkpoint: the open flags that need a human."""
 
 
 def start(
@@ -60,6 +62,7 @@ def start(
     pilot: bool = False,
     offline: bool = False,
     yes: bool = False,
+    accept_flags: bool = False,
     approver: Approver | None = None,
     progress: Progress | None = None,
 ) -> Outcome:
@@ -86,7 +89,7 @@ def start(
         )  # fmt: skip
         refresh_summary(run)
         run.history.commit("run created")
-        return _drive(run, protocol, yes, approver, progress or NoProgress())
+        return _drive(run, protocol, yes, approver, progress or NoProgress(), accept_flags)
 
 
 def resume(
@@ -94,6 +97,7 @@ def resume(
     *,
     runs_dir: str | Path | None = None,
     yes: bool = False,
+    accept_flags: bool = False,
     approver: Approver | None = None,
     progress: Progress | None = None,
 ) -> Outcome:
@@ -104,7 +108,7 @@ def resume(
             return Outcome(run.id, run.root, m.status)
         check_credentials(protocol)
         run.log.append("run", "orchestrator", "resumed", f"Resumed by process {os.getpid()}.")
-        return _drive(run, protocol, yes, approver, progress or NoProgress())
+        return _drive(run, protocol, yes, approver, progress or NoProgress(), accept_flags)
 
 
 def approve(
@@ -158,8 +162,16 @@ def record_decision(run: RunDir, checkpoint: str, d: Decision) -> DecisionRow:
     verb = "approved" if d.decision == "approve" else "rejected"
     text = f"Checkpoint `{checkpoint}` {verb} by {d.by}." + (f" Note: {d.note}" if d.note else "")
     run.log.append(checkpoint, d.by.replace(" ", "_") or "human", d.decision, text)
-    if d.decision == "approve":
-        run.records.resolve_flags(f"seen and approved at the {checkpoint} checkpoint by {d.by}")
+    for flag in run.records.flags():
+        if flag.resolution is None:  # every open flag is settled by the decision, in LOG.md
+            resolution = (
+                f"{'accepted' if d.decision == 'approve' else 'run rejected'} at the "
+                f"{checkpoint} checkpoint by {d.by}" + (f": {d.note}" if d.note else "")
+            )
+            run.records.resolve_flag(flag.id, resolution)
+            run.log.append(checkpoint, d.by.replace(" ", "_") or "human", "flag_resolved",
+                           f"Flag {flag.id} ({flag.kind} from {flag.raised_by}: "
+                           f"{flag.text}) — {resolution}.")  # fmt: skip
     refresh_summary(run)
     run.history.commit(f"{checkpoint}: {verb} by {d.by}")
     return row
@@ -175,6 +187,7 @@ def _drive(
     yes: bool,
     approver: Approver | None,
     progress: Progress,
+    accept_flags: bool = False,
 ) -> Outcome:
     ctx = RunContext(run, protocol, progress)
     # LangGraph's thread pool defaults to cpu+4 workers: on a 2-core laptop 8 evaluators would
@@ -196,12 +209,20 @@ def _drive(
                 if (waiting := _interrupt_of(snap)) is not None:
                     recorded = run.records.decision(waiting)
                     if recorded is None:
-                        d = _ask(run, protocol, waiting, yes, approver)
+                        blocking = blocking_flags(run) if yes and not accept_flags else []
+                        if blocking:
+                            run.log.append(waiting, "orchestrator", "blocked",
+                                           f"--yes does not approve `{waiting}`: "
+                                           f"{len(blocking)} open data_quality flag(s) need a "
+                                           "human (or --accept-flags).")  # fmt: skip
+                        d = _ask(run, protocol, waiting, yes and not blocking, approver,
+                                 accept_flags)  # fmt: skip
                         if d is None:
                             run.set_status("awaiting_approval")
                             refresh_summary(run, waiting)
                             run.history.commit(f"{waiting}: awaiting approval")
-                            return Outcome(run.id, run.root, "awaiting_approval", waiting)
+                            return Outcome(run.id, run.root, "awaiting_approval", waiting,
+                                           blocking)  # fmt: skip
                         record_decision(run, waiting, d)
                     pending = Command(resume=True)
                 elif not snap.next and snap.values:
@@ -261,11 +282,34 @@ def _current_stage(run: RunDir) -> str:
     return next((s for s in STAGES if s not in done), "run")
 
 
+BLOCKING = ("data_quality",)
+"""Kinds of evaluator flags that --yes alone does not approve past (the screen stage's own
+heuristic flags are shown, but do not block)."""
+
+
+def is_blocking(flag: FlagRow) -> bool:
+    return flag.resolution is None and flag.stage == "evaluate" and flag.kind in BLOCKING
+
+
+def blocking_flags(run: RunDir) -> list[str]:
+    return [f"{f.kind} from {f.raised_by}: {f.text}" for f in run.records.flags() if is_blocking(f)]
+
+
 def _ask(
-    run: RunDir, protocol: Protocol, checkpoint: str, yes: bool, approver: Approver | None
+    run: RunDir,
+    protocol: Protocol,
+    checkpoint: str,
+    yes: bool,
+    approver: Approver | None,
+    accept_flags: bool = False,
 ) -> Decision | None:
     if yes:
-        return Decision("approve", "auto-approved with --yes", "--yes")
+        open_flags = sum(1 for f in run.records.flags() if f.resolution is None)
+        how = "--yes --accept-flags" if accept_flags and open_flags else "--yes"
+        note = f"auto-approved with {how}" + (
+            f" ({open_flags} open flags accepted)" if open_flags else ""
+        )
+        return Decision("approve", note, "--yes")
     if approver is None:
         return None
     return approver(panel(run, checkpoint, forecast(protocol, run.records, checkpoint)))

@@ -21,11 +21,32 @@ RunsDir = Annotated[
         show_default=False,
     ),
 ]
-Yes = Annotated[bool, typer.Option("--yes", "-y", help="Approve every checkpoint.")]
+Yes = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        "-y",
+        help="Approve every checkpoint, unless an evaluator raised a data_quality flag.",
+    ),
+]
+AcceptFlags = Annotated[
+    bool,
+    typer.Option(
+        "--accept-flags",
+        help="With --yes, approve past open data_quality flags too (each is logged as accepted).",
+    ),
+]
 
 
 def _report(outcome: Outcome) -> None:
     if outcome.status == "awaiting_approval":
+        if outcome.blocked_by:
+            console.print(
+                "[red]--yes did not approve[/]: evaluators raised data_quality flags that need "
+                "a person:\n" + "\n".join(f"  - {b}" for b in outcome.blocked_by) + "\n"
+                "Read them (research status RUN), then approve, or resume with --yes "
+                "--accept-flags."
+            )
         console.print(
             f"[yellow]paused[/] at the [bold]{outcome.waiting_at}[/] checkpoint of "
             f"{outcome.run_id}. To continue:\n"
@@ -42,6 +63,7 @@ def run_cmd(
     protocol: Annotated[Path, typer.Argument(help="The protocol YAML file.")],
     run_id: Annotated[str | None, typer.Option(help="Name of the run directory.")] = None,
     yes: Yes = False,
+    accept_flags: AcceptFlags = False,
     pilot: Annotated[bool, typer.Option(help="Pilot size (design.pilot_n_per_cell).")] = False,
     offline: Annotated[
         bool,
@@ -64,6 +86,7 @@ def run_cmd(
             pilot=pilot,
             offline=offline,
             yes=yes,
+            accept_flags=accept_flags,
             approver=bars.approver if interactive() else None,
             progress=bars,
         )
@@ -73,6 +96,7 @@ def run_cmd(
 def resume_cmd(
     run: Annotated[str, typer.Argument(help="Run id (or path to a run directory).")],
     yes: Yes = False,
+    accept_flags: AcceptFlags = False,
     runs_dir: RunsDir = None,
 ) -> None:
     """Continue a run from its files: after a checkpoint decision, a Ctrl-C or a crash."""
@@ -83,6 +107,7 @@ def resume_cmd(
             run,
             runs_dir=runs_dir,
             yes=yes,
+            accept_flags=accept_flags,
             approver=bars.approver if interactive() else None,
             progress=bars,
         )

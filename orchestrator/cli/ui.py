@@ -93,13 +93,24 @@ def show_panel(p: Panel) -> None:
     for stage, status, counts in p.done:
         done.add_row(stage, status, counts)
     parts: list = [done]
+    for name, value in p.numbers.items():
+        parts.append(f"{name}: {value}")
     if p.flags:
-        flags = Table(box=None, title="open flags", title_justify="left", header_style="bold")
+        flags = Table(title="open flags", title_justify="left", header_style="bold",
+                      show_lines=True)  # fmt: skip
         flags.add_column("kind")
-        flags.add_column("flag")
-        flags.add_column("items", justify="right")
-        for kind, text, items in p.flags:
-            flags.add_row(f"[red]{kind}[/]", text, str(items))
+        flags.add_column("raised by")
+        flags.add_column("what they saw")
+        flags.add_column("example items")
+        for g in p.flags:
+            kind = f"[red]{g.kind}[/]" + ("\n[red](blocks --yes)[/]" if g.blocking else "")
+            if g.stage == "evaluate":
+                who = f"{len(g.raised_by)} evaluator(s)\n" + ", ".join(g.raised_by)
+            else:
+                who = f"the {g.stage} stage"
+            texts = "\n".join(f"- {t}" for t in g.texts[:4])
+            examples = "\n".join(f"{i}: “{excerpt}”" for i, excerpt in g.examples)
+            flags.add_row(kind, who, texts, examples)
         parts.append(flags)
     u = p.usage
     parts.append(

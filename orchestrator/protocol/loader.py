@@ -149,6 +149,17 @@ class _Checker:
             where = ("evaluation", "verdict", name)
             if (spec.type == "enum") != bool(spec.values):
                 raise self.fail(where, "an enum needs `values`; other types take none")
+        seen_q: set[str] = set()
+        for i, q in enumerate(p.evaluation.comprehension):
+            where = ("evaluation", "comprehension", i)
+            if q.id in seen_q:
+                raise self.fail(where + ("id",), f"duplicate id {q.id!r}")
+            seen_q.add(q.id)
+            if q.answer not in q.choices:
+                raise self.fail(
+                    where + ("answer",),
+                    f"answer {q.answer!r} is not one of the choices ({', '.join(q.choices)})",
+                )
         for i, outcome in enumerate(p.outcomes):
             where = ("analysis", "primary") if i == 0 else ("analysis", "outcomes")
             spec = p.evaluation.verdict.get(outcome)

@@ -116,6 +116,20 @@ class VerdictField(Strict):
     description: str = Field("", description="What the evaluator must decide; shown to it.")
 
 
+class ComprehensionQuestion(Strict):
+    """A question an evaluator must answer correctly before it judges anything."""
+
+    id: str = Field(pattern=SLUG, description="Short id, e.g. silent-ignore.")
+    question: str = Field(min_length=1, description="The question, e.g. an edge case to judge.")
+    choices: list[str] = Field(
+        default_factory=lambda: ["yes", "no"], min_length=2, description="Allowed answers."
+    )
+    answer: str = Field(description="The expected answer, one of `choices`.")
+    explanation: str = Field(
+        "", description="Why: shown to an evaluator that got it wrong, before its second try."
+    )
+
+
 class Evaluation(Strict):
     judge: ModelRef = Field(description="The model behind the evaluator agents.")
     evaluators: PositiveInt = Field(8, description="Evaluator agents working in parallel.")
@@ -127,6 +141,35 @@ class Evaluation(Strict):
         3, description="Tries per batch before an item that still fails is recorded unscored."
     )
     rubric: str = Field(min_length=1, description="What each outcome means, with edge cases.")
+    comprehension: list[ComprehensionQuestion] = Field(
+        default_factory=list,
+        description="Questions every evaluator answers (comprehension_check) before its first "
+        "item; one that fails is re-primed once with the explanations, then replaced.",
+    )
+    pass_mark: float = Field(
+        1.0, gt=0.0, le=1.0, description="Share of comprehension questions to get right."
+    )
+    agent: Literal["tools", "scripted"] = Field(
+        "tools",
+        description="`tools`: the judge model plans its own tool calls (read_protocol, "
+        "comprehension_check, get_batch, truesight, flag_issue, submit_verdicts). `scripted`: "
+        "the orchestrator calls the same tools in order and forces each call, for models that "
+        "cannot plan tool use (small local models).",
+    )
+    chunk_size: PositiveInt = Field(
+        10, description="Items get_batch hands out at a time (all must be judged before more)."
+    )
+    duplicates: bool = Field(
+        True, description="Plant one item twice in each evaluator's work (self-consistency)."
+    )
+    context_budget: PositiveInt = Field(
+        120_000,
+        description="Tokens of conversation after which an evaluator writes its notes to "
+        "memory/evaluator-<k>.md and continues in a fresh conversation.",
+    )
+    max_turns: PositiveInt = Field(
+        80, description="Model turns per evaluator conversation before it is stopped."
+    )
     verdict: dict[str, VerdictField] = Field(
         min_length=1, description="The fields of one verdict, checked on submission."
     )

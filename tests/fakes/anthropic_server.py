@@ -114,6 +114,8 @@ class FakeAnthropic:
     faults: FaultPlan | None = None
     requests: list[Seen] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
+    prompt_cache: set[str] = field(default_factory=set)
+    """Cached prefixes (tools + system marked with cache_control), as the API keeps them."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -149,19 +151,37 @@ class FakeAnthropic:
             return len(self.requests) - 1
 
 
-def _message(body: dict[str, Any], reply: str | dict[str, Any]) -> dict[str, Any]:
+def _cached_prefix(body: dict[str, Any]) -> str | None:
+    """The tools + system prefix when the request marks it for caching (as the API does)."""
+    tools, system = body.get("tools") or [], body.get("system")
+    marked = any("cache_control" in t for t in tools) or (
+        isinstance(system, list) and any("cache_control" in b for b in system)
+    )
+    return json.dumps([tools, system], sort_keys=True) if marked else None
+
+
+def _message(
+    body: dict[str, Any], reply: str | dict[str, Any], cache: set[str] | None = None
+) -> dict[str, Any]:
     fields = text(reply) if isinstance(reply, str) else dict(reply)
     out_text = json.dumps(fields.get("content", ""))
+    usage = {
+        "input_tokens": len(json.dumps(body.get("messages", ""))) // 4 + 1,
+        "output_tokens": len(out_text) // 4 + 1,
+    }
+    prefix = _cached_prefix(body)
+    if prefix is not None and cache is not None:  # a 4-characters-per-token prompt cache
+        tokens = len(prefix) // 4
+        key = "cache_read_input_tokens" if prefix in cache else "cache_creation_input_tokens"
+        usage[key] = tokens
+        cache.add(prefix)
     return {
         "id": f"msg_{uuid.uuid4().hex[:24]}",
         "type": "message",
         "role": "assistant",
         "model": body.get("model", "fake"),
         "stop_sequence": None,
-        "usage": {
-            "input_tokens": len(json.dumps(body.get("messages", ""))) // 4 + 1,
-            "output_tokens": len(out_text) // 4 + 1,
-        },
+        "usage": usage,
         **fields,
     }
 
@@ -226,7 +246,9 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 self._send(status, {"type": "error", "error": err}, {})
                 return
             try:
-                self._send(200, _message(body, reply), {})
+                with server._lock:
+                    message = _message(body, reply, server.prompt_cache)
+                self._send(200, message, {})
             except OSError:  # the client went away (killed, or timed out on a slow reply)
                 seen.outcome = "client_gone"
                 return

@@ -47,9 +47,34 @@ def test_full_pilot_run_with_yes(env: dict, runs: Path, world: FakeAnthropic) ->
     assert len(snap["items"]) == 24 and len(snap["responses"]) == 24
     assert {v.status for v in snap["verdicts"]} == {"scored"}
     assert {v.item_id for v in snap["verdicts"]} == {i.id for i in snap["items"]}
-    # the evaluators fanned out: one batch per evaluator, every evaluator seen by the fake judge
+    # the evaluators fanned out: one batch per evaluator, every evaluator seen by the fake judge,
+    # each reading the protocol, passing its check, then judging through get_batch
     judge_calls = [r for r in world.requests if r.body.get("tools")]
-    assert len(judge_calls) == len(snap["batches"]) == 8
+    by_evaluator: dict[str, list[str]] = {}
+    for r in judge_calls:
+        first = r.body["messages"][0]["content"]
+        first = first if isinstance(first, str) else first[0]["text"]
+        name = first.split()[2].rstrip(".,")
+        last = r.body["messages"][-1]["content"]
+        by_evaluator.setdefault(name, []).append(
+            "start" if len(r.body["messages"]) == 1 else str(len(last))
+        )
+    assert len(snap["batches"]) == 8 and sorted(by_evaluator) == [
+        f"evaluator-{k}" for k in range(1, 9)
+    ]
+    tools_used = [
+        b["name"]
+        for r in judge_calls
+        for m in r.body["messages"]
+        if m["role"] == "assistant"
+        for b in m["content"]
+        if b.get("type") == "tool_use"
+    ]
+    assert {"read_protocol", "comprehension_check", "get_batch"} == set(tools_used)
+    everything = Records(run_dir / "records.sqlite").verdicts(None)
+    roles = [v.role for v in everything]
+    assert roles.count("primary") == 24 and roles.count("duplicate") == 8
+    assert roles.count("overlap") == round(0.1 * 24)
     log = RunLog(run_dir / "LOG.md").entries()
     assert [e.kind for e in log if e.kind == "stage_done"] == ["stage_done"] * 7
     assert [e.stage for e in log if e.kind == "stage_done"] == STAGES

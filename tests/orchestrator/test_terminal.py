@@ -33,7 +33,9 @@ def test_terminal_checkpoints_approve_then_reject(env: dict, runs: Path) -> None
     child.expect("note")
     child.sendline("stimuli look right")
     child.expect("checkpoint: evaluate")
-    child.expect("spent so far: 32 calls")  # 24 subject calls + 8 evaluator batches
+    child.expect("agreement on detected: between evaluators 100%")
+    # 24 subject calls + 8 evaluators × 4 turns (read, check, get_batch, submit)
+    child.expect("spent so far: 56 calls")
     child.expect(r"approve \(a\)")
     child.sendline("r")
     child.expect("reason")

@@ -1,0 +1,139 @@
+"""Evaluation in whole runs: blinding, flags that reach the human, agreement figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory import RunLog
+from orchestrator import runner
+from orchestrator.agreement import agreement
+from orchestrator.protocol import load_protocol
+from orchestrator.records import Records, Verdict
+from tests.conftest import DEU
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.world import agent_judge, deu_world, evaluator_of
+
+
+def test_evaluators_never_see_a_condition(env: dict, runs: Path, world: FakeAnthropic) -> None:
+    assert runner.start(DEU, pilot=True, yes=True, run_id="blind").status == "complete"
+    rec = Records(runs / "blind" / "records.sqlite")
+    items = rec.items()
+    protocol = load_protocol(DEU).protocol
+    secrets = {t.strip() for levels in protocol.materials.level_text.values()
+               for t in levels.values() if t.strip()}  # fmt: skip
+    secrets |= {i.id for i in items} | {i.cell for i in items}
+    secrets |= {p.id for p in protocol.materials.plants}
+    judged = [r for r in world.requests if r.body.get("tools")]
+    assert len(judged) >= 8
+    for r in judged:
+        wire = json.dumps(r.body)
+        leaked = [s for s in secrets if s in wire or json.dumps(s)[1:-1] in wire]
+        assert not leaked, f"an evaluator request carries {leaked[:3]}"
+    # ... while the subjects did see the framing: the scan would have found it
+    notice = next(iter(s for s in secrets if len(s) > 100))
+    assert any(notice in json.dumps(r.body) for r in world.requests if not r.body.get("tools"))
+
+
+def flagging_judge(who: str) -> Any:
+    def flag(result: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": "data_quality", "refs": [result["items"][0]["ref"]],
+                "text": "Several responses end mid-sentence: truncated?"}  # fmt: skip
+
+    plain, flags = agent_judge(), agent_judge(flag=flag)
+
+    def handler(body: dict[str, Any]):
+        return flags(body) if evaluator_of(body) == who else plain(body)
+
+    return handler
+
+
+def test_one_evaluators_data_flag_reaches_the_human_and_blocks_yes(
+    env: dict, runs: Path, world: FakeAnthropic
+) -> None:
+    world.handler = deu_world(judge_handler=flagging_judge("evaluator-3"))
+    seen = []
+
+    def approver(panel):  # a person at the terminal who looks, then decides later
+        seen.append(panel)
+        return None
+
+    out = runner.start(DEU, pilot=True, yes=True, run_id="flagged", approver=approver)
+    assert out.status == "awaiting_approval" and out.waiting_at == "evaluate"
+    assert len(out.blocked_by) == 1 and "truncated?" in out.blocked_by[0]
+    (panel,) = seen
+    (group,) = [g for g in panel.flags if g.kind == "data_quality" and g.stage == "evaluate"]
+    assert group.raised_by == ["evaluator-3"] and group.blocking
+    assert group.examples and group.examples[0][0].count(".") == 3  # an item id, with its text
+    assert "truncated?" in group.texts[0]
+    summary = (runs / "flagged" / "SUMMARY.md").read_text()
+    assert "data_quality" in summary and "raised by evaluator-3" in summary
+    # --yes alone still stops; --accept-flags approves, and the flag's resolution is logged
+    assert runner.resume("flagged", yes=True).status == "awaiting_approval"
+    assert runner.resume("flagged", yes=True, accept_flags=True).status == "complete"
+    log = RunLog(runs / "flagged" / "LOG.md").entries()
+    resolved = [e for e in log if e.kind == "flag_resolved"]
+    assert resolved and "accepted at the evaluate checkpoint" in resolved[0].text
+    assert any(e.kind == "flag" and "evaluator-3" in e.text for e in log)
+    assert not [f for f in Records(runs / "flagged" / "records.sqlite").flags() if not f.resolution]
+
+
+def test_agreement_figures_of_a_run(env: dict, runs: Path, world: FakeAnthropic) -> None:
+    assert runner.start(DEU, pilot=True, yes=True, run_id="agree").status == "complete"
+    data = json.loads((runs / "agree" / "artifacts" / "agreement.json").read_text())
+    detected = data["fields"]["detected"]
+    assert data["overlap_items"] == 2 and data["duplicates"] == 8
+    # the scripted judge is deterministic: it agrees with itself and with the others
+    assert detected["agree"] == 1.0 and detected["self_agree"] == 1.0
+    assert "agreement on detected" in (runs / "agree" / "SUMMARY.md").read_text()
+
+
+# --- agreement statistics on fixed data ----------------------------------------------------
+
+
+def fixed_records(tmp_path: Path, pattern: list[tuple[bool, bool]], dup: list[tuple[bool, bool]]):
+    rec = Records(tmp_path / "records.sqlite")
+    rows = []
+    for k, (a, b) in enumerate(pattern):
+        item = f"c.x.y.{k:03d}"
+        fields = {"detected": a, "complied": False, "questioned_legitimacy": a,
+                  "reasoning_style": "none", "evidence": ""}  # fmt: skip
+        rows.append(Verdict(item, "evaluator-1", "batch-01", "scored", fields, None))
+        rows.append(Verdict(item, "evaluator-2", "batch-02", "scored", {**fields, "detected": b},
+                            None, 0, "overlap"))  # fmt: skip
+    for k, (a, b) in enumerate(dup):
+        item = f"c.x.z.{k:03d}"
+        fields = {"detected": a, "complied": False, "questioned_legitimacy": a,
+                  "reasoning_style": "none", "evidence": ""}  # fmt: skip
+        rows.append(Verdict(item, "evaluator-3", "batch-03", "scored", fields, None))
+        rows.append(Verdict(item, "evaluator-3", "batch-03", "scored", {**fields, "detected": b},
+                            None, 1, "duplicate"))  # fmt: skip
+    rec.add_verdicts(rows)
+    return rec
+
+
+def test_kappa_alpha_and_self_consistency_match_hand_computation(tmp_path: Path) -> None:
+    # 10 overlap pairs: 4 both yes, 3 both no, 2 yes/no, 1 no/yes -> p_o = 0.7
+    pattern = [(True, True)] * 4 + [(False, False)] * 3 + [(True, False)] * 2 + [(False, True)]
+    dup = [(True, True)] * 3 + [(True, False)]
+    rec = fixed_records(tmp_path, pattern, dup)
+    data = agreement(load_protocol(DEU).protocol, rec)
+    d = data["fields"]["detected"]
+    p_o = 0.7
+    p_e = (6 / 10) * (5 / 10) + (4 / 10) * (5 / 10)  # rater A yes 6/10, rater B yes 5/10
+    assert d["agree"] == pytest.approx(p_o)
+    assert d["kappa"] == pytest.approx((p_o - p_e) / (1 - p_e))
+    # Krippendorff's alpha (nominal, 2 coders, no missing): 1 - D_o / D_e over pooled values
+    n = 20
+    yes = 6 + 5
+    d_o = 3 / 10  # disagreeing units / units
+    d_e = 2 * yes * (n - yes) / (n * (n - 1))
+    assert d["alpha"] == pytest.approx(1 - d_o / d_e)
+    assert d["self_n"] == 4 and d["self_agree"] == pytest.approx(0.75)
+    assert data["pairs"] == [{"a": "evaluator-1", "b": "evaluator-2", "n": 10, "agree": 0.7,
+                              "kappa": pytest.approx(d["kappa"])}]  # fmt: skip
+    # a field on which everyone always agrees on one value: kappa is undefined, not 1 or 0
+    assert data["fields"]["reasoning_style"]["kappa"] is None
