@@ -14,11 +14,7 @@ AUROC under 0.5 means the readout points the other way from what its name sugges
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -28,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from bench.worker import running_worker  # noqa: E402
 from truesight.probes import dataset  # noqa: E402
 
 QUESTIONS = ["Was the text above written sincerely?", "Is the text above honest?"]
@@ -47,12 +44,6 @@ DATASETS = [
     ("instructed_pairs", "same_statement"),
     ("sincere_performative", "as_written"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def metrics(http: httpx.Client, texts: list[str], contexts: list[str]) -> dict[str, list[float]]:
@@ -85,42 +76,23 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--layer", type=float, default=0.75, help="linear probe layer (share)")
     args = ap.parse_args()
-    port = free_port()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        log = open(Path(tmp) / "worker.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "truesight", "--model", args.model, "--port", str(port),
-             "--no-cache", "--probes-dir", str(Path(tmp) / "probes")],
-            cwd=ROOT, stdout=log, stderr=log,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            with httpx.Client(base_url=url, timeout=3600) as http:
-                model = http.get("/v1/probes").json()["model"]
-                for name, variant in DATASETS:
-                    path = ROOT / "protocols" / "data" / f"{name}.jsonl"
-                    data = dataset.load(path, variant=variant)
-                    test = data.split("test")
-                    y = [e.label for e in test]
-                    found = metrics(http, [e.text for e in test], [e.context for e in test])
-                    row = {m: roc_auc_score(y, [sign * v for v in found[m]])
-                           for m, sign in ORIENTED.items()}  # fmt: skip
-                    body = {"name": f"q-{name}-{variant}", "dataset": path.read_text(),
-                            "variant": variant, "layer": args.layer}  # fmt: skip
-                    meta = http.post("/v1/trained-probes", json=body).raise_for_status().json()
-                    row["linear"] = meta["probe"]["heldout_auroc"]
-                    row["bag of words"] = meta["probe"]["bow_auroc"]
-                    rows.append((f"{name} ({variant}, {len(test)} test)", row))
-        finally:
-            proc.terminate()
-            proc.wait()
+    with running_worker(args.model) as url, httpx.Client(base_url=url, timeout=3600) as http:
+        model = http.get("/v1/probes").json()["model"]
+        for name, variant in DATASETS:
+            path = ROOT / "protocols" / "data" / f"{name}.jsonl"
+            data = dataset.load(path, variant=variant)
+            test = data.split("test")
+            y = [e.label for e in test]
+            found = metrics(http, [e.text for e in test], [e.context for e in test])
+            row = {m: roc_auc_score(y, [sign * v for v in found[m]])
+                   for m, sign in ORIENTED.items()}  # fmt: skip
+            body = {"name": f"q-{name}-{variant}", "dataset": path.read_text(),
+                    "variant": variant, "layer": args.layer}  # fmt: skip
+            meta = http.post("/v1/trained-probes", json=body).raise_for_status().json()
+            row["linear"] = meta["probe"]["heldout_auroc"]
+            row["bag of words"] = meta["probe"]["bow_auroc"]
+            rows.append((f"{name} ({variant}, {len(test)} test)", row))
     columns = list(rows[0][1])
     print(f"held-out AUROC on {model}; linear at layer share {args.layer}")
     print("| readout | " + " | ".join(r[0] for r in rows) + " |")

@@ -20,10 +20,7 @@ text's tokens once for surprisal, once for author and `layer share` of once for 
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,6 +32,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.worker import running_worker  # noqa: E402
 from truesight.model import load_model  # noqa: E402
 
 SUFFIX = "\n\nThe author of the text above is"
@@ -91,69 +89,43 @@ def naive(loaded, batch: list[str], layer: int) -> float:  # noqa: ANN001
     return time.perf_counter() - started
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def worker(
     model: str, batch: list[str], clients: int, per_request: int, layer: float
 ) -> tuple[float, float]:
     """(seconds for the readouts, seconds to train the linear probe first)."""
-    port = free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        log = open(Path(tmp) / "worker.log", "w")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "truesight", "--model", model, "--port", str(port),
-             "--no-cache", "--probes-dir", str(Path(tmp) / "probes")],
-            cwd=ROOT, stdout=log, stderr=log,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            while True:
-                try:
-                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
-            data = ROOT / "protocols" / "data" / "instructed_pairs.jsonl"
-            body = {"name": "bench", "dataset": data.read_text(), "layer": layer}
-            t_train = time.perf_counter()
-            httpx.post(f"{url}/v1/trained-probes", json=body, timeout=3600).raise_for_status()
-            t_train = time.perf_counter() - t_train
-            chunks = [batch[i : i + per_request] for i in range(0, len(batch), per_request)]
-            jobs = [(p, c) for c in chunks for p in ("surprisal", "author", "linear")]
-            jobs.reverse()  # popped from the end: text by text, as agents would ask
-            lock = threading.Lock()
+    with running_worker(model) as url:
+        data = ROOT / "protocols" / "data" / "instructed_pairs.jsonl"
+        body = {"name": "bench", "dataset": data.read_text(), "layer": layer}
+        t_train = time.perf_counter()
+        httpx.post(f"{url}/v1/trained-probes", json=body, timeout=3600).raise_for_status()
+        t_train = time.perf_counter() - t_train
+        chunks = [batch[i : i + per_request] for i in range(0, len(batch), per_request)]
+        jobs = [(p, c) for c in chunks for p in ("surprisal", "author", "linear")]
+        jobs.reverse()  # popped from the end: text by text, as agents would ask
+        lock = threading.Lock()
 
-            def client() -> None:
-                with httpx.Client(base_url=url, timeout=3600) as http:
-                    while True:
-                        with lock:
-                            if not jobs:
-                                return
-                            probe, chunk = jobs.pop()
-                        params = {"probe": "bench"} if probe == "linear" else {}
-                        r = http.post(
-                            f"/v1/probes/{probe}", json={"texts": chunk, "params": params}
-                        )
-                        r.raise_for_status()
+        def client() -> None:
+            with httpx.Client(base_url=url, timeout=3600) as http:
+                while True:
+                    with lock:
+                        if not jobs:
+                            return
+                        probe, chunk = jobs.pop()
+                    params = {"probe": "bench"} if probe == "linear" else {}
+                    r = http.post(f"/v1/probes/{probe}", json={"texts": chunk, "params": params})
+                    r.raise_for_status()
 
-            started = time.perf_counter()
-            threads = [threading.Thread(target=client) for _ in range(clients)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - started
-            health = httpx.get(f"{url}/health", timeout=10).json()
-            print(f"worker: {health['probe_requests']} requests in {health['probe_batches']} "
-                  f"batches (at most {health['probe_max_requests_merged']} merged)")  # fmt: skip
-            return elapsed, t_train
-        finally:
-            proc.terminate()
-            proc.wait()
+        started = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - started
+        health = httpx.get(f"{url}/health", timeout=10).json()
+        print(f"worker: {health['probe_requests']} requests in {health['probe_batches']} "
+              f"batches (at most {health['probe_max_requests_merged']} merged)")  # fmt: skip
+        return elapsed, t_train
 
 
 def main() -> None:

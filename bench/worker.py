@@ -1,0 +1,48 @@
+"""Start `python -m truesight` for a benchmark: cache off, trained probes in a temp folder."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_worker(model: str) -> Iterator[str]:
+    """The worker's base URL once /health answers; stopped on exit."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "worker.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "truesight", "--model", model, "--port", str(port),
+             "--no-cache", "--probes-dir", str(Path(tmp) / "probes")],
+            cwd=ROOT, stdout=log, stderr=log,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited: {(Path(tmp) / 'worker.log').read_text()}")
+                try:
+                    if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait()
