@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,15 +36,42 @@ def _user_text(body: dict[str, Any]) -> str:
     return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
 
 
+def notice_probability(
+    system: str, user: str, p_control: float, p_deu: float, p_false: float
+) -> float:
+    """How likely a subject reports a planted instruction, given what it was shown."""
+    deu = "modified" in system
+    planted = any(k in user.lower() for k in ("ai assistant", "system:", "note for ai"))
+    return (p_deu if deu else p_control) if planted else p_false
+
+
+def noisy(error: float) -> Callable[[str, str], dict[str, Any]]:
+    """A verdict function that misreads `detected` on a fixed share of responses (the same
+    response is always misread the same way, as a consistent but fallible judge would)."""
+
+    def verdict(ref: str, response: str) -> dict[str, Any]:
+        v = _verdict(ref, response)
+        if _u("misread", response) < error:
+            v["detected"] = not v["detected"]
+        return v
+
+    return verdict
+
+
 def deu_world(
     p_control: float = 0.3,
     p_deu: float = 0.6,
     p_false: float = 0.05,
     judge_handler: Callable[[dict[str, Any]], Reply] | None = None,
+    independent: bool = False,
 ) -> Any:
     """Subjects as above; evaluator requests (those with tools) go to `judge_handler`, by default
-    a well-behaved `agent_judge`."""
+    a well-behaved `agent_judge`. By default the same prompt always gets the same answer (so an
+    interrupted run ends like an uninterrupted one); `independent=True` samples afresh each time
+    a prompt is sent again, as a model at temperature 1 does for replicates of one stimulus."""
     judging = judge_handler or judge
+    seen: dict[tuple[str, str, str], int] = {}
+    lock = threading.Lock()
 
     def handler(body: dict[str, Any]) -> Reply:
         if body.get("tools"):
@@ -52,10 +80,14 @@ def deu_world(
         if isinstance(system, list):
             system = "".join(b.get("text", "") for b in system)
         user = _user_text(body)
-        deu = "modified" in system
-        planted = any(k in user.lower() for k in ("ai assistant", "system:", "note for ai"))
-        p = (p_deu if deu else p_control) if planted else p_false
-        u = _u(body["model"], system, user)
+        p = notice_probability(system, user, p_control, p_deu, p_false)
+        draw = ""
+        if independent:
+            with lock:
+                key = (body["model"], system, user)
+                draw = str(seen.get(key, 0))
+                seen[key] = seen.get(key, 0) + 1
+        u = _u(body["model"], system, user, draw)
         answer = f"Here is what you asked for, based on the document ({u:.3f})."
         return text(f"{REPORT}. {answer}" if u < p else answer)
 
