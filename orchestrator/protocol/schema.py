@@ -108,6 +108,12 @@ class ModelRef(Strict):
 
 class Subject(ModelRef):
     id: str = Field(pattern=SLUG, description="Short id used in item ids.")
+    batch: bool = Field(
+        False,
+        description="Send this subject's calls as one Anthropic Message Batch (half the price, "
+        "results within 24 hours) instead of one call at a time; the run waits for the batch, "
+        "and a resumed run collects the same batch. Ignored for `local` subjects.",
+    )
 
 
 class VerdictField(Strict):

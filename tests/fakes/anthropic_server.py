@@ -9,6 +9,12 @@ so tests exercise the SDK's retries, timeouts and parsing, not a mock of them.
 The handler gets the request body (a dict) and returns a `str` (one text block), a `dict` of
 Message fields (e.g. from `tool_use(...)`), or a `Fault`. `faults(body, n)` may inject a fault
 before the handler runs (n = requests seen so far). Every request is kept in `server.requests`.
+
+Message Batches: POST /v1/messages/batches creates a batch, GET /v1/messages/batches/{id} answers
+`in_progress` for `batch_polls` retrievals (and at least `batch_seconds`), then `ended`, and GET
+.../results streams one JSONL line per request, answered by the same handler as /v1/messages (a
+`Fault` becomes an `errored` result; `Fault("expired")` / `Fault("canceled")` those results).
+`faults` applies to batch creation as it does to /v1/messages.
 """
 
 from __future__ import annotations
@@ -72,6 +78,8 @@ class Seen:
     received: float
     answered: float | None = None
     outcome: str = "pending"  # ok | fault:<kind> | handler_error
+    path: str = ""
+    method: str = "POST"
 
     @property
     def fingerprint(self) -> str:
@@ -102,6 +110,17 @@ def random_faults(rate: float, seed: int = 0, slow_s: float = 3.0) -> FaultPlan:
     return plan
 
 
+@dataclass
+class FakeBatch:
+    """A message batch as the fake keeps it; `results` is fixed when it ends."""
+
+    id: str
+    requests: list[dict[str, Any]]
+    created: float
+    polls: int = 0
+    results: list[dict[str, Any]] | None = None
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # the default of 5 drops connection bursts into SYN retries
     daemon_threads = True
@@ -116,6 +135,11 @@ class FakeAnthropic:
     errors: list[BaseException] = field(default_factory=list)
     prompt_cache: set[str] = field(default_factory=set)
     """Cached prefixes (tools + system marked with cache_control), as the API keeps them."""
+    batch_polls: int = 1
+    """Retrievals of a message batch that answer `in_progress` before it has `ended`."""
+    batch_seconds: float = 0.0
+    """... and the least time a batch takes to end."""
+    batches: dict[str, FakeBatch] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -149,6 +173,64 @@ class FakeAnthropic:
         with self._lock:
             self.requests.append(seen)
             return len(self.requests) - 1
+
+    def batch_creates(self) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.requests if s.method == "POST" and s.path == BATCHES]
+
+    def _batch_object(self, batch: FakeBatch, poll: bool) -> dict[str, Any]:
+        """The MessageBatch; a retrieval (`poll`) moves the batch towards `ended`."""
+        with self._lock:
+            if poll and batch.results is None:
+                batch.polls += 1
+                waited = time.time() - batch.created >= self.batch_seconds
+                if batch.polls > self.batch_polls and waited:
+                    batch.results = [self._batch_result(r) for r in batch.requests]
+            results = batch.results
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        if results is None:
+            counts["processing"] = len(batch.requests)
+        else:
+            for r in results:
+                counts[r["result"]["type"]] += 1
+        created = _iso(batch.created)
+        return {
+            "id": batch.id,
+            "type": "message_batch",
+            "processing_status": "in_progress" if results is None else "ended",
+            "request_counts": counts,
+            "created_at": created,
+            "expires_at": _iso(batch.created + 86400),
+            "ended_at": None if results is None else _iso(time.time()),
+            "archived_at": None,
+            "cancel_initiated_at": None,
+            "results_url": None if results is None else f"{self.url}{BATCHES}/{batch.id}/results",
+        }
+
+    def _batch_result(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request of a batch, answered by the handler (called with the lock held)."""
+        body = request["params"]
+        try:
+            reply = self.handler(body)
+        except Exception as e:
+            self.errors.append(e)
+            reply = Fault.server_error()
+        if isinstance(reply, Fault):
+            if reply.kind in ("expired", "canceled"):
+                result: dict[str, Any] = {"type": reply.kind}
+            else:
+                err = {"type": ERROR_TYPE.get(reply.kind, "api_error"), "message": reply.kind}
+                result = {"type": "errored", "error": {"type": "error", "error": err}}
+        else:
+            result = {"type": "succeeded", "message": _message(body, reply, self.prompt_cache)}
+        return {"custom_id": request["custom_id"], "result": result}
+
+
+BATCHES = "/v1/messages/batches"
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def _cached_prefix(body: dict[str, Any]) -> str | None:
@@ -208,9 +290,10 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802 — http.server's naming
             length = int(self.headers.get("content-length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
-            seen = Seen(body, {k.lower(): v for k, v in self.headers.items()}, time.time())
+            seen = Seen(body, {k.lower(): v for k, v in self.headers.items()}, time.time(),
+                        path=self.path)  # fmt: skip
             n = server._record(seen)
-            if self.path.rstrip("/") != "/v1/messages":
+            if self.path.rstrip("/") not in ("/v1/messages", BATCHES):
                 seen.outcome = "not_found"
                 self._send(404, {"type": "error", "error": {"type": "not_found_error",
                                                             "message": self.path}}, {})  # fmt: skip
@@ -229,6 +312,9 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 err = {"type": ERROR_TYPE[fault.kind], "message": f"injected {fault.kind}"}
                 self.close_connection = True
                 self._send(STATUS[fault.kind], {"type": "error", "error": err}, headers)
+                return
+            if self.path.rstrip("/") == BATCHES:
+                self._create_batch(seen)
                 return
             time.sleep(server.latency + (fault.seconds if fault is not None else 0.0))
             try:
@@ -254,5 +340,41 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 return
             seen.answered = time.time()
             seen.outcome = "ok"
+
+        def _create_batch(self, seen: Seen) -> None:
+            batch_id = f"msgbatch_{uuid.uuid4().hex[:24]}"
+            batch = FakeBatch(batch_id, seen.body["requests"], time.time())
+            with server._lock:
+                server.batches[batch.id] = batch
+            self._send(200, server._batch_object(batch, poll=False), {})
+            seen.answered, seen.outcome = time.time(), "ok"
+
+        def do_GET(self) -> None:  # noqa: N802 — http.server's naming
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            seen = Seen({}, headers, time.time(), path=self.path, method="GET")
+            server._record(seen)
+            rest = self.path.split("?")[0].rstrip("/").removeprefix(BATCHES + "/").split("/")
+            batch = server.batches.get(rest[0]) if self.path.startswith(BATCHES + "/") else None
+            if batch is None or len(rest) > 2 or (len(rest) == 2 and rest[1] != "results"):
+                seen.outcome = "not_found"
+                self._send(404, {"type": "error", "error": {"type": "not_found_error",
+                                                            "message": self.path}}, {})  # fmt: skip
+                return
+            if len(rest) == 1:
+                self._send(200, server._batch_object(batch, poll=True), {})
+            elif batch.results is None:  # the API has no results before the batch ends
+                seen.outcome = "not_found"
+                err = {"type": "not_found_error", "message": "batch has not ended"}
+                self._send(404, {"type": "error", "error": err}, {})
+                return
+            else:
+                data = "".join(json.dumps(r) + "\n" for r in batch.results).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/binary")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                self.wfile.flush()
+            seen.answered, seen.outcome = time.time(), "ok"
 
     return Handler

@@ -1,0 +1,296 @@
+"""Subject calls through Anthropic's Message Batches API: half the price, results within 24 hours.
+
+Results go into the same call ledger, under the same keys, as `LLMClient.call` would write them,
+so a stage sees no difference between batched and online calls, and turning batching on or off
+never changes a key. The batch id lives in a small JSON file (`state_path`), written before we
+wait on the batch: a process killed while the batch is in flight finds it there on resume and
+collects that batch rather than submitting (and paying for) the same calls again.
+
+    runner = BatchRunner(endpoint, ledger, protocol_sha, run_dir / "artifacts/batches/s.json")
+    results = await runner.run([BatchCall(CallSpec("collect", "item-1", "subject"), ...)])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import anthropic
+
+from agents.client import (
+    AuthenticationFailed,
+    CallResult,
+    CallSpec,
+    Endpoint,
+    Ledger,
+    _clean,
+    _message,
+    call_key,
+)
+from agents.pricing import price_usd
+from memory import write_atomic
+
+BATCH_PRICE = 0.5
+"""Batch calls cost half the online price (input, output and prompt-cache tokens alike)."""
+
+
+@dataclass(frozen=True)
+class BatchCall:
+    """One call of a batch: the arguments `LLMClient.call` takes for it."""
+
+    spec: CallSpec
+    model: str
+    params: dict[str, Any]
+    messages: list[dict[str, Any]]
+    system: str = ""
+    key_extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    """What the API last said about a batch."""
+
+    id: str
+    processing_status: str
+    counts: dict[str, int]
+    """processing, succeeded, errored, canceled, expired."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def finished(self) -> int:
+        return self.total - self.counts.get("processing", 0)
+
+
+Event = Literal["submitted", "resumed", "polled", "ended"]
+Observer = Callable[[Event, BatchStatus], None]
+
+
+class BatchStopped(Exception):
+    """`stop()` turned true while a batch was in flight; its id is kept for the next run."""
+
+
+class BatchRunner:
+    """Makes calls as message batches on one endpoint. Create it inside the event loop using it."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        ledger: Ledger,
+        protocol_sha: str,
+        state_path: Path,
+        *,
+        poll_s: float = 30.0,
+        stop: Callable[[], bool] | None = None,
+        observe: Observer | None = None,
+    ):
+        self.endpoint = endpoint
+        self.ledger = ledger
+        self.protocol_sha = protocol_sha
+        self.state_path = Path(state_path)
+        self.poll_s = poll_s
+        self.stop = stop or (lambda: False)
+        self.observe = observe or (lambda event, status: None)
+        self._sdk = anthropic.AsyncAnthropic(
+            base_url=endpoint.base_url,
+            api_key=endpoint.api_key or "none",
+            max_retries=endpoint.max_retries,
+            timeout=endpoint.timeout_s,
+        )
+
+    def key(self, call: BatchCall) -> str:
+        """The ledger key, exactly as `LLMClient.call` computes it."""
+        params = {**call.params, **(call.key_extra or {})}
+        return call_key(self.protocol_sha, call.spec, call.model, params)
+
+    async def run(self, calls: list[BatchCall]) -> list[CallResult]:
+        """One result per call: from the ledger, from a batch left in flight by an earlier
+        process, or from a new batch of the rest. Failed requests come back as errors (and are
+        in the ledger as such), to be tried again on the next pass, as online failures are."""
+        by_key = {self.key(c): c for c in calls}
+        results: dict[str, CallResult] = {}
+        for key in by_key:
+            if (hit := self.ledger.lookup(key)) is not None:
+                results[key] = hit
+        pending = {k: c for k, c in by_key.items() if k not in results}
+        try:
+            for entry in self._load():
+                if entry["status"] != "in_progress":
+                    continue
+                covered = {k: pending[k] for k in entry["calls"] if k in pending}
+                if covered:
+                    results.update(await self._finish(entry["id"], covered, resumed=True))
+                else:  # answered meanwhile (e.g. by an online pass): nothing to wait for
+                    self._mark(entry["id"], "superseded")
+            todo = {k: c for k, c in pending.items() if k not in results}
+            if todo:
+                batch_id = await self._submit(todo, results)
+                if batch_id is not None:
+                    results.update(await self._finish(batch_id, todo, resumed=False))
+        finally:
+            await self._sdk.close()
+        return [results[self.key(c)] for c in calls]
+
+    # the batch's life --------------------------------------------------------------------
+    async def _submit(
+        self, todo: dict[str, BatchCall], results: dict[str, CallResult]
+    ) -> str | None:
+        # the ledger key is the custom_id: 64 hex characters, the API's limit and alphabet
+        requests = [{"custom_id": k, "params": _request(c)} for k, c in todo.items()]
+        try:
+            batch = await self._sdk.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+        except anthropic.AuthenticationError as e:
+            raise AuthenticationFailed(f"{self.endpoint.base_url or 'Anthropic API'}: {e}") from e
+        except anthropic.APIStatusError as e:
+            self._fail(todo, results, f"HTTP {e.status_code}: {_message(e)}")
+            return None
+        except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
+            self._fail(todo, results, f"{type(e).__name__}: {e}")
+            return None
+        entries = [e for e in self._load() if e["id"] != batch.id]
+        entries.append({"id": batch.id, "submitted": _now(), "status": "in_progress",
+                        "calls": {k: c.spec.item for k, c in todo.items()}})  # fmt: skip
+        self._save(entries)
+        self.observe("submitted", _status(batch))
+        return batch.id
+
+    async def _finish(
+        self, batch_id: str, calls: dict[str, BatchCall], *, resumed: bool
+    ) -> dict[str, CallResult]:
+        """Wait for the batch to end, then store every result in the ledger."""
+        first = True
+        while True:
+            try:
+                batch = await self._sdk.messages.batches.retrieve(batch_id)
+            except anthropic.AuthenticationError as e:
+                raise AuthenticationFailed(f"{self.endpoint.base_url or 'API'}: {e}") from e
+            except anthropic.NotFoundError:
+                out: dict[str, CallResult] = {}
+                self._fail(calls, out, f"batch {batch_id} not found")
+                self._mark(batch_id, "lost")
+                return out
+            except (anthropic.APIConnectionError, anthropic.InternalServerError):
+                batch = None  # the SDK retried already; the batch runs on, so ask again later
+            if batch is not None:
+                status = _status(batch)
+                self.observe("resumed" if first and resumed else "polled", status)
+                first = False
+                if batch.processing_status == "ended":
+                    break
+            await self._sleep()
+        lines = [r async for r in await self._sdk.messages.batches.results(batch_id)]
+        latency = (
+            (batch.ended_at - batch.created_at).total_seconds()
+            if batch.ended_at and batch.created_at
+            else 0.0
+        )
+        out = {}
+        for line in lines:
+            call = calls.get(line.custom_id)
+            if call is None or self.ledger.lookup(line.custom_id) is not None:
+                continue  # not asked for this time, or already answered
+            out[line.custom_id] = self._store(line.custom_id, call, line.result, latency)
+        self._fail({k: c for k, c in calls.items() if k not in out}, out, "batch result missing")
+        self._mark(batch_id, "collected")
+        self.observe("ended", status)
+        return out
+
+    async def _sleep(self) -> None:
+        """`poll_s`, in short steps so that a stop request is seen promptly."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.poll_s
+        while True:
+            if self.stop():
+                raise BatchStopped("stopped while waiting for a message batch")
+            left = until - loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, 0.2))
+
+    # results -----------------------------------------------------------------------------
+    def _store(self, key: str, call: BatchCall, result: Any, latency_s: float) -> CallResult:
+        if result.type == "succeeded":
+            out = self._succeeded(key, call.model, result.message)
+        elif result.type == "errored":
+            err = result.error.error
+            out = CallResult(key, error=f"batch errored: {err.type}: {err.message}")
+        else:  # expired, canceled: never processed
+            out = CallResult(key, error=f"batch {result.type}")
+        self.ledger.store(
+            out,
+            spec=call.spec,
+            model=call.model,
+            params=call.params,
+            request=_request(call),
+            latency_s=latency_s,
+        )
+        return out
+
+    def _succeeded(self, key: str, model: str, msg: anthropic.types.Message) -> CallResult:
+        usage = msg.usage
+        written = getattr(usage, "cache_creation_input_tokens", None) or 0
+        read = getattr(usage, "cache_read_input_tokens", None) or 0
+        price = price_usd(model, usage.input_tokens, usage.output_tokens, written, read)
+        return CallResult(
+            key,
+            content=[b.model_dump(exclude_none=True) for b in msg.content],
+            stop_reason=msg.stop_reason,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            cost_usd=0.0
+            if self.endpoint.local
+            else (None if price is None else price * BATCH_PRICE),
+            cache_write_tokens=written,
+            cache_read_tokens=read,
+        )
+
+    def _fail(self, calls: dict[str, BatchCall], out: dict[str, CallResult], error: str) -> None:
+        for key, call in calls.items():
+            out[key] = CallResult(key, error=error)
+            self.ledger.store(out[key], spec=call.spec, model=call.model, params=call.params,
+                              request=_request(call), latency_s=0.0)  # fmt: skip
+
+    # the state file ----------------------------------------------------------------------
+    def _load(self) -> list[dict[str, Any]]:
+        if not self.state_path.exists():
+            return []
+        return json.loads(self.state_path.read_text())["batches"]
+
+    def _save(self, entries: list[dict[str, Any]]) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.state_path, json.dumps({"batches": entries}, indent=2) + "\n")
+
+    def _mark(self, batch_id: str, status: str) -> None:
+        entries = self._load()
+        for e in entries:
+            if e["id"] == batch_id:
+                e["status"], e["updated"] = status, _now()
+        self._save(entries)
+
+
+def _request(call: BatchCall) -> dict[str, Any]:
+    """The Messages request, as `LLMClient.call` builds it. Sampling parameters are plain fields:
+    a batch request's params are the request body itself."""
+    request: dict[str, Any] = {
+        "model": call.model,
+        "messages": call.messages,
+        **_clean(call.params),
+    }
+    if call.system:
+        request["system"] = call.system
+    return request
+
+
+def _status(batch: Any) -> BatchStatus:
+    return BatchStatus(batch.id, batch.processing_status, batch.request_counts.model_dump())
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,104 @@
+"""Whole runs with one subject on the Message Batches API, against the fake Anthropic world."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from memory import RunLog
+from orchestrator import runner
+from orchestrator.records import Records
+from tests.conftest import DEU, research, spawn
+from tests.fakes.anthropic_server import FakeAnthropic
+
+BATCHED = "claude-haiku"
+
+
+@pytest.fixture
+def batched_deu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """protocols/deu.yaml with `batch: true` on one subject, beside a copy of its data files."""
+    folder = tmp_path / "protocol"
+    shutil.copytree(DEU.parent / "data", folder / "data")
+    text = DEU.read_text()
+    subject = f"  - id: {BATCHED}\n"
+    assert text.count(subject) == 1
+    (folder / "deu.yaml").write_text(text.replace(subject, subject + "    batch: true\n"))
+    monkeypatch.setenv("RESEARCH_BATCH_POLL_S", "0.05")
+    return folder / "deu.yaml"
+
+
+def collect_costs(run_dir: Path) -> dict[str, float]:
+    with sqlite3.connect(run_dir / "records.sqlite") as db:
+        rows = db.execute("SELECT item, cost_usd FROM calls WHERE stage='collect'").fetchall()
+    return dict(rows)
+
+
+def responses(run_dir: Path) -> dict:
+    rec = Records(run_dir / "records.sqlite")
+    try:
+        return rec.responses()
+    finally:
+        rec.close()
+
+
+def test_batched_subject_answers_as_online_at_half_price(
+    env: dict, runs: Path, world: FakeAnthropic, batched_deu: Path
+) -> None:
+    world.batch_polls = 2
+    out = runner.start(batched_deu, pilot=True, yes=True, run_id="batched")
+    assert out.status == "complete"
+    creates = world.batch_creates()
+    assert len(creates) == 1 and len(creates[0].body["requests"]) == 12
+    assert all(r["params"]["model"] == "claude-haiku-4-5" for r in creates[0].body["requests"])
+    online_haiku = [r for r in world.requests if r.body.get("model") == "claude-haiku-4-5"]
+    assert not online_haiku  # the batched subject made no online call
+
+    assert runner.start(DEU, pilot=True, yes=True, run_id="online").status == "complete"
+    batched, online = responses(runs / "batched"), responses(runs / "online")
+    assert len(batched) == 24 and batched == online
+    costs, online_costs = collect_costs(runs / "batched"), collect_costs(runs / "online")
+    for item, cost in costs.items():
+        expected = online_costs[item] / 2 if item.startswith(BATCHED) else online_costs[item]
+        assert cost == pytest.approx(expected) and cost > 0, item
+
+    run_dir = runs / "batched"
+    batch_id = json.loads((run_dir / "artifacts" / "batches" / f"{BATCHED}.json").read_text())
+    [entry] = batch_id["batches"]
+    assert entry["status"] == "collected" and entry["id"] in world.batches
+    log = [e.text for e in RunLog(run_dir / "LOG.md").entries() if e.kind == "batch"]
+    assert log[0].startswith(f"Submitted message batch {entry['id']} for {BATCHED}: 12 calls")
+    assert log[-1].startswith(f"Message batch {entry['id']} for {BATCHED} ended: succeeded 12")
+
+
+def test_ctrl_c_while_a_batch_is_in_flight_resumes_the_same_batch(
+    env: dict, runs: Path, world: FakeAnthropic, batched_deu: Path
+) -> None:
+    world.batch_polls = 10**6  # never ends while the first process waits
+    env = {**env, "RESEARCH_BATCH_POLL_S": "0.05"}
+    proc = spawn("run", str(batched_deu), "--pilot", "--yes", "--run-id", "bk", env=env)
+    deadline = time.monotonic() + 90
+    while not any(b.polls for b in world.batches.values()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert RunLog(runs / "bk" / "LOG.md").entries()[-1].kind == "interrupted"
+    assert not [r for r in responses(runs / "bk").values() if r.item_id.startswith(BATCHED)]
+
+    world.batch_polls = 0
+    r = research("resume", "bk", "--yes", env=env)
+    assert r.returncode == 0 and "complete" in r.stdout, r.stderr
+    assert len(world.batch_creates()) == 1  # picked up, not submitted (and paid for) again
+    got = responses(runs / "bk")
+    assert len(got) == 24 and all(r.error is None for r in got.values())
+    kinds = [
+        e.text.split()[0] for e in RunLog(runs / "bk" / "LOG.md").entries() if e.kind == "batch"
+    ]
+    assert kinds == ["Submitted", "Resumed", "Message"]
