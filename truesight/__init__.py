@@ -4,7 +4,8 @@ Run it with ``python -m truesight --model smollm2`` (see `truesight.serve`). Oth
 it over HTTP only, through the ordinary `anthropic` SDK; nothing here imports them.
 
 Modules: `model` loads a model (`smollm2` fetches the default offline one), `generate` batches
-concurrent requests into one `generate` call, `wire` holds the request/response shapes, `prompt`
+concurrent requests into one `generate` call, `constrain` makes a forced tool call's input follow
+the tool's JSON schema (llguidance), `wire` holds the request/response shapes, `prompt`
 turns a request into a prompt, `server` is the FastAPI app, `serve` the command line. `probes`
 holds the truesight probes (surprisal, author, followup, linear, tokens) served at /v1/probes;
 `train` trains the linear probes (`python -m truesight.train DATASET.jsonl`).

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
+from truesight.constrain import JsonConstraint, JsonSchemaProcessor
 from truesight.decode import Finished, finish_sequence
 from truesight.model import LoadedModel
 
@@ -60,6 +62,8 @@ class GenRequest:
     max_tokens: int
     sampling: Sampling = Sampling(temperature=0.0)
     stop_sequences: tuple[str, ...] = ()
+    constraint: JsonConstraint | None = None
+    """Generate a forced tool's input under its schema; None generates freely."""
 
 
 @dataclass(frozen=True)
@@ -79,17 +83,31 @@ class BatcherStats:
     max_batch_seen: int = 0
 
 
-def _eos_ids(loaded: LoadedModel) -> set[int]:
-    ids = loaded.model.generation_config.eos_token_id
-    if ids is None:
-        ids = loaded.tokenizer.eos_token_id
-    return set(ids) if isinstance(ids, list) else {ids} if ids is not None else set()
+class _RowLimits(StoppingCriteria):
+    """Ends each row at its own max_tokens, so the call stops once every row is done.
+
+    Without it a row whose limit is small runs on until the largest limit of the batch unless
+    it hits EOS: a forced tool call (which ends early, at its closing brace) would otherwise
+    leave its free neighbours generating to its own, larger limit.
+    """
+
+    def __init__(self, prompt_width: int, limits: list[int], device: torch.device):
+        self.start = prompt_width
+        self.limits = torch.tensor(limits, device=device)
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs
+    ) -> torch.BoolTensor:
+        return (input_ids.shape[1] - self.start) >= self.limits
 
 
 def run_group(loaded: LoadedModel, requests: list[GenRequest]) -> list[GenResult]:
-    """Run one left-padded `generate` for requests that share sampling settings."""
+    """Run one left-padded `generate` for requests that share sampling settings.
+
+    Constrained and free requests share the call: the schema mask applies to its own row only.
+    """
     tok, model = loaded.tokenizer, loaded.model
-    eos = _eos_ids(loaded)
+    eos = loaded.eos_ids()
     pad = tok.pad_token_id if tok.pad_token_id is not None else min(eos, default=0)
     width = max(len(r.input_ids) for r in requests)
     # Left padding puts every prompt's last token in the final column, where generation starts.
@@ -99,12 +117,20 @@ def run_group(loaded: LoadedModel, requests: list[GenRequest]) -> list[GenResult
     attention_mask = torch.tensor(mask, device=loaded.device)
     budget = loaded.context_length - width  # the server rejects prompts that leave no room
     max_new = max(1, min(max(r.max_tokens for r in requests), budget))
+    constraints = [r.constraint for r in requests]
+    processors = []
+    if any(c is not None for c in constraints):
+        processors.append(JsonSchemaProcessor(loaded, constraints))
     with torch.inference_mode():
         out = model.generate(
             input_ids=input_ids,
             attention_mask=attention_mask,
             max_new_tokens=max_new,
             pad_token_id=pad,
+            logits_processor=processors,
+            stopping_criteria=StoppingCriteriaList(
+                [_RowLimits(width, [r.max_tokens for r in requests], loaded.device)]
+            ),
             **requests[0].sampling.generate_kwargs(),
         )
     results = []

@@ -32,6 +32,13 @@ class LoadedModel:
     context_length: int
     """Prompt plus generated tokens may not exceed this."""
 
+    def eos_ids(self) -> set[int]:
+        """The tokens that end a reply: generation_config's EOS ids, else the tokenizer's."""
+        ids = self.model.generation_config.eos_token_id
+        if ids is None:
+            ids = self.tokenizer.eos_token_id
+        return set(ids) if isinstance(ids, list) else {ids} if ids is not None else set()
+
 
 def pick_device(device: str = "auto") -> torch.device:
     """Resolve "auto" to cuda, then mps, then cpu; pass any explicit device name through."""

@@ -1,11 +1,10 @@
-"""Turn a Messages request into token ids, and a forced tool call's reply back into JSON."""
+"""Turn a Messages request into token ids, and name the tool the reply must call, if any."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
@@ -39,7 +38,8 @@ def forced_tool(request: MessagesRequest) -> Tool | None:
     if not request.tools:
         raise InvalidRequest(f"tool_choice {choice.type!r} needs a non-empty tools list")
     if choice.type == "any":
-        # Without constrained decoding the model cannot reliably pick among several tools.
+        # Constrained decoding follows one schema, so the model does not pick among several
+        # tools: the first is called (with one tool, "any" is exactly right).
         return request.tools[0]
     for tool in request.tools:
         if tool.name == choice.name:
@@ -84,8 +84,7 @@ def build_prompt(tokenizer: PreTrainedTokenizerBase, request: MessagesRequest) -
     prefill = ""
     if turns[-1]["role"] == "assistant":
         prefill = turns.pop()["content"]
-    elif tool is not None:
-        prefill = "{"  # start the reply inside a JSON object: small models follow far better
+    # No "{" prefill for a forced tool: its schema's grammar makes the reply start with one.
     system = _system_text(request, tool)
     if system:
         turns.insert(0, {"role": "system", "content": system})
@@ -97,38 +96,3 @@ def build_prompt(tokenizer: PreTrainedTokenizerBase, request: MessagesRequest) -
         special = True
     ids = tokenizer(text + prefill, add_special_tokens=special)["input_ids"]
     return Prompt(input_ids=list(ids), forced_tool=tool, prefill=prefill)
-
-
-def extract_json_object(text: str) -> dict[str, Any] | None:
-    """The first balanced `{...}` in `text` that parses as a JSON object, else None.
-
-    Braces inside JSON strings are skipped, so `{"a": "}"}` is one object.
-    """
-    start = text.find("{")
-    while start >= 0:
-        depth, in_string, escaped = 0, False, False
-        for i in range(start, len(text)):
-            ch = text[i]
-            if in_string:
-                if escaped:
-                    escaped = False
-                elif ch == "\\":
-                    escaped = True
-                elif ch == '"':
-                    in_string = False
-            elif ch == '"':
-                in_string = True
-            elif ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    try:
-                        obj = json.loads(text[start : i + 1])
-                    except json.JSONDecodeError:
-                        break
-                    if isinstance(obj, dict):
-                        return obj
-                    break
-        start = text.find("{", start + 1)
-    return None

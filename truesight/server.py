@@ -7,7 +7,9 @@ that the `anthropic` SDK raises its usual exception classes.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from truesight import train
+from truesight.constrain import compile_tool_input
 from truesight.generate import Batcher, GenRequest, Sampling
 from truesight.model import LoadedModel
 from truesight.probes import dataset
@@ -39,7 +42,7 @@ from truesight.probes.wire import (
     TrainRequest,
     TrainResponse,
 )
-from truesight.prompt import build_prompt, extract_json_object
+from truesight.prompt import build_prompt
 from truesight.wire import (
     ErrorDetail,
     ErrorResponse,
@@ -253,31 +256,37 @@ def create_app(
                 f"prompt is too long: {n} tokens > {loaded.context_length - 1} maximum"
             )
         sampling = Sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k)
+        tool = prompt.forced_tool
+        constraint = None
+        if tool is not None:  # off the event loop: the first call builds the vocabulary (~1 s)
+            constraint = await asyncio.to_thread(compile_tool_input, loaded, tool, prompt.prefill)
         result = await batcher.submit(
             GenRequest(
                 input_ids=prompt.input_ids,
                 max_tokens=body.max_tokens,
                 sampling=sampling,
-                stop_sequences=tuple(body.stop_sequences),
+                # A tool input is not text: a stop sequence inside one of its strings must not
+                # cut a schema-valid call short.
+                stop_sequences=() if tool is not None else tuple(body.stop_sequences),
+                constraint=constraint,
             )
         )
         usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
-        if prompt.forced_tool is not None:
-            args = extract_json_object(prompt.prefill + result.text)
-            if args is not None:
-                call = ToolUseBlock(name=prompt.forced_tool.name, input=args)
-                return MessageResponse(
-                    model=body.model, content=[call], stop_reason="tool_use", usage=usage
-                )
-            # Not parseable as the tool's input: say what the model wrote instead of inventing
-            # a call (the caller's retry logic then sees a text reply, not a bogus tool_use).
+        if tool is not None and result.stop_reason == "end_turn":
+            written = prompt.prefill + result.text
+            try:
+                args = json.loads(written)
+            except json.JSONDecodeError as e:  # the grammar allows EOS only once the object closes
+                raise RuntimeError(
+                    f"constrained decoding for tool {tool.name!r} ended without a complete input "
+                    f"(does any input satisfy its schema?): {written!r}"
+                ) from e
+            call = ToolUseBlock(name=tool.name, input=args)
             return MessageResponse(
-                model=body.model,
-                content=[TextBlock(text=prompt.prefill + result.text)],
-                stop_reason=result.stop_reason,
-                stop_sequence=result.stop_sequence,
-                usage=usage,
+                model=body.model, content=[call], stop_reason="tool_use", usage=usage
             )
+        # A forced call cut off by max_tokens comes back as what was written, with stop_reason
+        # max_tokens (as on Anthropic's API), never as an invented tool_use.
         return MessageResponse(
             model=body.model,
             content=[TextBlock(text=result.text)],

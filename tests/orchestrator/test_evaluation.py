@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ from orchestrator.agreement import agreement
 from orchestrator.protocol import load_protocol
 from orchestrator.records import Records, Verdict
 from tests.conftest import DEU
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.world import agent_judge, deu_world, evaluator_of
+from tests.fakes.anthropic_server import FakeAnthropic, tool_use
+from tests.fakes.world import _last_tool, _verdict, agent_judge, deu_world, evaluator_of
 
 
 def test_evaluators_never_see_a_condition(env: dict, runs: Path, world: FakeAnthropic) -> None:
@@ -137,3 +138,66 @@ def test_kappa_alpha_and_self_consistency_match_hand_computation(tmp_path: Path)
                               "kappa": pytest.approx(d["kappa"])}]  # fmt: skip
     # a field on which everyone always agrees on one value: kappa is undefined, not 1 or 0
     assert data["fields"]["reasoning_style"]["kappa"] is None
+
+
+def citing_judge() -> Any:
+    """Reads the first item of each batch with truesight, then cites the readout in its verdict."""
+    plain = agent_judge()
+
+    def handler(body: dict[str, Any]):
+        name, result, is_error = _last_tool(body)
+        if name == "get_batch" and "items" in result:
+            ref = result["items"][0]["ref"]
+            return tool_use("truesight", {"response_id": ref, "probes": ["surprisal"]})
+        if name == "truesight":
+            assert not is_error, result
+            pid = result["surprisal"]["probe_result_id"]
+            batch = next(
+                json.loads(b["content"])
+                for m in reversed(body["messages"]) if m["role"] == "user"
+                and isinstance(m["content"], list)
+                for b in m["content"] if b.get("type") == "tool_result"
+                and b.get("content", "").startswith('{"items"')
+            )  # fmt: skip
+            verdicts = [{**_verdict(i["ref"], i["response"]), "truesight_ids": [pid]}
+                        for i in batch["items"]]  # fmt: skip
+            return tool_use("submit_verdicts", {"verdicts": verdicts})
+        return plain(body)
+
+    return handler
+
+
+def test_verdicts_cite_the_readouts_they_relied_on(
+    env: dict, runs: Path, world: FakeAnthropic
+) -> None:
+    world.handler = deu_world(judge_handler=citing_judge())
+    assert runner.start(DEU, pilot=True, yes=True, run_id="cite").status == "complete"
+    rec = Records(runs / "cite" / "records.sqlite")
+    readouts = {r.id: r for r in rec.probe_results()}
+    verdicts = rec.verdicts(None)
+    assert verdicts and all(len(v.cites) == 1 for v in verdicts)
+    for v in verdicts:
+        cited = readouts[v.cites[0]]
+        assert cited.probe == "surprisal" and cited.result is not None
+        # the cited readout is of a response in the same evaluator's batch
+        assert cited.item_id in {w.item_id for w in verdicts if w.batch_id == v.batch_id}
+
+
+def test_a_small_context_budget_compacts_into_notes(
+    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
+) -> None:
+    text = DEU.read_text().replace(
+        "  max_attempts: 3\n", "  max_attempts: 3\n  context_budget: 300\n", 1
+    )
+    path = tmp_path / "deu.yaml"
+    path.write_text(text)
+    shutil.copytree(DEU.parent / "data", tmp_path / "data")
+    assert runner.start(path, pilot=True, yes=True, run_id="compact").status == "complete"
+    run_dir = runs / "compact"
+    notes = sorted((run_dir / "memory").glob("evaluator-*.md"))
+    assert notes, "no evaluator wrote notes"
+    assert "**done**" in notes[0].read_text()
+    log = RunLog(run_dir / "LOG.md").entries()
+    assert any(e.kind == "compaction" for e in log)
+    rec = Records(run_dir / "records.sqlite")
+    assert {v.status for v in rec.verdicts()} == {"scored"} and len(rec.verdicts()) == 24

@@ -1,4 +1,4 @@
-"""Rendering requests into prompts, and reading a forced tool call's JSON back."""
+"""Rendering requests into prompts, and picking the tool a reply must call."""
 
 from __future__ import annotations
 
@@ -6,21 +6,8 @@ import pytest
 from transformers import AutoTokenizer
 
 from tests.fakes.tiny_model import build_tiny_model
-from truesight.prompt import build_prompt, extract_json_object, forced_tool
+from truesight.prompt import build_prompt, forced_tool
 from truesight.wire import InvalidRequest, MessagesRequest
-
-
-def test_extract_json_object_finds_the_first_balanced_object() -> None:
-    text = 'Sure! Here it is: {"a": {"b": [1, 2]}, "c": "x}y"} and {"d": 1}'
-    assert extract_json_object(text) == {"a": {"b": [1, 2]}, "c": "x}y"}
-
-
-def test_extract_json_object_skips_what_does_not_parse() -> None:
-    assert extract_json_object('{not json} then {"ok": true}') == {"ok": True}
-    assert extract_json_object('{"escaped \\" quote}": 1}') == {'escaped " quote}': 1}
-    assert extract_json_object("[1, 2]") is None
-    assert extract_json_object('{"open": ') is None
-    assert extract_json_object("no braces") is None
 
 
 def request(**kwargs) -> MessagesRequest:
@@ -65,12 +52,12 @@ def test_build_prompt_renders_blocks_system_and_tool_instruction(tokenizer) -> N
     )
     prompt = build_prompt(tokenizer, req)
     text = tokenizer.decode(prompt.input_ids)
-    # a forced tool call starts inside a JSON object
-    assert prompt.forced_tool.name == "rate" and prompt.prefill == "{"
+    # no "{" prefill: the schema's grammar starts the object
+    assert prompt.forced_tool.name == "rate" and prompt.prefill == ""
     assert text.startswith('<|bos|><|system|>Be terse.\n\nYou must call the tool "rate".')
     assert '[tool call rate (id toolu_1): {"x": 1}]' in text
     assert "[tool result for toolu_1: done]" in text
-    assert text.endswith("<|assistant|>{")
+    assert text.endswith("<|assistant|>")
 
 
 def test_build_prompt_continues_a_trailing_assistant_turn(tokenizer) -> None:

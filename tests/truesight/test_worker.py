@@ -113,7 +113,7 @@ def test_bad_requests_get_anthropic_errors_and_worker_keeps_serving(worker: Work
 
 
 def test_forced_tool_call_comes_back_as_tool_use(worker: Worker) -> None:
-    # The random model writes no JSON, so a prefilled object stands in for a cooperative model.
+    # A client's prefill is the start of the tool input; complete, it is the whole input.
     tool = {
         "name": "record_city",
         "description": "Record a city.",
