@@ -325,7 +325,7 @@ class EvaluatorAgent:
 
     async def _conversation(self, session: int, reason: str) -> str:
         messages = self._opening(reason, session)
-        nudges = 0
+        nudges, remaining_at_start = 0, len(self.remaining)
         for turn in range(self.max_turns):
             result = await self._call(messages, session, turn)
             if result.error:
@@ -350,7 +350,10 @@ class EvaluatorAgent:
             messages.append({"role": "user", "content": answers})
             if not self.remaining:
                 return "done"
-            if result.input_tokens + result.output_tokens > self.context_budget:
+            progressed = len(self.remaining) < remaining_at_start
+            if progressed and result.input_tokens + result.output_tokens > self.context_budget:
+                # only after progress: a budget smaller than the protocol itself must not send
+                # the agent round fresh conversations forever
                 await self._compact(messages, session, turn + 1)
                 return "compacted"
         self._stop_reason = f"it used its {self.max_turns} turns"

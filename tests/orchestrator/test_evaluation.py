@@ -187,7 +187,7 @@ def test_a_small_context_budget_compacts_into_notes(
     env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
 ) -> None:
     text = DEU.read_text().replace(
-        "  max_attempts: 3\n", "  max_attempts: 3\n  context_budget: 300\n", 1
+        "  max_attempts: 3\n", "  max_attempts: 3\n  context_budget: 300\n  chunk_size: 2\n", 1
     )
     path = tmp_path / "deu.yaml"
     path.write_text(text)
