@@ -31,8 +31,8 @@ from agents.client import (
     _clean,
     _message,
     call_key,
+    message_result,
 )
-from agents.pricing import price_usd
 from memory import write_atomic
 
 BATCH_PRICE = 0.5
@@ -234,22 +234,7 @@ class BatchRunner:
         return out
 
     def _succeeded(self, key: str, model: str, msg: anthropic.types.Message) -> CallResult:
-        usage = msg.usage
-        written = getattr(usage, "cache_creation_input_tokens", None) or 0
-        read = getattr(usage, "cache_read_input_tokens", None) or 0
-        price = price_usd(model, usage.input_tokens, usage.output_tokens, written, read)
-        return CallResult(
-            key,
-            content=[b.model_dump(exclude_none=True) for b in msg.content],
-            stop_reason=msg.stop_reason,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=0.0
-            if self.endpoint.local
-            else (None if price is None else price * BATCH_PRICE),
-            cache_write_tokens=written,
-            cache_read_tokens=read,
-        )
+        return message_result(key, model, msg, local=self.endpoint.local, price_factor=BATCH_PRICE)
 
     def _fail(self, calls: dict[str, BatchCall], out: dict[str, CallResult], error: str) -> None:
         for key, call in calls.items():

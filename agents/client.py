@@ -172,21 +172,28 @@ class LLMClient:
             return CallResult(key, error=f"HTTP {e.status_code}: {_message(e)}")
         except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
             return CallResult(key, error=f"{type(e).__name__}: {e}")
-        usage = msg.usage
-        written = getattr(usage, "cache_creation_input_tokens", None) or 0
-        read = getattr(usage, "cache_read_input_tokens", None) or 0
-        return CallResult(
-            key,
-            content=[b.model_dump(exclude_none=True) for b in msg.content],
-            stop_reason=msg.stop_reason,
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            cost_usd=0.0
-            if self.endpoint.local
-            else price_usd(model, usage.input_tokens, usage.output_tokens, written, read),
-            cache_write_tokens=written,
-            cache_read_tokens=read,
-        )
+        return message_result(key, model, msg, local=self.endpoint.local)
+
+
+def message_result(
+    key: str, model: str, msg: anthropic.types.Message, *, local: bool, price_factor: float = 1.0
+) -> CallResult:
+    """A ledger result from an API message: content, usage with cache tokens, and its price
+    (`price_factor` 0.5 for the Batches API; local calls cost nothing)."""
+    usage = msg.usage
+    written = getattr(usage, "cache_creation_input_tokens", None) or 0
+    read = getattr(usage, "cache_read_input_tokens", None) or 0
+    price = price_usd(model, usage.input_tokens, usage.output_tokens, written, read)
+    return CallResult(
+        key,
+        content=[b.model_dump(exclude_none=True) for b in msg.content],
+        stop_reason=msg.stop_reason,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=0.0 if local else (None if price is None else price * price_factor),
+        cache_write_tokens=written,
+        cache_read_tokens=read,
+    )
 
 
 SAMPLING = ("temperature", "top_p", "top_k")
