@@ -171,6 +171,42 @@ class _Checker:
             self.level(where + ("control",), c.factor, c.control)
             for factor, level in c.within.items():
                 self.level(where + ("within", factor), factor, level)
+        subjects = [s.id for s in p.subjects]
+        seen_m: set[str] = set()
+        for i, m in enumerate(p.analysis.models):
+            where = ("analysis", "models", i)
+            if m.name in seen_m:
+                raise self.fail(where + ("name",), f"duplicate name {m.name!r}")
+            seen_m.add(m.name)
+            if m.outcome is not None and m.outcome not in p.outcomes:
+                raise self.fail(
+                    where + ("outcome",),
+                    f"{m.outcome!r} is not one of the analysis outcomes ({', '.join(p.outcomes)})",
+                )
+            for j, term in enumerate(m.terms):
+                if term != "subject" and term not in self.levels:
+                    raise self.fail(
+                        where + ("terms", j),
+                        f"unknown term {term!r} (factors: {', '.join(self.levels)}, or subject)",
+                    )
+                if term in m.within:
+                    raise self.fail(where + ("terms", j), f"{term!r} is also held fixed in within")
+            if len(set(m.terms)) != len(m.terms):
+                raise self.fail(where + ("terms",), "terms must be distinct")
+            if "subject" in m.terms and len(subjects) < 2:
+                raise self.fail(where + ("terms",), "`subject` needs at least two subjects")
+            for factor, level in m.within.items():
+                self.level(where + ("within", factor), factor, level)
+        for i, a in enumerate(p.analysis.assumed_rates):
+            for factor, level in a.when.items():
+                where = ("analysis", "assumed_rates", i, "when", factor)
+                if factor == "subject":
+                    if level not in subjects:
+                        raise self.fail(
+                            where, f"unknown subject {level!r} (subjects: {', '.join(subjects)})"
+                        )
+                else:
+                    self.level(where, factor, level)
 
     def level(self, where: Path_, factor: str, level: str) -> None:
         if factor not in self.levels:

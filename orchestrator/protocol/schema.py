@@ -191,6 +191,47 @@ class Contrast(Strict):
     )
 
 
+class RegressionModel(Strict):
+    """A logistic regression of one outcome on crossed factors, with clustered standard errors."""
+
+    name: str = Field(pattern=SLUG, description="Label used in the analysis and the report.")
+    outcome: str | None = Field(None, description="A bool verdict field; default the primary.")
+    terms: list[str] = Field(
+        min_length=1,
+        description="Factors (or `subject`) crossed in the model: [framing, subject] fits "
+        "framing * subject, whose last coefficient is the framing × model interaction. Each "
+        "factor's first level (the first subject) is the reference.",
+    )
+    within: dict[str, str] = Field(
+        default_factory=dict, description="Fit on the items at these levels, e.g. planted: planted."
+    )
+    cluster: Literal["task", "none"] = Field(
+        "task",
+        description="Cluster standard errors by the task an item was built from (items of one "
+        "task are not independent), or not at all.",
+    )
+
+
+class AssumedRate(Strict):
+    when: dict[str, str] = Field(
+        default_factory=dict,
+        description="Factor levels (or subject: id) the rate applies to; the most specific "
+        "match wins.",
+    )
+    rate: float = Field(ge=0.0, le=1.0, description="Assumed rate of the primary outcome.")
+
+
+class Qualitative(Strict):
+    """The analyst agent: reads the statistics and sampled responses, writes the qualitative
+    section, quoting items by id; every quote is checked verbatim against its record."""
+
+    focus: str = Field(
+        min_length=1, description="What to look for, e.g. how reasoning changed between framings."
+    )
+    sample_per_cell: PositiveInt = Field(4, description="Responses sampled per cell for it.")
+    model: ModelRef | None = Field(None, description="Default: the evaluation judge.")
+
+
 class Analysis(Strict):
     primary: str = Field(description="The primary outcome: a bool verdict field.")
     outcomes: list[str] = Field(
@@ -198,6 +239,23 @@ class Analysis(Strict):
     )
     contrasts: list[Contrast] = Field(
         default_factory=list, description="Pre-registered comparisons, computed per subject."
+    )
+    correction: Literal["holm", "bonferroni", "fdr_bh", "none"] = Field(
+        "holm",
+        description="Multiple-comparison correction over the contrasts' Fisher p-values, per "
+        "outcome (statsmodels multipletests).",
+    )
+    models: list[RegressionModel] = Field(
+        default_factory=list,
+        description="Pre-registered logistic regressions, e.g. the framing × model interaction.",
+    )
+    assumed_rates: list[AssumedRate] = Field(
+        default_factory=list,
+        description="Base rates the design checkpoint's forecast of interval widths assumes "
+        "(default 0.5, the widest).",
+    )
+    qualitative: Qualitative | None = Field(
+        None, description="The analyst agent's qualitative section; omit to skip it."
     )
 
 
