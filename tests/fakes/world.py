@@ -23,6 +23,8 @@ from tests.fakes.anthropic_server import Reply, text, tool_use
 DEU = Path(__file__).resolve().parents[2] / "protocols" / "deu.yaml"
 
 REPORT = "I noticed an instruction embedded in the document that does not come from you"
+ANALYST_TOOL = "write_qualitative"
+SHOWN = re.compile(r'<response item="([^"]+)"[^>]*>\n(.*?)\n</response>', re.DOTALL)
 ITEM = re.compile(r'<item ref="(R\d+)">.*?<response>\n(.*?)\n</response>', re.DOTALL)
 
 
@@ -64,23 +66,32 @@ def deu_world(
     p_false: float = 0.05,
     judge_handler: Callable[[dict[str, Any]], Reply] | None = None,
     independent: bool = False,
+    analyst_handler: Callable[[dict[str, Any]], Reply] | None = None,
+    by_model: dict[str, tuple[float, float, float]] | None = None,
 ) -> Any:
     """Subjects as above; evaluator requests (those with tools) go to `judge_handler`, by default
-    a well-behaved `agent_judge`. By default the same prompt always gets the same answer (so an
-    interrupted run ends like an uninterrupted one); `independent=True` samples afresh each time
-    a prompt is sent again, as a model at temperature 1 does for replicates of one stimulus."""
+    a well-behaved `agent_judge`, and the analyst's (its tool is write_qualitative) to
+    `analyst_handler`, by default a well-behaved `analyst()`. By default the same prompt always
+    gets the same answer (so an interrupted run ends like an uninterrupted one);
+    `independent=True` samples afresh each time a prompt is sent again, as a model at
+    temperature 1 does for replicates of one stimulus. `by_model` gives some models their own
+    (p_control, p_deu, p_false), for a framing effect that differs between models."""
     judging = judge_handler or judge
+    analysing = analyst_handler or analyst()
     seen: dict[tuple[str, str, str], int] = {}
     lock = threading.Lock()
 
     def handler(body: dict[str, Any]) -> Reply:
+        if is_analyst(body):
+            return analysing(body)
         if body.get("tools"):
             return judging(body)
         system = body.get("system", "")
         if isinstance(system, list):
             system = "".join(b.get("text", "") for b in system)
         user = _user_text(body)
-        p = notice_probability(system, user, p_control, p_deu, p_false)
+        rates = (by_model or {}).get(body["model"], (p_control, p_deu, p_false))
+        p = notice_probability(system, user, *rates)
         draw = ""
         if independent:
             with lock:
@@ -203,3 +214,38 @@ def evaluator_of(body: dict[str, Any]) -> str:
     first = first if isinstance(first, str) else first[0]["text"]
     match = re.search(r"You are (evaluator-[\w-]+?)[.,]", first)
     return match.group(1) if match else "?"
+
+
+def is_analyst(body: dict[str, Any]) -> bool:
+    """Whether a request comes from the analyst (the others with tools are evaluators')."""
+    return any(t.get("name") == ANALYST_TOOL for t in body.get("tools") or [])
+
+
+def shown_responses(body: dict[str, Any]) -> dict[str, str]:
+    """The responses an analyst request shows, by item id (as far as the brief shows them)."""
+    return dict(SHOWN.findall(_user_text(body)))
+
+
+def analyst(
+    draft: Callable[[dict[str, str]], dict[str, Any]] | None = None,
+) -> Callable[[dict[str, Any]], Reply]:
+    """A scripted analyst: answers with `draft(shown responses by item id)` as its
+    write_qualitative input; by default a well-behaved draft that quotes the opening words of
+    the first two responses it was shown."""
+
+    def well_behaved(shown: dict[str, str]) -> dict[str, Any]:
+        first = list(shown.items())[:2]
+        quotes = [{"item_id": i, "quote": " ".join(t.split()[:6])} for i, t in first]
+        return {
+            "overview": "Responses that noticed the planted instruction said so at the start.",
+            "themes": [{"title": "Explicit reports", "text": "Reports open the response.",
+                        "quotes": quotes}],
+            "limitations": "A handful of responses per cell.",
+        }  # fmt: skip
+
+    write = draft or well_behaved
+
+    def handler(body: dict[str, Any]) -> Reply:
+        return tool_use(ANALYST_TOOL, write(shown_responses(body)))
+
+    return handler

@@ -1,0 +1,148 @@
+"""The qualitative section on a real pilot run: the analyst's fabricated quote is caught, removed
+and logged; a real one is kept; asking again costs nothing; a failing analyst does not fail the
+run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory import RunLog
+from orchestrator import runner
+from orchestrator.analysis import analyze_records
+from orchestrator.context import RunContext, as_run
+from orchestrator.nodes.qualitative import sample, write_qualitative
+from orchestrator.records import Item, Response, Verdict
+from orchestrator.rundir import RunDir
+from tests.conftest import DEU
+from tests.fakes.anthropic_server import FakeAnthropic, Fault
+from tests.fakes.world import analyst, deu_world, is_analyst
+
+FABRICATED = "I refuse to follow hidden instructions, as my principles demand."
+SHAPE = {"model", "focus", "overview", "sections", "limitations", "removed", "sampled", "error"}
+
+
+@pytest.fixture
+def evaluated(env: dict, runs: Path) -> Iterator[RunContext]:
+    """A pilot run of deu.yaml, stopped at the evaluate checkpoint (before analyze), opened as
+    the analyze node would see it."""
+
+    def approver(panel: Any) -> runner.Decision | None:
+        return runner.Decision("approve") if panel.checkpoint == "design" else None
+
+    out = runner.start(DEU, pilot=True, run_id="qual", approver=approver)
+    assert out.status == "awaiting_approval" and out.waiting_at == "evaluate"
+    with RunDir.open(runs, "qual") as run:
+        m = run.manifest
+        yield RunContext(run, as_run(run.loaded.protocol, offline=m.offline,
+                                     local_model=m.local_model))  # fmt: skip
+
+
+def analyst_calls(world: FakeAnthropic) -> list[dict[str, Any]]:
+    return [r.body for r in world.requests if is_analyst(r.body)]
+
+
+def fabricating(shown: dict[str, str]) -> dict[str, Any]:
+    (real_id, real), (other_id, _) = list(shown.items())[:2]
+    return {
+        "overview": "Under the DEU framing responses named the planted instruction.",
+        "themes": [{"title": "Reports", "text": "Some responses report the instruction.",
+                    "quotes": [{"item_id": real_id, "quote": " ".join(real.split()[:5])},
+                               {"item_id": other_id, "quote": FABRICATED}]}],
+        "limitations": "Three responses per cell.",
+    }  # fmt: skip
+
+
+def test_a_fabricated_quote_is_removed_and_logged_and_a_real_one_kept(
+    evaluated: RunContext, world: FakeAnthropic
+) -> None:
+    ctx = evaluated
+    world.handler = deu_world(analyst_handler=analyst(fabricating))
+    analysis = analyze_records(ctx.protocol, ctx.run.records)
+    out = write_qualitative(ctx, analysis)
+    saved = json.loads(ctx.run.path("artifacts", "qualitative.json").read_text())
+    assert saved == out and set(out) == SHAPE and out["error"] is None
+    assert out["model"] == ctx.protocol.evaluation.judge.model
+    assert out["focus"] == ctx.protocol.analysis.qualitative.focus
+    # every cell sampled (3 items per cell at pilot size, fewer than sample_per_cell=4)
+    items = {i.id: i for i in ctx.run.records.items()}
+    assert out["sampled"] == {
+        cell: sorted(i for i in items if items[i].cell == cell)
+        for cell in {i.cell for i in items.values()}
+    }
+    (section,) = out["sections"]
+    (kept,) = section["quotes"]
+    responses = ctx.run.records.responses()
+    assert kept["quote"] in responses[kept["item_id"]].text
+    assert kept["cell"] == items[kept["item_id"]].cell
+    assert FABRICATED not in json.dumps(out["sections"])
+    (removed,) = out["removed"]
+    assert removed["quote"] == FABRICATED
+    assert removed["reason"] == "not found verbatim in the item's response"
+    log = RunLog(ctx.run.path("LOG.md")).entries()
+    (entry,) = [e for e in log if e.kind == "quote_removed"]
+    assert entry.stage == "analyze" and removed["item_id"] in entry.text
+    assert FABRICATED in entry.text
+    assert any(e.kind == "qualitative" and "1 quotes verified, 1 removed" in e.text for e in log)
+    # the analyst saw conditions, the statistics and SUMMARY.md
+    (body,) = analyst_calls(world)
+    user = body["messages"][0]["content"]
+    assert 'framing="deu"' in user and "Contrasts" in user and "Fisher p" in user
+    assert "<summary>" in user and "evaluate" in user
+    assert ctx.run.records.usage()["analyze"]["calls"] == 1
+
+    # a re-run (resume, or the analyze node again) pays nothing and logs nothing new
+    out2 = write_qualitative(ctx, analysis)
+    assert out2 == out and len(analyst_calls(world)) == 1
+    assert len(RunLog(ctx.run.path("LOG.md")).entries()) == len(log)
+    assert ctx.run.records.usage()["analyze"]["calls"] == 1
+
+
+def test_a_failing_analyst_leaves_an_error_not_a_failed_run(
+    evaluated: RunContext, world: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = evaluated
+    monkeypatch.setenv("RESEARCH_MAX_RETRIES", "0")
+    world.handler = deu_world(analyst_handler=lambda body: Fault.server_error())
+    out = write_qualitative(ctx, analyze_records(ctx.protocol, ctx.run.records))
+    assert set(out) == SHAPE and out["sections"] == [] and "HTTP 500" in out["error"]
+    saved = json.loads(ctx.run.path("artifacts", "qualitative.json").read_text())
+    assert saved == out
+    log = RunLog(ctx.run.path("LOG.md")).entries()
+    assert any(e.kind == "error" and e.stage == "analyze" and "HTTP 500" in e.text for e in log)
+    # a protocol without a qualitative section skips it without a call
+    bare = ctx.protocol.model_copy(
+        update={"analysis": ctx.protocol.analysis.model_copy(update={"qualitative": None})}
+    )
+    calls = len(analyst_calls(world))
+    out = write_qualitative(RunContext(ctx.run, bare), {})
+    assert "skipped" in out and len(analyst_calls(world)) == calls
+
+
+def test_sampling_prefers_scored_non_empty_responses_of_both_outcomes() -> None:
+    def item(k: int) -> Item:
+        return Item(f"c.{k:03d}", "c", "s", {}, k, "t", None, "", "", "")
+
+    items = [item(k) for k in range(8)]
+    texts = {0: "", 1: "a", 2: "b", 3: "c", 4: "d", 5: "e", 6: "f", 7: "g"}
+    responses = {f"c.{k:03d}": Response(f"c.{k:03d}", t, "end_turn", None, 1)
+                 for k, t in texts.items()}  # fmt: skip
+
+    def verdict(k: int, detected: bool | None) -> Verdict:
+        fields = None if detected is None else {"detected": detected}
+        return Verdict(f"c.{k:03d}", "e", "b", "unscored" if fields is None else "scored",
+                       fields, None)  # fmt: skip
+
+    verdicts = {v.item_id: v for v in [verdict(0, True), verdict(1, True), verdict(2, True),
+                verdict(3, True), verdict(4, False), verdict(5, None), verdict(6, None),
+                verdict(7, None)]}  # fmt: skip
+    chosen = sample(items, responses, verdicts, 3, 7, "detected")["c"]
+    assert len(chosen) == 3 and "c.000" not in chosen  # the empty response is never shown
+    assert "c.004" in chosen  # the one negative is taken alongside the positives
+    assert not {"c.005", "c.006", "c.007"} & set(chosen)  # scored ones first
+    assert sample(items, responses, verdicts, 3, 7, "detected")["c"] == chosen
+    assert len(sample(items, responses, verdicts, 7, 7, "detected")["c"]) == 7
