@@ -10,13 +10,14 @@ from pathlib import Path
 
 import git
 
-IGNORE = """# research: only text files are versioned
+IGNORE = """# research: only text files are versioned (report.html embeds the PNGs)
 *.sqlite
 *.sqlite-*
 *.lock
 .*.tmp
 *.png
 *.log
+report.html
 """
 
 

@@ -1,0 +1,323 @@
+"""The report: plots, report.md and a self-contained report.html, from a real pilot run.
+
+One DEU pilot against the fake world serves the module. Tests that change inputs work on a copy
+of its run directory: every optional input present (forecast, qualitative analysis, regression
+models, amendments ...), or every one absent; both must render.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from orchestrator import runner
+from orchestrator.context import as_run
+from orchestrator.plots import make_plots
+from orchestrator.protocol import load_protocol
+from orchestrator.protocol.schema import Factor
+from orchestrator.report import write_report
+from orchestrator.rundir import RunDir
+from tests.browser import Browser, find_chromium
+from tests.conftest import API_KEY, DEU
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.world import deu_world
+from tests.truesight.workers import Worker
+
+PNG = b"\x89PNG\r\n\x1a\n"
+SECTIONS = [
+    "Question", "Design", "Deviations and amendments", "Forecast vs. actual",
+    "Results: detected (primary outcome)", "Other outcomes", "Contrasts", "Regression models",
+    "False alarms", "Missing and unscored items", "Agreement between evaluators",
+    "Truesight readouts", "Plots", "Data quality", "Flags", "Decisions", "Qualitative analysis",
+    "Limitations", "Provenance",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pilot(tmp_path_factory: pytest.TempPathFactory, probe_worker: Worker) -> Iterator[Path]:
+    """One DEU pilot run against the fake world, shared by the tests of this module."""
+    runs = tmp_path_factory.mktemp("runs")
+    with FakeAnthropic(deu_world()) as world, pytest.MonkeyPatch.context() as mp:
+        for k, v in {
+            "RESEARCH_WORKER_URL": probe_worker.url,
+            "ANTHROPIC_BASE_URL": world.url,
+            "ANTHROPIC_API_KEY": API_KEY,
+            "RESEARCH_RUNS_DIR": str(runs),
+            "RESEARCH_MAX_RETRIES": "6",
+            "RESEARCH_TIMEOUT": "2",
+        }.items():
+            mp.setenv(k, v)
+        assert runner.start(DEU, pilot=True, yes=True, run_id="pilot").status == "complete"
+    yield runs / "pilot"
+
+
+def rerender(run_dir: Path, change: callable) -> tuple[str, str]:  # type: ignore[valid-type]
+    """Re-render the report of `run_dir` after `change(run, analysis)`; return md and html."""
+    with RunDir(run_dir) as run:
+        analysis = json.loads(run.path("artifacts", "analysis.json").read_text())
+        change(run, analysis)
+        m = run.manifest
+        protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
+        path = write_report(run, protocol, analysis)
+    return path.read_text(), (run_dir / "report.html").read_text()
+
+
+def png_ok(path: Path) -> bool:
+    data = path.read_bytes()
+    return (
+        data[:8] == PNG
+        and 5_000 < len(data) < 2_000_000
+        and data.rstrip().endswith(b"IEND\xaeB`\x82")
+    )
+
+
+def headings(md: str) -> list[str]:
+    return re.findall(r"^## (.+)$", md, re.MULTILINE)
+
+
+def self_contained(html: str) -> list[str]:
+    """Every reference in the HTML that points outside it (nothing should)."""
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", html)
+    refs += re.findall(r"url\(([^)]*)\)", html)
+    bad = [r for r in refs if not r.startswith(("#", "data:image/png;base64,"))]
+    return bad + re.findall(r"https?://", html) + re.findall(r"@import", html)
+
+
+def test_report_of_a_pilot_run(pilot: Path) -> None:
+    md = (pilot / "report.md").read_text()
+    html = (pilot / "report.html").read_text()
+    assert headings(md) == SECTIONS
+    assert "claude-haiku | deu | planted" in md  # the per-cell table, one row per cell
+    plots = sorted(p.name for p in (pilot / "artifacts" / "plots").glob("*.png"))
+    assert plots == [
+        "agreement.png", "probes-author.png", "probes-followup.png", "probes-linear.png",
+        "probes-surprisal.png", "rates.png",
+    ]  # fmt: skip
+    assert all(png_ok(pilot / "artifacts" / "plots" / p) for p in plots)
+    for p in plots:  # markdown links the files; the HTML carries them
+        assert f"](artifacts/plots/{p})" in md
+    assert html.count('<img src="data:image/png;base64,') == len(plots)
+    assert self_contained(html) == []
+    for title in SECTIONS:
+        assert f">{title}</h2>" in html, title
+    # the same records give the same figures, byte for byte
+    before = {p: (pilot / "artifacts" / "plots" / p).read_bytes() for p in plots}
+    with RunDir(pilot) as run:
+        analysis = json.loads(run.path("artifacts", "analysis.json").read_text())
+        make_plots(run, run.loaded.protocol, analysis)
+    assert {p: (pilot / "artifacts" / "plots" / p).read_bytes() for p in plots} == before
+
+
+@pytest.mark.skipif(
+    find_chromium() is None and not os.environ.get("RESEARCH_REQUIRE_BROWSER"),
+    reason="no chromium binary (set $CHROMIUM; CI installs Debian's and sets "
+    "RESEARCH_REQUIRE_BROWSER=1, where a missing browser fails instead)",
+)
+def test_html_renders_in_chromium_without_missing_images(pilot: Path, tmp_path: Path) -> None:
+    figures = len(list((pilot / "artifacts" / "plots").glob("*.png")))
+    with Browser() as browser:
+        page = browser.load(pilot / "report.html")
+        shot = browser.screenshot(tmp_path / "report.png")
+    assert len(page.images) == figures and page.broken_images == []
+    assert all(i["width"] >= 300 and i["height"] >= 200 for i in page.images)
+    page_url = (pilot / "report.html").resolve().as_uri()
+    assert [u for u in page.requests if u != page_url and not u.startswith("data:")] == []
+    assert page.errors == []
+    assert page.title.startswith("Deliberate Epistemic Uncertainty")
+    assert png_ok(shot) and page.height > 3000
+
+
+def forecast() -> dict:
+    return {
+        "cells": [
+            {"cell": "claude-haiku.deu.planted", "subject": "claude-haiku",
+             "levels": {"framing": "deu", "planted": "planted"}, "n": 3, "assumed_rate": 0.55,
+             "half_width": 0.27},
+        ],
+        "contrasts": [
+            {"name": "deu_effect_on_detection", "subject": "claude-haiku", "outcome": "detected",
+             "n_treatment": 3, "n_control": 3, "assumed_treatment": 0.55, "assumed_control": 0.4,
+             "half_width": 0.4321},
+        ],
+        "cost": {"input_tokens": 123456, "output_tokens": 7890, "online_usd": 1.5,
+                 "batch_usd": 0.75, "lines": ["collect: 24 calls to claude-sonnet-4-6"]},
+        "created": "2026-01-01T00:00:00Z",
+    }  # fmt: skip
+
+
+def qualitative(item: str) -> dict:
+    return {
+        "model": "claude-sonnet-4-6",
+        "focus": "How did the framing change reasoning?",
+        "overview": "DEU responses checked the document against the request.",
+        "sections": [
+            {"title": "Checklists under DEU", "text": "Several responses listed anomalies.",
+             "quotes": [{"item_id": item, "quote": "This paragraph <b>asks</b> me to",
+                         "cell": "claude-haiku.deu.planted"}]},
+        ],
+        "limitations": "Four responses per cell were read.",
+        "removed": [{"item_id": "x-1", "quote": "never said this", "reason": "not verbatim"}],
+        "sampled": {"claude-haiku.deu.planted": [item]},
+        "error": None,
+    }  # fmt: skip
+
+
+def analysis_extras(analysis: dict) -> None:
+    """The keys the analysis gains in this release, as their producer writes them."""
+    for c in analysis["contrasts"]:
+        c.update(p_adjusted=0.5, rejected=False)
+    analysis["contrasts"][0].update(p_adjusted=0.0123, rejected=True)
+    analysis["correction"] = {"method": "holm", "alpha": 0.05, "family": "per outcome",
+                              "tests": 4}  # fmt: skip
+    interaction = "framing[T.deu]:subject[T.claude-haiku]"
+    analysis["models"] = [
+        {"name": "framing_by_model", "outcome": "detected",
+         "formula": "detected ~ framing * subject", "terms": ["framing", "subject"],
+         "within": {"planted": "planted"}, "n": 12, "clusters": 6, "cluster": "task",
+         "coefficients": [
+             {"term": "Intercept", "coef": -0.7, "se": 0.5, "z": -1.4, "p": 0.16, "lo": -1.68,
+              "hi": 0.28, "odds_ratio": 0.5},
+             {"term": interaction, "coef": 1.9, "se": 0.8, "z": 2.37, "p": 0.018, "lo": 0.33,
+              "hi": 3.47, "odds_ratio": 6.69},
+         ],
+         "interaction": interaction, "reference": {"framing": "control",
+                                                   "subject": "claude-sonnet"}, "error": None},
+        {"name": "broken", "outcome": "complied", "formula": "complied ~ framing",
+         "terms": ["framing"], "within": {}, "n": 12, "clusters": 6, "cluster": "task",
+         "coefficients": [], "interaction": None, "reference": {},
+         "error": "PerfectSeparationError: no variation in complied"},
+    ]  # fmt: skip
+    analysis["false_alarms"] = [
+        {"cell": "claude-haiku.deu.none", "subject": "claude-haiku",
+         "levels": {"framing": "deu", "planted": "none"}, "n": 3, "k": 1, "rate": 1 / 3,
+         "lo": 0.061, "hi": 0.792},
+    ]  # fmt: skip
+    analysis["missing"] = [
+        {"cell": "claude-haiku.deu.none", "subject": "claude-haiku",
+         "levels": {"framing": "deu", "planted": "none"}, "items": 3, "scored": 2, "unscored": 1,
+         "reasons": {"verdict failed validation | twice": 1},
+         "bounds": {"detected": {"observed": 0.5, "low": 0.3333, "high": 0.6667}}},
+    ]  # fmt: skip
+    analysis["probes"]["association"] = [
+        {"metric": "linear.deception", "outcome": "detected", "n": 24, "n_pos": 3, "n_neg": 21,
+         "auroc": 0.8765, "p": 0.0432, "mean_pos": 1.5, "mean_neg": -2.25},
+    ]  # fmt: skip
+
+
+def test_every_input_is_rendered(pilot: Path, tmp_path: Path) -> None:
+    run_dir = shutil.copytree(pilot, tmp_path / "pilot")
+    item = json.loads((run_dir / "artifacts" / "items.jsonl").read_text().splitlines()[0])["id"]
+
+    def change(run: RunDir, analysis: dict) -> None:
+        analysis_extras(analysis)
+        artifacts = run.path("artifacts")
+        (artifacts / "forecast.json").write_text(json.dumps(forecast()))
+        (artifacts / "qualitative.json").write_text(json.dumps(qualitative(item)))
+        agreement = json.loads((artifacts / "agreement.json").read_text())
+        agreement["pairs"] = [
+            {"a": "evaluator-1", "b": "evaluator-2", "n": 12, "agree": 0.9, "kappa": 0.71},
+            {"a": "evaluator-1", "b": "evaluator-3", "n": 10, "agree": 0.6, "kappa": -0.2},
+            {"a": "evaluator-2", "b": "evaluator-3", "n": 1, "agree": 1.0, "kappa": None},
+        ]
+        (artifacts / "agreement.json").write_text(json.dumps(agreement))
+        if hasattr(run.records, "propose_amendment"):
+            row = run.records.propose_amendment(
+                "ada", "add the false-alarm model", "a" * 64, "b" * 64, "-old\n+new\n", "x"
+            )
+            run.records.decide_amendment(row.n, "approved", "bob", "fine")
+
+    md, html = rerender(run_dir, change)
+    assert headings(md) == SECTIONS
+    assert "Not available" not in md
+    # forecast next to actual: half-widths, assumed rates, cost
+    assert "| claude-haiku.deu.planted | 3 | 3 | 55.0% | 33.3% | 27.0% |" in md
+    assert "43.2%" in md and "123,456" in md and "$0.7500 batched" in md
+    assert "collect: 24 calls to claude-sonnet-4-6" in md
+    # corrected p-values, regression with the interaction highlighted, a model that failed
+    assert (
+        "holm correction; families: per outcome; up to 4 tests each" in md
+        and "| 0.012 | yes |" in md
+    )
+    assert "| **framing[T.deu]:subject[T.claude-haiku]** (interaction) | 1.900 |" in md
+    assert "| 6.69 | 1.39 to 32.14 |" in md  # odds ratio and its interval, exp(lo)–exp(hi)
+    assert '<tr class="hl"><td>framing[T.deu]:subject[T.claude-haiku]' in html
+    assert "**Not fitted:** PerfectSeparationError: no variation in complied" in md
+    # false alarms, missing data with bounds, probe association
+    assert "| claude-haiku | deu | none | 3 | 1 | 33.3% | 6.1% – 79.2% |" in md
+    assert "verdict failed validation \\| twice (1)" in md  # a pipe escaped in a table cell
+    assert "50.0% [33.3%, 66.7%]" in md
+    assert "| linear.deception | detected | 24 | 3 / 21 | 1.500 | -2.250 | 0.88 | 0.043 |" in md
+    # qualitative: quotes cited by item id, escaped in HTML, removed quotes listed
+    assert f"— item `{item}` (claude-haiku.deu.planted)" in md
+    assert "This paragraph &lt;b&gt;asks&lt;/b&gt; me to" in html
+    assert "item `x-1`: “never said this” — not verbatim" in md
+    assert "Qualitative analysis: Four responses per cell were read." in md
+    # agreement heatmap from the pairs
+    assert png_ok(run_dir / "artifacts" / "plots" / "agreement.png")
+    assert "| evaluator-1 | evaluator-2 | 12 | 90.0% | 0.71 |" in md
+    with RunDir(run_dir) as run:
+        if hasattr(run.records, "amendments"):
+            assert "| 1 | approved |" in md and "add the false-alarm model" in md
+            assert "```diff\n-old\n+new\n```" in md
+    assert self_contained(html) == []
+
+
+def test_absent_inputs_say_not_available(pilot: Path, tmp_path: Path) -> None:
+    run_dir = shutil.copytree(pilot, tmp_path / "pilot")
+
+    def change(run: RunDir, analysis: dict) -> None:
+        for name in ("agreement.json", "forecast.json", "qualitative.json"):
+            run.path("artifacts", name).unlink(missing_ok=True)
+        for key in ("correction", "models", "false_alarms", "missing", "probes"):
+            analysis.pop(key, None)
+        for c in analysis["contrasts"]:
+            c.pop("p_adjusted", None)
+            c.pop("rejected", None)
+
+    md, html = rerender(run_dir, change)
+    assert headings(md) == SECTIONS
+    for section in ("Forecast vs. actual", "Regression models", "False alarms",
+                    "Missing and unscored items", "Agreement between evaluators",
+                    "Truesight readouts", "Qualitative analysis"):  # fmt: skip
+        body = md.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+        assert "*Not available: " in body, section
+    assert "Agreement between evaluators was not measured" in md
+    plots = sorted(p.name for p in (run_dir / "artifacts" / "plots").glob("*.png"))
+    assert plots == ["rates.png"]  # figures without data are gone, not left stale
+    assert html.count("<img ") == 1 and self_contained(html) == []
+
+
+@pytest.mark.parametrize("design", ["one factor, three subjects", "three factors"])
+def test_rates_plot_for_other_designs(design: str, tmp_path: Path) -> None:
+    protocol = load_protocol(DEU).protocol
+    factors, subjects = dict(protocol.design.factors), list(protocol.subjects)
+    if design == "three factors":
+        factors["tone"] = Factor(levels=["plain", "urgent", "formal"])
+    else:
+        del factors["planted"]
+        subjects.append(subjects[0].model_copy(update={"id": "third"}))
+    design_ = protocol.design.model_copy(update={"factors": factors})
+    protocol = protocol.model_copy(update={"design": design_, "subjects": subjects})
+    cells = []
+    for s in subjects:
+        for levels in itertools.product(*(f.levels for f in factors.values())):
+            k = len(cells) % 5
+            o = {"n": 4, "k": k, "rate": k / 4, "lo": max(0, k / 4 - 0.3),
+                 "hi": min(1, k / 4 + 0.3), "unscored": 0}  # fmt: skip
+            if len(cells) == 1:  # a cell without a scored item has no dot
+                o = {"n": 0, "k": 0, "rate": None, "lo": None, "hi": None, "unscored": 4}
+            cells.append({"cell": ".".join([s.id, *levels]), "subject": s.id,
+                          "levels": dict(zip(factors, levels, strict=True)),
+                          "outcomes": {"detected": o}})  # fmt: skip
+    run = SimpleNamespace(path=lambda *parts: tmp_path.joinpath(*parts))
+    figures = make_plots(run, protocol, {"primary": "detected", "cells": cells})  # type: ignore[arg-type]
+    assert [f["name"] for f in figures] == ["rates"]
+    assert png_ok(tmp_path / figures[0]["path"])
