@@ -77,7 +77,12 @@ def as_run(protocol: Protocol, *, offline: bool, local_model: str | None) -> Pro
     evaluation = protocol.evaluation.model_copy(
         update={"judge": judge, "max_attempts": 1, "agent": "scripted", "comprehension": []}
     )
-    return protocol.model_copy(update={"subjects": [subject], "evaluation": evaluation})
+    update: dict[str, Any] = {"subjects": [subject], "evaluation": evaluation}
+    if (q := protocol.analysis.qualitative) is not None and q.model is not None:
+        # the analyst defaults to the judge, which is the local model now
+        qualitative = q.model_copy(update={"model": None})
+        update["analysis"] = protocol.analysis.model_copy(update={"qualitative": qualitative})
+    return protocol.model_copy(update=update)
 
 
 def models_of(protocol: Protocol) -> list[str]:
@@ -135,7 +140,10 @@ class RunContext:
 
     @property
     def sha(self) -> str:
-        return self.run.loaded.sha256
+        """The protocol hash that keys the call ledger: the one the run started with, so an
+        approved amendment to the analysis never makes a call be paid again."""
+        m = self.run.manifest
+        return m.preregistered_sha256 or m.protocol_sha256
 
     def log(self, stage: str, kind: str, text: str, actor: str = "orchestrator") -> int:
         return self.run.log.append(stage, actor, kind, text)

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from memory import Decision, Flag, StageProgress, Summary, write_summary
+from orchestrator.records import AmendmentRow
 from orchestrator.rundir import RunDir
 
 STAGES = ["design", "collect", "screen", "probe", "evaluate", "analyze", "report"]
@@ -75,6 +76,16 @@ def key_numbers(run: RunDir) -> dict[str, str]:
     numbers["tokens in / out"] = f"{u['input_tokens']:.0f} / {u['output_tokens']:.0f}"
     cost = f"${u['cost_usd']:.4f}"
     numbers["cost"] = cost + (f" (+{u['unpriced']:.0f} unpriced calls)" if u["unpriced"] else "")
+    m = run.manifest
+    amendments = run.records.amendments()
+    if m.preregistered_sha256:
+        approved = sum(1 for a in amendments if a.status == "approved")
+        numbers["pre-registered protocol"] = f"sha256 {m.preregistered_sha256[:12]}" + (
+            f", amended {approved}× (now {m.protocol_sha256[:12]})" if approved else ", unamended"
+        )
+    for a in amendments:
+        if a.status == "pending":
+            numbers[f"amendment {a.n}"] = f"pending, proposed by {a.by}: {a.note}"
     agreement = run.path("artifacts", "agreement.json")
     if agreement.exists():
         from orchestrator.agreement import headline
@@ -96,6 +107,12 @@ def key_numbers(run: RunDir) -> dict[str, str]:
 
 def next_step(run: RunDir, waiting_at: str | None) -> str:
     status = run.manifest.status
+    pending = [a for a in run.records.amendments() if a.status == "pending"]
+    if pending:
+        return (
+            f"Amendment {pending[0].n} to the analysis is pending: `research approve {run.id} "
+            f"[--reject] [--note TEXT]` decides it."
+        )
     if waiting_at:
         return (
             f"Waiting for approval at the `{waiting_at}` checkpoint: `research approve "
@@ -158,6 +175,28 @@ class Panel:
     usage: dict[str, float]
     forecast: str
     numbers: dict[str, str]
+    detail: str = ""
+    """Shown verbatim above the question, e.g. an amendment's diff."""
+
+
+def amendment_panel(run: RunDir, row: AmendmentRow) -> Panel:
+    """What the human sees before deciding an amendment to the pre-registered analysis."""
+    base = panel(run, f"amendment-{row.n}", "")
+    redo = (
+        "analyze and report are rebuilt from records"
+        if "analyze" in run.records.stages()
+        else ("the analyze stage will use the amended analysis")
+    )
+    return Panel(
+        run_id=base.run_id,
+        checkpoint=f"amendment {row.n} to the pre-registered analysis",
+        done=base.done,
+        flags=[],
+        usage=base.usage,
+        forecast=f"if approved, {redo}; no API calls. Proposed by {row.by}: {row.note}",
+        numbers=base.numbers,
+        detail=row.diff,
+    )
 
 
 def panel(run: RunDir, checkpoint: str, forecast: str) -> Panel:

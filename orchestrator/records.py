@@ -59,6 +59,11 @@ CREATE TABLE IF NOT EXISTS probe_results(
   id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT, probe TEXT NOT NULL, model TEXT NOT NULL,
   params TEXT NOT NULL, text_sha256 TEXT NOT NULL, result TEXT NOT NULL, error TEXT,
   created TEXT NOT NULL, UNIQUE(item_id, probe, params, text_sha256));
+CREATE TABLE IF NOT EXISTS amendments(
+  n INTEGER PRIMARY KEY AUTOINCREMENT, proposed_at TEXT NOT NULL, by TEXT NOT NULL,
+  note TEXT NOT NULL, old_sha256 TEXT NOT NULL, new_sha256 TEXT NOT NULL, diff TEXT NOT NULL,
+  text TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', decided_by TEXT,
+  decided_at TEXT, decision_note TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS stages(
   stage TEXT PRIMARY KEY, status TEXT NOT NULL, counts TEXT NOT NULL, updated TEXT NOT NULL);
 """
@@ -154,6 +159,26 @@ class DecisionRow:
     by: str
     at: str
     note: str
+
+
+@dataclass(frozen=True)
+class AmendmentRow:
+    """A proposed change to the pre-registered analysis, and what a human decided."""
+
+    n: int
+    proposed_at: str
+    by: str
+    note: str
+    old_sha256: str
+    new_sha256: str
+    diff: str
+    text: str
+    """The amended protocol.yaml, as proposed."""
+    status: str
+    """pending | approved | rejected"""
+    decided_by: str | None
+    decided_at: str | None
+    decision_note: str
 
 
 class Records:
@@ -489,6 +514,31 @@ class Records:
 
     def decisions(self) -> list[DecisionRow]:
         return [DecisionRow(*r) for r in self._all("SELECT * FROM decisions ORDER BY at")]
+
+    # amendments to the pre-registered analysis -------------------------------------------
+    def propose_amendment(
+        self, by: str, note: str, old_sha256: str, new_sha256: str, diff: str, text: str
+    ) -> AmendmentRow:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO amendments(proposed_at, by, note, old_sha256, new_sha256, diff, text)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (now(), by, note, old_sha256, new_sha256, diff, text),
+            )
+            n = cur.lastrowid
+        return next(a for a in self.amendments() if a.n == n)
+
+    def decide_amendment(self, n: int, status: str, by: str, note: str) -> AmendmentRow:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE amendments SET status=?, decided_by=?, decided_at=?, decision_note=? "
+                "WHERE n=? AND status='pending'",
+                (status, by, now(), note, n),
+            )
+        return next(a for a in self.amendments() if a.n == n)
+
+    def amendments(self) -> list[AmendmentRow]:
+        return [AmendmentRow(*r) for r in self._all("SELECT * FROM amendments ORDER BY n")]
 
     # stage progress -----------------------------------------------------------------------
     def set_stage(self, stage: str, status: str, counts: dict[str, int | float]) -> None:

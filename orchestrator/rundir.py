@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 from memory import RunHistory, RunLog, write_atomic
 from orchestrator.errors import RunLocked, UserError
 from orchestrator.protocol import LoadedProtocol, load_protocol
+from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Records
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -34,6 +36,15 @@ class Manifest(BaseModel):
     run_id: str = Field(description="The run directory's name.")
     protocol_id: str
     protocol_sha256: str = Field(description="sha256 of protocol.yaml as frozen in the run dir.")
+    preregistered_sha256: str | None = Field(
+        None,
+        description="sha256 of protocol.yaml when the run started: the pre-registration. It "
+        "differs from protocol_sha256 only after an approved amendment, and keys the call "
+        "ledger, so an amendment never makes a call be paid again.",
+    )
+    analysis_sha256: str | None = Field(
+        None, description="sha256 of the protocol's analysis section as it stands (amended)."
+    )
     data_sha256: dict[str, str] = Field(
         default_factory=dict,
         description="sha256 of each data file the protocol refers to, frozen beside it.",
@@ -75,6 +86,12 @@ def _sha256(path: Path) -> str | None:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def analysis_sha256(protocol: Protocol) -> str:
+    """The analysis section's hash: what the pre-registration of the analysis commits to."""
+    blob = json.dumps(protocol.analysis.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def stamp() -> str:
@@ -152,6 +169,8 @@ class RunDir:
             run_id=run_id,
             protocol_id=loaded.protocol.id,
             protocol_sha256=loaded.sha256,
+            preregistered_sha256=loaded.sha256,
+            analysis_sha256=analysis_sha256(loaded.protocol),
             data_sha256=data,
             protocol_source=str(loaded.path),
             code_commit=commit,
@@ -188,8 +207,20 @@ class RunDir:
         return self.manifest.size == "pilot"
 
     def set_status(self, status: Status) -> None:
-        self.manifest = self.manifest.model_copy(update={"status": status, "updated": stamp()})
+        self.update_manifest(status=status)
+
+    def update_manifest(self, **fields: object) -> None:
+        self.manifest = self.manifest.model_copy(update={**fields, "updated": stamp()})
         write_atomic(self.path("manifest.json"), self.manifest.model_dump_json(indent=2) + "\n")
+
+    def replace_protocol(self, text: str) -> None:
+        """Freeze an approved amendment: the new protocol.yaml, its hash in the manifest."""
+        write_atomic(self.path("protocol.yaml"), text)
+        self.loaded = load_protocol(self.path("protocol.yaml"))
+        self.update_manifest(
+            protocol_sha256=self.loaded.sha256,
+            analysis_sha256=analysis_sha256(self.loaded.protocol),
+        )
 
     def close(self) -> None:
         self.records.close()

@@ -21,11 +21,12 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from agents.client import AuthenticationFailed
+from orchestrator import amend
 from orchestrator.context import NoProgress, Progress, RunContext, as_run, models_of
 from orchestrator.errors import UserError
 from orchestrator.forecast import forecast
 from orchestrator.graph import build_graph
-from orchestrator.progress import STAGES, Panel, panel, refresh_summary
+from orchestrator.progress import STAGES, Panel, amendment_panel, panel, refresh_summary
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import DecisionRow, FlagRow
@@ -106,6 +107,15 @@ def resume(
         protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
         if m.status in ("complete", "rejected"):
             return Outcome(run.id, run.root, m.status)
+        if (row := amend.pending(run)) is not None:
+            decision = approver(amendment_panel(run, row)) if approver is not None else None
+            if decision is None:
+                raise UserError(
+                    f"amendment {row.n} to the analysis of {run.id} is pending: decide it with "
+                    f"`research approve {run.id} [--reject]` before resuming"
+                )
+            amend.decide(run, row, decision.decision == "approve", decision.by, decision.note)
+            protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
         check_credentials(protocol)
         run.log.append("run", "orchestrator", "resumed", f"Resumed by process {os.getpid()}.")
         return _drive(run, protocol, yes, approver, progress or NoProgress(), accept_flags)
@@ -119,13 +129,17 @@ def approve(
     note: str = "",
     by: str | None = None,
 ) -> DecisionRow:
+    """Decide what the run waits on: a pending amendment first, else its checkpoint."""
     with RunDir.open(runs_root(runs_dir), run_ref) as run:
+        if (row := amend.pending(run)) is not None:
+            amend.decide(run, row, not reject, by or user_name(), note)
+            return run.records.decision(f"amendment-{row.n}")  # type: ignore[return-value]
         waiting = waiting_checkpoint(run)
         if waiting is None:
             raise UserError(
                 f"{run.id} is not waiting at a checkpoint (status: {run.manifest.status})"
             )
-        d = Decision("reject" if reject else "approve", note, by or _user())
+        d = Decision("reject" if reject else "approve", note, by or user_name())
         row = record_decision(run, waiting, d)
         if reject:  # nothing left to run: the run ends here, with the note on record
             run.set_status("rejected")
@@ -177,7 +191,7 @@ def record_decision(run: RunDir, checkpoint: str, d: Decision) -> DecisionRow:
     return row
 
 
-def _user() -> str:
+def user_name() -> str:
     return os.environ.get("USER") or os.environ.get("USERNAME") or "human"
 
 

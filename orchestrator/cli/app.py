@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from orchestrator.cli import probes, report, run, status, validate, worker
+from orchestrator.cli import amend, compare, probes, report, run, status, validate, worker
 from orchestrator.errors import ProtocolError, UserError
 
 app = typer.Typer(
@@ -28,6 +28,8 @@ app.command("resume")(run.resume_cmd)
 app.command("approve")(run.approve_cmd)
 app.command("status")(status.status_cmd)
 app.command("report")(report.report_cmd)
+app.command("amend")(amend.amend_cmd)
+app.command("compare")(compare.compare_cmd)
 app.command("validate")(validate.validate_cmd)
 app.command("worker")(worker.worker_cmd)
 app.add_typer(probes.app, name="probes")

@@ -117,6 +117,10 @@ def show_panel(p: Panel) -> None:
         f"spent so far: {u['calls']:.0f} calls, {u['input_tokens']:.0f} tokens in, "
         f"{u['output_tokens']:.0f} out, ${u['cost_usd']:.4f}"
     )
+    if p.detail:
+        from rich.syntax import Syntax
+
+        parts.append(Syntax(p.detail, "diff", theme="ansi_dark", word_wrap=True))
     parts.append(f"[bold]next[/]: {p.forecast}")
     console.print(
         RichPanel(Group(*parts), title=f"checkpoint: {p.checkpoint} — {p.run_id}", expand=False)

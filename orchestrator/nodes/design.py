@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from langgraph.runtime import Runtime
 
+from memory import write_atomic
 from orchestrator.context import RunContext
+from orchestrator.forecast import design_forecast, design_text
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.stimuli import build_stimuli
 from orchestrator.records import Item
@@ -40,5 +43,11 @@ def design(state: RunState, runtime: Runtime[RunContext]) -> RunState:
         f"({min(per_cell.values())}–{max(per_cell.values())} per cell) from {tasks} tasks, "
         f"seed {ctx.protocol.design.seed}."
     )
+    # the forecast is made once, before anything is spent, and kept for the report to compare
+    path = ctx.run.path("artifacts", "forecast.json")
+    if not path.exists():
+        f = design_forecast(ctx.protocol, ctx.run.records.items())
+        write_atomic(path, json.dumps(f, indent=2) + "\n")
+        text += "\nForecast:\n" + design_text(f, ctx.protocol.analysis.primary)
     finish_stage(ctx.run, "design", {"items": len(stimuli), "cells": len(per_cell)}, text)
     return {"items": len(stimuli), "stage": "design"}

@@ -16,6 +16,7 @@ from orchestrator.records import Records
 from orchestrator.rundir import RunDir
 from tests.conftest import API_KEY, DEU, SINCERITY, research
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.world import is_analyst
 
 STAGES = ["design", "collect", "screen", "probe", "evaluate", "analyze", "report"]
 
@@ -49,7 +50,7 @@ def test_full_pilot_run_with_yes(env: dict, runs: Path, world: FakeAnthropic) ->
     assert {v.item_id for v in snap["verdicts"]} == {i.id for i in snap["items"]}
     # the evaluators fanned out: one batch per evaluator, every evaluator seen by the fake judge,
     # each reading the protocol, passing its check, then judging through get_batch
-    judge_calls = [r for r in world.requests if r.body.get("tools")]
+    judge_calls = [r for r in world.requests if r.body.get("tools") and not is_analyst(r.body)]
     by_evaluator: dict[str, list[str]] = {}
     for r in judge_calls:
         first = r.body["messages"][0]["content"]

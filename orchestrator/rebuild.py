@@ -1,0 +1,30 @@
+"""Rebuild analysis.json and the report from records alone (`research report`, amendments)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from memory import write_atomic
+from orchestrator.agreement import agreement
+from orchestrator.analysis import analyze_records
+from orchestrator.context import as_run
+from orchestrator.report import write_report
+from orchestrator.rundir import RunDir
+
+
+def rebuild_report(run: RunDir, reason: str = "rebuilt from records") -> Path:
+    """Recompute the statistics from records.sqlite under the protocol as it stands (amended or
+    not) and rewrite analysis.json, plots, report.md and report.html. Makes no API calls: the
+    qualitative section is the one stored in artifacts/qualitative.json."""
+    m = run.manifest
+    protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
+    if "evaluate" in run.records.stages():
+        data = agreement(protocol, run.records)
+        write_atomic(run.path("artifacts", "agreement.json"), json.dumps(data, indent=2) + "\n")
+    analysis = analyze_records(protocol, run.records)
+    write_atomic(run.path("artifacts", "analysis.json"), json.dumps(analysis, indent=2) + "\n")
+    path = write_report(run, protocol, analysis)
+    run.log.append("report", "orchestrator", "report", f"Report rebuilt: {reason}.")
+    run.history.commit(f"report rebuilt: {reason}")
+    return path
