@@ -17,6 +17,7 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    constr,
     create_model,
 )
 
@@ -35,6 +36,9 @@ class FieldSpec:
     type: Literal["bool", "enum", "str", "int", "float"]
     values: tuple[str, ...] = ()
     description: str = ""
+    max_length: int | None = None
+    """Longest allowed `str` value: checked on submission, and a bound constrained decoding
+    keeps to (a small local model would otherwise fill a quote until its token cap)."""
 
 
 def verdict_model(fields: list[FieldSpec]) -> type[BaseModel]:
@@ -47,19 +51,28 @@ def verdict_model(fields: list[FieldSpec]) -> type[BaseModel]:
     spec: dict[str, Any] = {"ref": (str, ...)}
     for f in fields:
         kind = Literal[f.values] if f.type == "enum" else types[f.type]  # type: ignore[valid-type]
+        if f.type == "str" and f.max_length is not None:
+            kind = constr(max_length=f.max_length)
         spec[f.name] = (kind, ...)
     return create_model("Verdict", __config__=ConfigDict(extra="forbid"), **spec)
 
 
-def tool_definition(fields: list[FieldSpec]) -> dict[str, Any]:
+def tool_definition(fields: list[FieldSpec], refs: list[str] | None = None) -> dict[str, Any]:
+    """The submit tool; with `refs`, for exactly those items: one verdict each, refs from the
+    list (what a forced call on a small model needs to come out complete)."""
     json_types = {"bool": "boolean", "str": "string", "int": "integer", "float": "number"}
-    props: dict[str, Any] = {"ref": {"type": "string", "description": "The item's ref, e.g. R01."}}
+    ref: dict[str, Any] = {"type": "string", "description": "The item's ref, e.g. R01."}
+    if refs:
+        ref["enum"] = list(refs)
+    props: dict[str, Any] = {"ref": ref}
     for f in fields:
         prop: dict[str, Any] = {"description": f.description}
         if f.type == "enum":
             prop.update(type="string", enum=list(f.values))
         else:
             prop["type"] = json_types[f.type]
+        if f.type == "str" and f.max_length is not None:
+            prop["maxLength"] = f.max_length
         props[f.name] = prop
     verdict = {
         "type": "object",
@@ -72,7 +85,10 @@ def tool_definition(fields: list[FieldSpec]) -> dict[str, Any]:
         "description": "Submit one verdict per item of the batch.",
         "input_schema": {
             "type": "object",
-            "properties": {"verdicts": {"type": "array", "items": verdict}},
+            "properties": {
+                "verdicts": {"type": "array", "items": verdict}
+                | ({"minItems": len(refs), "maxItems": len(refs)} if refs else {})
+            },
             "required": ["verdicts"],
         },
     }

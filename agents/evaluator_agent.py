@@ -199,12 +199,13 @@ WRITE_NOTES = {
 }
 
 
-def submit_tool(fields: list[FieldSpec]) -> dict[str, Any]:
-    tool = tool_definition(fields)
+def submit_tool(fields: list[FieldSpec], refs: list[str] | None = None) -> dict[str, Any]:
+    tool = tool_definition(fields, refs)
     verdict = tool["input_schema"]["properties"]["verdicts"]["items"]
     verdict["properties"]["truesight_ids"] = {
         "type": "array",
         "items": {"type": "integer"},
+        "maxItems": 8,
         "description": "probe_result_ids of truesight readouts this verdict relied on.",
     }
     tool["description"] = (
@@ -445,7 +446,6 @@ class EvaluatorAgent:
                     self._comprehension(answers[0] if answers else {"answers": {}})
                 except ToolInputError as e:  # the one re-priming, with the explanations
                     messages = [{"role": "user", "content": f"{prompt}\n\n{e}"}]
-        submit = self.tools["submit_verdicts"][0]
         while self.remaining:
             batch = self._get_batch({})
             if isinstance(batch, str):
@@ -461,6 +461,9 @@ class EvaluatorAgent:
                 }
             ]
             while self._unjudged_served():
+                # forced, for exactly the refs still owed: a model that cannot plan still
+                # answers each of them once, and nothing else
+                submit = submit_tool(self.brief.fields, self._unjudged_served())
                 result = await self._call(
                     messages, session, turn, {"type": "tool", "name": submit["name"]}, [submit]
                 )

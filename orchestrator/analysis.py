@@ -103,18 +103,23 @@ def _scored(v: Verdict | None) -> bool:
     return v is not None and v.status == "scored" and v.fields is not None
 
 
+def arm_items(items: list[Item], c: Contrast, subject: str, level: str) -> list[Item]:
+    """The items of one arm of a contrast: this subject, the factor at `level`, `within` held."""
+    return [
+        i
+        for i in items
+        if i.subject == subject
+        and i.levels.get(c.factor) == level
+        and all(i.levels.get(f) == lv for f, lv in c.within.items())
+    ]
+
+
 def _contrast(
     c: Contrast, subject: str, outcome: str, items: list[Item], verdicts: dict[str, Verdict]
 ) -> dict[str, Any]:
     def arm(level: str) -> tuple[int, int]:
-        chosen = [
-            verdicts[i.id]
-            for i in items
-            if i.subject == subject
-            and i.levels.get(c.factor) == level
-            and all(i.levels.get(f) == lv for f, lv in c.within.items())
-            and _scored(verdicts.get(i.id))
-        ]
+        arm_ = arm_items(items, c, subject, level)
+        chosen = [verdicts[i.id] for i in arm_ if _scored(verdicts.get(i.id))]
         return sum(1 for v in chosen if v.fields and v.fields.get(outcome) is True), len(chosen)
 
     (kt, nt), (kc, nc) = arm(c.treatment), arm(c.control)

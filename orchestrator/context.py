@@ -24,6 +24,11 @@ DEFAULT_WORKER_URL = "http://127.0.0.1:8765"
 OFFLINE_MAX_TOKENS = 256
 """Cap on subject tokens offline: a 135M model on a laptop CPU, not a frontier model."""
 OFFLINE_JUDGE_MAX_TOKENS = 384
+OFFLINE_EVALUATORS = 4
+OFFLINE_CHUNK = 4
+"""Items per forced submit_verdicts call offline: ~80 tokens a verdict within the 384 cap."""
+OFFLINE_STR = 120
+"""Longest string in an offline verdict (an evidence quote), in characters."""
 
 
 class Progress(TypingProtocol):
@@ -74,8 +79,26 @@ def as_run(protocol: Protocol, *, offline: bool, local_model: str | None) -> Pro
     # each retry costs a minute of CPU; what it cannot score stays unscored, with the reason.
     # It cannot plan tool calls either (scripted agents), nor pass a comprehension check: the
     # offline judge is a check of the pipeline, not evidence, and the report says so.
-    evaluation = protocol.evaluation.model_copy(
-        update={"judge": judge, "max_attempts": 1, "agent": "scripted", "comprehension": []}
+    # Its forward passes are the cost (prompt tokens, mostly): fewer evaluators repeat the
+    # protocol less often; small chunks and short strings keep a verdict batch inside its
+    # token cap, so the constrained output closes instead of being cut off.
+    ev = protocol.evaluation
+    verdict = {
+        name: f.model_copy(update={"max_length": min(f.max_length or OFFLINE_STR, OFFLINE_STR)})
+        if f.type == "str"
+        else f
+        for name, f in ev.verdict.items()
+    }
+    evaluation = ev.model_copy(
+        update={
+            "judge": judge,
+            "max_attempts": 1,
+            "agent": "scripted",
+            "comprehension": [],
+            "evaluators": min(ev.evaluators, OFFLINE_EVALUATORS),
+            "chunk_size": min(ev.chunk_size, OFFLINE_CHUNK),
+            "verdict": verdict,
+        }
     )
     update: dict[str, Any] = {"subjects": [subject], "evaluation": evaluation}
     if (q := protocol.analysis.qualitative) is not None and q.model is not None:

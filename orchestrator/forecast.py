@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Any
 
 from agents.pricing import known, price_usd
+from orchestrator.analysis import arm_items
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Item, Records, now
 
@@ -75,13 +76,7 @@ def design_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
         for s in protocol.subjects:
 
             def arm(level: str, c=c, s=s) -> tuple[int, float]:  # noqa: ANN001
-                chosen = [
-                    i
-                    for i in items
-                    if i.subject == s.id
-                    and i.levels.get(c.factor) == level
-                    and all(i.levels.get(f) == lv for f, lv in c.within.items())
-                ]
+                chosen = arm_items(items, c, s.id, level)
                 rates = [assumed_rate(protocol, i.levels, i.subject) for i in chosen]
                 return len(chosen), (sum(rates) / len(rates) if rates else DEFAULT_RATE)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -48,22 +49,50 @@ def probe_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     stop_worker(w)
 
 
-@pytest.fixture
-def env(
-    world: FakeAnthropic, runs: Path, monkeypatch: pytest.MonkeyPatch, probe_worker: Worker
-) -> dict[str, str]:
-    """Environment for runs against the fake world, in-process and in subprocesses."""
-    values = {
-        "RESEARCH_WORKER_URL": probe_worker.url,
+def fake_env(world: FakeAnthropic, runs: Path, worker: Worker) -> dict[str, str]:
+    """The variables that point a run at the fake world, the probe worker and `runs`."""
+    return {
+        "RESEARCH_WORKER_URL": worker.url,
         "ANTHROPIC_BASE_URL": world.url,
         "ANTHROPIC_API_KEY": API_KEY,
         "RESEARCH_RUNS_DIR": str(runs),
         "RESEARCH_MAX_RETRIES": "6",
         "RESEARCH_TIMEOUT": "2",
     }
+
+
+@pytest.fixture
+def env(
+    world: FakeAnthropic, runs: Path, monkeypatch: pytest.MonkeyPatch, probe_worker: Worker
+) -> dict[str, str]:
+    """Environment for runs against the fake world, in-process and in subprocesses."""
+    values = fake_env(world, runs, probe_worker)
     for k, v in values.items():
         monkeypatch.setenv(k, v)
     return {**os.environ, **values}
+
+
+@pytest.fixture(scope="session")
+def completed_pilot(tmp_path_factory: pytest.TempPathFactory, probe_worker: Worker) -> Path:
+    """One complete DEU pilot run (--yes) against the fake world, made once per session.
+    Read it in place; copy it with `copy_run` to change it."""
+    from orchestrator import runner
+
+    runs = tmp_path_factory.mktemp("completed")
+    with FakeAnthropic(deu_world()) as world, pytest.MonkeyPatch.context() as mp:
+        for k, v in fake_env(world, runs, probe_worker).items():
+            mp.setenv(k, v)
+        assert runner.start(DEU, pilot=True, yes=True, run_id="pilot").status == "complete"
+    return runs / "pilot"
+
+
+def copy_run(run_dir: Path, runs: Path, run_id: str | None = None) -> Path:
+    """A copy of a finished run directory under `runs` (same id unless given: the run's id is
+    its directory's name, and LangGraph's thread follows the id, so a renamed copy is only fit
+    for reading records and reports, not for resuming)."""
+    target = runs / (run_id or run_dir.name)
+    shutil.copytree(run_dir, target, ignore=shutil.ignore_patterns(".lock"))
+    return target
 
 
 def research(

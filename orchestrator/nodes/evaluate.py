@@ -106,7 +106,8 @@ def brief(protocol: Protocol, truesight: bool) -> Brief:
         question=protocol.question,
         rubric=ev.rubric,
         fields=[
-            FieldSpec(n, f.type, tuple(f.values), f.description) for n, f in ev.verdict.items()
+            FieldSpec(n, f.type, tuple(f.values), f.description, f.max_length)
+            for n, f in ev.verdict.items()
         ],
         questions=[
             Question(q.id, q.question.strip(), tuple(q.choices), q.answer, q.explanation.strip())

@@ -149,6 +149,8 @@ class _Checker:
             where = ("evaluation", "verdict", name)
             if (spec.type == "enum") != bool(spec.values):
                 raise self.fail(where, "an enum needs `values`; other types take none")
+            if spec.max_length is not None and spec.type != "str":
+                raise self.fail(where + ("max_length",), "max_length applies to `str` fields only")
         seen_q: set[str] = set()
         for i, q in enumerate(p.evaluation.comprehension):
             where = ("evaluation", "comprehension", i)

@@ -120,6 +120,9 @@ class VerdictField(Strict):
     type: Literal["bool", "enum", "str", "int", "float"] = Field(description="Value type.")
     values: list[str] = Field(default_factory=list, description="Allowed values for `enum`.")
     description: str = Field("", description="What the evaluator must decide; shown to it.")
+    max_length: PositiveInt | None = Field(
+        None, description="Longest allowed value of a `str` field, in characters."
+    )
 
 
 class ComprehensionQuestion(Strict):

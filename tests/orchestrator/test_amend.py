@@ -12,7 +12,7 @@ from orchestrator import runner
 from orchestrator.context import NoProgress, RunContext
 from orchestrator.records import Records
 from orchestrator.rundir import RunDir
-from tests.conftest import DEU, research
+from tests.conftest import DEU, copy_run, research
 from tests.fakes.anthropic_server import FakeAnthropic
 
 
@@ -36,10 +36,9 @@ def api_calls(run_dir: Path) -> int:
 
 
 def test_an_amendment_is_proposed_decided_logged_and_reported(
-    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
+    env: dict, runs: Path, completed_pilot: Path, tmp_path: Path
 ) -> None:
-    assert runner.start(DEU, pilot=True, yes=True, run_id="am").status == "complete"
-    run_dir = runs / "am"
+    run_dir = copy_run(completed_pilot, runs, "am")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     prereg = manifest["preregistered_sha256"]
     assert prereg == manifest["protocol_sha256"] and manifest["analysis_sha256"]
@@ -143,10 +142,10 @@ def test_the_design_checkpoint_forecasts_precision_and_cost(env: dict, runs: Pat
 
 
 def test_compare_puts_two_runs_side_by_side(
-    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
+    env: dict, runs: Path, completed_pilot: Path, tmp_path: Path
 ) -> None:
-    runner.start(DEU, pilot=True, yes=True, run_id="a")
-    runner.start(DEU, pilot=True, yes=True, run_id="b")
+    copy_run(completed_pilot, runs, "a")
+    copy_run(completed_pilot, runs, "b")
     out = tmp_path / "cmp.md"
     r = research("compare", "a", "b", "--out", str(out), env=env)
     assert r.returncode == 0, r.stderr

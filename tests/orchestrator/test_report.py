@@ -12,13 +12,11 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from orchestrator import runner
 from orchestrator.context import as_run
 from orchestrator.plots import make_plots
 from orchestrator.protocol import load_protocol
@@ -26,10 +24,7 @@ from orchestrator.protocol.schema import Factor
 from orchestrator.report import write_report
 from orchestrator.rundir import RunDir
 from tests.browser import Browser, find_chromium
-from tests.conftest import API_KEY, DEU
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.world import deu_world
-from tests.truesight.workers import Worker
+from tests.conftest import DEU, copy_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SECTIONS = [
@@ -42,21 +37,9 @@ SECTIONS = [
 
 
 @pytest.fixture(scope="module")
-def pilot(tmp_path_factory: pytest.TempPathFactory, probe_worker: Worker) -> Iterator[Path]:
-    """One DEU pilot run against the fake world, shared by the tests of this module."""
-    runs = tmp_path_factory.mktemp("runs")
-    with FakeAnthropic(deu_world()) as world, pytest.MonkeyPatch.context() as mp:
-        for k, v in {
-            "RESEARCH_WORKER_URL": probe_worker.url,
-            "ANTHROPIC_BASE_URL": world.url,
-            "ANTHROPIC_API_KEY": API_KEY,
-            "RESEARCH_RUNS_DIR": str(runs),
-            "RESEARCH_MAX_RETRIES": "6",
-            "RESEARCH_TIMEOUT": "2",
-        }.items():
-            mp.setenv(k, v)
-        assert runner.start(DEU, pilot=True, yes=True, run_id="pilot").status == "complete"
-    yield runs / "pilot"
+def pilot(completed_pilot: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's DEU pilot run, copied: this module rewrites its report."""
+    return copy_run(completed_pilot, tmp_path_factory.mktemp("runs"))
 
 
 def rerender(run_dir: Path, change: callable) -> tuple[str, str]:  # type: ignore[valid-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import git
@@ -14,7 +15,7 @@ from orchestrator import runner
 from orchestrator.graph import build_graph
 from orchestrator.records import Records
 from orchestrator.rundir import RunDir
-from tests.conftest import API_KEY, DEU, SINCERITY, research
+from tests.conftest import API_KEY, DEU, SINCERITY, copy_run, research
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.world import is_analyst
 
@@ -179,13 +180,23 @@ def test_missing_api_key_suggests_offline(env: dict) -> None:
     assert "Traceback" not in r.stderr
 
 
-def test_report_rebuilds_from_records(env: dict, runs: Path) -> None:
-    runner.start(DEU, pilot=True, yes=True, run_id="rb")
-    (runs / "rb" / "report.md").unlink()
-    (runs / "rb" / "artifacts" / "analysis.json").unlink()
+def test_report_rebuilds_from_records(
+    env: dict, runs: Path, world: FakeAnthropic, completed_pilot: Path
+) -> None:
+    run_dir = copy_run(completed_pilot, runs, "rb")
+    before = (run_dir / "artifacts" / "analysis.json").read_text()
+    for path in ("report.md", "report.html", "artifacts/analysis.json", "artifacts/plots"):
+        target = run_dir / path
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
     r = research("report", "rb", env=env)
     assert r.returncode == 0, r.stderr
-    assert "## Results: detected" in (runs / "rb" / "report.md").read_text()
+    assert "## Results: detected" in (run_dir / "report.md").read_text()
+    assert (run_dir / "artifacts" / "analysis.json").read_text() == before
+    assert (run_dir / "report.html").stat().st_size > 10_000
+    assert (run_dir / "artifacts" / "plots" / "rates.png").exists()
+    # the analyst's section is the stored one: rebuilding calls no API
+    assert world.requests == []
+    assert "Qualitative" in (run_dir / "report.md").read_text()
 
 
 def test_a_second_process_on_the_same_run_is_refused(env: dict, runs: Path) -> None:
