@@ -57,14 +57,15 @@ def verdict_model(fields: list[FieldSpec]) -> type[BaseModel]:
     return create_model("Verdict", __config__=ConfigDict(extra="forbid"), **spec)
 
 
-def tool_definition(fields: list[FieldSpec], refs: list[str] | None = None) -> dict[str, Any]:
-    """The submit tool; with `refs`, for exactly those items: one verdict each, refs from the
-    list (what a forced call on a small model needs to come out complete)."""
+def verdict_schema(
+    fields: list[FieldSpec], *, ref: bool = True, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One verdict's JSON schema: `ref` (unless the verdicts are keyed by it), the protocol's
+    fields, and any `extra` properties."""
     json_types = {"bool": "boolean", "str": "string", "int": "integer", "float": "number"}
-    ref: dict[str, Any] = {"type": "string", "description": "The item's ref, e.g. R01."}
-    if refs:
-        ref["enum"] = list(refs)
-    props: dict[str, Any] = {"ref": ref}
+    props: dict[str, Any] = {}
+    if ref:
+        props["ref"] = {"type": "string", "description": "The item's ref, e.g. R01."}
     for f in fields:
         prop: dict[str, Any] = {"description": f.description}
         if f.type == "enum":
@@ -74,21 +75,40 @@ def tool_definition(fields: list[FieldSpec], refs: list[str] | None = None) -> d
         if f.type == "str" and f.max_length is not None:
             prop["maxLength"] = f.max_length
         props[f.name] = prop
-    verdict = {
+    props |= extra or {}
+    return {
         "type": "object",
         "properties": props,
-        "required": list(props),
+        "required": [k for k in props if k not in (extra or {})],
         "additionalProperties": False,
     }
+
+
+def tool_definition(
+    fields: list[FieldSpec], refs: list[str] | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The submit tool: `verdicts` is a list of verdicts with their refs; with `refs`, an
+    object keyed by exactly those refs, so a forced call (constrained decoding on a small model)
+    comes out with one verdict for each, none twice, none missing."""
+    if refs:
+        one = verdict_schema(fields, ref=False, extra=extra)
+        verdicts: dict[str, Any] = {
+            "type": "object",
+            "properties": {r: one for r in refs},
+            "required": list(refs),
+            "additionalProperties": False,
+        }
+    else:
+        verdicts = {"type": "array", "items": verdict_schema(fields, extra=extra)}
     return {
         "name": TOOL,
         "description": "Submit one verdict per item of the batch.",
         "input_schema": {
             "type": "object",
-            "properties": {
-                "verdicts": {"type": "array", "items": verdict}
-                | ({"minItems": len(refs), "maxItems": len(refs)} if refs else {})
-            },
+            "properties": {"verdicts": verdicts},
             "required": ["verdicts"],
+            # closed: under constrained decoding an open object lets a small model add a key of
+            # its own after the verdicts and never stop
+            "additionalProperties": False,
         },
     }

@@ -199,15 +199,20 @@ WRITE_NOTES = {
 }
 
 
-def submit_tool(fields: list[FieldSpec], refs: list[str] | None = None) -> dict[str, Any]:
-    tool = tool_definition(fields, refs)
-    verdict = tool["input_schema"]["properties"]["verdicts"]["items"]
-    verdict["properties"]["truesight_ids"] = {
+CITES = {
+    "truesight_ids": {
         "type": "array",
         "items": {"type": "integer"},
         "maxItems": 8,
         "description": "probe_result_ids of truesight readouts this verdict relied on.",
     }
+}
+
+
+def submit_tool(fields: list[FieldSpec], refs: list[str] | None = None) -> dict[str, Any]:
+    """submit_verdicts as agents see it; with `refs`, keyed by exactly those refs and without
+    citations (the scripted mode, which calls no truesight tool)."""
+    tool = tool_definition(fields, refs, extra=None if refs else CITES)
     tool["description"] = (
         "Submit verdicts for items you got from get_batch, one per ref. Invalid verdicts come "
         "back as an error to fix; valid ones are kept."
@@ -473,6 +478,12 @@ class EvaluatorAgent:
                         self._fail(ref, f"judge call failed: {result.error}")
                     continue
                 submitted = result.tool_inputs(submit["name"])
+                keyed = submitted[0].get("verdicts") if submitted else None
+                if isinstance(keyed, dict):  # {ref: verdict}, as the per-call tool asks
+                    verdicts = [
+                        {"ref": r, **v} if isinstance(v, dict) else v for r, v in keyed.items()
+                    ]
+                    submitted = [{**submitted[0], "verdicts": verdicts}]
                 try:
                     self._submit(submitted[0] if submitted else {})
                 except ToolInputError as e:

@@ -257,8 +257,9 @@ def test_the_static_prefix_is_cached_and_priced(sink, records) -> None:  # noqa:
 
 
 def test_scripted_calls_are_forced_to_one_bounded_verdict_per_served_ref(sink, records) -> None:  # noqa: ANN001
-    """What makes a small local judge's verdicts complete: each forced submit_verdicts lists the
-    chunk's refs as the only allowed values, exactly as many verdicts, and strings bounded."""
+    """What makes a small local judge's verdicts complete: each forced submit_verdicts asks for
+    an object keyed by exactly the refs still owed (one verdict each, none twice, none
+    missing, under constrained decoding), with bounded strings."""
     fields = [*FIELDS, FieldSpec("evidence", "str", (), "A short quote.", max_length=12)]
     schemas: list[dict] = []
 
@@ -268,23 +269,23 @@ def test_scripted_calls_are_forced_to_one_bounded_verdict_per_served_ref(sink, r
         verdicts = tool["input_schema"]["properties"]["verdicts"]
         schemas.append(verdicts)
         listing = json.dumps(body["messages"][0]["content"])
-        refs = verdicts["items"]["properties"]["ref"]["enum"]
+        refs = verdicts["required"]
+        assert list(verdicts["properties"]) == refs and not verdicts["additionalProperties"]
         assert all(f'\\"ref\\": \\"{r}\\"' in listing for r in refs)
         first = len(schemas) == 1  # one quote too long, then fixed
-        return tool_use("submit_verdicts", {"verdicts": [
-            {"ref": r, "detected": False, "style": "none",
-             "evidence": "far too long a quote" if first and k == 0 else "ok"}
+        return tool_use("submit_verdicts", {"verdicts": {
+            r: {"detected": False, "style": "none",
+                "evidence": "far too long a quote" if first and k == 0 else "ok"}
             for k, r in enumerate(refs)
-        ]})  # fmt: skip
+        }})  # fmt: skip
 
     with FakeAnthropic(handler) as server:
         out = run_agent(server, sink, records, mode="scripted",
                         brief=Brief("Test", "Q?", "Judge.", fields, [], 1.0, 3))  # fmt: skip
     assert [v.reason for v in out] == [None] * 5, [v.reason for v in out]
-    # chunks of 3 then 2 (the retry of the first chunk asks for the one it still lacks)
-    assert [s["maxItems"] for s in schemas] == [3, 1, 2]
-    assert all(s["minItems"] == s["maxItems"] == len(s["items"]["properties"]["ref"]["enum"])
-               for s in schemas)  # fmt: skip
-    assert schemas[0]["items"]["properties"]["evidence"]["maxLength"] == 12
+    # chunks of 3 then 2; the retry of the first chunk asks only for the one it still lacks
+    assert [len(s["required"]) for s in schemas] == [3, 1, 2]
+    one = next(iter(schemas[0]["properties"].values()))
+    assert one["properties"]["evidence"]["maxLength"] == 12 and "ref" not in one["properties"]
     _, _, is_error = _last_tool(server.requests[1].body)  # the retry carries the error
     assert is_error and "12 characters" in json.dumps(server.requests[1].body["messages"][-1])

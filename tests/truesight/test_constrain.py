@@ -15,6 +15,8 @@ import anthropic
 import pytest
 import torch
 
+from agents.evaluator import FieldSpec, verdict_model
+from agents.evaluator_agent import submit_tool
 from tests.fakes.tiny_model import build_tiny_model
 from tests.truesight.workers import Worker, start_worker, stop_worker
 from truesight.constrain import compile_tool_input
@@ -101,6 +103,43 @@ def test_sampled_inputs_follow_the_schema(loaded: LoadedModel, seed: int) -> Non
     for result in run_group(loaded, requests):
         assert result.stop_reason == "end_turn", result.text
         assert_valid_verdicts(json.loads(result.text))
+
+
+@pytest.fixture(scope="module")
+def long_context(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    """The tiny model with room for a keyed schema, which the prompt spells out once per ref."""
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny-long"), context_length=6144)
+    return load_model(str(path), device="cpu")
+
+
+def test_the_scripted_judges_keyed_tool_gets_one_verdict_per_ref(long_context: LoadedModel) -> None:
+    loaded = long_context
+    """The per-call tool an offline (scripted) evaluator is forced to: whatever the model, the
+    verdicts come out keyed by exactly the owed refs, with every field valid and bounded."""
+    fields = [
+        FieldSpec("detected", "bool"),
+        FieldSpec("style", "enum", ("checklist", "experiential", "none")),
+        FieldSpec("evidence", "str", max_length=20),
+    ]
+    refs = ["R03", "R07", "R11"]
+    tool = submit_tool(fields, refs)
+    schema = verdict_model(fields)
+    torch.manual_seed(0)
+    for text in PROMPTS[:2]:
+        prompt = build_prompt(
+            loaded.tokenizer, request(text, tools=[tool], tool_choice=FORCED, max_tokens=400)
+        )
+        constraint = compile_tool_input(loaded, prompt.forced_tool, prompt.prefill)
+        [result] = run_group(
+            loaded, [GenRequest(prompt.input_ids, 400, Sampling(temperature=1.0),
+                                constraint=constraint)]
+        )  # fmt: skip
+        assert result.stop_reason == "end_turn", result.text
+        verdicts = json.loads(result.text)["verdicts"]
+        assert list(verdicts) == refs
+        for ref, v in verdicts.items():
+            schema.model_validate({"ref": ref, **{k: x for k, x in v.items() if k in
+                                                  ("detected", "style", "evidence")}})  # fmt: skip
 
 
 def test_constrained_and_free_rows_share_one_generate(loaded: LoadedModel) -> None:
