@@ -127,15 +127,21 @@ class AnalystResult:
         return all(c.cached for c in self.calls)
 
 
-def tool_definition(limits: Limits = ONLINE) -> dict[str, Any]:
+def tool_definition(limits: Limits = ONLINE, item_ids: list[str] | None = None) -> dict[str, Any]:
+    """The write_qualitative tool; with `item_ids`, a quote can cite only those items (what a
+    small model under constrained decoding needs; the quote itself is still checked)."""
+
     def string(n: int, description: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {"type": "string", "maxLength": n}
         return {**out, "description": description} if description else out
 
+    item_id = string(80, "The id of the response, exactly as shown.")
+    if item_ids:
+        item_id = {"type": "string", "enum": list(item_ids), "description": item_id["description"]}
     quote = {
         "type": "object",
         "properties": {
-            "item_id": string(80, "The id of the response, exactly as shown."),
+            "item_id": item_id,
             "quote": string(limits.quote, "A phrase or sentence copied exactly from it."),
         },
         "required": ["item_id", "quote"],
@@ -186,7 +192,7 @@ async def write_draft(
     max_tokens comes from `limits`."""
     system = _prompts.get_template("analyst_system.j2").render(limits=limits)
     prompt = _prompts.get_template("analyst_brief.j2").render(brief=brief, limits=limits)
-    tool = tool_definition(limits)
+    tool = tool_definition(limits, [x.item_id for x in brief.samples])
     params = {**params, "max_tokens": limits.max_tokens}
     messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
     calls: list[CallResult] = []
