@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from memory import write_atomic
 from orchestrator.analysis import probe_metrics
 from orchestrator.protocol.schema import Protocol
 from orchestrator.rundir import RunDir
@@ -66,7 +67,22 @@ def make_plots(run: RunDir, protocol: Protocol, analysis: dict[str, Any]) -> lis
     for stale in folder.glob("*.png"):  # figures an earlier report drew that no longer apply
         if stale.stem not in {f["name"] for f in out}:
             stale.unlink()
+    write_atomic(folder / INDEX, json.dumps(out, indent=2) + "\n")
     return out
+
+
+INDEX = "figures.json"
+"""The figures the last make_plots drew, with titles and captions, for re-rendering a report
+without drawing them again."""
+
+
+def drawn_figures(run: RunDir) -> list[dict[str, str]] | None:
+    """What make_plots last drew for this run, if all of it is still on disk."""
+    index = run.path("artifacts", "plots", INDEX)
+    if not index.exists():
+        return None
+    figures = json.loads(index.read_text())
+    return figures if all(run.path(f["path"]).exists() for f in figures) else None
 
 
 def _save(fig: Figure, path: Path) -> None:

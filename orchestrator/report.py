@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 
 from memory import write_atomic
 from orchestrator.analysis import primary_verdicts
-from orchestrator.plots import make_plots
+from orchestrator.plots import drawn_figures, make_plots
 from orchestrator.progress import usage_totals
 from orchestrator.protocol.schema import Protocol
 from orchestrator.rundir import RunDir
@@ -113,10 +113,13 @@ def export_records(run: RunDir) -> dict[str, int]:
     return {name: len(data) for name, data in rows.items()}
 
 
-def write_report(run: RunDir, protocol: Protocol, analysis: dict[str, Any]) -> Path:
-    """Write the exports, the plots, report.md and report.html; return report.md's path."""
+def write_report(
+    run: RunDir, protocol: Protocol, analysis: dict[str, Any], *, redraw: bool = True
+) -> Path:
+    """Write the exports, the plots, report.md and report.html; return report.md's path.
+    `redraw=False` reuses the figures already drawn (when only decisions or flags changed)."""
     export_records(run)
-    figures = make_plots(run, protocol, analysis)
+    figures = (None if redraw else drawn_figures(run)) or make_plots(run, protocol, analysis)
     context = report_context(run, protocol, analysis, figures)
     write_atomic(run.path("report.md"), _env.get_template("report.md.j2").render(**context))
     for fig in figures:  # only the HTML carries the images themselves

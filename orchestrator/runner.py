@@ -8,6 +8,7 @@ continue. Whatever happens — a rejection, Ctrl-C, a crash — LOG.md and SUMMA
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -268,9 +269,20 @@ def _drive(
     run.set_status(status)
     text = f"Run stopped: `{rejected[0]}` rejected." if rejected else "Run complete."
     run.log.append(rejected[0] if rejected else "run", "orchestrator", status, text)
+    _final_report(run, protocol)
     refresh_summary(run)
     run.history.commit(f"run {status}")
     return Outcome(run.id, run.root, status)
+
+
+def _final_report(run: RunDir, protocol: Protocol) -> None:
+    """Re-render a report written before the last checkpoint, so that its decisions, flag
+    resolutions and status include that checkpoint's (the figures are not redrawn)."""
+    analysis = run.path("artifacts", "analysis.json")
+    if "report" in run.records.stages() and analysis.exists():
+        from orchestrator.report import write_report
+
+        write_report(run, protocol, json.loads(analysis.read_text()), redraw=False)
 
 
 @contextmanager

@@ -145,6 +145,9 @@ def test_every_checkpoint_interrupts_and_resumes(env: dict, runs: Path) -> None:
     assert [e.stage for e in approvals] == ["design", "evaluate", "report"]
     assert all(e.actor == "alice" and "Note: ok" in e.text for e in approvals)
     assert "— “ok evaluate”" in (run_dir / "SUMMARY.md").read_text()
+    # the report, written before its own checkpoint, is re-rendered with that decision in it
+    report = (run_dir / "report.md").read_text()
+    assert "ok report" in report and "ok design" in report
 
 
 def test_no_tty_stops_at_checkpoint_then_approve_and_resume(env: dict, runs: Path) -> None:
