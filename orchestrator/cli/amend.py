@@ -39,7 +39,9 @@ def amend_cmd(
     who = by or user_name()
     with RunDir.open(runs_root(runs_dir), run) as rd:
         row = amend.propose(rd, protocol, note, who)
-        console.print(f"amendment {row.n} proposed ({row.diff.count(chr(10))} diff lines)")
+        console.print(
+            f"amendment {row.n} proposed ({row.diff.count(chr(10))} diff lines)", highlight=False
+        )
         if yes:
             decided = amend.decide(rd, row, True, who, "approved with --yes when proposed")
         elif interactive():
@@ -56,4 +58,6 @@ def amend_cmd(
             "[--note TEXT]`"
         )
     else:
-        console.print(f"amendment {decided.n} {decided.status} by {decided.decided_by}")
+        console.print(
+            f"amendment {decided.n} {decided.status} by {decided.decided_by}", highlight=False
+        )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 import pexpect
 
 from memory import RunLog
-from tests.conftest import DEU, ROOT
+from tests.conftest import DEU, ROOT, copy_run
 
 
 def spawn_tty(args: list[str], env: dict) -> pexpect.spawn:
@@ -59,3 +60,27 @@ def test_terminal_abort_leaves_the_run_waiting(env: dict, runs: Path) -> None:
     child.close()
     assert child.exitstatus == 0
     assert "awaiting approval at design" in (runs / "abort" / "SUMMARY.md").read_text()
+
+
+def test_terminal_amendment_shows_the_diff_and_asks(
+    env: dict, runs: Path, completed_pilot: Path, tmp_path: Path
+) -> None:
+    run_dir = copy_run(completed_pilot, runs, "amend-tty")
+    text = (run_dir / "protocol.yaml").read_text()
+    shutil.copytree(run_dir / "data", tmp_path / "data")
+    amended = tmp_path / "amended.yaml"
+    amended.write_text(text.replace("correction: holm", "correction: bonferroni", 1))
+    child = spawn_tty(["amend", "amend-tty", str(amended), "--note", "one family, FWER"], env)
+    child.expect("amendment 1 to the pre-registered analysis")
+    child.expect(r"\+\s+correction: bonferroni")  # the diff, in the panel
+    child.expect("rebuilt from records")
+    child.expect(r"approve \(a\), reject with a reason \(r\), or abort for now \(b\)")
+    child.sendline("a")
+    child.expect("note")
+    child.sendline("agreed")
+    child.expect("amendment 1 approved")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert (run_dir / "protocol.yaml").read_text() == amended.read_text()
+    assert "one family, FWER" in (run_dir / "report.md").read_text()
