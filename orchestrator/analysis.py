@@ -42,13 +42,19 @@ def primary_verdicts(verdicts: list[Verdict]) -> dict[str, Verdict]:
     return out
 
 
+def group_by_cell(items: list[Item]) -> dict[str, list[Item]]:
+    """Items by cell key, in the order given."""
+    by_cell: dict[str, list[Item]] = defaultdict(list)
+    for item in items:
+        by_cell[item.cell].append(item)
+    return by_cell
+
+
 def analyze_records(protocol: Protocol, records: Records) -> dict[str, Any]:
     items = records.items()
     verdicts = primary_verdicts(records.verdicts())
     screen = records.screen()
-    by_cell: dict[str, list[Item]] = defaultdict(list)
-    for item in items:
-        by_cell[item.cell].append(item)
+    by_cell = group_by_cell(items)
     enums = [n for n, f in protocol.evaluation.verdict.items() if f.type == "enum"]
     cells = []
     for key, cell_items in by_cell.items():

@@ -9,11 +9,10 @@ API). Written to artifacts/forecast.json so the report can set it against what h
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from typing import Any
 
 from agents.pricing import known, price_usd
-from orchestrator.analysis import arm_items
+from orchestrator.analysis import arm_items, group_by_cell
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Item, Records, now
 
@@ -55,11 +54,8 @@ def newcombe_half_width(p1: float, n1: int, p0: float, n0: int) -> float:
 
 def design_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
     """Precision and cost of the run about to start, from its rendered items."""
-    by_cell: dict[str, list[Item]] = defaultdict(list)
-    for i in items:
-        by_cell[i.cell].append(i)
     cells = []
-    for key, its in by_cell.items():
+    for key, its in group_by_cell(items).items():
         p = assumed_rate(protocol, its[0].levels, its[0].subject)
         cells.append(
             {

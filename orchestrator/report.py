@@ -25,7 +25,7 @@ from orchestrator.analysis import primary_verdicts
 from orchestrator.plots import drawn_figures, make_plots
 from orchestrator.progress import usage_totals
 from orchestrator.protocol.schema import Protocol
-from orchestrator.rundir import RunDir
+from orchestrator.rundir import RunDir, analysis_sha256
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -225,7 +225,7 @@ def report_context(
         "usage_by_stage": rec.usage(),
         "hashes": {
             "preregistered": getattr(m, "preregistered_sha256", None),
-            "analysis": getattr(m, "analysis_sha256", None),
+            "analysis": analysis_sha256(run.loaded.protocol),
         },
     }
 

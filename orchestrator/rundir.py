@@ -42,9 +42,6 @@ class Manifest(BaseModel):
         "differs from protocol_sha256 only after an approved amendment, and keys the call "
         "ledger, so an amendment never makes a call be paid again.",
     )
-    analysis_sha256: str | None = Field(
-        None, description="sha256 of the protocol's analysis section as it stands (amended)."
-    )
     data_sha256: dict[str, str] = Field(
         default_factory=dict,
         description="sha256 of each data file the protocol refers to, frozen beside it.",
@@ -170,7 +167,6 @@ class RunDir:
             protocol_id=loaded.protocol.id,
             protocol_sha256=loaded.sha256,
             preregistered_sha256=loaded.sha256,
-            analysis_sha256=analysis_sha256(loaded.protocol),
             data_sha256=data,
             protocol_source=str(loaded.path),
             code_commit=commit,
@@ -217,10 +213,7 @@ class RunDir:
         """Freeze an approved amendment: the new protocol.yaml, its hash in the manifest."""
         write_atomic(self.path("protocol.yaml"), text)
         self.loaded = load_protocol(self.path("protocol.yaml"))
-        self.update_manifest(
-            protocol_sha256=self.loaded.sha256,
-            analysis_sha256=analysis_sha256(self.loaded.protocol),
-        )
+        self.update_manifest(protocol_sha256=self.loaded.sha256)
 
     def close(self) -> None:
         self.records.close()

@@ -121,16 +121,18 @@ class _Checker:
 
     def references(self) -> None:
         p = self.p
-        for where, ids in [
-            (("materials", "tasks"), [t.id for t in p.materials.tasks]),
-            (("materials", "plants"), [t.id for t in p.materials.plants]),
-            (("subjects",), [s.id for s in p.subjects]),
-            (("hypotheses",), [h.id for h in p.hypotheses]),
+        for where, key, ids in [
+            (("materials", "tasks"), "id", [t.id for t in p.materials.tasks]),
+            (("materials", "plants"), "id", [t.id for t in p.materials.plants]),
+            (("subjects",), "id", [s.id for s in p.subjects]),
+            (("hypotheses",), "id", [h.id for h in p.hypotheses]),
+            (("evaluation", "comprehension"), "id", [q.id for q in p.evaluation.comprehension]),
+            (("analysis", "models"), "name", [m.name for m in p.analysis.models]),
         ]:
             seen: set[str] = set()
             for i, id_ in enumerate(ids):
                 if id_ in seen:
-                    raise self.fail(where + (i, "id"), f"duplicate id {id_!r}")
+                    raise self.fail(where + (i, key), f"duplicate {key} {id_!r}")
                 seen.add(id_)
         for name, factor in p.design.factors.items():
             where = ("design", "factors", name)
@@ -151,12 +153,8 @@ class _Checker:
                 raise self.fail(where, "an enum needs `values`; other types take none")
             if spec.max_length is not None and spec.type != "str":
                 raise self.fail(where + ("max_length",), "max_length applies to `str` fields only")
-        seen_q: set[str] = set()
         for i, q in enumerate(p.evaluation.comprehension):
             where = ("evaluation", "comprehension", i)
-            if q.id in seen_q:
-                raise self.fail(where + ("id",), f"duplicate id {q.id!r}")
-            seen_q.add(q.id)
             if q.answer not in q.choices:
                 raise self.fail(
                     where + ("answer",),
@@ -174,12 +172,8 @@ class _Checker:
             for factor, level in c.within.items():
                 self.level(where + ("within", factor), factor, level)
         subjects = [s.id for s in p.subjects]
-        seen_m: set[str] = set()
         for i, m in enumerate(p.analysis.models):
             where = ("analysis", "models", i)
-            if m.name in seen_m:
-                raise self.fail(where + ("name",), f"duplicate name {m.name!r}")
-            seen_m.add(m.name)
             if m.outcome is not None and m.outcome not in p.outcomes:
                 raise self.fail(
                     where + ("outcome",),

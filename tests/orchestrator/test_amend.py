@@ -41,7 +41,7 @@ def test_an_amendment_is_proposed_decided_logged_and_reported(
     run_dir = copy_run(completed_pilot, runs, "am")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     prereg = manifest["preregistered_sha256"]
-    assert prereg == manifest["protocol_sha256"] and manifest["analysis_sha256"]
+    assert prereg == manifest["protocol_sha256"]
     calls = api_calls(run_dir)
     path = amended(run_dir, tmp_path, "correction: holm", "correction: bonferroni")
 

@@ -266,3 +266,34 @@ def test_a_run_freezes_its_data_files_and_refuses_edits(tmp_path: Path) -> None:
     frozen.write_text(frozen.read_text().replace("Canberra", "Sydney", 1))
     with pytest.raises(UserError, match="instructed_pairs.jsonl was edited after the run started"):
         RunDir.open(tmp_path / "runs", "frozen")
+
+
+@pytest.mark.parametrize(
+    "old,new,field,fragment",
+    [
+        ("      terms: [framing, subject]", "      terms: [framing, model]",
+         "analysis.models[0].terms[1]", "unknown term 'model'"),
+        ("      terms: [framing, subject]", "      terms: [framing, planted]",
+         "analysis.models[0].terms[1]", "also held fixed in within"),
+        ("      outcome: detected\n      terms:", "      outcome: evidence\n      terms:",
+         "analysis.models[0].outcome", "not one of the analysis outcomes"),
+        ("    - when: {planted: none}", "    - when: {subject: gpt-4o}",
+         "analysis.assumed_rates[2].when.subject", "unknown subject 'gpt-4o'"),
+        ("    - when: {planted: none}", "    - when: {planted: maybe}",
+         "analysis.assumed_rates[2].when.planted", "unknown level 'maybe'"),
+        ("      type: bool\n", "      type: bool\n      max_length: 10\n",
+         "evaluation.verdict.detected.max_length", "`str` fields only"),
+        ("  models:\n", "  models:\n    - {name: framing_by_model, terms: [framing]}\n",
+         "analysis.models[1].name", "duplicate name 'framing_by_model'"),
+    ],
+)  # fmt: skip
+def test_analysis_references_are_checked(
+    tmp_path: Path, old: str, new: str, field: str, fragment: str
+) -> None:
+    """The pre-registered models and forecast rates name factors, levels, subjects and
+    outcomes that must exist: a typo is an error at its line, before anything is spent."""
+    path = mutate(tmp_path, old, new)
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert e.value.field == field and fragment in e.value.message, e.value.report()
+    assert e.value.line is not None
