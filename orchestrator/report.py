@@ -153,7 +153,6 @@ SECTIONS = {
 """Anchor and heading of every section, in order (both documents, and the table of contents)."""
 
 NOT_AVAILABLE = {
-    "amendments": "this version of the records keeps no amendment log",
     "forecast": "no `artifacts/forecast.json` (the design checkpoint writes it)",
     "models": "the analysis has no regression models",
     "false_alarms": "the analysis has no false-alarm table",
@@ -224,7 +223,7 @@ def report_context(
         "usage": usage_totals(run),
         "usage_by_stage": rec.usage(),
         "hashes": {
-            "preregistered": getattr(m, "preregistered_sha256", None),
+            "preregistered": m.preregistered_sha256,
             "analysis": analysis_sha256(run.loaded.protocol),
         },
     }
@@ -314,16 +313,12 @@ def _half(lo: float | None, hi: float | None) -> float | None:
     return None if lo is None or hi is None else (hi - lo) / 2
 
 
-def _amendments(run: RunDir) -> list[dict[str, Any]] | None:
-    if not hasattr(run.records, "amendments"):
-        return None
-    fields = ("n", "proposed_at", "by", "note", "old_sha256", "new_sha256", "diff", "status",
-              "decided_by", "decided_at", "decision_note")  # fmt: skip
-    return [{f: getattr(row, f, None) for f in fields} for row in run.records.amendments()]
+def _amendments(run: RunDir) -> list[dict[str, Any]]:
+    return [asdict(row) for row in run.records.amendments()]
 
 
 def deviations(
-    run: RunDir, protocol: Protocol, a: dict[str, Any], amendments: list[dict[str, Any]] | None
+    run: RunDir, protocol: Protocol, a: dict[str, Any], amendments: list[dict[str, Any]]
 ) -> list[str]:
     """What a reader should know went differently from the plan, from records and LOG.md."""
     rec, m, out = run.records, run.manifest, []
@@ -381,7 +376,7 @@ def deviations(
     open_flags = [f for f in rec.flags() if not f.resolution]
     if open_flags:
         out.append(f"{len(open_flags)} flag(s) still open (see Flags).")
-    approved = [x for x in amendments or [] if x["status"] == "approved"]
+    approved = [x for x in amendments if x["status"] == "approved"]
     if approved:
         out.append(f"The pre-registered analysis was amended {len(approved)} time(s) (below).")
     return out
