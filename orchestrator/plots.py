@@ -111,14 +111,6 @@ COUNT: dict[str, Any] = {
 """How a cell without data, a rate's dot and its k/n label are drawn."""
 
 
-def _find(cells: list[Cell], subject: str, levels: dict[str, str]) -> Cell | None:
-    """The subject's cell at these factor levels."""
-    for c in cells:
-        if c.subject == subject and all(c.levels.get(f) == v for f, v in levels.items()):
-            return c
-    return None
-
-
 def _rates(protocol: Protocol, analysis: AnalysisResult) -> tuple[str, str, str, Figure | None]:
     """Dots with Wilson intervals: one panel per subject, the first factor's levels side by side
     within each combination of the other factors."""
@@ -142,21 +134,9 @@ def _rates(protocol: Protocol, analysis: AnalysisResult) -> tuple[str, str, str,
     nrows = math.ceil(len(subjects) / ncols)
     fig = Figure(figsize=(width * ncols + 0.6, 3.2 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
-    step = 0.7 / max(1, len(hue_levels))
     for ax, subject in zip(axes.flat, subjects, strict=False):
-        for gi, group in enumerate(groups):
-            for hi, level in enumerate(hue_levels):
-                want = dict(zip(rest, group, strict=True)) | {hue: level}
-                cell = _find(cells, subject, want)
-                x = gi + (hi - (len(hue_levels) - 1) / 2) * step
-                o = cell.outcomes[primary] if cell else None
-                if o is None or o.rate is None or o.lo is None or o.hi is None:
-                    ax.text(x, 0.02, "no data", **NO_DATA)
-                    continue
-                err = [[o.rate - o.lo], [o.hi - o.rate]]
-                color = PALETTE[hi % len(PALETTE)]
-                ax.errorbar([x], [o.rate], yerr=err, color=color, **DOT)
-                ax.annotate(f"{o.k}/{o.n}", (x, o.rate), **COUNT)
+        subject_cells = [c for c in cells if c.subject == subject]
+        _rate_dots(ax, subject_cells, primary, rest, groups, hue, hue_levels)
         ax.set_title(subject)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(["\n".join(g) or "all" for g in groups])
@@ -181,6 +161,34 @@ def _rates(protocol: Protocol, analysis: AnalysisResult) -> tuple[str, str, str,
         f"numbers beside each dot are k/n. Unscored items are left out of n."
     )
     return "rates", title, caption, fig
+
+
+def _rate_dots(
+    ax: Any,
+    cells: list[Cell],
+    primary: str,
+    rest: list[str],
+    groups: list[tuple[str, ...]],
+    hue: str,
+    hue_levels: list[str],
+) -> None:
+    """One subject's panel: per group of the other factors, a dot per level of `hue`."""
+    step = 0.7 / max(1, len(hue_levels))
+    for gi, group in enumerate(groups):
+        for hi, level in enumerate(hue_levels):
+            want = dict(zip(rest, group, strict=True)) | {hue: level}
+            cell = next(
+                (c for c in cells if all(c.levels.get(f) == v for f, v in want.items())), None
+            )
+            x = gi + (hi - (len(hue_levels) - 1) / 2) * step
+            o = cell.outcomes[primary] if cell else None
+            if o is None or o.rate is None or o.lo is None or o.hi is None:
+                ax.text(x, 0.02, "no data", **NO_DATA)
+                continue
+            err = [[o.rate - o.lo], [o.hi - o.rate]]
+            color = PALETTE[hi % len(PALETTE)]
+            ax.errorbar([x], [o.rate], yerr=err, color=color, **DOT)
+            ax.annotate(f"{o.k}/{o.n}", (x, o.rate), **COUNT)
 
 
 def probe_values(run: RunDir) -> dict[str, dict[str, list[float]]]:

@@ -199,15 +199,10 @@ def qualitative(item: str) -> dict:
     }
 
 
-def analysis_extras(analysis: dict) -> None:
-    """The keys the analysis gains in this release, as their producer writes them."""
-    for c in analysis["contrasts"]:
-        c.update(p_adjusted=0.5, rejected=False)
-    analysis["contrasts"][0].update(p_adjusted=0.0123, rejected=True)
-    correction = {"method": "holm", "alpha": 0.05, "family": "per outcome", "tests": 4}
-    analysis["correction"] = correction
+def extra_models() -> list[dict]:
+    """A fitted model with an interaction, and one that failed."""
     interaction = "framing[T.deu]:subject[T.claude-haiku]"
-    analysis["models"] = [
+    return [
         {
             "name": "framing_by_model",
             "outcome": "detected",
@@ -258,6 +253,16 @@ def analysis_extras(analysis: dict) -> None:
             "error": "PerfectSeparationError: no variation in complied",
         },
     ]
+
+
+def analysis_extras(analysis: dict) -> None:
+    """The keys the analysis gains in this release, as their producer writes them."""
+    for c in analysis["contrasts"]:
+        c.update(p_adjusted=0.5, rejected=False)
+    analysis["contrasts"][0].update(p_adjusted=0.0123, rejected=True)
+    correction = {"method": "holm", "alpha": 0.05, "family": "per outcome", "tests": 4}
+    analysis["correction"] = correction
+    analysis["models"] = extra_models()
     analysis["false_alarms"] = [
         {
             "cell": "claude-haiku.deu.none",
