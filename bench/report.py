@@ -12,7 +12,6 @@ association), the plots, and report.md + report.html. The analyst's API call is 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
@@ -26,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from orchestrator.analysis import analyze_records  # noqa: E402
 from orchestrator.plots import make_plots  # noqa: E402
 from orchestrator.protocol import load_protocol  # noqa: E402
-from orchestrator.protocol.stimuli import build_stimuli  # noqa: E402
+from orchestrator.protocol.stimuli import Stimulus, build_stimuli  # noqa: E402
 from orchestrator.records import Item, Verdict  # noqa: E402
 from orchestrator.report import write_report  # noqa: E402
 from orchestrator.rundir import RunDir  # noqa: E402
@@ -36,34 +35,55 @@ RATES = {("control", "planted"): 0.3, ("deu", "planted"): 0.6}
 
 def build(runs: Path) -> RunDir:
     loaded = load_protocol(ROOT / "protocols" / "deu.yaml")
-    run = RunDir.create(runs, loaded, run_id="bench", pilot=False, offline=False,
-                        local_model=None, models=[])  # fmt: skip
+    run = RunDir.create(
+        runs, loaded, run_id="bench", pilot=False, offline=False, local_model=None, models=[]
+    )
     stimuli = build_stimuli(loaded.protocol, pilot=False)
-    run.records.add_items([
-        Item(s.item_id, s.cell.key, s.cell.subject, dict(s.cell.levels), s.replicate, s.task_id,
-             s.plant_id, s.system, s.user, s.blind_user)
-        for s in stimuli
-    ])  # fmt: skip
+    run.records.add_items([_item(s) for s in stimuli])
     rng = random.Random(0)
     verdicts = []
     for s in stimuli:
         lv = dict(s.cell.levels)
         p = RATES.get((lv["framing"], lv["planted"]), 0.05)
         detected = rng.random() < p
-        fields = {"detected": detected, "complied": not detected and rng.random() < 0.3,
-                  "questioned_legitimacy": detected and rng.random() < 0.5,
-                  "reasoning_style": rng.choice(["checklist", "experiential", "none"]),
-                  "evidence": ""}  # fmt: skip
+        fields = {
+            "detected": detected,
+            "complied": not detected and rng.random() < 0.3,
+            "questioned_legitimacy": detected and rng.random() < 0.5,
+            "reasoning_style": rng.choice(["checklist", "experiential", "none"]),
+            "evidence": "",
+        }
         verdicts.append(Verdict(s.item_id, "evaluator-1", "b1", "scored", fields, None))
+        surprisal = {"mean_nll": rng.gauss(3, 0.5), "p90": rng.gauss(6, 1), "max": 9.0}
+        attributes = {
+            "sincere_vs_insincere": rng.gauss(0, 1),
+            "honest_vs_deceptive": rng.gauss(0, 1),
+        }
+        linear = {"score": rng.gauss(1.0 if detected else 0.0, 1)}
         for probe, result in (
-            ("surprisal", {"mean_nll": rng.gauss(3, 0.5), "p90": rng.gauss(6, 1), "max": 9.0}),
-            ("author", {"attributes": {"sincere_vs_insincere": rng.gauss(0, 1),
-                                       "honest_vs_deceptive": rng.gauss(0, 1)}}),
-            ("linear:deception", {"score": rng.gauss(1.0 if detected else 0.0, 1)}),
-        ):  # fmt: skip
+            ("surprisal", surprisal),
+            ("author", {"attributes": attributes}),
+            ("linear:deception", linear),
+        ):
             run.records.add_probe_result(s.item_id, probe, "bench", {}, s.item_id, result)
     run.records.add_verdicts(verdicts)
     return run
+
+
+def _item(s: Stimulus) -> Item:
+    levels = dict(s.cell.levels)
+    return Item(
+        s.item_id,
+        s.cell.key,
+        s.cell.subject,
+        levels,
+        s.replicate,
+        s.task_id,
+        s.plant_id,
+        s.system,
+        s.user,
+        s.blind_user,
+    )
 
 
 def main() -> None:
@@ -78,14 +98,14 @@ def main() -> None:
             t = time.perf_counter()
             analysis = analyze_records(protocol, run.records)
             times["statistics"].append(time.perf_counter() - t)
-            json.dumps(analysis)
+            analysis.model_dump_json()
             t = time.perf_counter()
             figures = make_plots(run, protocol, analysis)
             times["plots"].append(time.perf_counter() - t)
             t = time.perf_counter()
             write_report(run, protocol, analysis)  # makes the plots again, then renders
             times["report.md+html"].append(time.perf_counter() - t)
-        items = analysis["totals"]["items"]
+        items = analysis.totals.items
         html = run.path("report.html").stat().st_size
         run.close()
     print(f"synthetic DEU run: {items} items, {len(figures)} figures, report.html {html:,} bytes")

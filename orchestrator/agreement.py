@@ -1,111 +1,26 @@
-"""Agreement between evaluators, and of each evaluator with itself.
-
-Overlap items are judged by two evaluators (the item's primary one and a second); planted
-duplicates are judged twice by the same evaluator. For every categorical verdict field (bool or
-enum) this gives: raw agreement and Cohen's kappa over all overlap pairs, Krippendorff's alpha
-(nominal) over every item judged more than once by different evaluators, kappa per pair of
-evaluators, and self-consistency (the share of duplicates judged the same both times). Only
-scored verdicts count; kappa and alpha are None where they are undefined (a single category, or
-no pairs).
+"""Old names of the agreement statistics, for the two callers that still pass plain dicts
+(nodes/evaluate.py writes agreement.json with json.dumps; progress.py reads it with json.loads).
+The statistics and the `Agreement` model live in orchestrator/analysis/agreement.py; once those
+callers use `compute_agreement`/`save_agreement`/`load_agreement`, this module goes.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from typing import Any
 
+from orchestrator.analysis.agreement import compute_agreement
+from orchestrator.analysis.agreement import headline as _headline
+from orchestrator.analysis.result import Agreement
 from orchestrator.protocol.schema import Protocol
-from orchestrator.records import Records, Verdict
-
-
-def _kappa(pairs: list[tuple[str, str]]) -> float | None:
-    from statsmodels.stats.inter_rater import cohens_kappa
-
-    cats = sorted({x for p in pairs for x in p})
-    if len(pairs) < 2 or len(cats) < 2:
-        return None
-    index = {c: i for i, c in enumerate(cats)}
-    table = [[0] * len(cats) for _ in cats]
-    for a, b in pairs:
-        table[index[a]][index[b]] += 1
-    value = float(cohens_kappa(table, return_results=False))
-    return None if math.isnan(value) else value
-
-
-def _alpha(units: dict[str, dict[str, str]], coders: list[str]) -> float | None:
-    import krippendorff
-    import numpy as np
-
-    units = {u: by for u, by in units.items() if len(by) >= 2}
-    cats = sorted({v for by in units.values() for v in by.values()})
-    if len(units) < 2 or len(cats) < 2:
-        return None
-    index = {c: i for i, c in enumerate(cats)}
-    data = np.full((len(coders), len(units)), np.nan)
-    for col, by in enumerate(units.values()):
-        for coder, value in by.items():
-            data[coders.index(coder), col] = index[value]
-    value = float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))
-    return None if math.isnan(value) else value
-
-
-def _agree(pairs: list[tuple[str, str]]) -> float | None:
-    return sum(a == b for a, b in pairs) / len(pairs) if pairs else None
+from orchestrator.records import Records
 
 
 def agreement(protocol: Protocol, records: Records) -> dict[str, Any]:
-    fields = [n for n, f in protocol.evaluation.verdict.items() if f.type in ("bool", "enum")]
-    scored = [v for v in records.verdicts(None) if v.status == "scored" and v.fields]
-    primary = {v.item_id: v for v in scored if v.role == "primary"}
-    first_look = {(v.item_id, v.evaluator): v for v in scored if v.copy == 0}
-    overlap: list[tuple[Verdict, Verdict]] = [
-        (primary[v.item_id], v) for v in scored if v.role == "overlap" and v.item_id in primary
-    ]
-    dups: list[tuple[Verdict, Verdict]] = [
-        (first_look[(v.item_id, v.evaluator)], v)
-        for v in scored
-        if v.role == "duplicate" and (v.item_id, v.evaluator) in first_look
-    ]
-    coders = sorted({v.evaluator for v in scored if v.copy == 0})
-    out: dict[str, Any] = {"fields": {}, "pairs": [], "overlap_items": len(overlap),
-                           "duplicates": len(dups)}  # fmt: skip
-    for name in fields:
-        pairs = [(str(a.fields[name]), str(b.fields[name])) for a, b in overlap]
-        units: dict[str, dict[str, str]] = defaultdict(dict)
-        for v in scored:
-            if v.copy == 0 and v.role in ("primary", "overlap"):
-                units[v.item_id][v.evaluator] = str(v.fields[name])
-        twice = [(str(a.fields[name]), str(b.fields[name])) for a, b in dups]
-        out["fields"][name] = {
-            "overlap_n": len(pairs),
-            "agree": _agree(pairs),
-            "kappa": _kappa(pairs),
-            "alpha": _alpha(units, coders),
-            "self_n": len(twice),
-            "self_agree": _agree(twice),
-        }
-    by_pair: dict[tuple[str, str], list[tuple[Verdict, Verdict]]] = defaultdict(list)
-    for a, b in overlap:
-        by_pair[tuple(sorted((a.evaluator, b.evaluator)))].append((a, b))  # type: ignore[index]
-    primary_field = protocol.analysis.primary
-    for (ea, eb), got in sorted(by_pair.items()):
-        pairs = [(str(a.fields[primary_field]), str(b.fields[primary_field])) for a, b in got]
-        out["pairs"].append({"a": ea, "b": eb, "n": len(pairs), "agree": _agree(pairs),
-                             "kappa": _kappa(pairs)})  # fmt: skip
-    return out
+    """`compute_agreement` as the plain dict agreement.json holds."""
+    return compute_agreement(protocol, records).model_dump(mode="json")
 
 
-def headline(data: dict[str, Any], field: str) -> str:
+def headline(data: Agreement | dict[str, Any], field: str) -> str:
     """One line for SUMMARY.md and the checkpoint: agreement on `field`."""
-    f = data["fields"].get(field)
-    if f is None:
-        return "n/a"
-
-    def num(x: float | None, fmt: str = ".2f") -> str:
-        return "n/a" if x is None else format(x, fmt)
-
-    return (
-        f"between evaluators {num(f['agree'], '.0%')} (κ {num(f['kappa'])}, α {num(f['alpha'])}, "
-        f"n={f['overlap_n']}); self-consistency {num(f['self_agree'], '.0%')} (n={f['self_n']})"
-    )
+    model = data if isinstance(data, Agreement) else Agreement.model_validate(data)
+    return _headline(model, field)

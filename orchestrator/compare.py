@@ -7,10 +7,12 @@ are matched by name; what only one run has is shown against a dash.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.analysis import AnalysisResult, analyze_records, load_analysis
+from orchestrator.analysis.result import CellRate, Coefficient, ContrastResult
+from orchestrator.context import as_run
 from orchestrator.rundir import RunDir
 
 
@@ -22,79 +24,53 @@ class Side:
     size: str
     models: list[str]
     status: str
-    analysis: dict[str, Any]
+    analysis: AnalysisResult
 
 
 def load_side(run: RunDir) -> Side:
     path = run.path("artifacts", "analysis.json")
+    m = run.manifest
     if path.exists():
-        analysis = json.loads(path.read_text())
+        analysis = load_analysis(path)
     else:  # a run stopped before its analysis: compute it from what was recorded
-        from orchestrator.analysis import analyze_records
-        from orchestrator.context import as_run
-
-        m = run.manifest
         protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
         analysis = analyze_records(protocol, run.records)
-    m = run.manifest
     size = m.size + (f", offline ({m.local_model})" if m.offline else "")
     return Side(run.id, m.protocol_id, m.protocol_sha256, size, m.models, m.status, analysis)
 
 
-def _rate(o: dict[str, Any] | None) -> str:
-    if not o or o.get("rate") is None:
+def _rate(o: CellRate | None) -> str:
+    if o is None or o.rate is None or o.lo is None or o.hi is None:
         return "—"
-    return f"{100 * o['rate']:.1f}% [{100 * o['lo']:.1f}, {100 * o['hi']:.1f}] n={o['n']}"
+    return f"{100 * o.rate:.1f}% [{100 * o.lo:.1f}, {100 * o.hi:.1f}] n={o.n}"
 
 
-def _diff(x: dict[str, Any] | None) -> str:
-    if not x or x.get("diff") is None:
+def _diff(x: ContrastResult | None) -> str:
+    if x is None or x.diff is None or x.lo is None or x.hi is None:
         return "—"
-    p = x.get("p_adjusted", x.get("fisher_p"))
+    # a file from before the correction was recorded has only the uncorrected p
+    p = x.p_adjusted if "p_adjusted" in x.model_fields_set else x.fisher_p
     p_text = f", p={p:.3g}" if p is not None else ""
-    return f"{100 * x['diff']:+.1f} [{100 * x['lo']:+.1f}, {100 * x['hi']:+.1f}]{p_text}"
+    return f"{100 * x.diff:+.1f} [{100 * x.lo:+.1f}, {100 * x.hi:+.1f}]{p_text}"
 
 
 def compare(a: Side, b: Side) -> dict[str, Any]:
     """Rows of the comparison: the primary outcome per cell and in each contrast, and the
     models' interaction terms."""
-    primary = a.analysis.get("primary")
+    primary = a.analysis.primary
     notes = []
-    if b.analysis.get("primary") != primary:
+    if b.analysis.primary != primary:
         notes.append(
-            f"The primary outcomes differ ({primary} vs {b.analysis.get('primary')}); rows "
+            f"The primary outcomes differ ({primary} vs {b.analysis.primary}); rows "
             "compare each run's own primary outcome."
         )
     if a.protocol_sha256 != b.protocol_sha256:
         notes.append("The runs used different protocol files (see their sha256).")
-
-    def cell_map(s: Side) -> dict[str, dict[str, Any]]:
-        p = s.analysis.get("primary")
-        return {c["cell"]: c["outcomes"].get(p) for c in s.analysis.get("cells", [])}
-
-    def contrast_map(s: Side) -> dict[str, dict[str, Any]]:  # on the primary outcome
-        return {
-            f"{c['name']} · {c['subject']}": c
-            for c in s.analysis.get("contrasts", [])
-            if c["outcome"] == s.analysis.get("primary")
-        }
-
-    def interaction_map(s: Side) -> dict[str, dict[str, Any]]:
-        out = {}
-        for m in s.analysis.get("models", []):
-            coef = next(
-                (c for c in m.get("coefficients", []) if c["term"] == m.get("interaction")), None
-            )
-            out[f"{m['name']}: {m.get('interaction') or 'interaction'}"] = (
-                {"error": m["error"]} if m.get("error") else coef or {}
-            )
-        return out
-
-    ca, cb = cell_map(a), cell_map(b)
+    ca, cb = _cells(a.analysis), _cells(b.analysis)
     cells = [(k, _rate(ca.get(k)), _rate(cb.get(k))) for k in _union(ca, cb)]
-    xa, xb = contrast_map(a), contrast_map(b)
+    xa, xb = _contrasts(a.analysis), _contrasts(b.analysis)
     contrasts = [(k, _diff(xa.get(k)), _diff(xb.get(k))) for k in _union(xa, xb)]
-    ma, mb = interaction_map(a), interaction_map(b)
+    ma, mb = _interactions(a.analysis), _interactions(b.analysis)
     models = [(k, _coef(ma.get(k)), _coef(mb.get(k))) for k in _union(ma, mb)]
     return {
         "primary": primary,
@@ -106,12 +82,30 @@ def compare(a: Side, b: Side) -> dict[str, Any]:
     }
 
 
-def _coef(c: dict[str, Any] | None) -> str:
-    if not c:
+def _cells(r: AnalysisResult) -> dict[str, CellRate | None]:
+    return {c.cell: c.outcomes.get(r.primary) for c in r.cells}
+
+
+def _contrasts(r: AnalysisResult) -> dict[str, ContrastResult]:
+    """The contrasts on the primary outcome, by name and subject."""
+    return {f"{c.name} · {c.subject}": c for c in r.contrasts if c.outcome == r.primary}
+
+
+def _interactions(r: AnalysisResult) -> dict[str, Coefficient | str | None]:
+    """Each model's interaction coefficient, or why the model has none (its error)."""
+    out: dict[str, Coefficient | str | None] = {}
+    for m in r.models or []:
+        coef = next((c for c in m.coefficients if c.term == m.interaction), None)
+        out[f"{m.name}: {m.interaction or 'interaction'}"] = m.error or coef
+    return out
+
+
+def _coef(c: Coefficient | str | None) -> str:
+    if c is None:
         return "—"
-    if c.get("error"):
-        return f"not estimable: {c['error']}"
-    return f"{c['coef']:+.2f} [{c['lo']:+.2f}, {c['hi']:+.2f}], p={c['p']:.3g}"
+    if isinstance(c, str):
+        return f"not estimable: {c}"
+    return f"{c.coef:+.2f} [{c.lo:+.2f}, {c.hi:+.2f}], p={c.p:.3g}"
 
 
 def _union(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -119,15 +113,14 @@ def _union(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def _meta(s: Side) -> dict[str, str]:
-    t = s.analysis.get("totals", {})
+    t = s.analysis.totals
     return {
         "run": s.run_id,
         "protocol": f"{s.protocol_id} ({s.protocol_sha256[:12]})",
         "size": s.size,
         "status": s.status,
         "models": ", ".join(s.models),
-        "items": f"{t.get('items', '?')} ({t.get('scored', '?')} scored, "
-        f"{t.get('unscored', '?')} unscored)",
+        "items": f"{t.items} ({t.scored} scored, {t.unscored} unscored)",
     }
 
 

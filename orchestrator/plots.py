@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memory import write_atomic
-from orchestrator.analysis import probe_metrics
+from orchestrator.analysis import AnalysisResult, load_agreement, probe_metrics
+from orchestrator.analysis.result import Agreement, Cell, ProbeSummary
 from orchestrator.protocol.schema import Protocol
 from orchestrator.rundir import RunDir
 
@@ -42,28 +43,27 @@ STYLE = {
 }
 
 
-def make_plots(run: RunDir, protocol: Protocol, analysis: dict[str, Any]) -> list[dict[str, str]]:
+def make_plots(run: RunDir, protocol: Protocol, analysis: AnalysisResult) -> list[dict[str, str]]:
     """Draw every figure the data allows; return name, path (relative to the run), title and
     caption of each, in reading order. A figure without data is left out, not drawn empty."""
     from matplotlib import rc_context
 
     folder = run.path("artifacts", "plots")
     folder.mkdir(parents=True, exist_ok=True)
-    agreement_path = run.path("artifacts", "agreement.json")
-    agreement = json.loads(agreement_path.read_text()) if agreement_path.exists() else {}
+    agreement = load_agreement(run.path("artifacts", "agreement.json"))
     figures: list[tuple[str, str, str, Figure | None]] = []
     with rc_context(STYLE):
         figures.append(_rates(protocol, analysis))
         figures.extend(_probes(run, analysis))
-        figures.append(_agreement(agreement, analysis.get("primary", "")))
+        figures.append(_agreement(agreement, analysis.primary))
         out = []
         for name, title, caption, fig in figures:
             if fig is None:
                 continue
             path = folder / f"{name}.png"
             _save(fig, path)
-            out.append({"name": name, "path": f"artifacts/plots/{name}.png", "title": title,
-                        "caption": caption})  # fmt: skip
+            rel = f"artifacts/plots/{name}.png"
+            out.append({"name": name, "path": rel, "title": title, "caption": caption})
     for stale in folder.glob("*.png"):  # figures an earlier report drew that no longer apply
         if stale.stem not in {f["name"] for f in out}:
             stale.unlink()
@@ -93,18 +93,32 @@ def _save(fig: Figure, path: Path) -> None:
     tmp.replace(path)
 
 
-def _label(cell: dict[str, Any], factors: list[str]) -> str:
-    return " · ".join(str(cell.get("levels", {}).get(f, "?")) for f in factors)
+NO_DATA: dict[str, Any] = {
+    "rotation": 90,
+    "ha": "center",
+    "va": "bottom",
+    "fontsize": 7,
+    "color": "#888888",
+}
+DOT: dict[str, Any] = {"fmt": "o", "capsize": 3, "markersize": 6, "elinewidth": 1.4}
+COUNT: dict[str, Any] = {
+    "xytext": (5, 0),
+    "textcoords": "offset points",
+    "fontsize": 7,
+    "color": "#555555",
+    "va": "center",
+}
+"""How a cell without data, a rate's dot and its k/n label are drawn."""
 
 
-def _rates(protocol: Protocol, analysis: dict[str, Any]) -> tuple[str, str, str, Figure | None]:
+def _rates(protocol: Protocol, analysis: AnalysisResult) -> tuple[str, str, str, Figure | None]:
     """Dots with Wilson intervals: one panel per subject, the first factor's levels side by side
     within each combination of the other factors."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    primary = analysis.get("primary", "")
-    cells = [c for c in analysis.get("cells", []) if primary in c.get("outcomes", {})]
+    primary = analysis.primary
+    cells = [c for c in analysis.cells if primary in c.outcomes]
     title = f"{primary}: rate per cell"
     if not cells:
         return "rates", title, "", None
@@ -113,33 +127,16 @@ def _rates(protocol: Protocol, analysis: dict[str, Any]) -> tuple[str, str, str,
     hue_levels = protocol.design.factors[hue].levels
     groups = list(itertools.product(*(protocol.design.factors[f].levels for f in rest)))
     order = [s.id for s in protocol.subjects]
-    present = {c["subject"] for c in cells}
+    present = {c.subject for c in cells}
     subjects = [s for s in order if s in present] + sorted(present - set(order))
     width = max(2.2, 0.9 * len(groups) * max(1, len(hue_levels) / 2) + 1.2)
     ncols = max(1, min(len(subjects), 4, int(12 // width)))  # wide panels stack, not squeeze
     nrows = math.ceil(len(subjects) / ncols)
     fig = Figure(figsize=(width * ncols + 0.6, 3.2 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
-    step = 0.7 / max(1, len(hue_levels))
     for ax, subject in zip(axes.flat, subjects, strict=False):
-        for gi, group in enumerate(groups):
-            for hi, level in enumerate(hue_levels):
-                want = dict(zip(rest, group, strict=True)) | {hue: level}
-                cell = next((c for c in cells if c["subject"] == subject and all(
-                    c.get("levels", {}).get(f) == v for f, v in want.items())), None)  # fmt: skip
-                x = gi + (hi - (len(hue_levels) - 1) / 2) * step
-                color = PALETTE[hi % len(PALETTE)]
-                o = cell["outcomes"][primary] if cell else None
-                if not o or o.get("rate") is None:
-                    ax.text(x, 0.02, "no data", rotation=90, ha="center", va="bottom",
-                            fontsize=7, color="#888888")  # fmt: skip
-                    continue
-                err = [[o["rate"] - o["lo"]], [o["hi"] - o["rate"]]]
-                ax.errorbar([x], [o["rate"]], yerr=err, fmt="o", color=color, capsize=3,
-                            markersize=6, elinewidth=1.4)  # fmt: skip
-                ax.annotate(f"{o['k']}/{o['n']}", (x, o["rate"]), xytext=(5, 0),
-                            textcoords="offset points", fontsize=7, color="#555555",
-                            va="center")  # fmt: skip
+        subject_cells = [c for c in cells if c.subject == subject]
+        _rate_dots(ax, subject_cells, primary, rest, groups, hue, hue_levels)
         ax.set_title(subject)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(["\n".join(g) or "all" for g in groups])
@@ -157,13 +154,41 @@ def _rates(protocol: Protocol, analysis: dict[str, Any]) -> tuple[str, str, str,
         Line2D([], [], marker="o", linestyle="", color=PALETTE[i % len(PALETTE)])
         for i in range(len(hue_levels))
     ]
-    fig.legend(handles, [f"{hue}: {lv}" for lv in hue_levels], loc="outside upper center",
-               ncols=len(hue_levels))  # fmt: skip
+    labels = [f"{hue}: {lv}" for lv in hue_levels]
+    fig.legend(handles, labels, loc="outside upper center", ncols=len(hue_levels))
     caption = (
         f"Share of scored responses with {primary} per cell, with Wilson 95% intervals; the "
         f"numbers beside each dot are k/n. Unscored items are left out of n."
     )
     return "rates", title, caption, fig
+
+
+def _rate_dots(
+    ax: Any,
+    cells: list[Cell],
+    primary: str,
+    rest: list[str],
+    groups: list[tuple[str, ...]],
+    hue: str,
+    hue_levels: list[str],
+) -> None:
+    """One subject's panel: per group of the other factors, a dot per level of `hue`."""
+    step = 0.7 / max(1, len(hue_levels))
+    for gi, group in enumerate(groups):
+        for hi, level in enumerate(hue_levels):
+            want = dict(zip(rest, group, strict=True)) | {hue: level}
+            cell = next(
+                (c for c in cells if all(c.levels.get(f) == v for f, v in want.items())), None
+            )
+            x = gi + (hi - (len(hue_levels) - 1) / 2) * step
+            o = cell.outcomes[primary] if cell else None
+            if o is None or o.rate is None or o.lo is None or o.hi is None:
+                ax.text(x, 0.02, "no data", **NO_DATA)
+                continue
+            err = [[o.rate - o.lo], [o.hi - o.rate]]
+            color = PALETTE[hi % len(PALETTE)]
+            ax.errorbar([x], [o.rate], yerr=err, color=color, **DOT)
+            ax.annotate(f"{o.k}/{o.n}", (x, o.rate), **COUNT)
 
 
 def probe_values(run: RunDir) -> dict[str, dict[str, list[float]]]:
@@ -178,13 +203,12 @@ def probe_values(run: RunDir) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def _probes(run: RunDir, analysis: dict[str, Any]) -> list[tuple[str, str, str, Figure | None]]:
+def _probes(run: RunDir, analysis: AnalysisResult) -> list[tuple[str, str, str, Figure | None]]:
     """One figure per probe group: a panel per metric, a box and the items' dots per cell."""
     from matplotlib.figure import Figure
 
-    probes = analysis.get("probes") or {}
-    groups: dict[str, list[str]] = probes.get("groups") or {}
-    if not groups:
+    probes = analysis.probes
+    if probes is None or not probes.groups:
         return []
     values = probe_values(run)
     import matplotlib
@@ -192,11 +216,9 @@ def _probes(run: RunDir, analysis: dict[str, Any]) -> list[tuple[str, str, str, 
     # `vert` gave way to `orientation` in matplotlib 3.10 (and warns there)
     modern = tuple(int(x) for x in matplotlib.__version__.split(".")[:2]) >= (3, 10)
     horizontal: dict[str, Any] = {"orientation": "horizontal"} if modern else {"vert": False}
-    cells = [c["cell"] for c in analysis.get("cells", [])] or sorted(
-        {c for per in values.values() for c in per}
-    )
+    cells = [c.cell for c in analysis.cells] or sorted({c for per in values.values() for c in per})
     out = []
-    for group, metrics in groups.items():
+    for group, metrics in probes.groups.items():
         metrics = [m for m in metrics if values.get(m)]
         if not metrics:
             continue
@@ -211,14 +233,11 @@ def _probes(run: RunDir, analysis: dict[str, Any]) -> list[tuple[str, str, str, 
         for ax, metric in zip(axes.flat, metrics, strict=False):
             data = [values[metric].get(c, []) for c in cells]
             present = [(y, d) for y, d in zip(ys, data, strict=True) if d]
-            ax.boxplot([d for _, d in present], positions=[y for y, _ in present], **horizontal,
-                       widths=0.6, showfliers=False, medianprops={"color": "#333333"},
-                       boxprops={"color": "#999999"}, whiskerprops={"color": "#999999"},
-                       capprops={"color": "#999999"})  # fmt: skip
+            positions = [y for y, _ in present]
+            ax.boxplot([d for _, d in present], positions=positions, **horizontal, **BOX)
             for y, d in present:
                 jitter = rng.uniform(-0.18, 0.18, len(d))
-                ax.scatter(d, [y + j for j in jitter], s=12, color=PALETTE[0], alpha=0.7,
-                           linewidths=0, zorder=3)  # fmt: skip
+                ax.scatter(d, [y + j for j in jitter], **ITEM_DOT)
             ax.set_title(metric.split(".", 1)[-1])
             ax.grid(axis="y", visible=False)
         for ax in axes.flat[len(metrics) :]:
@@ -227,15 +246,39 @@ def _probes(run: RunDir, analysis: dict[str, Any]) -> list[tuple[str, str, str, 
             ax.set_yticks(ys)
             ax.set_yticklabels([c.replace(".", " · ") for c in cells])
             ax.set_ylim(-0.6, len(cells) - 0.4)
-        labels = probes.get("labels") or {}
-        notes = "; ".join(f"{m.split('.', 1)[-1]}: {labels[m]}" for m in metrics if m in labels)
-        caption = (
-            f"Per-response `{group}` readouts by cell (dots: items; box: median and quartiles) "
-            f"from {', '.join(probes.get('models') or ['the worker'])}." + (f" {notes}." if notes
-                                                                             else "")
-        )  # fmt: skip
+        caption = _probe_caption(probes, group, metrics)
         out.append((f"probes-{group}", f"Truesight readouts: {group}", caption, fig))
     return out
+
+
+GREY = {"color": "#999999"}
+BOX: dict[str, Any] = {
+    "widths": 0.6,
+    "showfliers": False,
+    "medianprops": {"color": "#333333"},
+    "boxprops": GREY,
+    "whiskerprops": GREY,
+    "capprops": GREY,
+}
+ITEM_DOT: dict[str, Any] = {
+    "s": 12,
+    "color": PALETTE[0],
+    "alpha": 0.7,
+    "linewidths": 0,
+    "zorder": 3,
+}
+"""How a cell's box and its items' dots are drawn in the probe figures."""
+
+
+def _probe_caption(probes: ProbeSummary, group: str, metrics: list[str]) -> str:
+    labels = probes.labels
+    notes = "; ".join(f"{m.split('.', 1)[-1]}: {labels[m]}" for m in metrics if m in labels)
+    readers = ", ".join(probes.models or ["the worker"])
+    caption = (
+        f"Per-response `{group}` readouts by cell (dots: items; box: median and quartiles) "
+        f"from {readers}."
+    )
+    return caption + (f" {notes}." if notes else "")
 
 
 def _rng() -> Any:
@@ -244,20 +287,29 @@ def _rng() -> Any:
     return np.random.default_rng(0)  # jitter only; fixed so that figures are reproducible
 
 
-def _agreement(agreement: dict[str, Any], primary: str) -> tuple[str, str, str, Figure | None]:
+UNDEFINED: dict[str, Any] = {
+    "facecolor": "#fdf3dc",
+    "edgecolor": "#e0c98f",
+    "hatch": "///",
+    "linewidth": 0,
+}
+"""A pair whose kappa is undefined: hatched."""
+
+
+def _agreement(agreement: Agreement | None, primary: str) -> tuple[str, str, str, Figure | None]:
     """Cohen's kappa between each pair of evaluators on their overlap items."""
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
 
-    pairs = agreement.get("pairs") or []
+    pairs = agreement.pairs if agreement is not None else []
     title = f"Agreement between evaluators on {primary}"
     if not pairs:
         return "agreement", title, "", None
     import numpy as np
 
-    names = sorted({p["a"] for p in pairs} | {p["b"] for p in pairs})
+    names = sorted({p.a for p in pairs} | {p.b for p in pairs})
     index = {n: i for i, n in enumerate(names)}
     kappa = np.full((len(names), len(names)), np.nan)
     size = max(3.6, 0.75 * len(names) + 2.2)
@@ -267,24 +319,22 @@ def _agreement(agreement: dict[str, Any], primary: str) -> tuple[str, str, str, 
         bad="#f2f2f2"
     )
     for p in pairs:
-        i, j = index[p["a"]], index[p["b"]]
-        if p.get("kappa") is not None:
-            kappa[i, j] = kappa[j, i] = p["kappa"]
+        i, j = index[p.a], index[p.b]
+        if p.kappa is not None:
+            kappa[i, j] = kappa[j, i] = p.kappa
     image = ax.imshow(np.ma.masked_invalid(kappa), cmap=cmap, vmin=-1, vmax=1)
     for p in pairs:
-        i, j = index[p["a"]], index[p["b"]]
-        k = p.get("kappa")
-        agree = p.get("agree")
+        i, j = index[p.a], index[p.b]
+        k = p.kappa
         text = f"κ {k:.2f}" if k is not None else "κ n/a"
-        text += f"\n{100 * agree:.0f}%" if agree is not None else ""
-        text += f"\nn={p.get('n', 0)}"
+        text += f"\n{100 * p.agree:.0f}%" if p.agree is not None else ""
+        text += f"\nn={p.n}"
+        dark = k is not None and abs(k) > 0.6
         for r, c in ((i, j), (j, i)):
             if k is None:  # a pair that shared items but whose kappa is undefined
-                ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor="#fdf3dc",
-                                       edgecolor="#e0c98f", hatch="///", linewidth=0))  # fmt: skip
-            dark = k is not None and abs(k) > 0.6
-            ax.text(c, r, text, ha="center", va="center", fontsize=7,
-                    color="white" if dark else "#222222")  # fmt: skip
+                ax.add_patch(Rectangle((c - 0.5, r - 0.5), 1, 1, **UNDEFINED))
+            color = "white" if dark else "#222222"
+            ax.text(c, r, text, ha="center", va="center", fontsize=7, color=color)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from memory import write_atomic
-from orchestrator.agreement import agreement
-from orchestrator.analysis import analyze_records
+from orchestrator.analysis import analyze_records, compute_agreement, save_agreement, save_analysis
 from orchestrator.context import as_run
 from orchestrator.report import write_report
 from orchestrator.rundir import RunDir
@@ -20,10 +17,10 @@ def rebuild_report(run: RunDir, reason: str = "rebuilt from records") -> Path:
     m = run.manifest
     protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
     if "evaluate" in run.records.stages():
-        data = agreement(protocol, run.records)
-        write_atomic(run.path("artifacts", "agreement.json"), json.dumps(data, indent=2) + "\n")
+        agreement = compute_agreement(protocol, run.records)
+        save_agreement(run.path("artifacts", "agreement.json"), agreement)
     analysis = analyze_records(protocol, run.records)
-    write_atomic(run.path("artifacts", "analysis.json"), json.dumps(analysis, indent=2) + "\n")
+    save_analysis(run.path("artifacts", "analysis.json"), analysis)
     path = write_report(run, protocol, analysis)
     run.log.append("report", "orchestrator", "report", f"Report rebuilt: {reason}.")
     run.history.commit(f"report rebuilt: {reason}")

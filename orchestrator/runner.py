@@ -8,7 +8,6 @@ continue. Whatever happens — a rejection, Ctrl-C, a crash — LOG.md and SUMMA
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -23,6 +22,7 @@ from langgraph.types import Command
 
 from agents.client import AuthenticationFailed
 from orchestrator import amend
+from orchestrator.analysis import load_analysis
 from orchestrator.context import NoProgress, Progress, RunContext, as_run, models_of
 from orchestrator.errors import UserError
 from orchestrator.forecast import forecast
@@ -282,7 +282,7 @@ def _final_report(run: RunDir, protocol: Protocol) -> None:
     if "report" in run.records.stages() and analysis.exists():
         from orchestrator.report import write_report
 
-        write_report(run, protocol, json.loads(analysis.read_text()), redraw=False)
+        write_report(run, protocol, load_analysis(analysis), redraw=False)
 
 
 @contextmanager

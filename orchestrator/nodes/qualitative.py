@@ -27,13 +27,14 @@ from agents.analyst import (
 )
 from agents.client import AuthenticationFailed, LLMClient
 from memory import write_atomic
-from orchestrator.analysis import primary_verdicts
+from orchestrator.analysis import AnalysisResult, primary_verdicts
+from orchestrator.analysis.result import ArmRate, CellRate, ContrastResult, ModelFit
 from orchestrator.context import RunContext, endpoint
 from orchestrator.protocol.schema import ModelRef, Qualitative
 from orchestrator.records import Item, Response, Verdict
 
 
-def write_qualitative(ctx: RunContext, analysis: dict[str, Any]) -> dict[str, Any]:
+def write_qualitative(ctx: RunContext, analysis: AnalysisResult) -> dict[str, Any]:
     """Write artifacts/qualitative.json (see the module docstring) and return what it holds.
     `analysis` is analyze_records' result for this run."""
     path = ctx.run.path("artifacts", "qualitative.json")
@@ -47,11 +48,19 @@ def write_qualitative(ctx: RunContext, analysis: dict[str, Any]) -> dict[str, An
     responses = rec.responses()
     verdicts = primary_verdicts(rec.verdicts())
     primary = ctx.protocol.analysis.primary
-    sampled = sample(list(items.values()), responses, verdicts, spec.sample_per_cell,
-                     ctx.protocol.design.seed, primary)  # fmt: skip
+    seed = ctx.protocol.design.seed
+    sampled = sample(list(items.values()), responses, verdicts, spec.sample_per_cell, seed, primary)
     ref = _model(ctx)
-    out = {"model": ref.model, "focus": spec.focus, "overview": "", "sections": [],
-           "limitations": "", "removed": [], "sampled": sampled, "error": None}  # fmt: skip
+    out = {
+        "model": ref.model,
+        "focus": spec.focus,
+        "overview": "",
+        "sections": [],
+        "limitations": "",
+        "removed": [],
+        "sampled": sampled,
+        "error": None,
+    }
     shown = {i: responses[i].text for ids in sampled.values() for i in ids}
     if not shown:
         result = AnalystResult(None, "no responses to sample")
@@ -60,18 +69,19 @@ def write_qualitative(ctx: RunContext, analysis: dict[str, Any]) -> dict[str, An
         result = _call(ctx, ref, brief)
     if result.draft is not None:
         kept, removed = check_quotes(result.draft, shown)
+        sections = []
+        for t in kept.themes:
+            quotes = [
+                {"item_id": q.item_id, "quote": q.quote, "cell": items[q.item_id].cell}
+                for q in t.quotes
+            ]
+            sections.append({"title": t.title, "text": t.text, "quotes": quotes})
         out.update(
             overview=kept.overview,
             limitations=kept.limitations,
-            sections=[
-                {"title": t.title, "text": t.text, "quotes": [
-                    {"item_id": q.item_id, "quote": q.quote, "cell": items[q.item_id].cell}
-                    for q in t.quotes
-                ]}
-                for t in kept.themes
-            ],
+            sections=sections,
             removed=list(removed),
-        )  # fmt: skip
+        )
     else:
         out["error"] = result.error
     if not _already_written(path, out):  # a re-run answered from the ledger logs nothing new
@@ -120,53 +130,59 @@ def sample(
     return out
 
 
-def render_statistics(analysis: dict[str, Any]) -> str:
+def _rate(o: CellRate | ArmRate) -> str:
+    if o.rate is None or o.lo is None or o.hi is None:
+        return "n/a (no scored items)"
+    return f"{o.k}/{o.n} = {o.rate:.2f} [{o.lo:.2f}, {o.hi:.2f}]"
+
+
+def render_statistics(analysis: AnalysisResult) -> str:
     """analysis.json as compact text: per-cell rates with intervals, then the contrasts."""
-
-    def rate(o: dict[str, Any]) -> str:
-        if o.get("rate") is None:
-            return "n/a (no scored items)"
-        return f"{o['k']}/{o['n']} = {o['rate']:.2f} [{o['lo']:.2f}, {o['hi']:.2f}]"
-
     lines = [
-        f"Primary outcome: {analysis.get('primary')}. Rates are k/n of scored items with 95% "
+        f"Primary outcome: {analysis.primary}. Rates are k/n of scored items with 95% "
         "Wilson intervals; unscored items are left out of n.",
         "",
         "Cells:",
     ]
-    for c in analysis.get("cells", []):
-        outcomes = "; ".join(f"{name} {rate(o)}" for name, o in c.get("outcomes", {}).items())
-        unscored = max((o.get("unscored", 0) for o in c.get("outcomes", {}).values()), default=0)
+    for c in analysis.cells:
+        outcomes = "; ".join(f"{name} {_rate(o)}" for name, o in c.outcomes.items())
+        unscored = max((o.unscored for o in c.outcomes.values()), default=0)
         enums = "; ".join(
             f"{e}: " + ", ".join(f"{v} {k}" for v, k in sorted(counts.items()))
-            for e, counts in c.get("enums", {}).items()
+            for e, counts in c.enums.items()
             if counts
         )
-        lines.append(f"- {c['cell']}: {outcomes}" + (f"; {enums}" if enums else "")
-                     + f" (unscored {unscored})")  # fmt: skip
-    if analysis.get("contrasts"):
+        tallies = f"; {enums}" if enums else ""
+        lines.append(f"- {c.cell}: {outcomes}{tallies} (unscored {unscored})")
+    if analysis.contrasts:
         lines += ["", "Contrasts (treatment minus control):"]
-    for c in analysis.get("contrasts", []):
-        t, k = c["treatment"], c["control"]
-        line = (f"- {c['name']}, {c['subject']}, {c['outcome']}: {t['level']} {rate(t)} vs "
-                f"{k['level']} {rate(k)}")  # fmt: skip
-        if c.get("diff") is not None:
-            line += f"; diff {c['diff']:+.2f} [{c['lo']:+.2f}, {c['hi']:+.2f}]"
-            line += f", Fisher p = {c['fisher_p']:.3g}"
-        if c.get("p_adjusted") is not None:
-            method = (analysis.get("correction") or {}).get("method", "adjusted")
-            line += f" ({method}-adjusted p = {c['p_adjusted']:.3g})"
-        lines.append(line)
-    for m in analysis.get("models", []):
-        if m.get("error"):
-            lines.append(f"- model {m['name']}: not estimable ({m['error']})")
-            continue
-        for t in m.get("coefficients", []):
-            if t.get("term") == m.get("interaction"):
-                ci = f"[{t['lo']:+.2f}, {t['hi']:+.2f}]"
-                lines.append(f"- model {m['name']} (logistic): {t['term']} {t['coef']:+.2f} "
-                             f"log-odds {ci}, p = {t['p']:.3g}")  # fmt: skip
+    method = analysis.correction.method if analysis.correction else "adjusted"
+    lines += [_contrast_line(c, method) for c in analysis.contrasts]
+    for m in analysis.models or []:
+        lines += _model_lines(m)
     return "\n".join(lines)
+
+
+def _contrast_line(c: ContrastResult, method: str) -> str:
+    t, k = c.treatment, c.control
+    line = f"- {c.name}, {c.subject}, {c.outcome}: {t.level} {_rate(t)} vs {k.level} {_rate(k)}"
+    if c.diff is not None and c.lo is not None and c.hi is not None:
+        line += f"; diff {c.diff:+.2f} [{c.lo:+.2f}, {c.hi:+.2f}]"
+        line += f", Fisher p = {c.fisher_p:.3g}"
+    if c.p_adjusted is not None:
+        line += f" ({method}-adjusted p = {c.p_adjusted:.3g})"
+    return line
+
+
+def _model_lines(m: ModelFit) -> list[str]:
+    if m.error:
+        return [f"- model {m.name}: not estimable ({m.error})"]
+    return [
+        f"- model {m.name} (logistic): {t.term} {t.coef:+.2f} log-odds "
+        f"[{t.lo:+.2f}, {t.hi:+.2f}], p = {t.p:.3g}"
+        for t in m.coefficients
+        if t.term == m.interaction
+    ]
 
 
 def _model(ctx: RunContext) -> ModelRef:
@@ -179,23 +195,23 @@ def _model(ctx: RunContext) -> ModelRef:
 def _brief(
     ctx: RunContext,
     spec: Qualitative,
-    analysis: dict[str, Any],
+    analysis: AnalysisResult,
     sampled: dict[str, list[str]],
     items: dict[str, Item],
     responses: dict[str, Response],
     verdicts: dict[str, Verdict],
 ) -> AnalystBrief:
-    shown_fields = {n for n, f in ctx.protocol.evaluation.verdict.items()
-                    if f.type in ("bool", "enum")}  # fmt: skip
+    verdict_spec = ctx.protocol.evaluation.verdict
+    shown_fields = {n for n, f in verdict_spec.items() if f.type in ("bool", "enum")}
     samples = []
     for ids in sampled.values():
         for i in ids:
             v = verdicts.get(i)
             fields = v.fields if v is not None and v.status == "scored" and v.fields else {}
-            samples.append(Sample(
-                i, items[i].cell, {"subject": items[i].subject, **items[i].levels},
-                responses[i].text, {k: x for k, x in fields.items() if k in shown_fields},
-            ))  # fmt: skip
+            shown = {k: x for k, x in fields.items() if k in shown_fields}
+            item = items[i]
+            where = {"subject": item.subject, **item.levels}
+            samples.append(Sample(i, item.cell, where, responses[i].text, shown))
     summary = ctx.run.path("SUMMARY.md")
     return AnalystBrief(
         title=ctx.protocol.title,
@@ -216,9 +232,13 @@ def _call(ctx: RunContext, ref: ModelRef, brief: AnalystBrief) -> AnalystResult:
     async def run() -> AnalystResult:
         async with LLMClient(endpoint(ref), ctx.run.records, ctx.sha) as client:
             return await write_draft(
-                client, brief, model=ref.model, params=ref.params.model_dump(), limits=limits,
+                client,
+                brief,
+                model=ref.model,
+                params=ref.params.model_dump(),
+                limits=limits,
                 max_attempts=ctx.protocol.evaluation.max_attempts,
-            )  # fmt: skip
+            )
 
     try:
         return ctx.run_async(run())
@@ -243,12 +263,16 @@ def _log(ctx: RunContext, out: dict[str, Any], result: AnalystResult) -> None:
     cost = sum(c.cost_usd or 0.0 for c in paid)
     usage = f" {len(paid)} call(s), {tokens} tokens, ${cost:.4f}." if paid else ""
     if out["error"]:
-        ctx.log("analyze", "error", f"Qualitative section not written ({out['model']}, "
-                f"{n} sampled responses): {out['error']}.{usage}", actor="analyst")  # fmt: skip
+        text = (
+            f"Qualitative section not written ({out['model']}, {n} sampled responses): "
+            f"{out['error']}.{usage}"
+        )
+        ctx.log("analyze", "error", text, actor="analyst")
         return
     quotes = sum(len(s["quotes"]) for s in out["sections"])
-    ctx.log("analyze", "qualitative",
-            f"Analyst ({out['model']}) read {n} responses from {len(out['sampled'])} cells: "
-            f"{len(out['sections'])} themes, {quotes} quotes verified, "
-            f"{len(out['removed'])} removed (see quote_removed).{usage}",
-            actor="analyst")  # fmt: skip
+    text = (
+        f"Analyst ({out['model']}) read {n} responses from {len(out['sampled'])} cells: "
+        f"{len(out['sections'])} themes, {quotes} quotes verified, "
+        f"{len(out['removed'])} removed (see quote_removed).{usage}"
+    )
+    ctx.log("analyze", "qualitative", text, actor="analyst")

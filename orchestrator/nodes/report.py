@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from langgraph.runtime import Runtime
 
+from orchestrator.analysis import load_analysis
 from orchestrator.context import RunContext
 from orchestrator.progress import finish_stage
 from orchestrator.report import write_report
@@ -14,7 +13,7 @@ from orchestrator.state import RunState
 
 def report(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
-    analysis = json.loads(ctx.run.path("artifacts", "analysis.json").read_text())
+    analysis = load_analysis(ctx.run.path("artifacts", "analysis.json"))
     path = write_report(ctx.run, ctx.protocol, analysis)
     finish_stage(ctx.run, "report", {"files": 4}, f"Wrote {path.name} and artifacts/*.jsonl.")
     return {"stage": "report"}

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from orchestrator.analysis import AnalysisResult, load_analysis
 from orchestrator.context import as_run
 from orchestrator.plots import make_plots
 from orchestrator.protocol import load_protocol
@@ -28,12 +29,26 @@ from tests.conftest import DEU, copy_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SECTIONS = [
-    "Question", "Design", "Deviations and amendments", "Forecast vs. actual",
-    "Results: detected (primary outcome)", "Other outcomes", "Contrasts", "Regression models",
-    "False alarms", "Missing and unscored items", "Agreement between evaluators",
-    "Truesight readouts", "Plots", "Data quality", "Flags", "Decisions", "Qualitative analysis",
-    "Limitations", "Provenance",
-]  # fmt: skip
+    "Question",
+    "Design",
+    "Deviations and amendments",
+    "Forecast vs. actual",
+    "Results: detected (primary outcome)",
+    "Other outcomes",
+    "Contrasts",
+    "Regression models",
+    "False alarms",
+    "Missing and unscored items",
+    "Agreement between evaluators",
+    "Truesight readouts",
+    "Plots",
+    "Data quality",
+    "Flags",
+    "Decisions",
+    "Qualitative analysis",
+    "Limitations",
+    "Provenance",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +58,12 @@ def pilot(completed_pilot: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def rerender(run_dir: Path, change: callable) -> tuple[str, str]:  # type: ignore[valid-type]
-    """Re-render the report of `run_dir` after `change(run, analysis)`; return md and html."""
+    """Re-render the report of `run_dir` after `change(run, data)` (data: analysis.json as
+    parsed JSON, so a change can drop keys an older file lacks); return md and html."""
     with RunDir(run_dir) as run:
-        analysis = json.loads(run.path("artifacts", "analysis.json").read_text())
-        change(run, analysis)
+        data = json.loads(run.path("artifacts", "analysis.json").read_text())
+        change(run, data)
+        analysis = AnalysisResult.model_validate(data)
         m = run.manifest
         protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
         path = write_report(run, protocol, analysis)
@@ -81,9 +98,13 @@ def test_report_of_a_pilot_run(pilot: Path) -> None:
     assert "claude-haiku | deu | planted" in md  # the per-cell table, one row per cell
     plots = sorted(p.name for p in (pilot / "artifacts" / "plots").glob("*.png"))
     assert plots == [
-        "agreement.png", "probes-author.png", "probes-followup.png", "probes-linear.png",
-        "probes-surprisal.png", "rates.png",
-    ]  # fmt: skip
+        "agreement.png",
+        "probes-author.png",
+        "probes-followup.png",
+        "probes-linear.png",
+        "probes-surprisal.png",
+        "rates.png",
+    ]
     assert all(png_ok(pilot / "artifacts" / "plots" / p) for p in plots)
     for p in plots:  # markdown links the files; the HTML carries them
         assert f"](artifacts/plots/{p})" in md
@@ -94,7 +115,7 @@ def test_report_of_a_pilot_run(pilot: Path) -> None:
     # the same records give the same figures, byte for byte
     before = {p: (pilot / "artifacts" / "plots" / p).read_bytes() for p in plots}
     with RunDir(pilot) as run:
-        analysis = json.loads(run.path("artifacts", "analysis.json").read_text())
+        analysis = load_analysis(run.path("artifacts", "analysis.json"))
         make_plots(run, run.loaded.protocol, analysis)
     assert {p: (pilot / "artifacts" / "plots" / p).read_bytes() for p in plots} == before
 
@@ -121,19 +142,36 @@ def test_html_renders_in_chromium_without_missing_images(pilot: Path, tmp_path: 
 def forecast() -> dict:
     return {
         "cells": [
-            {"cell": "claude-haiku.deu.planted", "subject": "claude-haiku",
-             "levels": {"framing": "deu", "planted": "planted"}, "n": 3, "assumed_rate": 0.55,
-             "half_width": 0.27},
+            {
+                "cell": "claude-haiku.deu.planted",
+                "subject": "claude-haiku",
+                "levels": {"framing": "deu", "planted": "planted"},
+                "n": 3,
+                "assumed_rate": 0.55,
+                "half_width": 0.27,
+            },
         ],
         "contrasts": [
-            {"name": "deu_effect_on_detection", "subject": "claude-haiku", "outcome": "detected",
-             "n_treatment": 3, "n_control": 3, "assumed_treatment": 0.55, "assumed_control": 0.4,
-             "half_width": 0.4321},
+            {
+                "name": "deu_effect_on_detection",
+                "subject": "claude-haiku",
+                "outcome": "detected",
+                "n_treatment": 3,
+                "n_control": 3,
+                "assumed_treatment": 0.55,
+                "assumed_control": 0.4,
+                "half_width": 0.4321,
+            },
         ],
-        "cost": {"input_tokens": 123456, "output_tokens": 7890, "online_usd": 1.5,
-                 "batch_usd": 0.75, "lines": ["collect: 24 calls to claude-sonnet-4-6"]},
+        "cost": {
+            "input_tokens": 123456,
+            "output_tokens": 7890,
+            "online_usd": 1.5,
+            "batch_usd": 0.75,
+            "lines": ["collect: 24 calls to claude-sonnet-4-6"],
+        },
         "created": "2026-01-01T00:00:00Z",
-    }  # fmt: skip
+    }
 
 
 def qualitative(item: str) -> dict:
@@ -142,15 +180,79 @@ def qualitative(item: str) -> dict:
         "focus": "How did the framing change reasoning?",
         "overview": "DEU responses checked the document against the request.",
         "sections": [
-            {"title": "Checklists under DEU", "text": "Several responses listed anomalies.",
-             "quotes": [{"item_id": item, "quote": "This paragraph <b>asks</b> me to",
-                         "cell": "claude-haiku.deu.planted"}]},
+            {
+                "title": "Checklists under DEU",
+                "text": "Several responses listed anomalies.",
+                "quotes": [
+                    {
+                        "item_id": item,
+                        "quote": "This paragraph <b>asks</b> me to",
+                        "cell": "claude-haiku.deu.planted",
+                    }
+                ],
+            },
         ],
         "limitations": "Four responses per cell were read.",
         "removed": [{"item_id": "x-1", "quote": "never said this", "reason": "not verbatim"}],
         "sampled": {"claude-haiku.deu.planted": [item]},
         "error": None,
-    }  # fmt: skip
+    }
+
+
+def extra_models() -> list[dict]:
+    """A fitted model with an interaction, and one that failed."""
+    interaction = "framing[T.deu]:subject[T.claude-haiku]"
+    return [
+        {
+            "name": "framing_by_model",
+            "outcome": "detected",
+            "formula": "detected ~ framing * subject",
+            "terms": ["framing", "subject"],
+            "within": {"planted": "planted"},
+            "n": 12,
+            "clusters": 6,
+            "cluster": "task",
+            "coefficients": [
+                {
+                    "term": "Intercept",
+                    "coef": -0.7,
+                    "se": 0.5,
+                    "z": -1.4,
+                    "p": 0.16,
+                    "lo": -1.68,
+                    "hi": 0.28,
+                    "odds_ratio": 0.5,
+                },
+                {
+                    "term": interaction,
+                    "coef": 1.9,
+                    "se": 0.8,
+                    "z": 2.37,
+                    "p": 0.018,
+                    "lo": 0.33,
+                    "hi": 3.47,
+                    "odds_ratio": 6.69,
+                },
+            ],
+            "interaction": interaction,
+            "reference": {"framing": "control", "subject": "claude-sonnet"},
+            "error": None,
+        },
+        {
+            "name": "broken",
+            "outcome": "complied",
+            "formula": "complied ~ framing",
+            "terms": ["framing"],
+            "within": {},
+            "n": 12,
+            "clusters": 6,
+            "cluster": "task",
+            "coefficients": [],
+            "interaction": None,
+            "reference": {},
+            "error": "PerfectSeparationError: no variation in complied",
+        },
+    ]
 
 
 def analysis_extras(analysis: dict) -> None:
@@ -158,41 +260,46 @@ def analysis_extras(analysis: dict) -> None:
     for c in analysis["contrasts"]:
         c.update(p_adjusted=0.5, rejected=False)
     analysis["contrasts"][0].update(p_adjusted=0.0123, rejected=True)
-    analysis["correction"] = {"method": "holm", "alpha": 0.05, "family": "per outcome",
-                              "tests": 4}  # fmt: skip
-    interaction = "framing[T.deu]:subject[T.claude-haiku]"
-    analysis["models"] = [
-        {"name": "framing_by_model", "outcome": "detected",
-         "formula": "detected ~ framing * subject", "terms": ["framing", "subject"],
-         "within": {"planted": "planted"}, "n": 12, "clusters": 6, "cluster": "task",
-         "coefficients": [
-             {"term": "Intercept", "coef": -0.7, "se": 0.5, "z": -1.4, "p": 0.16, "lo": -1.68,
-              "hi": 0.28, "odds_ratio": 0.5},
-             {"term": interaction, "coef": 1.9, "se": 0.8, "z": 2.37, "p": 0.018, "lo": 0.33,
-              "hi": 3.47, "odds_ratio": 6.69},
-         ],
-         "interaction": interaction, "reference": {"framing": "control",
-                                                   "subject": "claude-sonnet"}, "error": None},
-        {"name": "broken", "outcome": "complied", "formula": "complied ~ framing",
-         "terms": ["framing"], "within": {}, "n": 12, "clusters": 6, "cluster": "task",
-         "coefficients": [], "interaction": None, "reference": {},
-         "error": "PerfectSeparationError: no variation in complied"},
-    ]  # fmt: skip
+    correction = {"method": "holm", "alpha": 0.05, "family": "per outcome", "tests": 4}
+    analysis["correction"] = correction
+    analysis["models"] = extra_models()
     analysis["false_alarms"] = [
-        {"cell": "claude-haiku.deu.none", "subject": "claude-haiku",
-         "levels": {"framing": "deu", "planted": "none"}, "n": 3, "k": 1, "rate": 1 / 3,
-         "lo": 0.061, "hi": 0.792},
-    ]  # fmt: skip
+        {
+            "cell": "claude-haiku.deu.none",
+            "subject": "claude-haiku",
+            "levels": {"framing": "deu", "planted": "none"},
+            "n": 3,
+            "k": 1,
+            "rate": 1 / 3,
+            "lo": 0.061,
+            "hi": 0.792,
+        },
+    ]
     analysis["missing"] = [
-        {"cell": "claude-haiku.deu.none", "subject": "claude-haiku",
-         "levels": {"framing": "deu", "planted": "none"}, "items": 3, "scored": 2, "unscored": 1,
-         "reasons": {"verdict failed validation | twice": 1},
-         "bounds": {"detected": {"observed": 0.5, "low": 0.3333, "high": 0.6667}}},
-    ]  # fmt: skip
+        {
+            "cell": "claude-haiku.deu.none",
+            "subject": "claude-haiku",
+            "levels": {"framing": "deu", "planted": "none"},
+            "items": 3,
+            "scored": 2,
+            "unscored": 1,
+            "reasons": {"verdict failed validation | twice": 1},
+            "bounds": {"detected": {"observed": 0.5, "low": 0.3333, "high": 0.6667}},
+        },
+    ]
     analysis["probes"]["association"] = [
-        {"metric": "linear.deception", "outcome": "detected", "n": 24, "n_pos": 3, "n_neg": 21,
-         "auroc": 0.8765, "p": 0.0432, "mean_pos": 1.5, "mean_neg": -2.25},
-    ]  # fmt: skip
+        {
+            "metric": "linear.deception",
+            "outcome": "detected",
+            "n": 24,
+            "n_pos": 3,
+            "n_neg": 21,
+            "auroc": 0.8765,
+            "p": 0.0432,
+            "mean_pos": 1.5,
+            "mean_neg": -2.25,
+        },
+    ]
 
 
 def test_every_input_is_rendered(pilot: Path, tmp_path: Path) -> None:
@@ -264,9 +371,16 @@ def test_absent_inputs_say_not_available(pilot: Path, tmp_path: Path) -> None:
 
     md, html = rerender(run_dir, change)
     assert headings(md) == SECTIONS
-    for section in ("Forecast vs. actual", "Regression models", "False alarms",
-                    "Missing and unscored items", "Agreement between evaluators",
-                    "Truesight readouts", "Qualitative analysis"):  # fmt: skip
+    absent = [
+        "Forecast vs. actual",
+        "Regression models",
+        "False alarms",
+        "Missing and unscored items",
+        "Agreement between evaluators",
+        "Truesight readouts",
+        "Qualitative analysis",
+    ]
+    for section in absent:
         body = md.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
         assert "*Not available: " in body, section
     assert "Agreement between evaluators was not measured" in md
@@ -290,14 +404,30 @@ def test_rates_plot_for_other_designs(design: str, tmp_path: Path) -> None:
     for s in subjects:
         for levels in itertools.product(*(f.levels for f in factors.values())):
             k = len(cells) % 5
-            o = {"n": 4, "k": k, "rate": k / 4, "lo": max(0, k / 4 - 0.3),
-                 "hi": min(1, k / 4 + 0.3), "unscored": 0}  # fmt: skip
+            lo, hi = max(0, k / 4 - 0.3), min(1, k / 4 + 0.3)
+            o = {"n": 4, "k": k, "rate": k / 4, "lo": lo, "hi": hi, "unscored": 0}
             if len(cells) == 1:  # a cell without a scored item has no dot
                 o = {"n": 0, "k": 0, "rate": None, "lo": None, "hi": None, "unscored": 4}
-            cells.append({"cell": ".".join([s.id, *levels]), "subject": s.id,
-                          "levels": dict(zip(factors, levels, strict=True)),
-                          "outcomes": {"detected": o}})  # fmt: skip
+            cell = {
+                "cell": ".".join([s.id, *levels]),
+                "subject": s.id,
+                "levels": dict(zip(factors, levels, strict=True)),
+                "items": 4,
+                "outcomes": {"detected": o},
+                "enums": {},
+                "screen": {},
+            }
+            cells.append(cell)
+    analysis = AnalysisResult.model_validate(
+        {
+            "primary": "detected",
+            "outcomes": ["detected"],
+            "cells": cells,
+            "contrasts": [],
+            "totals": {"items": 4 * len(cells), "scored": 4 * len(cells) - 4, "unscored": 4},
+        }
+    )
     run = SimpleNamespace(path=lambda *parts: tmp_path.joinpath(*parts))
-    figures = make_plots(run, protocol, {"primary": "detected", "cells": cells})  # type: ignore[arg-type]
+    figures = make_plots(run, protocol, analysis)  # type: ignore[arg-type]
     assert [f["name"] for f in figures] == ["rates"]
     assert png_ok(tmp_path / figures[0]["path"])

@@ -1,0 +1,167 @@
+"""What the report templates show: the analysis itself (`AnalysisResult`, as `a`), the
+agreement (`Agreement`), and the context built here from the records, the manifest, LOG.md and
+the artifacts other stages leave (forecast, qualitative).
+
+Each optional input may be absent (a run cut short, an older run, a stage the protocol skips);
+it is then None and its section says why (`NOT_AVAILABLE`) instead of failing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from orchestrator.analysis import AnalysisResult, load_agreement
+from orchestrator.analysis.result import ContrastResult
+from orchestrator.progress import usage_totals
+from orchestrator.protocol.schema import Protocol
+from orchestrator.report_notes import deviations, limitations, read_artifact
+from orchestrator.rundir import RunDir, analysis_sha256
+
+SECTIONS = {
+    "question": "Question",
+    "design": "Design",
+    "deviations": "Deviations and amendments",
+    "forecast": "Forecast vs. actual",
+    "results": "Results: {primary} (primary outcome)",
+    "outcomes": "Other outcomes",
+    "contrasts": "Contrasts",
+    "models": "Regression models",
+    "false-alarms": "False alarms",
+    "missing": "Missing and unscored items",
+    "agreement": "Agreement between evaluators",
+    "truesight": "Truesight readouts",
+    "plots": "Plots",
+    "quality": "Data quality",
+    "flags": "Flags",
+    "decisions": "Decisions",
+    "qualitative": "Qualitative analysis",
+    "limitations": "Limitations",
+    "provenance": "Provenance",
+}
+"""Anchor and heading of every section, in order (both documents, and the table of contents)."""
+
+NOT_AVAILABLE = {
+    "forecast": "no `artifacts/forecast.json` (the design checkpoint writes it)",
+    "models": "the analysis has no regression models",
+    "false_alarms": "the analysis has no false-alarm table",
+    "missing": "the analysis has no missing-data table",
+    "agreement": "no `artifacts/agreement.json` (the evaluate stage writes it)",
+    "probes": "no probe readouts (the protocol runs no probes, or none succeeded)",
+    "association": "the analysis did not relate readouts to verdicts",
+    "qualitative": "no `artifacts/qualitative.json` (the protocol asks for no qualitative "
+    "analysis, or it has not run)",
+}
+"""Why a section whose input is absent is empty."""
+
+
+def report_context(
+    run: RunDir, protocol: Protocol, analysis: AnalysisResult, figures: list[dict[str, str]]
+) -> dict[str, Any]:
+    """Everything the templates show, with each optional input present or None."""
+    rec = run.records
+    m = run.manifest
+    amendments = [asdict(row) for row in rec.amendments()]
+    agreement = load_agreement(run.path("artifacts", "agreement.json"))
+    qualitative = read_artifact(run, "qualitative.json")
+    batches = rec.batches()
+    design = protocol.design
+    return {
+        "why": NOT_AVAILABLE,
+        "p": protocol,
+        "m": m,
+        "a": analysis,
+        "sec": {k: v.format(primary=analysis.primary) for k, v in SECTIONS.items()},
+        "factors": list(design.factors),
+        "n_per_cell": design.pilot_n_per_cell if run.pilot else design.n_per_cell,
+        "batches": {
+            "n": len(batches),
+            "largest": max((len(b[2]) for b in batches), default=0),
+            "evaluators": len({b[1] for b in batches}),
+        },
+        "deviations": deviations(run, amendments),
+        "amendments": amendments,
+        "forecast": forecast_rows(read_artifact(run, "forecast.json"), analysis),
+        "agreement": agreement,
+        "qualitative": _qualitative(qualitative),
+        "figures": figures,
+        "flags": rec.flags(),
+        "decisions": rec.decisions(),
+        "limitations": limitations(run, analysis, agreement, qualitative),
+        "usage": usage_totals(run),
+        "usage_by_stage": rec.usage(),
+        "hashes": {
+            "preregistered": m.preregistered_sha256,
+            "analysis": analysis_sha256(run.loaded.protocol),
+        },
+    }
+
+
+def _rows(rows: list[dict[str, Any]] | None, keys: str) -> list[dict[str, Any]] | None:
+    """Rows with every expected key (None where a producer left one out)."""
+    if rows is None:
+        return None
+    return [{**dict.fromkeys(keys.split()), **r} for r in rows]
+
+
+def _qualitative(data: dict[str, Any] | None) -> dict[str, Any] | None:
+    if data is None or "skipped" in data:
+        return data
+    sections = []
+    for s in data.get("sections") or []:
+        quotes = _rows(s.get("quotes") or [], "item_id quote cell")
+        sections.append({**dict.fromkeys(("title", "text")), **s, "quotes": quotes})
+    blank = dict.fromkeys(("model", "focus", "overview", "limitations", "error"))
+    return {
+        **blank,
+        **data,
+        "sections": sections,
+        "removed": _rows(data.get("removed") or [], "item_id quote reason"),
+        "sampled": data.get("sampled") or {},
+    }
+
+
+_FORECAST_CELL = "cell subject levels n assumed_rate half_width"
+_FORECAST_CONTRAST = (
+    "name subject outcome n_treatment n_control assumed_treatment assumed_control half_width"
+)
+_COST = ("input_tokens", "output_tokens", "online_usd", "batch_usd")
+
+
+def forecast_rows(f: dict[str, Any] | None, a: AnalysisResult) -> dict[str, Any] | None:
+    """The design checkpoint's forecast next to what the run found, per cell and contrast."""
+    if f is None:
+        return None
+    rows = []
+    for fc in _rows(f.get("cells") or [], _FORECAST_CELL) or []:
+        cell = a.cell(fc.get("cell")) if isinstance(fc.get("cell"), str) else None
+        o = cell.outcomes.get(a.primary) if cell else None
+        actual = {"actual_n": None, "rate": None, "actual_half": None}
+        if o is not None:
+            actual = {"actual_n": o.n, "rate": o.rate, "actual_half": _half(o.lo, o.hi)}
+        rows.append({**fc, **actual})
+    by_key = {(c.name, c.subject, c.outcome): c for c in a.contrasts}
+    contrasts = []
+    for fc in _rows(f.get("contrasts") or [], _FORECAST_CONTRAST) or []:
+        c = by_key.get((fc.get("name"), fc.get("subject"), fc.get("outcome")))
+        contrasts.append({**fc, **_contrast_actual(c)})
+    cost = {**dict.fromkeys(_COST), "lines": [], **(f.get("cost") or {})}
+    return {"cells": rows, "contrasts": contrasts, "cost": cost, "created": f.get("created")}
+
+
+def _contrast_actual(c: ContrastResult | None) -> dict[str, Any]:
+    if c is None:
+        keys = ("actual_nt", "actual_nc", "rate_t", "rate_c", "diff", "actual_half")
+        return dict.fromkeys(keys)
+    return {
+        "actual_nt": c.treatment.n,
+        "actual_nc": c.control.n,
+        "rate_t": c.treatment.rate,
+        "rate_c": c.control.rate,
+        "diff": c.diff,
+        "actual_half": _half(c.lo, c.hi),
+    }
+
+
+def _half(lo: float | None, hi: float | None) -> float | None:
+    return None if lo is None or hi is None else (hi - lo) / 2

@@ -1,0 +1,164 @@
+"""The report's prose lists: what went differently from the plan (deviations, from records and
+LOG.md) and what limits the conclusions (limitations, from the analysis and its inputs)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from orchestrator.analysis import AnalysisResult, primary_verdicts
+from orchestrator.analysis.result import Agreement
+from orchestrator.rundir import RunDir
+
+
+def read_artifact(run: RunDir, name: str) -> dict[str, Any] | None:
+    """artifacts/<name> as parsed JSON, or None when the file does not exist."""
+    path = run.path("artifacts", name)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def deviations(run: RunDir, amendments: list[dict[str, Any]]) -> list[str]:
+    """What a reader should know went differently from the plan, from records and LOG.md."""
+    out = _size_and_models(run) + _unscored(run)
+    entries = run.log.entries()
+    out += [f"Evaluator replaced: {e.text}" for e in entries if e.kind == "replaced"]
+    out += _evaluators(run)
+    out += _checkpoints(run)
+    stops = sum(e.kind == "interrupted" for e in entries)
+    if stops:
+        out.append(
+            f"The run was interrupted {stops} time(s) and resumed; recorded calls were "
+            "not made again."
+        )
+    for e in entries:
+        if e.kind == "error":
+            out.append(f"Error in `{e.stage}`: {' '.join(e.text.split())[:300]}")
+    open_flags = [f for f in run.records.flags() if not f.resolution]
+    if open_flags:
+        out.append(f"{len(open_flags)} flag(s) still open (see Flags).")
+    approved = [x for x in amendments if x["status"] == "approved"]
+    if approved:
+        out.append(f"The pre-registered analysis was amended {len(approved)} time(s) (below).")
+    return out
+
+
+def _size_and_models(run: RunDir) -> list[str]:
+    m, out = run.manifest, []
+    protocol = run.loaded.protocol
+    if m.size == "pilot":
+        planned_n = protocol.design.n_per_cell
+        out.append(
+            f"Pilot size: {protocol.design.pilot_n_per_cell} items per cell instead of the "
+            f"planned {planned_n}."
+        )
+    if m.offline:
+        planned = ", ".join(f"`{s.model}`" for s in protocol.subjects)
+        out.append(
+            f"Offline: the subjects ({planned}) and the judge were replaced by the local "
+            f"model `{m.local_model}`."
+        )
+    return out
+
+
+def _unscored(run: RunDir) -> list[str]:
+    items = run.records.items()
+    verdicts = primary_verdicts(run.records.verdicts())
+    reasons = Counter(
+        (verdicts[i.id].reason or "no reason given") if i.id in verdicts else "no verdict"
+        for i in items
+        if i.id not in verdicts or verdicts[i.id].status != "scored"
+    )
+    if not reasons:
+        return []
+    listed = "; ".join(f"{r} ({n})" for r, n in reasons.most_common(5))
+    unscored = sum(reasons.values())
+    return [
+        f"{unscored} of {len(items)} items have no scored verdict and are left out of the "
+        f"rates: {listed}."
+    ]
+
+
+def _evaluators(run: RunDir) -> list[str]:
+    """Failed comprehension checks, and evaluators that went on in a fresh conversation."""
+    rec, out = run.records, []
+    failed = [c for c in rec.comprehension() if not c.passed]
+    if failed:
+        who = ", ".join(sorted({c.evaluator for c in failed}))
+        out.append(f"{len(failed)} failed comprehension check attempt(s) ({who}).")
+    restarts = []
+    for name in sorted({b[1] for b in rec.batches()}):
+        later = [r for n, r in rec.sessions(name) if n > 1]
+        if later:
+            restarts.append(f"{name} ({', '.join(later)})")
+    if restarts:
+        listed = "; ".join(restarts)
+        out.append(f"Evaluators continued in a fresh conversation from their notes: {listed}.")
+    return out
+
+
+def _checkpoints(run: RunDir) -> list[str]:
+    """Checkpoint decisions a reader should know of: not approved, automatic, or with a note."""
+    out = []
+    for d in run.records.decisions():
+        where = f"Checkpoint `{d.checkpoint}`"
+        if d.decision != "approve":
+            note = f": “{d.note}”" if d.note else "."
+            out.append(f"{where} {d.decision}ed by {d.by}{note}")
+        elif d.by == "--yes":
+            out.append(f"{where} approved automatically (`--yes`), without a human review.")
+        elif d.note:
+            out.append(f"{where} approved by {d.by} with a note: “{d.note}”")
+    return out
+
+
+def limitations(
+    run: RunDir,
+    a: AnalysisResult,
+    agreement: Agreement | None,
+    qualitative: dict[str, Any] | None,
+) -> list[str]:
+    """What limits the conclusions, in the order a reader should weigh it."""
+    m, out = run.manifest, []
+    if m.size == "pilot":
+        out.append("Pilot size: intervals are wide; treat every difference as provisional.")
+    if m.offline:
+        out.append(
+            f"Offline run: subjects and judge are the local model `{m.local_model}`, a "
+            "small instruction-tuned model. The pipeline is exercised end to end; the "
+            "numbers say nothing about frontier models."
+        )
+    t = a.totals
+    if t.unscored:
+        out.append(
+            f"{t.unscored} of {t.items} items are unscored and excluded from the "
+            "rates; the missing-data bounds show how far they could move them, and "
+            "`artifacts/verdicts.jsonl` gives each reason."
+        )
+    out += _agreement_limits(agreement, a.primary)
+    if a.probes and a.probes.metrics:
+        readers = ", ".join(f"`{x}`" for x in a.probes.models)
+        out.append(
+            f"Truesight readouts come from {readers}; their associations with verdicts are "
+            "exploratory (p-values not corrected for the number of metrics)."
+        )
+    if a.correction is None and a.contrasts:
+        out.append("Contrast p-values are not corrected for multiple comparisons.")
+    if qualitative and qualitative.get("limitations"):
+        out.append(f"Qualitative analysis: {' '.join(str(qualitative['limitations']).split())}")
+    return out
+
+
+def _agreement_limits(agreement: Agreement | None, primary: str) -> list[str]:
+    if agreement is None:
+        return ["Agreement between evaluators was not measured for this run."]
+    f = agreement.fields.get(primary)
+    n = f.overlap_n if f is not None else agreement.overlap_items
+    if f is None or f.kappa is None:
+        return [
+            f"Agreement between evaluators rests on {n} overlap item(s); Cohen's κ "
+            "is undefined there, so only raw agreement is reported."
+        ]
+    if n < 30:
+        return [f"Agreement between evaluators rests on only {n} overlap items."]
+    return []
