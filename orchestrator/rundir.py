@@ -25,6 +25,7 @@ from orchestrator.errors import RunLocked, UserError
 from orchestrator.protocol import LoadedProtocol, load_protocol
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Records
+from orchestrator.settings import Settings
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Status = Literal[
@@ -59,7 +60,8 @@ class Manifest(BaseModel):
 
 
 def runs_root(runs_dir: str | Path | None) -> Path:
-    return Path(runs_dir or os.environ.get("RESEARCH_RUNS_DIR") or "runs")
+    """`runs_dir` if given, else RESEARCH_RUNS_DIR, else ./runs."""
+    return Path(runs_dir or Settings.from_env().runs_dir)
 
 
 def code_version() -> tuple[str | None, bool | None]:
@@ -69,10 +71,8 @@ def code_version() -> tuple[str | None, bool | None]:
         sha = subprocess.run(
             ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+        status = ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"]
+        dirty = subprocess.run(status, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None, None
     return sha, bool(dirty)
