@@ -109,7 +109,7 @@ def endpoint(ref: ModelRef, settings: Settings) -> Endpoint:
     if ref.provider == "local":
         return Endpoint(
             base_url=ref.base_url or settings.worker_url,
-            api_key=settings.worker_token or "local",
+            api_key=settings.worker_secret() or "local",
             max_retries=settings.max_retries,
             timeout_s=settings.local_timeout_s,
             concurrency=ref.concurrency,
@@ -117,7 +117,7 @@ def endpoint(ref: ModelRef, settings: Settings) -> Endpoint:
         )
     return Endpoint(
         base_url=ref.base_url or settings.anthropic_base_url,
-        api_key=settings.anthropic_api_key,
+        api_key=settings.api_key(),
         max_retries=settings.max_retries,
         timeout_s=settings.timeout_s,
         concurrency=ref.concurrency,
@@ -152,7 +152,7 @@ class RunContext:
 
     def truesight(self) -> TruesightClient:
         """A client for the worker's probe endpoints; close it when done."""
-        return TruesightClient(self.settings.worker_url, self.settings.worker_token)
+        return TruesightClient(self.settings.worker_url, self.settings.worker_secret())
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a node's calls on a fresh event loop, cancelled promptly when `stop` is set.

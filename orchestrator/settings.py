@@ -4,8 +4,8 @@
 command), never at import, so a process (or a test) that changes the environment between runs
 gets the new values. The README's "Configuration" table lists the same variables.
 
-An empty variable counts as unset. Credentials are here so that they are read in one place; a
-`Settings` is never written to the run directory.
+An empty variable counts as unset. Credentials are read here and nowhere else, held as
+`SecretStr` (a repr or a traceback shows stars), and never written to the run directory.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 DEFAULT_LOCAL_MODEL = "smollm2"
 """The offline model: SmolLM2-135M-Instruct, fetched and cached by the worker."""
@@ -36,7 +36,7 @@ class Settings(BaseModel):
         alias="RESEARCH_WORKER_URL",
         description="Base URL of the local worker; `research run` starts one there on loopback.",
     )
-    worker_token: str | None = Field(
+    worker_token: SecretStr | None = Field(
         None,
         alias="RESEARCH_WORKER_TOKEN",
         description="Token the worker requires (needed when it listens beyond loopback).",
@@ -61,7 +61,7 @@ class Settings(BaseModel):
         alias="RESEARCH_CACHE_DIR",
         description="The worker's cache: converted models, probe results, trained probes.",
     )
-    anthropic_api_key: str | None = Field(
+    anthropic_api_key: SecretStr | None = Field(
         None,
         alias="ANTHROPIC_API_KEY",
         description="Key for `provider: anthropic` models; needed only when a protocol calls one.",
@@ -92,6 +92,14 @@ class Settings(BaseModel):
         description="Who a checkpoint decision is recorded as when `--by` is not given "
         "(USER, else USERNAME).",
     )
+
+    def worker_secret(self) -> str | None:
+        """The worker token as text, for the one header that carries it."""
+        return self.worker_token.get_secret_value() if self.worker_token else None
+
+    def api_key(self) -> str | None:
+        """The Anthropic API key as text, for the SDK client."""
+        return self.anthropic_api_key.get_secret_value() if self.anthropic_api_key else None
 
     @field_validator("worker_url")
     @classmethod

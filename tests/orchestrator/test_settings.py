@@ -33,12 +33,12 @@ def test_every_variable_is_read_by_its_name() -> None:
     env = {
         "RESEARCH_RUNS_DIR": "/r",
         "RESEARCH_WORKER_URL": "http://h:1/",
-        "RESEARCH_WORKER_TOKEN": "t",
+        "RESEARCH_WORKER_TOKEN": "tok-9b1c",
         "RESEARCH_LOCAL_MODEL": "m",
         "RESEARCH_LOCAL_TIMEOUT": "9",
         "RESEARCH_WORKER_START_TIMEOUT": "8",
         "RESEARCH_CACHE_DIR": "/c",
-        "ANTHROPIC_API_KEY": "k",
+        "ANTHROPIC_API_KEY": "sk-7f3a",
         "ANTHROPIC_BASE_URL": "http://a",
         "RESEARCH_MAX_RETRIES": "0",
         "RESEARCH_TIMEOUT": "2.5",
@@ -46,9 +46,10 @@ def test_every_variable_is_read_by_its_name() -> None:
         "USERNAME": "win",
     }
     s = Settings.from_env(env)
-    assert (s.runs_dir, s.worker_url, s.worker_token) == (Path("/r"), "http://h:1", "t")
+    assert (s.runs_dir, s.worker_url, s.worker_secret()) == (Path("/r"), "http://h:1", "tok-9b1c")
     assert (s.local_model, s.local_timeout_s, s.worker_start_timeout_s) == ("m", 9.0, 8.0)
-    assert (s.cache_dir, s.anthropic_api_key, s.anthropic_base_url) == (Path("/c"), "k", "http://a")
+    assert (s.cache_dir, s.api_key(), s.anthropic_base_url) == (Path("/c"), "sk-7f3a", "http://a")
+    assert "sk-7f3a" not in repr(s) and "tok-9b1c" not in repr(s)  # secrets show as stars
     assert (s.max_retries, s.timeout_s, s.batch_poll_s, s.user) == (0, 2.5, 0.05, "win")
     assert Settings.from_env({**env, "USER": "unix"}).user == "unix"
     assert Settings.from_env({"RESEARCH_RUNS_DIR": ""}).runs_dir == Path("runs")  # empty = unset
