@@ -75,8 +75,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     # Imported here so that a bad command line fails at once, before torch loads (seconds).
-    import uvicorn
-
     from truesight.app import create_app
     from truesight.model import load_model
     from truesight.probes.cache import ResultCache
@@ -91,6 +89,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         probe_cache=cache,
         probes_dir=args.probes_dir or probes_dir(args.cache_dir),
     )
+    runs_on = f"{loaded.device}, {str(loaded.dtype).removeprefix('torch.')}"
+    return serve(app, args.host, args.port, model=loaded.name, runs_on=runs_on)
+
+
+def serve(app: object, host: str, port: int, *, model: str, runs_on: str) -> int:
+    """Serve `app` until SIGTERM or SIGINT, saying once on stderr where it listens.
+    Returns 0 after a clean shutdown, 1 if the server never started."""
+    import uvicorn
 
     class Server(uvicorn.Server):
         """uvicorn, announcing itself once listening and exiting 0 after a signal."""
@@ -99,15 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             await super().startup(sockets=sockets)
             if not self.started:
                 return
-            port = self.servers[0].sockets[0].getsockname()[1]
-            host = f"[{args.host}]" if ":" in args.host else args.host
+            bound = self.servers[0].sockets[0].getsockname()[1]
+            shown = f"[{host}]" if ":" in host else host
+            url = f"http://{shown}:{bound}"
             # The one line the worker prints: clients wait for it (or for /health).
-            print(
-                f"research worker: serving {loaded.name} on http://{host}:{port} "
-                f"({loaded.device}, {str(loaded.dtype).removeprefix('torch.')})",
-                file=sys.stderr,
-                flush=True,
-            )
+            line = f"research worker: serving {model} on {url} ({runs_on})"
+            print(line, file=sys.stderr, flush=True)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -123,8 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         log_level="warning",
         log_config=None,
         access_log=False,
