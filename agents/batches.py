@@ -98,12 +98,7 @@ class BatchRunner:
         self.poll_s = poll_s
         self.stop = stop or (lambda: False)
         self.observe = observe or (lambda event, status: None)
-        self._sdk = anthropic.AsyncAnthropic(
-            base_url=endpoint.base_url,
-            api_key=endpoint.api_key or "none",
-            max_retries=endpoint.max_retries,
-            timeout=endpoint.timeout_s,
-        )
+        self._sdk = endpoint.sdk()
 
     def key(self, call: BatchCall) -> str:
         """The ledger key, exactly as `LLMClient.call` computes it."""

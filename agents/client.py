@@ -95,6 +95,15 @@ class Endpoint:
     local: bool = False
     """A local worker: calls cost nothing."""
 
+    def sdk(self) -> anthropic.AsyncAnthropic:
+        """The SDK client for this endpoint (one per event loop: it holds the connection pool)."""
+        return anthropic.AsyncAnthropic(
+            base_url=self.base_url,
+            api_key=self.api_key or "none",
+            max_retries=self.max_retries,
+            timeout=self.timeout_s,
+        )
+
 
 class AuthenticationFailed(Exception):
     """The endpoint refused our credentials: no point in making the remaining calls."""
@@ -107,12 +116,7 @@ class LLMClient:
         self.endpoint = endpoint
         self.ledger = ledger
         self.protocol_sha = protocol_sha
-        self._sdk = anthropic.AsyncAnthropic(
-            base_url=endpoint.base_url,
-            api_key=endpoint.api_key or "none",
-            max_retries=endpoint.max_retries,
-            timeout=endpoint.timeout_s,
-        )
+        self._sdk = endpoint.sdk()
         self._slots = asyncio.Semaphore(endpoint.concurrency)
 
     async def __aenter__(self) -> LLMClient:

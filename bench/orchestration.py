@@ -8,6 +8,10 @@ time is 400 x latency / (2 C) for collect plus one latency for the parallel eval
 The table shows wall time over that ideal, the collect stage alone over its ideal (the part that
 grows with the number of calls), and peak memory (RSS). Each row runs in a fresh process, so
 start-up costs (imports) count, as they do for a user.
+
+The run is deu.yaml without its `probes:` section: the probes are the local worker's forward
+passes, measured by bench/truesight.py, not orchestration (and their datasets are named relative
+to protocols/, which the copy under a temp folder is not in).
 """
 
 from __future__ import annotations
@@ -49,11 +53,24 @@ class StageClock:
         return self.stopped[stage] - self.started[stage]
 
 
-def one(latency: float, concurrency: int, work: Path) -> tuple[float, float, int, float]:
+PROBES = re.compile(r"^probes:\n(?:(?:[ \t].*)?\n)*", re.MULTILINE)
+"""The top-level `probes:` section: its line and every indented or blank line after it."""
+
+
+def bench_protocol(concurrency: int, work: Path) -> Path:
+    """deu.yaml with C calls in flight per model and no probes, written under `work`."""
     text = (ROOT / "protocols" / "deu.yaml").read_text()
+    text, found = PROBES.subn("", text)
+    if found != 1:
+        raise SystemExit("bench/orchestration.py: deu.yaml has no top-level `probes:` to leave out")
     text = re.sub(r"concurrency: \d+", f"concurrency: {concurrency}", text)
     protocol = work / f"deu-c{concurrency}.yaml"
     protocol.write_text(text)
+    return protocol
+
+
+def one(latency: float, concurrency: int, work: Path) -> tuple[float, float, int, float]:
+    protocol = bench_protocol(concurrency, work)
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.serve", "--latency", str(latency)],
         cwd=ROOT,

@@ -85,10 +85,9 @@ def main() -> None:
             test = data.split("test")
             y = [e.label for e in test]
             found = metrics(http, [e.text for e in test], [e.context for e in test])
-            row = {m: roc_auc_score(y, [sign * v for v in found[m]])
-                   for m, sign in ORIENTED.items()}  # fmt: skip
-            body = {"name": f"q-{name}-{variant}", "dataset": path.read_text(),
-                    "variant": variant, "layer": args.layer}  # fmt: skip
+            row = {m: roc_auc_score(y, [s * v for v in found[m]]) for m, s in ORIENTED.items()}
+            probe = {"name": f"q-{name}-{variant}", "variant": variant, "layer": args.layer}
+            body = {**probe, "dataset": path.read_text()}
             meta = http.post("/v1/trained-probes", json=body).raise_for_status().json()
             row["linear"] = meta["probe"]["heldout_auroc"]
             row["bag of words"] = meta["probe"]["bow_auroc"]

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.worker import running_worker  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
 from truesight.model import load_model  # noqa: E402
 
 SUFFIX = "\n\nThe author of the text above is"
@@ -123,8 +124,9 @@ def worker(
             t.join()
         elapsed = time.perf_counter() - started
         health = httpx.get(f"{url}/health", timeout=10).json()
-        print(f"worker: {health['probe_requests']} requests in {health['probe_batches']} "
-              f"batches (at most {health['probe_max_requests_merged']} merged)")  # fmt: skip
+        requests, batches = health["probe_requests"], health["probe_batches"]
+        merged = health["probe_max_requests_merged"]
+        print(f"worker: {requests} requests in {batches} batches (at most {merged} merged)")
         return elapsed, t_train
 
 
@@ -136,7 +138,7 @@ def main() -> None:
     ap.add_argument("--per-request", type=int, default=1)
     ap.add_argument("--layer", type=float, default=0.75, help="share of the depth")
     args = ap.parse_args()
-    loaded = load_model(args.model, device="cpu")
+    loaded = load_model(args.model, device="cpu", cache_dir=Settings.from_env().cache_dir)
     depth = loaded.model.config.num_hidden_layers
     layer = int(args.layer * depth)
     batch = texts(args.n, loaded.tokenizer)
@@ -150,10 +152,11 @@ def main() -> None:
     # also pays a forward for the content-free calibration text per text), and the text up to
     # the probe's layer for linear
     work = (2 + layer / depth) * tokens
-    print(f"{args.n} texts, {tokens} tokens, surprisal + author (4 pairs) + linear (layer "
-          f"{layer}/{depth}), {params / 1e6:.0f}M params, matmul {flops / 1e9:.0f} GFLOP/s; "
-          f"{args.clients} clients x {args.per_request} text(s) per request; "
-          f"probe training {t_train:.1f} s (not counted)")  # fmt: skip
+    read = f"surprisal + author (4 pairs) + linear (layer {layer}/{depth})"
+    size = f"{params / 1e6:.0f}M params, matmul {flops / 1e9:.0f} GFLOP/s"
+    load = f"{args.clients} clients x {args.per_request} text(s) per request"
+    training = f"probe training {t_train:.1f} s (not counted)"
+    print(f"{args.n} texts, {tokens} tokens, {read}, {size}; {load}; {training}")
     print("| reader | seconds | tokens/s | × naive | share of roofline |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, t in (("naive loop", t_naive), (f"worker, {args.clients} clients", t_worker)):

@@ -1,4 +1,5 @@
-"""Start `python -m truesight` for a benchmark: cache off, trained probes in a temp folder."""
+"""Start `python -m truesight` for a benchmark: result cache off, trained probes in a temp folder,
+models from RESEARCH_CACHE_DIR (the settings' cache folder, as `research worker` does)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from orchestrator.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,12 +29,17 @@ def free_port() -> int:
 def running_worker(model: str) -> Iterator[str]:
     """The worker's base URL once /health answers; stopped on exit."""
     port = free_port()
+    cache_dir = Settings.from_env().cache_dir
     with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "worker.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "truesight", "--model", model, "--port", str(port),
-             "--no-cache", "--probes-dir", str(Path(tmp) / "probes")],
-            cwd=ROOT, stdout=log, stderr=log,
-        )  # fmt: skip
+        cmd = [sys.executable, "-m", "truesight", "--model", model, "--port", str(port)]
+        cmd += [
+            "--cache-dir",
+            str(cache_dir),
+            "--no-cache",
+            "--probes-dir",
+            str(Path(tmp) / "probes"),
+        ]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
         url = f"http://127.0.0.1:{port}"
         try:
             while True:

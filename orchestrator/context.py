@@ -1,26 +1,27 @@
 """What every stage node gets at run time (LangGraph's runtime context; never checkpointed).
 
 The context carries the open run directory, the protocol as it is run (with `--offline` applied),
-the endpoints, and the progress reporter the CLI draws with. Credentials live here and only here,
-which is why nothing in it is ever written to the run directory.
+the settings read from the environment (endpoints and credentials: nothing in the context is
+ever written to the run directory), and the progress reporter the CLI draws with. `client` is the
+one way a node gets an LLM client.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from typing import Protocol as TypingProtocol
 
-from agents.client import Endpoint
+from agents.client import Endpoint, LLMClient
+from agents.truesight import TruesightClient
 from orchestrator.protocol.schema import GenerationParams, ModelRef, Protocol, Subject
 from orchestrator.rundir import RunDir
+from orchestrator.settings import Settings
 
 T = TypeVar("T")
-DEFAULT_WORKER_URL = "http://127.0.0.1:8765"
 OFFLINE_MAX_TOKENS = 256
 """Cap on subject tokens offline: a 135M model on a laptop CPU, not a frontier model."""
 OFFLINE_JUDGE_MAX_TOKENS = 384
@@ -48,23 +49,12 @@ class NoProgress:
         pass
 
 
-def worker_url() -> str:
-    return os.environ.get("RESEARCH_WORKER_URL", DEFAULT_WORKER_URL).rstrip("/")
-
-
-def worker_token() -> str | None:
-    return os.environ.get("RESEARCH_WORKER_TOKEN")
-
-
-def local_model_name() -> str:
-    return os.environ.get("RESEARCH_LOCAL_MODEL", "smollm2")
-
-
 def as_run(protocol: Protocol, *, offline: bool, local_model: str | None) -> Protocol:
     """The protocol as the run calls it: offline, every model becomes the local worker's."""
     if not offline:
         return protocol
-    model = local_model or local_model_name()
+    # a run's manifest names its local model; the environment's is for manifests without one
+    model = local_model or Settings.from_env().local_model
     first = protocol.subjects[0].params
     params = first.model_copy(update={"max_tokens": min(first.max_tokens, OFFLINE_MAX_TOKENS)})
     subject = Subject(id="local", provider="local", model=model, params=params, concurrency=16)
@@ -114,22 +104,22 @@ def models_of(protocol: Protocol) -> list[str]:
     return subjects + [f"judge={judge.provider}:{judge.model}"]
 
 
-def endpoint(ref: ModelRef) -> Endpoint:
-    retries = int(os.environ.get("RESEARCH_MAX_RETRIES", "4"))
+def endpoint(ref: ModelRef, settings: Settings) -> Endpoint:
+    """Where `ref` is served and how to call it: the local worker, or the Anthropic API."""
     if ref.provider == "local":
         return Endpoint(
-            base_url=ref.base_url or worker_url(),
-            api_key=os.environ.get("RESEARCH_WORKER_TOKEN", "local"),
-            max_retries=retries,
-            timeout_s=float(os.environ.get("RESEARCH_LOCAL_TIMEOUT", "900")),
+            base_url=ref.base_url or settings.worker_url,
+            api_key=settings.worker_secret() or "local",
+            max_retries=settings.max_retries,
+            timeout_s=settings.local_timeout_s,
             concurrency=ref.concurrency,
             local=True,
         )
     return Endpoint(
-        base_url=ref.base_url or os.environ.get("ANTHROPIC_BASE_URL") or None,
-        api_key=os.environ.get("ANTHROPIC_API_KEY"),
-        max_retries=retries,
-        timeout_s=float(os.environ.get("RESEARCH_TIMEOUT", "120")),
+        base_url=ref.base_url or settings.anthropic_base_url,
+        api_key=settings.api_key(),
+        max_retries=settings.max_retries,
+        timeout_s=settings.timeout_s,
         concurrency=ref.concurrency,
     )
 
@@ -141,6 +131,28 @@ class RunContext:
     progress: Progress = field(default_factory=NoProgress)
     stop: threading.Event = field(default_factory=threading.Event)
     """Set on Ctrl-C: nodes running in LangGraph's worker threads see no signal, only this."""
+    given_settings: Settings | None = None
+    """Settings to run with; None reads the environment when they are first needed."""
+
+    @property
+    def settings(self) -> Settings:
+        # Read on first use, not at construction: a context made before the environment is set
+        # (a test fixture) still runs with what the environment says when the calls start.
+        if self.given_settings is None:
+            self.given_settings = Settings.from_env()
+        return self.given_settings
+
+    def endpoint(self, ref: ModelRef) -> Endpoint:
+        return endpoint(ref, self.settings)
+
+    def client(self, ref: ModelRef) -> LLMClient:
+        """An LLM client for `ref` that records every call in this run's ledger. Create it in
+        the event loop that uses it (`async with ctx.client(ref) as client:`)."""
+        return LLMClient(self.endpoint(ref), self.run.records, self.sha)
+
+    def truesight(self) -> TruesightClient:
+        """A client for the worker's probe endpoints; close it when done."""
+        return TruesightClient(self.settings.worker_url, self.settings.worker_secret())
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a node's calls on a fresh event loop, cancelled promptly when `stop` is set.

@@ -25,6 +25,7 @@ from orchestrator.errors import RunLocked, UserError
 from orchestrator.protocol import LoadedProtocol, load_protocol
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Records
+from orchestrator.settings import Settings
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Status = Literal[
@@ -59,7 +60,8 @@ class Manifest(BaseModel):
 
 
 def runs_root(runs_dir: str | Path | None) -> Path:
-    return Path(runs_dir or os.environ.get("RESEARCH_RUNS_DIR") or "runs")
+    """`runs_dir` if given, else RESEARCH_RUNS_DIR, else ./runs."""
+    return Path(runs_dir or Settings.from_env().runs_dir)
 
 
 def code_version() -> tuple[str | None, bool | None]:
@@ -69,13 +71,23 @@ def code_version() -> tuple[str | None, bool | None]:
         sha = subprocess.run(
             ["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+        status = ["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"]
+        dirty = subprocess.run(status, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None, None
     return sha, bool(dirty)
+
+
+def _freeze_data(loaded: LoadedProtocol, run_root: Path) -> dict[str, str | None]:
+    """Copy the protocol's data files beside its frozen copy, at the same relative paths;
+    return each one's sha256."""
+    data = {}
+    for rel in loaded.data_files():
+        target = run_root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(loaded.path.parent / rel, target)
+        data[rel] = _sha256(target)
+    return data
 
 
 def _sha256(path: Path) -> str | None:
@@ -142,10 +154,9 @@ class RunDir:
         if not RUN_ID.match(run_id):
             raise UserError(f"bad run id {run_id!r}: use letters, digits, '.', '_' and '-'")
         root = runs_dir / run_id
+        exists = UserError(f"{root} already exists: resume it with `research resume {run_id}`")
         if root.exists():
-            raise UserError(
-                f"{root} already exists: resume it with `research resume {run_id}`"
-            ) from None
+            raise exists
         runs_dir.mkdir(parents=True, exist_ok=True)
         # built under a temporary name and renamed when complete: a run directory that exists
         # always has its manifest, whenever the process is killed
@@ -153,12 +164,7 @@ class RunDir:
         (tmp / "memory").mkdir()
         (tmp / "artifacts").mkdir()
         (tmp / "protocol.yaml").write_bytes(loaded.path.read_bytes())
-        data = {}
-        for rel in loaded.data_files():  # frozen beside the protocol, at the same relative path
-            target = tmp / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(loaded.path.parent / rel, target)
-            data[rel] = _sha256(target)
+        data = _freeze_data(loaded, tmp)
         RunLog(tmp / "LOG.md")
         Records(tmp / "records.sqlite").close()
         commit, dirty = code_version()
@@ -185,9 +191,7 @@ class RunDir:
             tmp.rename(root)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise UserError(
-                f"{root} already exists: resume it with `research resume {run_id}`"
-            ) from None
+            raise exists from None
         return cls(root)
 
     @classmethod

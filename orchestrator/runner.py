@@ -32,6 +32,7 @@ from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import DecisionRow, FlagRow
 from orchestrator.rundir import RunDir, runs_root
+from orchestrator.settings import Settings
 from orchestrator.worker import local_worker, needs_worker
 
 
@@ -69,7 +70,7 @@ def start(
     progress: Progress | None = None,
 ) -> Outcome:
     loaded = load_protocol(protocol_path)
-    local = os.environ.get("RESEARCH_LOCAL_MODEL", "smollm2") if offline else None
+    local = Settings.from_env().local_model if offline else None
     protocol = as_run(loaded.protocol, offline=offline, local_model=local)
     check_credentials(protocol)
     run = RunDir.create(
@@ -152,7 +153,7 @@ def approve(
 def check_credentials(protocol: Protocol) -> None:
     refs = [*protocol.subjects, protocol.evaluation.judge]
     cloud = sorted({r.model for r in refs if r.provider == "anthropic"})
-    if cloud and not os.environ.get("ANTHROPIC_API_KEY"):
+    if cloud and not Settings.from_env().anthropic_api_key:
         raise UserError(
             f"ANTHROPIC_API_KEY is not set, and this protocol calls {', '.join(cloud)} through "
             "the Anthropic API. Set the key, or run on the local model with --offline."
@@ -193,7 +194,7 @@ def record_decision(run: RunDir, checkpoint: str, d: Decision) -> DecisionRow:
 
 
 def user_name() -> str:
-    return os.environ.get("USER") or os.environ.get("USERNAME") or "human"
+    return Settings.from_env().user
 
 
 def _drive(

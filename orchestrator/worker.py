@@ -2,24 +2,26 @@
 
 The orchestrator never imports `truesight`: it talks to the worker over HTTP, so the worker can
 as well run on a GPU host (set RESEARCH_WORKER_URL and, beyond loopback, RESEARCH_WORKER_TOKEN).
+A worker it starts gets its cache folder (RESEARCH_CACHE_DIR) on the command line: `truesight`
+reads no environment of ours.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 
-from orchestrator.context import local_model_name, worker_url
 from orchestrator.errors import UserError
 from orchestrator.protocol.schema import Protocol
 from orchestrator.rundir import RunDir
+from orchestrator.settings import Settings
 
 
 def healthy(url: str) -> dict | None:
@@ -35,20 +37,31 @@ def needs_worker(protocol: Protocol) -> bool:
     return protocol.probes is not None or any(r.provider == "local" for r in refs)
 
 
-def worker_model(protocol: Protocol) -> str:
-    """The model to start a worker with: the local subjects' and judge's, else the probes'."""
+def worker_model(protocol: Protocol, default: str) -> str:
+    """The model to start a worker with: the local subjects' and judge's, else the probes',
+    else `default` (the settings' local model)."""
     refs = [*protocol.subjects, protocol.evaluation.judge]
     local = [r.model for r in refs if r.provider == "local"]
     if local:
         return local[0]
-    return (protocol.probes.model if protocol.probes else None) or local_model_name()
+    return (protocol.probes.model if protocol.probes else None) or default
+
+
+def worker_command(model: str, host: str, port: int, cache_dir: Path) -> list[str]:
+    """The command line of a worker process (`python -m truesight`)."""
+    where = ["--host", host, "--port", str(port)]
+    cache = ["--cache-dir", str(cache_dir)]
+    return [sys.executable, "-m", "truesight", "--model", model, *where, *cache]
 
 
 @contextmanager
-def local_worker(run: RunDir, protocol: Protocol) -> Iterator[str]:
+def local_worker(
+    run: RunDir, protocol: Protocol, settings: Settings | None = None
+) -> Iterator[str]:
     """Yield the worker URL; start a worker first when none answers there."""
-    url = worker_url()
-    model = worker_model(protocol)
+    settings = settings or Settings.from_env()
+    url = settings.worker_url
+    model = worker_model(protocol, settings.local_model)
     if (health := healthy(url)) is not None:
         run.log.append("run", "orchestrator", "worker", f"Using the worker at {url} ({health})")
         yield url
@@ -57,16 +70,13 @@ def local_worker(run: RunDir, protocol: Protocol) -> Iterator[str]:
     if parsed.hostname not in ("127.0.0.1", "localhost"):
         raise UserError(f"no worker answers at {url}; start one there with `research worker`")
     log_path = run.path("worker.log")
-    cmd = [sys.executable, "-m", "truesight", "--model", model,
-           "--host", parsed.hostname, "--port", str(parsed.port or 80)]  # fmt: skip
+    cmd = worker_command(model, parsed.hostname, parsed.port or 80, settings.cache_dir)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    run.log.append(
-        "run", "orchestrator", "worker",
-        f"Started the local worker (pid {proc.pid}) for {model} at {url}; output in worker.log.",
-    )  # fmt: skip
+    text = f"Started the local worker (pid {proc.pid}) for {model} at {url}; output in worker.log."
+    run.log.append("run", "orchestrator", "worker", text)
     try:
-        _wait(proc, url, log_path)
+        _wait(proc, url, log_path, settings.worker_start_timeout_s)
         yield url
     finally:
         proc.terminate()
@@ -77,8 +87,8 @@ def local_worker(run: RunDir, protocol: Protocol) -> Iterator[str]:
             proc.wait()
 
 
-def _wait(proc: subprocess.Popen, url: str, log_path) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + float(os.environ.get("RESEARCH_WORKER_START_TIMEOUT", "1200"))
+def _wait(proc: subprocess.Popen, url: str, log_path: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if healthy(url) is not None:
             return

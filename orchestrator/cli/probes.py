@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.settings import DEFAULT_LOCAL_MODEL, Settings
+
 app = typer.Typer(
     help="Truesight activation probes: train them for the worker.", no_args_is_help=True
 )
@@ -21,13 +23,14 @@ app = typer.Typer(
 @app.command("train")
 def train_cmd(
     dataset: Annotated[Path, typer.Argument(help="JSONL contrast set (see protocols/data/).")],
-    model: Annotated[str, typer.Option(help="smollm2, a local path or a HF model id.")] = (
-        "smollm2"
-    ),
+    model: Annotated[
+        str, typer.Option(help="smollm2, a local path or a HF model id.")
+    ] = DEFAULT_LOCAL_MODEL,
     layer: Annotated[int | None, typer.Option(help="Residual layer [default: the middle].")] = None,
     name: Annotated[str | None, typer.Option(help="Probe name [default: the dataset's].")] = None,
     probes_dir: Annotated[
-        Path | None, typer.Option(help="Where the worker finds probes [default: the cache].")
+        Path | None,
+        typer.Option(help="Where the worker finds probes [default: RESEARCH_CACHE_DIR/probes]."),
     ] = None,
     control: Annotated[
         Path | None, typer.Option(help="Texts for the 1%-false-positive threshold.")
@@ -35,8 +38,9 @@ def train_cmd(
 ) -> None:
     """Fit on the train split, report held-out AUROC and the 1%-FPR threshold, save the probe."""
     args = [sys.executable, "-m", "truesight.train", str(dataset), "--model", model]
-    for flag, value in (("--layer", layer), ("--name", name), ("--probes-dir", probes_dir),
-                        ("--control", control)):  # fmt: skip
+    args += ["--cache-dir", str(Settings.from_env().cache_dir)]
+    optional = {"--layer": layer, "--name": name, "--probes-dir": probes_dir, "--control": control}
+    for flag, value in optional.items():
         if value is not None:
             args += [flag, str(value)]
     os.execv(sys.executable, args)

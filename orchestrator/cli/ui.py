@@ -96,8 +96,9 @@ def show_panel(p: Panel) -> None:
     for name, value in p.numbers.items():
         parts.append(f"{name}: {value}")
     if p.flags:
-        flags = Table(title="open flags", title_justify="left", header_style="bold",
-                      show_lines=True)  # fmt: skip
+        flags = Table(
+            title="open flags", title_justify="left", header_style="bold", show_lines=True
+        )
         flags.add_column("kind")
         flags.add_column("raised by")
         flags.add_column("what they saw")

@@ -8,11 +8,13 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.settings import DEFAULT_LOCAL_MODEL, Settings
+
 
 def worker_cmd(
     model: Annotated[
         str, typer.Option(help="'smollm2' (offline default), a local path or a HF model id.")
-    ] = "smollm2",
+    ] = DEFAULT_LOCAL_MODEL,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     host: Annotated[str, typer.Option(help="Interface; beyond loopback needs --token.")] = (
         "127.0.0.1"
@@ -23,10 +25,11 @@ def worker_cmd(
     """Serve a local causal LM over an Anthropic-compatible /v1/messages (and /health).
 
     Runs in the foreground until Ctrl-C. The worker is its own process (package `truesight`), so
-    it replaces this one.
+    it replaces this one. Its model and probe cache is RESEARCH_CACHE_DIR.
     """
-    args = [sys.executable, "-m", "truesight", "--model", model, "--port", str(port),
-            "--host", host, "--device", device]  # fmt: skip
+    cache_dir = Settings.from_env().cache_dir
+    args = [sys.executable, "-m", "truesight", "--model", model, "--device", device]
+    args += ["--host", host, "--port", str(port), "--cache-dir", str(cache_dir)]
     if token:
         args += ["--token", token]
     os.execv(sys.executable, args)

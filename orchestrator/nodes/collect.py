@@ -9,14 +9,13 @@ waits on the same batch instead of paying for it twice.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 
 from langgraph.runtime import Runtime
 
 from agents.batches import BatchCall, BatchRunner, BatchStatus, BatchStopped, Event
-from agents.client import CallSpec, LLMClient
-from orchestrator.context import RunContext, endpoint
+from agents.client import CallSpec
+from orchestrator.context import RunContext
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Subject
 from orchestrator.records import Item
@@ -46,11 +45,6 @@ def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     return {"responses": ok, "stage": "collect"}
 
 
-def batch_poll_s() -> float:
-    """Seconds between looks at a batch in flight (batches take minutes to hours)."""
-    return float(os.environ.get("RESEARCH_BATCH_POLL_S", "30"))
-
-
 def batched(s: Subject) -> bool:
     return s.batch and s.provider == "anthropic"
 
@@ -62,11 +56,7 @@ async def _collect(ctx: RunContext, todo: list[Item]) -> None:
         if batched(subjects[item.subject]):
             by_batch.setdefault(item.subject, []).append(item)
     online = [i for i in todo if not batched(subjects[i.subject])]
-    clients = {
-        sid: LLMClient(endpoint(s), ctx.run.records, ctx.sha)
-        for sid, s in subjects.items()
-        if not batched(s)
-    }
+    clients = {sid: ctx.client(s) for sid, s in subjects.items() if not batched(s)}
 
     async def one(item: Item) -> None:
         s = subjects[item.subject]
@@ -107,11 +97,11 @@ async def _batch(ctx: RunContext, s: Subject, items: list[Item]) -> None:
             ctx.progress.stop(bar)
 
     runner = BatchRunner(
-        endpoint(s),
+        ctx.endpoint(s),
         ctx.run.records,
         ctx.sha,
         ctx.run.path("artifacts", "batches", f"{s.id}.json"),
-        poll_s=batch_poll_s(),
+        poll_s=ctx.settings.batch_poll_s,
         stop=ctx.stop.is_set,
         observe=observe,
     )

@@ -19,23 +19,22 @@ from orchestrator.state import RunState
 def design(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
     stimuli = build_stimuli(ctx.protocol, pilot=ctx.run.pilot)
-    ctx.run.records.add_items(
-        [
-            Item(
-                s.item_id,
-                s.cell.key,
-                s.cell.subject,
-                dict(s.cell.levels),
-                s.replicate,
-                s.task_id,
-                s.plant_id,
-                s.system,
-                s.user,
-                s.blind_user,
-            )
-            for s in stimuli
-        ]  # fmt: skip
-    )
+    items = [
+        Item(
+            id=s.item_id,
+            cell=s.cell.key,
+            subject=s.cell.subject,
+            levels=dict(s.cell.levels),
+            replicate=s.replicate,
+            task_id=s.task_id,
+            plant_id=s.plant_id,
+            system=s.system,
+            user=s.user,
+            blind_user=s.blind_user,
+        )
+        for s in stimuli
+    ]
+    ctx.run.records.add_items(items)
     per_cell = Counter(s.cell.key for s in stimuli)
     tasks = len({s.task_id for s in stimuli})
     text = (

@@ -19,7 +19,6 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from agents.client import LLMClient
 from agents.evaluator import FieldSpec
 from agents.evaluator_agent import (
     FLAG_KINDS,
@@ -30,10 +29,10 @@ from agents.evaluator_agent import (
     Replaced,
     WorkItem,
 )
-from agents.truesight import TruesightClient, TruesightTool
+from agents.truesight import TruesightTool
 from memory import append_note, read_notes, write_atomic
 from orchestrator.agreement import agreement, headline
-from orchestrator.context import RunContext, endpoint, worker_token, worker_url
+from orchestrator.context import RunContext
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Assigned, Records, Verdict
@@ -205,13 +204,13 @@ def evaluate_batch(state: BatchState, runtime: Runtime[RunContext]) -> RunState:
         names = [evaluator, f"{evaluator}-replacement"]
         if _failed_twice(rec, evaluator):
             names = names[1:]
-        async with LLMClient(endpoint(ev.judge), rec, ctx.sha) as client:
+        async with ctx.client(ev.judge) as client:
             for name in names:
                 mine = {(v.item_id, v.copy): _agent_verdict(v)
                         for v in rec.verdicts(None) if v.evaluator == name}  # fmt: skip
                 tool = None
                 if probes and ev.agent == "tools":
-                    client_ts = TruesightClient(worker_url(), worker_token())
+                    client_ts = ctx.truesight()
                     tool = TruesightTool(client_ts, rec, {}, params=_probe_params(ctx))
                 agent = EvaluatorAgent(
                     client, sink, name=name, batch_id=batch_id, brief=brief(ctx.protocol, tool

@@ -24,7 +24,7 @@ from agents.truesight import (
     worker_probe_name,
 )
 from memory import write_atomic
-from orchestrator.context import RunContext, worker_token, worker_url
+from orchestrator.context import RunContext
 from orchestrator.errors import UserError
 from orchestrator.progress import finish_stage
 from orchestrator.records import Item
@@ -43,7 +43,7 @@ def probe(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     responses, screen = rec.responses(), rec.screen()
     items = [i for i in rec.items() if not set(screen.get(i.id, ["errored"])) & UNPROBEABLE]
     counts: dict[str, int] = {}
-    client = TruesightClient(worker_url(), worker_token())
+    client = ctx.truesight()
     try:
         trained = ensure_trained(ctx, client) if set(spec.run) & set(TRAINED) else {}
         for probe_name in spec.run:
@@ -132,8 +132,15 @@ CONDITIONED = {"surprisal", *TRAINED}
 """Probes that read the response with the subject's prompt as context (probes.context)."""
 
 
-def _run_batch(ctx: RunContext, client: TruesightClient, name: str, probe: str, params: dict,
-               batch: list[Item], responses: dict) -> None:  # fmt: skip
+def _run_batch(
+    ctx: RunContext,
+    client: TruesightClient,
+    name: str,
+    probe: str,
+    params: dict,
+    batch: list[Item],
+    responses: dict,
+) -> None:
     texts = [responses[i.id].text for i in batch]
     contexts = [_context(ctx, i) for i in batch] if probe in CONDITIONED else None
     if contexts is not None and contexts[0] is None:

@@ -25,11 +25,11 @@ from agents.analyst import (
     check_quotes,
     write_draft,
 )
-from agents.client import AuthenticationFailed, LLMClient
+from agents.client import AuthenticationFailed
 from memory import write_atomic
 from orchestrator.analysis import AnalysisResult, primary_verdicts
 from orchestrator.analysis.result import ArmRate, CellRate, ContrastResult, ModelFit
-from orchestrator.context import RunContext, endpoint
+from orchestrator.context import RunContext
 from orchestrator.protocol.schema import ModelRef, Qualitative
 from orchestrator.records import Item, Response, Verdict
 
@@ -230,7 +230,7 @@ def _call(ctx: RunContext, ref: ModelRef, brief: AnalystBrief) -> AnalystResult:
     limits = COMPACT if ref.provider == "local" else ONLINE
 
     async def run() -> AnalystResult:
-        async with LLMClient(endpoint(ref), ctx.run.records, ctx.sha) as client:
+        async with ctx.client(ref) as client:
             return await write_draft(
                 client,
                 brief,

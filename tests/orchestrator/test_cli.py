@@ -37,8 +37,8 @@ def test_probes_train_through_the_research_cli(tmp_path) -> None:  # noqa: ANN00
 
     model = build_tiny_model(tmp_path / "tiny")
     data = write_dataset(tmp_path / "tiny.jsonl")
-    r = research("probes", "train", str(data), "--model", str(model), "--name", "weekday",
-                 "--probes-dir", str(tmp_path / "probes"))  # fmt: skip
+    named = ["--model", str(model), "--name", "weekday"]
+    r = research("probes", "train", str(data), *named, "--probes-dir", str(tmp_path / "probes"))
     assert r.returncode == 0, r.stderr
     assert "AUROC" in r.stdout
     assert (tmp_path / "probes" / "weekday" / "probe.json").exists()

@@ -35,9 +35,10 @@ def test_offline_pilot_runs_on_the_local_worker(tiny: Path, tmp_path: Path) -> N
         "RESEARCH_RUNS_DIR": str(tmp_path / "runs"),
         "RESEARCH_LOCAL_MODEL": str(tiny),
         "RESEARCH_WORKER_URL": f"http://127.0.0.1:{port}",
+        "RESEARCH_CACHE_DIR": str(tmp_path / "cache"),
     }  # no ANTHROPIC_API_KEY: offline needs none
-    r = research("run", str(DEU), "--pilot", "--offline", "--yes", "--run-id", "off", env=env,
-                 timeout=600)  # fmt: skip
+    argv = ["run", str(DEU), "--pilot", "--offline", "--yes", "--run-id", "off"]
+    r = research(*argv, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "off"
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -56,5 +57,8 @@ def test_offline_pilot_runs_on_the_local_worker(tiny: Path, tmp_path: Path) -> N
     assert (run_dir / "report.md").exists()
     log = (run_dir / "LOG.md").read_text()
     assert "Started the local worker" in log
+    # the worker it started cached probe results and trained probes under RESEARCH_CACHE_DIR
+    assert (tmp_path / "cache" / "probe-cache.sqlite").exists()
+    assert any((tmp_path / "cache" / "probes").iterdir())
     with pytest.raises(httpx.HTTPError):  # the run stopped the worker it started
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)

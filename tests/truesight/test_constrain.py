@@ -130,16 +130,16 @@ def test_the_scripted_judges_keyed_tool_gets_one_verdict_per_ref(long_context: L
             loaded.tokenizer, request(text, tools=[tool], tool_choice=FORCED, max_tokens=400)
         )
         constraint = compile_tool_input(loaded, prompt.forced_tool, prompt.prefill)
+        sampled = Sampling(temperature=1.0)
         [result] = run_group(
-            loaded, [GenRequest(prompt.input_ids, 400, Sampling(temperature=1.0),
-                                constraint=constraint)]
-        )  # fmt: skip
+            loaded, [GenRequest(prompt.input_ids, 400, sampled, constraint=constraint)]
+        )
         assert result.stop_reason == "end_turn", result.text
         verdicts = json.loads(result.text)["verdicts"]
         assert list(verdicts) == refs
         for ref, v in verdicts.items():
-            schema.model_validate({"ref": ref, **{k: x for k, x in v.items() if k in
-                                                  ("detected", "style", "evidence")}})  # fmt: skip
+            judged = {k: x for k, x in v.items() if k in ("detected", "style", "evidence")}
+            schema.model_validate({"ref": ref, **judged})
 
 
 def test_constrained_and_free_rows_share_one_generate(loaded: LoadedModel) -> None:

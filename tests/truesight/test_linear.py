@@ -315,8 +315,8 @@ def test_same_statement_variant_keeps_only_the_instruction_apart() -> None:
     # What differs as written (the statement is also false) is gone in this variant.
     assert {e.text for e in written.examples if e.id.startswith("ip-001")} != {honest.text}
     with pytest.raises(dataset.DatasetError, match="needs meta.instruction"):
-        dataset.load(REPO / "protocols" / "data" / "sincere_performative.jsonl",
-                     variant="same_statement")  # fmt: skip
+        performative = REPO / "protocols" / "data" / "sincere_performative.jsonl"
+        dataset.load(performative, variant="same_statement")
 
 
 def test_bag_of_words_baseline_sees_giveaway_words_and_nothing_else() -> None:
@@ -333,8 +333,9 @@ def test_bag_of_words_baseline_sees_giveaway_words_and_nothing_else() -> None:
         return out
 
     y = np.array([1] * 30 + [0] * 30)
-    giveaway = linear.bow_auroc(texts(30, "truly") + texts(30, None), y,
-                                texts(30, "truly") + texts(30, None), y)  # fmt: skip
+    train = texts(30, "truly") + texts(30, None)
+    test = texts(30, "truly") + texts(30, None)
+    giveaway = linear.bow_auroc(train, y, test, y)
     same = texts(60, None)
     identical = linear.bow_auroc(same, y, same[:30] + same[:30], y)
     assert giveaway > 0.99

