@@ -184,11 +184,17 @@ def test_concurrency_is_bounded(records: Records) -> None:
 
         async def go():
             async with LLMClient(endpoint, records, "sha") as client:
-                await asyncio.gather(*(
-                    client.call(CallSpec("collect", f"i{i}", "subject"), model="m", params=PARAMS,
-                                messages=[{"role": "user", "content": str(i)}])
-                    for i in range(6)
-                ))  # fmt: skip
+                await asyncio.gather(
+                    *(
+                        client.call(
+                            CallSpec("collect", f"i{i}", "subject"),
+                            model="m",
+                            params=PARAMS,
+                            messages=[{"role": "user", "content": str(i)}],
+                        )
+                        for i in range(6)
+                    )
+                )
 
         asyncio.run(go())
     assert peak[0] == 2 and len(server.requests) == 6
