@@ -223,7 +223,8 @@ class TruesightTool:
             try:
                 response = self.client.run(probe, [text], params=params)
             except WorkerError as e:
-                raise ToolInputError(str(e)) from e
+                refused = say("tools/truesight.j2", "worker_refused", error=e)
+                raise ToolInputError(refused) from e
             result = response.results[0]
             pid = self.store.add_probe_result(
                 item_id, name, response.model, params, text_sha256(text), result
