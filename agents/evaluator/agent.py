@@ -36,7 +36,9 @@ TURNS = "evaluator_turns.j2"
 
 
 @dataclass(frozen=True)
-class Limits:
+class Budget:
+    """How far an evaluator may go: tries per item, context before compaction, turns."""
+
     max_attempts: int = 3
     context_budget: int = 120_000
     max_turns: int = 80
@@ -70,7 +72,7 @@ class EvaluatorAgent:
         check was passed then (a restarted agent is not asked again); `restarted` says an earlier
         conversation of this agent was cut off (the new one opens from its notes)."""
         self.sink, self.name, self.brief, self.mode = sink, name, brief, mode
-        self.limits = Limits(max_attempts, context_budget, max_turns)
+        self.limits = Budget(max_attempts, context_budget, max_turns)
         self.work = Assignment.shuffled(
             name,
             brief,
