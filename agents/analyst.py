@@ -17,15 +17,20 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from pydantic import BaseModel, Field, ValidationError
 
 from agents.client import CallResult, CallSpec, LLMClient
-from agents.evaluator import _prompts
+from agents.loop import Chat, Hooks, Message, retried, tool_loop, user
+from agents.prompts import render, say
+from agents.tools import Tool, ToolInputError, explain
 
-TOOL = "write_qualitative"
+WRITE_QUALITATIVE = "write_qualitative"
+"""The tool's name."""
+TEMPLATE = "tools/write_qualitative.j2"
 
 
 @dataclass(frozen=True)
@@ -44,10 +49,26 @@ class Limits:
     """How much of each sampled response the brief shows."""
 
 
-ONLINE = Limits(max_tokens=2048, themes=4, quotes=4, title=80, text=1200, quote=300,
-                limitations=600, response_chars=4000)  # fmt: skip
-COMPACT = Limits(max_tokens=512, themes=2, quotes=2, title=40, text=200, quote=100,
-                 limitations=150, response_chars=600)  # fmt: skip
+ONLINE = Limits(
+    max_tokens=2048,
+    themes=4,
+    quotes=4,
+    title=80,
+    text=1200,
+    quote=300,
+    limitations=600,
+    response_chars=4000,
+)
+COMPACT = Limits(
+    max_tokens=512,
+    themes=2,
+    quotes=2,
+    title=40,
+    text=200,
+    quote=100,
+    limitations=150,
+    response_chars=600,
+)
 """For a small local model: the whole draft fits in max_tokens, the brief in its context."""
 
 
@@ -85,14 +106,7 @@ class Sample:
     levels: dict[str, str]
     text: str
     verdict: dict[str, Any] = field(default_factory=dict)
-    """The judge's bool/enum fields, or empty when unscored."""
-
-    def verdict_text(self) -> str:
-        if not self.verdict:
-            return "unscored"
-        return ", ".join(
-            f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in self.verdict.items()
-        )
+    """The judge's bool/enum fields, or empty when unscored (analyst_brief.j2 shows them)."""
 
 
 @dataclass(frozen=True)
@@ -128,54 +142,55 @@ class AnalystResult:
 
 
 def tool_definition(limits: Limits = ONLINE, item_ids: list[str] | None = None) -> dict[str, Any]:
-    """The write_qualitative tool; with `item_ids`, a quote can cite only those items (what a
-    small model under constrained decoding needs; the quote itself is still checked)."""
+    """The write_qualitative tool as the API takes it; with `item_ids`, a quote can cite only
+    those items (what a small model under constrained decoding needs; the quote itself is still
+    checked)."""
+    return qualitative_tool(limits, item_ids, _no_handler).definition
 
+
+def qualitative_tool(
+    limits: Limits, item_ids: list[str] | None, handler: Callable[[dict[str, Any]], Any]
+) -> Tool:
     def string(n: int, description: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {"type": "string", "maxLength": n}
-        return {**out, "description": description} if description else out
+        return {**out, "description": say(TEMPLATE, description)} if description else out
 
-    item_id = string(80, "The id of the response, exactly as shown.")
+    item_id = string(80, "item_id")
     if item_ids:
         item_id = {"type": "string", "enum": list(item_ids), "description": item_id["description"]}
     quote = {
         "type": "object",
-        "properties": {
-            "item_id": item_id,
-            "quote": string(limits.quote, "A phrase or sentence copied exactly from it."),
-        },
+        "properties": {"item_id": item_id, "quote": string(limits.quote, "quote")},
         "required": ["item_id", "quote"],
         "additionalProperties": False,
     }
+    quotes = {"type": "array", "items": quote, "maxItems": limits.quotes}
     theme = {
         "type": "object",
         "properties": {
             "title": string(limits.title),
-            "text": string(limits.text, "What you saw, in your own words; no quotations."),
-            "quotes": {"type": "array", "items": quote, "maxItems": limits.quotes},
+            "text": string(limits.text, "theme_text"),
+            "quotes": quotes,
         },
         "required": ["title", "text", "quotes"],
         "additionalProperties": False,
     }
-    return {
-        "name": TOOL,
-        "description": "Write the qualitative section of the report.",
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "overview": string(limits.text, "The main finding in a few sentences."),
-                "themes": {
-                    "type": "array",
-                    "items": theme,
-                    "minItems": 1,
-                    "maxItems": limits.themes,
-                },
-                "limitations": string(limits.limitations, "What this reading cannot show."),
-            },
-            "required": ["overview", "themes", "limitations"],
-            "additionalProperties": False,
+    themes = {"type": "array", "items": theme, "minItems": 1, "maxItems": limits.themes}
+    schema = {
+        "type": "object",
+        "properties": {
+            "overview": string(limits.text, "overview"),
+            "themes": themes,
+            "limitations": string(limits.limitations, "limitations"),
         },
+        "required": ["overview", "themes", "limitations"],
+        "additionalProperties": False,
     }
+    return Tool(WRITE_QUALITATIVE, say(TEMPLATE, "description"), schema, handler)
+
+
+def _no_handler(tool_input: dict[str, Any]) -> Any:
+    raise NotImplementedError("a tool definition only")
 
 
 async def write_draft(
@@ -190,59 +205,55 @@ async def write_draft(
     """One forced `write_qualitative` call, retried with the validation error while the input
     is invalid (at most `max_attempts` calls). `params` are the model's generation settings;
     max_tokens comes from `limits`."""
-    system = _prompts.get_template("analyst_system.j2").render(limits=limits)
-    prompt = _prompts.get_template("analyst_brief.j2").render(brief=brief, limits=limits)
-    tool = tool_definition(limits, [x.item_id for x in brief.samples])
+    system = render("analyst_system.j2", limits=limits)
+    prompt = render("analyst_brief.j2", brief=brief, limits=limits)
     params = {**params, "max_tokens": limits.max_tokens}
-    messages: list[dict[str, Any]] = [{"role": "user", "content": prompt}]
-    calls: list[CallResult] = []
-    error = "no attempt made"
-    for attempt in range(max_attempts):
-        result = await client.call(
-            CallSpec("analyze", "qualitative", "analyst"),
-            model=model,
-            params=params,
-            system=system,
-            messages=messages,
-            tools=[tool],
-            tool_choice={"type": "tool", "name": TOOL},
-            key_extra={"attempt": attempt, "sample": brief.digest()},
-        )
-        calls.append(result)
-        if result.error:
-            return AnalystResult(None, f"analyst call failed: {result.error}", calls)
-        inputs = result.tool_inputs(TOOL)
+    chat = Chat(client, CallSpec("analyze", "qualitative", "analyst"), model, params, system)
+    drafting = _Drafting(limits)
+    tool = qualitative_tool(limits, [x.item_id for x in brief.samples], drafting.accept)
+    hooks = Hooks(
+        key=lambda attempt: {"attempt": attempt, "sample": brief.digest()},
+        on_text=drafting.no_call,
+        done=lambda result: drafting.draft is not None,
+        refusal=drafting.refused,
+        history=retried,
+    )
+    transcript = await tool_loop(
+        chat, [user(prompt)], [tool], max_turns=max_attempts, force=WRITE_QUALITATIVE, hooks=hooks
+    )
+    calls = transcript.results
+    if transcript.ended == "error":
+        return AnalystResult(None, f"analyst call failed: {transcript.final.error}", calls)
+    if drafting.draft is not None:
+        return AnalystResult(drafting.draft, None, calls)
+    error = f"invalid {WRITE_QUALITATIVE} input after {max_attempts} attempts: {drafting.error}"
+    return AnalystResult(None, error, calls)
+
+
+class _Drafting:
+    """The analyst's forced call as it goes: the accepted draft, or why the last was refused."""
+
+    def __init__(self, limits: Limits):
+        self.limits = limits
+        self.draft: Draft | None = None
+        self.error = "no attempt made"
+
+    def accept(self, tool_input: dict[str, Any]) -> str:
         try:
-            if not inputs:
-                raise ValueError(f"no {TOOL} call in the reply")
-            return AnalystResult(Draft.model_validate(inputs[0]), None, calls)
-        except (ValidationError, ValueError) as e:
-            error = _explain(e)
-            if result.stop_reason == "max_tokens":
-                error += f" (the reply was cut off at {limits.max_tokens} tokens: write less)"
-        messages = [
-            messages[0],
-            {"role": "assistant", "content": result.content or [{"type": "text", "text": "-"}]},
-            {"role": "user", "content": _retry(result, error)},
-        ]
-    return AnalystResult(None, f"invalid {TOOL} input after {max_attempts} attempts: {error}",
-                         calls)  # fmt: skip
+            self.draft = Draft.model_validate(tool_input)
+        except ValidationError as e:
+            raise ToolInputError(explain(e)) from e
+        return "ok"
 
+    def refused(self, result: CallResult, error: str) -> str:
+        """The retry text, with a note when the reply was cut off (the likely cause)."""
+        if result.stop_reason == "max_tokens":
+            error += " " + say(TEMPLATE, "cut_off", max_tokens=self.limits.max_tokens)
+        self.error = error
+        return say(TEMPLATE, "retry", error=error)
 
-def _explain(e: ValidationError | ValueError) -> str:
-    if isinstance(e, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'input'}: {err['msg']}" for err in e.errors()
-        )
-    return str(e)
-
-
-def _retry(result: CallResult, error: str) -> Any:
-    text = f"Your {TOOL} input is invalid: {error}. Call {TOOL} again with the whole draft, fixed."
-    use = next((b for b in result.content if b.get("type") == "tool_use"), None)
-    if use is None:
-        return text
-    return [{"type": "tool_result", "tool_use_id": use["id"], "content": text, "is_error": True}]
+    def no_call(self, result: CallResult, messages: list[Message]) -> list[Message]:
+        return retried(messages, result, self.refused(result, say(TEMPLATE, "no_call")))
 
 
 def normalise(text: str) -> str:

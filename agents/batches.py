@@ -6,6 +6,10 @@ never changes a key. The batch id lives in a small JSON file (`state_path`), wri
 wait on the batch: a process killed while the batch is in flight finds it there on resume and
 collects that batch rather than submitting (and paying for) the same calls again.
 
+A call's `attempts` in the ledger is the number of batch-creation requests that carried it (the
+SDK's retries included, counted as `LLMClient` counts them); a batch found in flight on resume
+counts once.
+
     runner = BatchRunner(endpoint, ledger, protocol_sha, run_dir / "artifacts/batches/s.json")
     results = await runner.run([BatchCall(CallSpec("collect", "item-1", "subject"), ...)])
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +35,9 @@ from agents.client import (
     _clean,
     _message,
     call_key,
+    count_requests,
     message_result,
+    sdk_client,
 )
 from memory import write_atomic
 
@@ -98,7 +104,7 @@ class BatchRunner:
         self.poll_s = poll_s
         self.stop = stop or (lambda: False)
         self.observe = observe or (lambda event, status: None)
-        self._sdk = endpoint.sdk()
+        self._sdk = sdk_client(endpoint)
 
     def key(self, call: BatchCall) -> str:
         """The ledger key, exactly as `LLMClient.call` computes it."""
@@ -121,14 +127,15 @@ class BatchRunner:
                     continue
                 covered = {k: pending[k] for k in entry["calls"] if k in pending}
                 if covered:
-                    results.update(await self._finish(entry["id"], covered, resumed=True))
+                    results.update(await self._finish(entry["id"], covered, sent=1))
                 else:  # answered meanwhile (e.g. by an online pass): nothing to wait for
                     self._mark(entry["id"], "superseded")
             todo = {k: c for k, c in pending.items() if k not in results}
             if todo:
-                batch_id = await self._submit(todo, results)
-                if batch_id is not None:
-                    results.update(await self._finish(batch_id, todo, resumed=False))
+                submitted = await self._submit(todo, results)
+                if submitted is not None:
+                    batch_id, sent = submitted
+                    results.update(await self._finish(batch_id, todo, sent=sent, resumed=False))
         finally:
             await self._sdk.close()
         return [results[self.key(c)] for c in calls]
@@ -136,28 +143,35 @@ class BatchRunner:
     # the batch's life --------------------------------------------------------------------
     async def _submit(
         self, todo: dict[str, BatchCall], results: dict[str, CallResult]
-    ) -> str | None:
+    ) -> tuple[str, int] | None:
+        """(batch id, creation requests sent), or None when the batch could not be created."""
         # the ledger key is the custom_id: 64 hex characters, the API's limit and alphabet
         requests = [{"custom_id": k, "params": _request(c)} for k, c in todo.items()]
-        try:
-            batch = await self._sdk.messages.batches.create(requests=requests)  # type: ignore[arg-type]
-        except anthropic.AuthenticationError as e:
-            raise AuthenticationFailed(f"{self.endpoint.base_url or 'Anthropic API'}: {e}") from e
-        except anthropic.APIStatusError as e:
-            self._fail(todo, results, f"HTTP {e.status_code}: {_message(e)}")
-            return None
-        except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
-            self._fail(todo, results, f"{type(e).__name__}: {e}")
+        error, batch = "", None
+        with count_requests() as sent:
+            try:
+                batch = await self._sdk.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+            except anthropic.AuthenticationError as e:
+                where = self.endpoint.base_url or "Anthropic API"
+                raise AuthenticationFailed(f"{where}: {e}") from e
+            except anthropic.APIStatusError as e:
+                error = f"HTTP {e.status_code}: {_message(e)}"
+            except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
+                error = f"{type(e).__name__}: {e}"
+        if batch is None:
+            self._fail(todo, results, error, sent.requests)
             return None
         entries = [e for e in self._load() if e["id"] != batch.id]
-        entries.append({"id": batch.id, "submitted": _now(), "status": "in_progress",
-                        "calls": {k: c.spec.item for k, c in todo.items()}})  # fmt: skip
+        calls = {k: c.spec.item for k, c in todo.items()}
+        entries.append(
+            {"id": batch.id, "submitted": _now(), "status": "in_progress", "calls": calls}
+        )
         self._save(entries)
         self.observe("submitted", _status(batch))
-        return batch.id
+        return batch.id, sent.requests
 
     async def _finish(
-        self, batch_id: str, calls: dict[str, BatchCall], *, resumed: bool
+        self, batch_id: str, calls: dict[str, BatchCall], *, sent: int, resumed: bool = True
     ) -> dict[str, CallResult]:
         """Wait for the batch to end, then store every result in the ledger."""
         first = True
@@ -168,7 +182,7 @@ class BatchRunner:
                 raise AuthenticationFailed(f"{self.endpoint.base_url or 'API'}: {e}") from e
             except anthropic.NotFoundError:
                 out: dict[str, CallResult] = {}
-                self._fail(calls, out, f"batch {batch_id} not found")
+                self._fail(calls, out, f"batch {batch_id} not found", sent)
                 self._mark(batch_id, "lost")
                 return out
             except (anthropic.APIConnectionError, anthropic.InternalServerError):
@@ -191,8 +205,10 @@ class BatchRunner:
             call = calls.get(line.custom_id)
             if call is None or self.ledger.lookup(line.custom_id) is not None:
                 continue  # not asked for this time, or already answered
-            out[line.custom_id] = self._store(line.custom_id, call, line.result, latency)
-        self._fail({k: c for k, c in calls.items() if k not in out}, out, "batch result missing")
+            stored = self._store(line.custom_id, call, line.result, latency, sent)
+            out[line.custom_id] = stored
+        missing = {k: c for k, c in calls.items() if k not in out}
+        self._fail(missing, out, "batch result missing", sent)
         self._mark(batch_id, "collected")
         self.observe("ended", status)
         return out
@@ -210,7 +226,9 @@ class BatchRunner:
             await asyncio.sleep(min(left, 0.2))
 
     # results -----------------------------------------------------------------------------
-    def _store(self, key: str, call: BatchCall, result: Any, latency_s: float) -> CallResult:
+    def _store(
+        self, key: str, call: BatchCall, result: Any, latency_s: float, sent: int
+    ) -> CallResult:
         if result.type == "succeeded":
             out = self._succeeded(key, call.model, result.message)
         elif result.type == "errored":
@@ -218,6 +236,7 @@ class BatchRunner:
             out = CallResult(key, error=f"batch errored: {err.type}: {err.message}")
         else:  # expired, canceled: never processed
             out = CallResult(key, error=f"batch {result.type}")
+        out = replace(out, attempts=sent)
         self.ledger.store(
             out,
             spec=call.spec,
@@ -231,11 +250,19 @@ class BatchRunner:
     def _succeeded(self, key: str, model: str, msg: anthropic.types.Message) -> CallResult:
         return message_result(key, model, msg, local=self.endpoint.local, price_factor=BATCH_PRICE)
 
-    def _fail(self, calls: dict[str, BatchCall], out: dict[str, CallResult], error: str) -> None:
+    def _fail(
+        self, calls: dict[str, BatchCall], out: dict[str, CallResult], error: str, sent: int
+    ) -> None:
         for key, call in calls.items():
-            out[key] = CallResult(key, error=error)
-            self.ledger.store(out[key], spec=call.spec, model=call.model, params=call.params,
-                              request=_request(call), latency_s=0.0)  # fmt: skip
+            out[key] = CallResult(key, error=error, attempts=sent)
+            self.ledger.store(
+                out[key],
+                spec=call.spec,
+                model=call.model,
+                params=call.params,
+                request=_request(call),
+                latency_s=0.0,
+            )
 
     # the state file ----------------------------------------------------------------------
     def _load(self) -> list[dict[str, Any]]:

@@ -4,6 +4,10 @@ Every call goes through a ledger keyed by (protocol hash, stage, item, role, mod
 with a recorded result is answered from the ledger and never sent again, so a stage that re-runs
 after an interrupt or a crash costs nothing. Failed calls are recorded too (for accounting) but
 are not results: they are tried again on the next pass.
+
+The SDK retries inside one `messages.create`; every HTTP request it sends, retries included,
+passes an httpx request hook (`sdk_client`), so a call's `attempts` in the ledger is the number
+of requests actually made for it, not the number of times we asked the SDK.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import asyncio
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import anthropic
@@ -44,6 +51,8 @@ class CallResult:
     """Input tokens written to the API's prompt cache (priced at 1.25× input)."""
     cache_read_tokens: int = 0
     """Input tokens read from the API's prompt cache (priced at 0.1× input)."""
+    attempts: int = 1
+    """HTTP requests made for this call, the SDK's retries included."""
 
     @property
     def text(self) -> str:
@@ -95,14 +104,46 @@ class Endpoint:
     local: bool = False
     """A local worker: calls cost nothing."""
 
-    def sdk(self) -> anthropic.AsyncAnthropic:
-        """The SDK client for this endpoint (one per event loop: it holds the connection pool)."""
-        return anthropic.AsyncAnthropic(
-            base_url=self.base_url,
-            api_key=self.api_key or "none",
-            max_retries=self.max_retries,
-            timeout=self.timeout_s,
-        )
+
+@dataclass
+class Sent:
+    """HTTP requests sent so far for the call in progress."""
+
+    requests: int = 0
+
+
+_sent: ContextVar[Sent | None] = ContextVar("agents_client_sent", default=None)
+
+
+@contextmanager
+def count_requests() -> Iterator[Sent]:
+    """Count the HTTP requests an SDK client from `sdk_client` sends inside this block (in this
+    task: concurrent calls each count their own)."""
+    sent = Sent()
+    token = _sent.set(sent)
+    try:
+        yield sent
+    finally:
+        _sent.reset(token)
+
+
+async def _count_request(request: object) -> None:
+    sent = _sent.get()
+    if sent is not None:
+        sent.requests += 1
+
+
+def sdk_client(endpoint: Endpoint) -> anthropic.AsyncAnthropic:
+    """The one SDK client constructor (one client per event loop: it holds the connection pool);
+    each request it sends, retries included, is counted by `count_requests`."""
+    hooks = {"request": [_count_request]}
+    return anthropic.AsyncAnthropic(
+        base_url=endpoint.base_url,
+        api_key=endpoint.api_key or "none",
+        max_retries=endpoint.max_retries,
+        timeout=endpoint.timeout_s,
+        http_client=anthropic.DefaultAsyncHttpxClient(event_hooks=hooks),
+    )
 
 
 class AuthenticationFailed(Exception):
@@ -116,7 +157,7 @@ class LLMClient:
         self.endpoint = endpoint
         self.ledger = ledger
         self.protocol_sha = protocol_sha
-        self._sdk = endpoint.sdk()
+        self._sdk = sdk_client(endpoint)
         self._slots = asyncio.Semaphore(endpoint.concurrency)
 
     async def __aenter__(self) -> LLMClient:
@@ -168,6 +209,11 @@ class LLMClient:
         return result
 
     async def _send(self, key: str, model: str, request: dict[str, Any]) -> CallResult:
+        with count_requests() as sent:
+            result = await self._create(key, model, request)
+        return replace(result, attempts=sent.requests)
+
+    async def _create(self, key: str, model: str, request: dict[str, Any]) -> CallResult:
         try:
             msg = await self._sdk.messages.create(**_sdk_kwargs(request))
         except anthropic.AuthenticationError as e:

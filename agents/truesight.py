@@ -14,6 +14,9 @@ from typing import Any, Protocol
 
 import httpx
 
+from agents.prompts import say
+from agents.tools import Handler, Tool, ToolInputError
+
 PROBES = ("surprisal", "author", "followup", "linear")
 """What the agent tool offers; `linear` applies each of the run's trained probes."""
 TRAINED = ("linear", "tokens")
@@ -24,8 +27,14 @@ def readout(probe: str, trained: str | None = None) -> str:
     return f"{probe}:{trained}" if trained else probe
 
 
-def worker_probe_name(name: str, data_sha256: str, variant: str, layer: int | None, c: float,
-                      control_sha256: str | None) -> str:  # fmt: skip
+def worker_probe_name(
+    name: str,
+    data_sha256: str,
+    variant: str,
+    layer: int | None,
+    c: float,
+    control_sha256: str | None,
+) -> str:
     """The trained probe's name on the worker: the protocol's name plus a digest of everything
     it is trained from, so two protocols (or two versions of one) never overwrite each other."""
     spec = json.dumps([data_sha256, variant, layer, c, control_sha256])
@@ -128,8 +137,9 @@ def compact(probe: str, result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-class ProbeStore(Protocol):
-    """Where readouts are kept so verdicts can cite them; the records store implements it."""
+class ProbeResultSink(Protocol):
+    """Where readouts are kept so verdicts can cite them; the records store implements it. (Not
+    the worker's `truesight.probes.linear.ProbeStore`, which keeps trained probes.)"""
 
     def add_probe_result(
         self,
@@ -143,31 +153,25 @@ class ProbeStore(Protocol):
     ) -> int: ...
 
 
-TOOL = {
-    "name": "truesight",
-    "description": (
-        "Ask a local base model what it reads into a text: how surprising each token is "
-        "(surprisal: high values where words look put in a model's mouth), zero-shot log-odds "
-        "of author attributes (author: sincere vs insincere, honest vs deceptive, ...), and "
-        "yes-minus-no logits for follow-up questions (followup), and the run's trained linear "
-        "probes on the model's activations (linear: e.g. a deception probe; score is the "
-        "log-odds of the probe's positive label). Give a response_id from your "
-        "batch, or a text. The result carries a probe_result_id per probe: cite it in a verdict "
-        "that relies on the readout."
-    ),
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "response_id": {"type": "string", "description": "Ref of a response in the batch."},
-            "text": {"type": "string", "description": "Any text, when not a response."},
-            "probes": {
-                "type": "array",
-                "items": {"type": "string", "enum": list(PROBES)},
-                "description": "Which readouts; default all.",
-            },
-        },
-    },
-}
+TRUESIGHT = "truesight"
+"""The tool's name."""
+
+
+def truesight_tool(handler: Handler) -> Tool:
+    """The `truesight` tool an agent sees, run by `handler` (a `TruesightTool`, or one that
+    checks something first)."""
+
+    def text(macro: str) -> str:
+        return say("tools/truesight.j2", macro)
+
+    probes = {"type": "string", "enum": list(PROBES)}
+    properties = {
+        "response_id": {"type": "string", "description": text("response_id")},
+        "text": {"type": "string", "description": text("text")},
+        "probes": {"type": "array", "items": probes, "description": text("probes")},
+    }
+    schema = {"type": "object", "properties": properties}
+    return Tool(TRUESIGHT, text("description"), schema, handler)
 
 
 class TruesightTool:
@@ -176,7 +180,7 @@ class TruesightTool:
     def __init__(
         self,
         client: TruesightClient,
-        store: ProbeStore,
+        store: ProbeResultSink,
         responses: dict[str, tuple[str | None, str]],
         params: dict[str, dict[str, Any]] | None = None,
         trained: dict[str, str] | None = None,
@@ -190,17 +194,24 @@ class TruesightTool:
     def __call__(self, tool_input: dict[str, Any]) -> dict[str, Any]:
         ref, text = tool_input.get("response_id"), tool_input.get("text")
         if (ref is None) == (text is None):
-            raise ToolInputError("give exactly one of response_id and text")
+            raise ToolInputError(say("tools/truesight.j2", "one_of_two"))
         item_id = None
         if ref is not None:
             if ref not in self.responses:
-                raise ToolInputError(f"unknown response_id {ref!r}")
+                raise ToolInputError(say("tools/truesight.j2", "unknown_ref", ref=repr(ref)))
             item_id, text = self.responses[ref]
         offered = [p for p in PROBES if p not in TRAINED or self.trained]
         probes = tool_input.get("probes") or offered
         unknown = [p for p in probes if p not in offered]
         if unknown:
-            raise ToolInputError(f"unknown probes {unknown}; this run offers {offered}")
+            raise ToolInputError(
+                say(
+                    "tools/truesight.j2",
+                    "unknown_probes",
+                    unknown=repr(unknown),
+                    offered=repr(offered),
+                )
+            )
         runs = [
             (readout(probe, name), probe, {"probe": worker})
             for probe in probes
@@ -212,7 +223,8 @@ class TruesightTool:
             try:
                 response = self.client.run(probe, [text], params=params)
             except WorkerError as e:
-                raise ToolInputError(str(e)) from e
+                refused = say("tools/truesight.j2", "worker_refused", error=e)
+                raise ToolInputError(refused) from e
             result = response.results[0]
             pid = self.store.add_probe_result(
                 item_id, name, response.model, params, text_sha256(text), result
@@ -220,7 +232,3 @@ class TruesightTool:
             out[name] = {"probe_result_id": pid, **compact(probe, result)}
             out["model"] = response.model
         return out
-
-
-class ToolInputError(Exception):
-    """A tool call the model can fix; goes back to it as an error result."""

@@ -276,19 +276,19 @@ class Records:
             result.key, spec.stage, spec.item, spec.role, model, json.dumps(params, sort_keys=True),
             json.dumps(request), json.dumps(result.content), result.stop_reason, result.error,
             result.input_tokens, result.output_tokens, result.cost_usd, latency_s, now(),
-            result.cache_write_tokens, result.cache_read_tokens,
+            result.cache_write_tokens, result.cache_read_tokens, result.attempts,
         )  # fmt: skip
         with self._tx() as db:
             # a failed attempt is replaced by the next one; a success is never overwritten
             db.execute(
                 "INSERT INTO calls(key, stage, item, role, model, params, request, content, "
                 "stop_reason, error, input_tokens, output_tokens, cost_usd, latency_s, created, "
-                "cache_write_tokens, cache_read_tokens) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
+                "cache_write_tokens, cache_read_tokens, attempts) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(key) DO UPDATE SET "
                 "content=excluded.content, stop_reason=excluded.stop_reason, "
                 "error=excluded.error, input_tokens=excluded.input_tokens, "
                 "output_tokens=excluded.output_tokens, cost_usd=excluded.cost_usd, "
-                "latency_s=excluded.latency_s, attempts=calls.attempts+1, "
+                "latency_s=excluded.latency_s, attempts=calls.attempts+excluded.attempts, "
                 "created=excluded.created, "
                 "cache_write_tokens=excluded.cache_write_tokens, "
                 "cache_read_tokens=excluded.cache_read_tokens "
@@ -310,7 +310,7 @@ class Records:
     def usage(self) -> dict[str, dict[str, float]]:
         """Tokens, cost and call counts per stage (failed attempts included: they were paid)."""
         rows = self._all(
-            "SELECT stage, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), "
+            "SELECT stage, SUM(attempts), SUM(input_tokens), SUM(output_tokens), SUM(cost_usd), "
             "SUM(cost_usd IS NULL), SUM(error IS NOT NULL), SUM(cache_write_tokens), "
             "SUM(cache_read_tokens) FROM calls GROUP BY stage"
         )

@@ -4,7 +4,7 @@
 items, plus a share of items that a second evaluator also judges (`evaluation.overlap`, for
 agreement) and one item the same evaluator sees twice (`evaluation.duplicates`, for
 self-consistency). `fan_out` sends every unfinished batch to `evaluate_batch`, which runs an
-`EvaluatorAgent` (agents/evaluator_agent.py); its verdicts, flags and comprehension answers are
+`EvaluatorAgent` (agents/evaluator/); its verdicts, flags and comprehension answers are
 stored as they happen, so a restarted run picks each evaluator up from its records and notes.
 `evaluate_done` closes the stage once all batches are in.
 """
@@ -19,12 +19,12 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from agents.evaluator import FieldSpec
-from agents.evaluator_agent import (
+from agents.evaluator import (
     FLAG_KINDS,
     AgentVerdict,
     Brief,
     EvaluatorAgent,
+    FieldSpec,
     Question,
     Replaced,
     WorkItem,

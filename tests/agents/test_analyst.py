@@ -11,7 +11,7 @@ import pytest
 
 from agents.analyst import (
     COMPACT,
-    TOOL,
+    WRITE_QUALITATIVE,
     AnalystBrief,
     AnalystResult,
     Draft,
@@ -32,13 +32,19 @@ TEXTS = {
 
 
 def draft(*quotes: tuple[str, str]) -> Draft:
-    return Draft.model_validate({
-        "overview": "o",
-        "themes": [{"title": "t", "text": "x", "quotes": [
-            {"item_id": i, "quote": q} for i, q in quotes
-        ]}],
-        "limitations": "l",
-    })  # fmt: skip
+    return Draft.model_validate(
+        {
+            "overview": "o",
+            "themes": [
+                {
+                    "title": "t",
+                    "text": "x",
+                    "quotes": [{"item_id": i, "quote": q} for i, q in quotes],
+                }
+            ],
+            "limitations": "l",
+        }
+    )
 
 
 def kept_and_reasons(d: Draft) -> tuple[list[str], list[str]]:
@@ -57,8 +63,13 @@ def test_a_fabricated_quote_is_removed_with_the_reason() -> None:
     d = draft(("deu.a.001", "I noticed an instruction"), ("deu.a.001", "I refuse to obey it"))
     kept, removed = check_quotes(d, TEXTS)
     assert [q.quote for q in kept.themes[0].quotes] == ["I noticed an instruction"]
-    assert removed == [{"item_id": "deu.a.001", "quote": "I refuse to obey it",
-                        "reason": "not found verbatim in the item's response"}]  # fmt: skip
+    assert removed == [
+        {
+            "item_id": "deu.a.001",
+            "quote": "I refuse to obey it",
+            "reason": "not found verbatim in the item's response",
+        }
+    ]
     assert d.themes[0].quotes[1].quote == "I refuse to obey it"  # the input is not modified
 
 
@@ -76,10 +87,21 @@ def test_whitespace_runs_and_nfc_are_tolerated() -> None:
     assert len(kept) == 1 and reasons == []
     texts = {"x": "a cafe\u0301 on the corner"}  # decomposed é in the record
     kept_d, removed = check_quotes(
-        Draft.model_validate({"overview": "", "themes": [{"title": "", "text": "", "quotes": [
-            {"item_id": "x", "quote": "a caf\u00e9 on"}]}], "limitations": ""}),
+        Draft.model_validate(
+            {
+                "overview": "",
+                "themes": [
+                    {
+                        "title": "",
+                        "text": "",
+                        "quotes": [{"item_id": "x", "quote": "a caf\u00e9 on"}],
+                    }
+                ],
+                "limitations": "",
+            }
+        ),
         texts,
-    )  # fmt: skip
+    )
     assert removed == [] and len(kept_d.themes[0].quotes) == 1
 
 
@@ -116,19 +138,25 @@ BRIEF = AnalystBrief(
     summary="# Run deu-pilot\nevaluate: done",
     statistics="- control: detected 1/3\n- deu: detected 2/3",
     samples=[
-        Sample("deu.a.001", "a.control", {"framing": "control"}, TEXTS["deu.a.001"],
-               {"detected": True, "reasoning_style": "experiential"}),
+        Sample(
+            "deu.a.001",
+            "a.control",
+            {"framing": "control"},
+            TEXTS["deu.a.001"],
+            {"detected": True, "reasoning_style": "experiential"},
+        ),
         Sample("deu.a.002", "a.deu", {"framing": "deu"}, TEXTS["deu.a.002"]),
     ],
-)  # fmt: skip
+)
 
 
 def run_analyst(server: FakeAnthropic, records: Records, **kw: Any) -> AnalystResult:
     async def go() -> AnalystResult:
         endpoint = Endpoint(base_url=server.url, api_key="k", max_retries=0)
         async with LLMClient(endpoint, records, "sha") as client:
-            return await write_draft(client, BRIEF, model="claude-sonnet-4-6",
-                                     params={"max_tokens": 4096}, **kw)  # fmt: skip
+            return await write_draft(
+                client, BRIEF, model="claude-sonnet-4-6", params={"max_tokens": 4096}, **kw
+            )
 
     return asyncio.run(go())
 
@@ -147,8 +175,8 @@ def test_the_analyst_returns_a_valid_draft_from_one_forced_call(records: Records
     assert check_quotes(out.draft, TEXTS)[1] == []
     (req,) = server.requests
     body = req.body
-    assert body["tool_choice"] == {"type": "tool", "name": TOOL}
-    assert [t["name"] for t in body["tools"]] == [TOOL]
+    assert body["tool_choice"] == {"type": "tool", "name": WRITE_QUALITATIVE}
+    assert [t["name"] for t in body["tools"]] == [WRITE_QUALITATIVE]
     assert body["max_tokens"] == 2048
     # the analyst sees each response with its condition and verdict, and the statistics
     assert shown_responses(body) == TEXTS
@@ -167,21 +195,23 @@ def test_an_invalid_draft_is_retried_with_the_error_then_accepted(records: Recor
     def handler(body: dict[str, Any]):
         name, _, is_error = _last_tool(body)
         if name is None:  # first attempt: a theme without its text
-            return tool_use(TOOL, {"overview": "o", "themes": [{"title": "t", "quotes": []}],
-                                   "limitations": "l"})  # fmt: skip
+            return tool_use(
+                WRITE_QUALITATIVE,
+                {"overview": "o", "themes": [{"title": "t", "quotes": []}], "limitations": "l"},
+            )
         return good(body)
 
     with FakeAnthropic(handler) as server:
         out = run_analyst(server, records)
     assert out.error is None and out.draft is not None and len(out.calls) == 2
     name, result, is_error = _last_tool(server.requests[1].body)
-    assert name == TOOL and is_error
+    assert name == WRITE_QUALITATIVE and is_error
     assert "themes.0.text: Field required" in result["text"]
 
 
 def test_a_draft_that_stays_invalid_is_an_error_not_an_exception(records: Records) -> None:
     def handler(body: dict[str, Any]):
-        return tool_use(TOOL, {"overview": "o"})
+        return tool_use(WRITE_QUALITATIVE, {"overview": "o"})
 
     with FakeAnthropic(handler) as server:
         out = run_analyst(server, records, max_attempts=2)

@@ -113,8 +113,11 @@ def test_stopped_after_submit_resumes_the_same_batch(records: Records, tmp_path:
 def test_failed_requests_are_errors_retried_on_the_next_pass(
     records: Records, tmp_path: Path
 ) -> None:
-    broken = {"question 1": Fault.overloaded(), "question 2": Fault("expired"),
-              "question 3": Fault("canceled")}  # fmt: skip
+    broken = {
+        "question 1": Fault.overloaded(),
+        "question 2": Fault("expired"),
+        "question 3": Fault("canceled"),
+    }
     state = tmp_path / "s.json"
 
     def handler(body: dict):
@@ -128,9 +131,8 @@ def test_failed_requests_are_errors_retried_on_the_next_pass(
             "batch expired",
             "batch canceled",
         ]
-        assert {i: r.error is None for i, r in records.responses().items()} == {
-            "item-0": True, "item-1": False, "item-2": False, "item-3": False,
-        }  # fmt: skip
+        answered = {i: r.error is None for i, r in records.responses().items()}
+        assert answered == {"item-0": True, "item-1": False, "item-2": False, "item-3": False}
         broken.clear()
         second = run(server, records, state, calls(4))
         creates = server.batch_creates()
@@ -145,3 +147,17 @@ def test_a_rejected_batch_records_every_call_as_failed(records: Records, tmp_pat
         results = run(server, records, tmp_path / "s.json", calls(3))
     assert all(r.error and r.error.startswith("HTTP 500") for r in results)
     assert not (tmp_path / "s.json").exists()
+    # each call was carried by the three creation requests the SDK made (two of them retries)
+    assert len(server.requests) == 3 and all(r.attempts == 3 for r in results)
+    assert records.usage()["collect"]["calls"] == 9
+
+
+def test_a_retried_creation_counts_for_every_call_it_carried(
+    records: Records, tmp_path: Path
+) -> None:
+    once = iter([Fault.rate_limit()])
+    with FakeAnthropic(echo, faults=lambda body, n: next(once, None)) as server:
+        results = run(server, records, tmp_path / "s.json", calls(3))
+    assert len(server.batch_creates()) == 2  # a 429, then the batch the SDK retried
+    assert all(r.error is None and r.attempts == 2 for r in results)
+    assert records._all("SELECT SUM(attempts) FROM calls") == [(6,)]

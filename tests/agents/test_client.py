@@ -96,7 +96,9 @@ def test_a_failed_call_is_recorded_and_tried_again_next_pass(records: Records) -
         ok = call(server, records, retries=1)
     assert ok.text == "recovered" and ok.key == failed.key
     assert len(server.requests) == 3  # two tries in the failed pass, one in the next
-    assert records.usage()["collect"]["calls"] == 1
+    # one ledger row, three requests made for it: the SDK's retry is counted too
+    assert records._all("SELECT COUNT(*), SUM(attempts) FROM calls") == [(1, 3)]
+    assert records.usage()["collect"]["calls"] == 3
 
 
 def test_the_request_carries_sampling_params_and_is_priced(records: Records) -> None:
@@ -108,6 +110,54 @@ def test_the_request_carries_sampling_params_and_is_priced(records: Records) -> 
     assert result.cost_usd == pytest.approx(
         (result.input_tokens * 3 + result.output_tokens * 15) / 1e6
     )
+
+
+def test_the_ledger_counts_every_request_the_sdk_made(records: Records) -> None:
+    """Under injected faults the SDK retries inside one call; the ledger's attempts (and so
+    SUMMARY's "API calls (incl. failed attempts)") add up to what the server received."""
+    kinds = [
+        Fault.rate_limit(),
+        Fault.overloaded(),
+        Fault.server_error(),
+        Fault.drop(),
+        Fault.slow(1.5),
+    ]
+    plans = {  # per call: the faults its requests meet, in order; then it is answered
+        "0": [*kinds[:3], kinds[3]],  # beyond the SDK's retries: fails, answered next pass
+        "1": [kinds[0]],
+        "2": [kinds[3], kinds[4]],
+        "3": [kinds[1], kinds[2]],
+    }
+    lock = threading.Lock()
+
+    def faults(body: dict, n: int) -> Fault | None:
+        with lock:
+            left = plans.get(body["messages"][0]["content"], [])
+            return left.pop(0) if left else None
+
+    with FakeAnthropic(lambda body: "fine", faults=faults) as server:
+        endpoint = Endpoint(base_url=server.url, api_key="k", max_retries=2, timeout_s=1.0)
+
+        async def go() -> list:
+            async with LLMClient(endpoint, records, "sha") as client:
+                asks = [
+                    client.call(
+                        CallSpec("collect", f"item-{i}", "subject"),
+                        model="claude-sonnet-4-6",
+                        params=PARAMS,
+                        messages=[{"role": "user", "content": str(i)}],
+                    )
+                    for i in range(6)
+                ]
+                return await asyncio.gather(*asks)
+
+        first = asyncio.run(go())
+        second = asyncio.run(go())  # the failed call is made again; the others are replayed
+    assert [r.error is not None for r in first] == [True] + [False] * 5
+    assert all(r.error is None for r in second)
+    assert len(server.requests) == (3 + 2) + 2 + 3 + 3 + 1 + 1
+    assert records._all("SELECT SUM(attempts) FROM calls") == [(15,)]
+    assert records.usage()["collect"]["calls"] == 15
 
 
 def test_bad_credentials_stop_the_run(records: Records) -> None:
@@ -134,11 +184,17 @@ def test_concurrency_is_bounded(records: Records) -> None:
 
         async def go():
             async with LLMClient(endpoint, records, "sha") as client:
-                await asyncio.gather(*(
-                    client.call(CallSpec("collect", f"i{i}", "subject"), model="m", params=PARAMS,
-                                messages=[{"role": "user", "content": str(i)}])
-                    for i in range(6)
-                ))  # fmt: skip
+                await asyncio.gather(
+                    *(
+                        client.call(
+                            CallSpec("collect", f"i{i}", "subject"),
+                            model="m",
+                            params=PARAMS,
+                            messages=[{"role": "user", "content": str(i)}],
+                        )
+                        for i in range(6)
+                    )
+                )
 
         asyncio.run(go())
     assert peak[0] == 2 and len(server.requests) == 6

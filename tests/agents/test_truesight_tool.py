@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from agents.client import CallSpec, Endpoint, LLMClient
-from agents.loop import Tool, tool_loop
-from agents.truesight import TOOL, TruesightClient, TruesightTool
+from agents.loop import Chat, tool_loop
+from agents.truesight import TruesightClient, TruesightTool, truesight_tool
 from orchestrator.records import Records
 from tests.conftest import ROOT
 from tests.fakes.anthropic_server import FakeAnthropic, text, tool_use
@@ -40,15 +40,10 @@ def run_loop(
     async def go():
         endpoint = Endpoint(base_url=server.url, api_key="k")
         async with LLMClient(endpoint, records, "sha") as client:
-            return await tool_loop(
-                client,
-                CallSpec("evaluate", "batch-01", "evaluator-1"),
-                model="claude-sonnet-4-6",
-                params={"max_tokens": 200},
-                system="judge",
-                messages=[{"role": "user", "content": "Judge R01."}],
-                tools=[Tool(TOOL, tool)],
-            )
+            spec = CallSpec("evaluate", "batch-01", "evaluator-1")
+            chat = Chat(client, spec, "claude-sonnet-4-6", {"max_tokens": 200}, "judge")
+            opening = [{"role": "user", "content": "Judge R01."}]
+            return await tool_loop(chat, opening, [truesight_tool(tool)])
 
     return asyncio.run(go())
 
@@ -94,9 +89,8 @@ def test_the_runs_trained_probes_through_the_tool(probe_worker: Worker, tmp_path
         readout["linear:performative"]["probe_result_id"]
     ]
     assert row.probe == "linear:performative" and row.result["probe"] == "tool-performative"
-    assert set(readout["linear:performative"]) == {
-        "probe_result_id", "score", "probability", "above_threshold",
-    }  # fmt: skip
+    fields = {"probe_result_id", "score", "probability", "above_threshold"}
+    assert set(readout["linear:performative"]) == fields
     # without trained probes in the run, linear is not offered
     fresh = Records(tmp_path / "fresh.sqlite")  # (the ledger would replay the call above)
     with FakeAnthropic(scripted({"response_id": "R01", "probes": ["linear"]})) as server:

@@ -15,8 +15,7 @@ import anthropic
 import pytest
 import torch
 
-from agents.evaluator import FieldSpec, verdict_model
-from agents.evaluator_agent import submit_tool
+from agents.evaluator import FieldSpec, submit_definition, verdict_model
 from tests.fakes.tiny_model import build_tiny_model
 from tests.truesight.workers import Worker, start_worker, stop_worker
 from truesight.constrain import compile_tool_input
@@ -122,7 +121,7 @@ def test_the_scripted_judges_keyed_tool_gets_one_verdict_per_ref(long_context: L
         FieldSpec("evidence", "str", max_length=20),
     ]
     refs = ["R03", "R07", "R11"]
-    tool = submit_tool(fields, refs)
+    tool = submit_definition(fields, refs)
     schema = verdict_model(fields)
     torch.manual_seed(0)
     for text in PROMPTS[:2]:

@@ -1,16 +1,13 @@
 """The verdict schema: protocol fields as a pydantic model (to validate submissions) and as the
-`submit_verdicts` tool definition (what the judge model fills in). The agents that use them are in
-`agents/evaluator_agent.py`.
+`submit_verdicts` tool definition (what the judge model fills in); the tool that takes them is
+`agents/evaluator/submit_verdicts.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import FileSystemLoader, StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,13 +18,20 @@ from pydantic import (
     create_model,
 )
 
-TOOL = "submit_verdicts"
-_prompts = SandboxedEnvironment(
-    loader=FileSystemLoader(Path(__file__).parent / "prompts"),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+from agents.prompts import say
+
+SUBMIT_VERDICTS = "submit_verdicts"
+"""The tool's name."""
+
+CITES = {
+    "truesight_ids": {
+        "type": "array",
+        "items": {"type": "integer"},
+        "maxItems": 8,
+        "description": say("tools/submit_verdicts.j2", "cites"),
+    }
+}
+"""The citations a verdict may carry when the agent has the truesight tool."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ def verdict_schema(
     json_types = {"bool": "boolean", "str": "string", "int": "integer", "float": "number"}
     props: dict[str, Any] = {}
     if ref:
-        props["ref"] = {"type": "string", "description": "The item's ref, e.g. R01."}
+        props["ref"] = {"type": "string", "description": say("tools/submit_verdicts.j2", "ref")}
     for f in fields:
         prop: dict[str, Any] = {"description": f.description}
         if f.type == "enum":
@@ -84,12 +88,12 @@ def verdict_schema(
     }
 
 
-def tool_definition(
+def submit_schema(
     fields: list[FieldSpec], refs: list[str] | None = None, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The submit tool: `verdicts` is a list of verdicts with their refs; with `refs`, an
-    object keyed by exactly those refs, so a forced call (constrained decoding on a small model)
-    comes out with one verdict for each, none twice, none missing."""
+    """The submit tool's input schema: `verdicts` is a list of verdicts with their refs; with
+    `refs`, an object keyed by exactly those refs, so a forced call (constrained decoding on a
+    small model) comes out with one verdict for each, none twice, none missing."""
     if refs:
         one = verdict_schema(fields, ref=False, extra=extra)
         verdicts: dict[str, Any] = {
@@ -101,14 +105,20 @@ def tool_definition(
     else:
         verdicts = {"type": "array", "items": verdict_schema(fields, extra=extra)}
     return {
-        "name": TOOL,
-        "description": "Submit one verdict per item of the batch.",
-        "input_schema": {
-            "type": "object",
-            "properties": {"verdicts": verdicts},
-            "required": ["verdicts"],
-            # closed: under constrained decoding an open object lets a small model add a key of
-            # its own after the verdicts and never stop
-            "additionalProperties": False,
-        },
+        "type": "object",
+        "properties": {"verdicts": verdicts},
+        "required": ["verdicts"],
+        # closed: under constrained decoding an open object lets a small model add a key of its
+        # own after the verdicts and never stop
+        "additionalProperties": False,
+    }
+
+
+def submit_definition(fields: list[FieldSpec], refs: list[str] | None = None) -> dict[str, Any]:
+    """submit_verdicts as agents see it; with `refs`, keyed by exactly those refs and without
+    citations (the scripted mode, which calls no truesight tool)."""
+    return {
+        "name": SUBMIT_VERDICTS,
+        "description": say("tools/submit_verdicts.j2", "description"),
+        "input_schema": submit_schema(fields, refs, extra=None if refs else CITES),
     }

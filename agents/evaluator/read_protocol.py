@@ -1,0 +1,43 @@
+"""`read_protocol`: confirms the protocol (in the system prompt, the prefix every evaluator shares
+and the API caches) and unlocks the other tools; returns the verdict fields, the comprehension
+questions and the assignment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.evaluator.assignment import Assignment
+from agents.prompts import say
+from agents.tools import Tool
+
+READ_PROTOCOL = "read_protocol"
+
+
+def _text(macro: str) -> str:
+    return say("tools/read_protocol.j2", macro)
+
+
+def read_protocol_tool(work: Assignment) -> Tool:
+    def read(_: dict[str, Any]) -> dict[str, Any]:
+        work.read = True
+        fields = {
+            f.name: {"type": f.type, **({"values": list(f.values)} if f.values else {})}
+            for f in work.brief.fields
+        }
+        out: dict[str, Any] = {
+            "design_and_rubric": _text("design_and_rubric"),
+            "verdict_fields": fields,
+            "items_assigned": len(work.refs),
+            "items_remaining": len(work.remaining),
+            "chunk_size": work.brief.chunk_size,
+        }
+        if work.passed:
+            return {**out, "next": _text("next_batch")}
+        out["comprehension_questions"] = [
+            {"id": q.id, "question": q.question, "choices": list(q.choices)}
+            for q in work.brief.questions
+        ]
+        return {**out, "next": _text("next_check")}
+
+    schema = {"type": "object", "properties": {}}
+    return Tool(READ_PROTOCOL, _text("description"), schema, read)
