@@ -23,9 +23,9 @@ from markupsafe import Markup, escape
 from memory import write_atomic
 from orchestrator.analysis import primary_verdicts
 from orchestrator.plots import drawn_figures, make_plots
-from orchestrator.progress import usage_totals
 from orchestrator.protocol.schema import Protocol
 from orchestrator.rundir import RunDir, analysis_sha256
+from orchestrator.usage import usage_totals
 
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -208,8 +208,8 @@ def report_context(
         "n_per_cell": protocol.design.pilot_n_per_cell if run.pilot else protocol.design.n_per_cell,
         "batches": {
             "n": len(batches),
-            "largest": max((len(b[2]) for b in batches), default=0),
-            "evaluators": len({b[1] for b in batches}),
+            "largest": max((len(b.items) for b in batches), default=0),
+            "evaluators": len({b.evaluator for b in batches}),
         },
         "deviations": deviations(run, protocol, a, amendments),
         "amendments": amendments,
@@ -350,8 +350,8 @@ def deviations(
         who = ", ".join(sorted({c.evaluator for c in failed}))
         out.append(f"{len(failed)} failed comprehension check attempt(s) ({who}).")
     restarts = []
-    for name in sorted({b[1] for b in rec.batches()}):
-        later = [r for n, r in rec.sessions(name) if n > 1]
+    for name in sorted({b.evaluator for b in rec.batches()}):
+        later = [s.reason for s in rec.sessions(name) if s.continued]
         if later:
             restarts.append(f"{name} ({', '.join(later)})")
     if restarts:
