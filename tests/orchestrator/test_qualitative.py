@@ -39,8 +39,9 @@ def evaluated(env: dict, runs: Path) -> Iterator[RunContext]:
     assert out.status == "awaiting_approval" and out.waiting_at == "evaluate"
     with RunDir.open(runs, "qual") as run:
         m = run.manifest
-        yield RunContext(run, as_run(run.loaded.protocol, offline=m.offline,
-                                     local_model=m.local_model))  # fmt: skip
+        yield RunContext(
+            run, as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
+        )
 
 
 def analyst_calls(world: FakeAnthropic) -> list[dict[str, Any]]:
@@ -51,11 +52,18 @@ def fabricating(shown: dict[str, str]) -> dict[str, Any]:
     (real_id, real), (other_id, _) = list(shown.items())[:2]
     return {
         "overview": "Under the DEU framing responses named the planted instruction.",
-        "themes": [{"title": "Reports", "text": "Some responses report the instruction.",
-                    "quotes": [{"item_id": real_id, "quote": " ".join(real.split()[:5])},
-                               {"item_id": other_id, "quote": FABRICATED}]}],
+        "themes": [
+            {
+                "title": "Reports",
+                "text": "Some responses report the instruction.",
+                "quotes": [
+                    {"item_id": real_id, "quote": " ".join(real.split()[:5])},
+                    {"item_id": other_id, "quote": FABRICATED},
+                ],
+            }
+        ],
         "limitations": "Three responses per cell.",
-    }  # fmt: skip
+    }
 
 
 def test_a_fabricated_quote_is_removed_and_logged_and_a_real_one_kept(
@@ -130,17 +138,18 @@ def test_sampling_prefers_scored_non_empty_responses_of_both_outcomes() -> None:
 
     items = [item(k) for k in range(8)]
     texts = {0: "", 1: "a", 2: "b", 3: "c", 4: "d", 5: "e", 6: "f", 7: "g"}
-    responses = {f"c.{k:03d}": Response(f"c.{k:03d}", t, "end_turn", None, 1)
-                 for k, t in texts.items()}  # fmt: skip
+    responses = {
+        f"c.{k:03d}": Response(f"c.{k:03d}", t, "end_turn", None, 1) for k, t in texts.items()
+    }
 
     def verdict(k: int, detected: bool | None) -> Verdict:
         fields = None if detected is None else {"detected": detected}
-        return Verdict(f"c.{k:03d}", "e", "b", "unscored" if fields is None else "scored",
-                       fields, None)  # fmt: skip
+        return Verdict(
+            f"c.{k:03d}", "e", "b", "unscored" if fields is None else "scored", fields, None
+        )
 
-    verdicts = {v.item_id: v for v in [verdict(0, True), verdict(1, True), verdict(2, True),
-                verdict(3, True), verdict(4, False), verdict(5, None), verdict(6, None),
-                verdict(7, None)]}  # fmt: skip
+    detected = {0: True, 1: True, 2: True, 3: True, 4: False, 5: None, 6: None, 7: None}
+    verdicts = {f"c.{k:03d}": verdict(k, d) for k, d in detected.items()}
     chosen = sample(items, responses, verdicts, 3, 7, "detected")["c"]
     assert len(chosen) == 3 and "c.000" not in chosen  # the empty response is never shown
     assert "c.004" in chosen  # the one negative is taken alongside the positives
