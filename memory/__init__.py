@@ -9,10 +9,10 @@ from memory.files import write_atomic
 from memory.history import RunHistory
 from memory.log import LogEntry, RunLog
 from memory.notes import append_note, read_notes
-from memory.summary import Decision, Flag, StageProgress, Summary, write_summary
+from memory.summary import DecisionEntry, Flag, StageProgress, Summary, write_summary
 
 __all__ = [
-    "Decision",
+    "DecisionEntry",
     "Flag",
     "LogEntry",
     "RunHistory",

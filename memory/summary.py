@@ -26,7 +26,9 @@ class StageProgress:
 
 
 @dataclass(frozen=True)
-class Decision:
+class DecisionEntry:
+    """A checkpoint decision as SUMMARY.md lists it."""
+
     checkpoint: str
     decision: str
     by: str
@@ -51,7 +53,7 @@ class Summary:
     status: str
     size: str
     stages: list[StageProgress]
-    decisions: list[Decision]
+    decisions: list[DecisionEntry]
     flags: list[Flag]
     numbers: dict[str, str]
     next_step: str

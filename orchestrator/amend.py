@@ -17,17 +17,18 @@ import difflib
 from pathlib import Path
 
 from orchestrator.errors import UserError
-from orchestrator.progress import refresh_summary
 from orchestrator.protocol import load_protocol
-from orchestrator.records import AmendmentRow
+from orchestrator.rebuild import rebuild_report
+from orchestrator.records import AmendmentRow, AmendmentStatus
 from orchestrator.rundir import RunDir
+from orchestrator.summary import refresh_summary
 
 FROZEN = ("design", "materials", "subjects", "evaluation", "probes", "checkpoints")
 """Protocol sections an amendment may not touch (with id, title, question, hypotheses)."""
 
 
 def pending(run: RunDir) -> AmendmentRow | None:
-    return next((a for a in run.records.amendments() if a.status == "pending"), None)
+    return next((a for a in run.records.amendments() if a.status == AmendmentStatus.PENDING), None)
 
 
 def propose(run: RunDir, protocol_path: Path, note: str, by: str) -> AmendmentRow:
@@ -70,11 +71,11 @@ def propose(run: RunDir, protocol_path: Path, note: str, by: str) -> AmendmentRo
         )
     )
     row = run.records.propose_amendment(by, note, old.sha256, new.sha256, diff, new_text)
-    run.log.append(
-        "analyze", _actor(by), "amendment_proposed",
+    text = (
         f"Amendment {row.n} to the pre-registered analysis proposed by {by}: {note}\n\n"
-        f"```diff\n{diff}```",
-    )  # fmt: skip
+        f"```diff\n{diff}```"
+    )
+    run.log.append("analyze", _actor(by), "amendment_proposed", text)
     refresh_summary(run)
     run.history.commit(f"amendment {row.n} proposed by {by}")
     return row
@@ -83,13 +84,14 @@ def propose(run: RunDir, protocol_path: Path, note: str, by: str) -> AmendmentRo
 def decide(run: RunDir, row: AmendmentRow, approve: bool, by: str, note: str = "") -> AmendmentRow:
     """Approve (freeze the amended protocol) or reject a pending amendment. An approved one on a
     run that has been analysed already rebuilds analysis.json and the report."""
-    if row.status != "pending":
+    if row.status != AmendmentStatus.PENDING:
         raise UserError(f"amendment {row.n} was already {row.status}")
     if approve:
         if run.path("protocol.yaml").read_text() != _current(run, row):
             raise UserError(f"protocol.yaml of {run.id} changed since amendment {row.n} was made")
         run.replace_protocol(row.text)
-    decided = run.records.decide_amendment(row.n, "approved" if approve else "rejected", by, note)
+    status = AmendmentStatus.APPROVED if approve else AmendmentStatus.REJECTED
+    decided = run.records.decide_amendment(row.n, status, by, note)
     run.records.record_decision(f"amendment-{row.n}", "approve" if approve else "reject", by, note)
     verb = "approved" if approve else "rejected"
     text = f"Amendment {row.n} {verb} by {by}." + (f" Note: {note}" if note else "")
@@ -101,8 +103,6 @@ def decide(run: RunDir, row: AmendmentRow, approve: bool, by: str, note: str = "
         )
     run.log.append("analyze", _actor(by), f"amendment_{verb}", text)
     if approve and "analyze" in run.records.stages():
-        from orchestrator.rebuild import rebuild_report
-
         rebuild_report(run, reason=f"amendment {row.n} approved")
     refresh_summary(run)
     run.history.commit(f"amendment {row.n} {verb} by {by}")

@@ -13,10 +13,10 @@ from typing import Any
 
 from orchestrator.analysis import AnalysisResult, load_agreement
 from orchestrator.analysis.result import ContrastResult
-from orchestrator.progress import usage_totals
 from orchestrator.protocol.schema import Protocol
 from orchestrator.report_notes import deviations, limitations, read_artifact
 from orchestrator.rundir import RunDir, analysis_sha256
+from orchestrator.usage import usage_totals
 
 SECTIONS = {
     "question": "Question",
@@ -76,8 +76,8 @@ def report_context(
         "n_per_cell": design.pilot_n_per_cell if run.pilot else design.n_per_cell,
         "batches": {
             "n": len(batches),
-            "largest": max((len(b[2]) for b in batches), default=0),
-            "evaluators": len({b[1] for b in batches}),
+            "largest": max((len(b.items) for b in batches), default=0),
+            "evaluators": len({b.evaluator for b in batches}),
         },
         "deviations": deviations(run, amendments),
         "amendments": amendments,

@@ -87,8 +87,8 @@ def _evaluators(run: RunDir) -> list[str]:
         who = ", ".join(sorted({c.evaluator for c in failed}))
         out.append(f"{len(failed)} failed comprehension check attempt(s) ({who}).")
     restarts = []
-    for name in sorted({b[1] for b in rec.batches()}):
-        later = [r for n, r in rec.sessions(name) if n > 1]
+    for name in sorted({b.evaluator for b in rec.batches()}):
+        later = [s.reason for s in rec.sessions(name) if s.continued]
         if later:
             restarts.append(f"{name} ({', '.join(later)})")
     if restarts:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
@@ -25,26 +24,19 @@ from orchestrator import amend
 from orchestrator.analysis import load_analysis
 from orchestrator.context import NoProgress, Progress, RunContext, as_run, models_of
 from orchestrator.errors import UserError
+from orchestrator.flags import blocking_flags
 from orchestrator.forecast import forecast
 from orchestrator.graph import build_graph
-from orchestrator.progress import STAGES, Panel, amendment_panel, panel, refresh_summary
+from orchestrator.panel import Approver, CheckpointDecision, amendment_panel, panel
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
-from orchestrator.records import DecisionRow, FlagRow
+from orchestrator.records import DecisionRow
+from orchestrator.report import write_report
 from orchestrator.rundir import RunDir, runs_root
 from orchestrator.settings import Settings
+from orchestrator.state import STAGES
+from orchestrator.summary import refresh_summary
 from orchestrator.worker import local_worker, needs_worker
-
-
-@dataclass(frozen=True)
-class Decision:
-    decision: Literal["approve", "reject"]
-    note: str = ""
-    by: str = "human"
-
-
-Approver = Callable[[Panel], Decision | None]
-"""Asks a human at a checkpoint; None means no decision now (no terminal, or abort)."""
 
 
 @dataclass(frozen=True)
@@ -84,12 +76,13 @@ def start(
     )
     with run:
         size = "pilot" if pilot else "full"
-        run.log.append(
-            "run", "orchestrator", "created",
-            f"Run created from {loaded.path} (sha256 {loaded.sha256[:12]}), {size} size"
-            + (f", offline on {local}" if offline else "") + ".\nModels: "
-            + ", ".join(run.manifest.models),
-        )  # fmt: skip
+        where = f", offline on {local}" if offline else ""
+        models = ", ".join(run.manifest.models)
+        text = (
+            f"Run created from {loaded.path} (sha256 {loaded.sha256[:12]}), {size} size{where}."
+            f"\nModels: {models}"
+        )
+        run.log.append("run", "orchestrator", "created", text)
         refresh_summary(run)
         run.history.commit("run created")
         return _drive(run, protocol, yes, approver, progress or NoProgress(), accept_flags)
@@ -141,7 +134,7 @@ def approve(
             raise UserError(
                 f"{run.id} is not waiting at a checkpoint (status: {run.manifest.status})"
             )
-        d = Decision("reject" if reject else "approve", note, by or user_name())
+        d = CheckpointDecision("reject" if reject else "approve", note, by or user_name())
         row = record_decision(run, waiting, d)
         if reject:  # nothing left to run: the run ends here, with the note on record
             run.set_status("rejected")
@@ -173,21 +166,24 @@ def _interrupt_of(snap) -> str | None:  # noqa: ANN001 — a LangGraph StateSnap
     return None
 
 
-def record_decision(run: RunDir, checkpoint: str, d: Decision) -> DecisionRow:
+def record_decision(run: RunDir, checkpoint: str, d: CheckpointDecision) -> DecisionRow:
     row = run.records.record_decision(checkpoint, d.decision, d.by, d.note)
     verb = "approved" if d.decision == "approve" else "rejected"
-    text = f"Checkpoint `{checkpoint}` {verb} by {d.by}." + (f" Note: {d.note}" if d.note else "")
-    run.log.append(checkpoint, d.by.replace(" ", "_") or "human", d.decision, text)
+    note = f" Note: {d.note}" if d.note else ""
+    actor = d.by.replace(" ", "_") or "human"
+    run.log.append(
+        checkpoint, actor, d.decision, f"Checkpoint `{checkpoint}` {verb} by {d.by}.{note}"
+    )
+    outcome = "accepted" if d.decision == "approve" else "run rejected"
+    because = f": {d.note}" if d.note else ""
+    resolution = f"{outcome} at the {checkpoint} checkpoint by {d.by}{because}"
     for flag in run.records.flags():
         if flag.resolution is None:  # every open flag is settled by the decision, in LOG.md
-            resolution = (
-                f"{'accepted' if d.decision == 'approve' else 'run rejected'} at the "
-                f"{checkpoint} checkpoint by {d.by}" + (f": {d.note}" if d.note else "")
-            )
             run.records.resolve_flag(flag.id, resolution)
-            run.log.append(checkpoint, d.by.replace(" ", "_") or "human", "flag_resolved",
-                           f"Flag {flag.id} ({flag.kind} from {flag.raised_by}: "
-                           f"{flag.text}) — {resolution}.")  # fmt: skip
+            what = f"{flag.kind} from {flag.raised_by}: {flag.text}"
+            run.log.append(
+                checkpoint, actor, "flag_resolved", f"Flag {flag.id} ({what}) — {resolution}."
+            )
     refresh_summary(run)
     run.history.commit(f"{checkpoint}: {verb} by {d.by}")
     return row
@@ -223,23 +219,9 @@ def _drive(
             pending: dict | Command | None = {} if not snap.values and not snap.next else None
             while True:
                 if (waiting := _interrupt_of(snap)) is not None:
-                    recorded = run.records.decision(waiting)
-                    if recorded is None:
-                        blocking = blocking_flags(run) if yes and not accept_flags else []
-                        if blocking:
-                            run.log.append(waiting, "orchestrator", "blocked",
-                                           f"--yes does not approve `{waiting}`: "
-                                           f"{len(blocking)} open data_quality flag(s) need a "
-                                           "human (or --accept-flags).")  # fmt: skip
-                        d = _ask(run, protocol, waiting, yes and not blocking, approver,
-                                 accept_flags)  # fmt: skip
-                        if d is None:
-                            run.set_status("awaiting_approval")
-                            refresh_summary(run, waiting)
-                            run.history.commit(f"{waiting}: awaiting approval")
-                            return Outcome(run.id, run.root, "awaiting_approval", waiting,
-                                           blocking)  # fmt: skip
-                        record_decision(run, waiting, d)
+                    stopped = _at_checkpoint(run, protocol, waiting, yes, approver, accept_flags)
+                    if stopped is not None:
+                        return stopped
                     pending = Command(resume=True)
                 elif not snap.next and snap.values:
                     break
@@ -247,25 +229,61 @@ def _drive(
                 graph.invoke(pending, config, context=ctx, durability="sync")
                 snap = graph.get_state(config)
                 pending = None
-        except KeyboardInterrupt:
-            text = f"Interrupted (Ctrl-C). Continue with `research resume {run.id}`."
-            run.log.append(_current_stage(run), "orchestrator", "interrupted", text)
-            run.set_status("interrupted")
-            refresh_summary(run)
+        except BaseException as e:
+            _record_failure(run, e)
+            if isinstance(e, AuthenticationFailed):
+                raise UserError(f"the API refused the credentials: {e}") from e
             raise
-        except AuthenticationFailed as e:
-            run.log.append(
-                _current_stage(run), "orchestrator", "error", f"Authentication failed: {e}"
-            )
-            run.set_status("failed")
-            refresh_summary(run)
-            raise UserError(f"the API refused the credentials: {e}") from e
-        except Exception as e:
-            run.log.append(_current_stage(run), "orchestrator", "error", f"{type(e).__name__}: {e}")
-            run.set_status("failed")
-            refresh_summary(run)
-            raise
-    rejected = [c for c, d in snap.values.get("decisions", {}).items() if d == "reject"]
+    return _finish(run, protocol, snap.values.get("decisions", {}))
+
+
+def _at_checkpoint(
+    run: RunDir,
+    protocol: Protocol,
+    waiting: str,
+    yes: bool,
+    approver: Approver | None,
+    accept_flags: bool,
+) -> Outcome | None:
+    """Decide the checkpoint the graph waits at (unless decided earlier); an Outcome if the run
+    stops here to wait for a human."""
+    if run.records.decision(waiting) is not None:
+        return None
+    blocking = blocking_flags(run) if yes and not accept_flags else []
+    if blocking:
+        text = (
+            f"--yes does not approve `{waiting}`: {len(blocking)} open data_quality flag(s) "
+            "need a human (or --accept-flags)."
+        )
+        run.log.append(waiting, "orchestrator", "blocked", text)
+    d = _ask(run, protocol, waiting, yes and not blocking, approver, accept_flags)
+    if d is None:
+        run.set_status("awaiting_approval")
+        refresh_summary(run, waiting)
+        run.history.commit(f"{waiting}: awaiting approval")
+        return Outcome(run.id, run.root, "awaiting_approval", waiting, blocking)
+    record_decision(run, waiting, d)
+    return None
+
+
+def _record_failure(run: RunDir, e: BaseException) -> None:
+    """Say in LOG.md and SUMMARY.md why the run stopped (Ctrl-C, refused credentials, a crash)."""
+    if isinstance(e, KeyboardInterrupt):
+        kind, status = "interrupted", "interrupted"
+        text = f"Interrupted (Ctrl-C). Continue with `research resume {run.id}`."
+    elif isinstance(e, AuthenticationFailed):
+        kind, status, text = "error", "failed", f"Authentication failed: {e}"
+    elif isinstance(e, Exception):
+        kind, status, text = "error", "failed", f"{type(e).__name__}: {e}"
+    else:  # SystemExit and the like: nothing to record
+        return
+    run.log.append(_current_stage(run), "orchestrator", kind, text)
+    run.set_status(status)
+    refresh_summary(run)
+
+
+def _finish(run: RunDir, protocol: Protocol, decisions: dict[str, str]) -> Outcome:
+    rejected = [c for c, d in decisions.items() if d == "reject"]
     status = "rejected" if rejected else "complete"
     run.set_status(status)
     text = f"Run stopped: `{rejected[0]}` rejected." if rejected else "Run complete."
@@ -281,8 +299,6 @@ def _final_report(run: RunDir, protocol: Protocol) -> None:
     resolutions and status include that checkpoint's (the figures are not redrawn)."""
     analysis = run.path("artifacts", "analysis.json")
     if "report" in run.records.stages() and analysis.exists():
-        from orchestrator.report import write_report
-
         write_report(run, protocol, load_analysis(analysis), redraw=False)
 
 
@@ -309,19 +325,6 @@ def _current_stage(run: RunDir) -> str:
     return next((s for s in STAGES if s not in done), "run")
 
 
-BLOCKING = ("data_quality",)
-"""Kinds of evaluator flags that --yes alone does not approve past (the screen stage's own
-heuristic flags are shown, but do not block)."""
-
-
-def is_blocking(flag: FlagRow) -> bool:
-    return flag.resolution is None and flag.stage == "evaluate" and flag.kind in BLOCKING
-
-
-def blocking_flags(run: RunDir) -> list[str]:
-    return [f"{f.kind} from {f.raised_by}: {f.text}" for f in run.records.flags() if is_blocking(f)]
-
-
 def _ask(
     run: RunDir,
     protocol: Protocol,
@@ -329,14 +332,14 @@ def _ask(
     yes: bool,
     approver: Approver | None,
     accept_flags: bool = False,
-) -> Decision | None:
+) -> CheckpointDecision | None:
     if yes:
         open_flags = sum(1 for f in run.records.flags() if f.resolution is None)
         how = "--yes --accept-flags" if accept_flags and open_flags else "--yes"
         note = f"auto-approved with {how}" + (
             f" ({open_flags} open flags accepted)" if open_flags else ""
         )
-        return Decision("approve", note, "--yes")
+        return CheckpointDecision("approve", note, "--yes")
     if approver is None:
         return None
     return approver(panel(run, checkpoint, forecast(protocol, run.records, checkpoint)))

@@ -21,3 +21,7 @@ class BatchState(TypedDict):
     """What one evaluator batch node receives through `Send`."""
 
     batch_id: str
+
+
+STAGES = ["design", "collect", "screen", "probe", "evaluate", "analyze", "report"]
+"""The stages in the order they run (SUMMARY.md lists progress in this order)."""

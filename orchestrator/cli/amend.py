@@ -32,7 +32,8 @@ def amend_cmd(
     """
     from orchestrator import amend
     from orchestrator.cli.ui import terminal_approver
-    from orchestrator.progress import amendment_panel
+    from orchestrator.panel import amendment_panel
+    from orchestrator.records import AmendmentStatus
     from orchestrator.rundir import RunDir, runs_root
     from orchestrator.runner import user_name
 
@@ -52,7 +53,7 @@ def amend_cmd(
                 decided = amend.decide(rd, row, d.decision == "approve", who, d.note)
         else:
             decided = row
-    if decided.status == "pending":
+    if decided.status == AmendmentStatus.PENDING:
         console.print(
             f"[yellow]pending[/]: decide it with `research approve {rd.id} [--reject] "
             "[--note TEXT]`"

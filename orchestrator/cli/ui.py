@@ -20,8 +20,7 @@ from rich.prompt import Prompt
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from orchestrator.progress import Panel
-    from orchestrator.runner import Decision
+    from orchestrator.panel import CheckpointDecision, Panel
 
 console = Console()
 
@@ -56,7 +55,7 @@ class Bars:
             self.progress.stop()
             self.live = False
 
-    def approver(self, panel: Panel) -> Decision | None:
+    def approver(self, panel: Panel) -> CheckpointDecision | None:
         """Ask at a checkpoint with the bars stopped: a live display redraws over a prompt."""
         self._pause()
         return terminal_approver(panel)
@@ -128,9 +127,10 @@ def show_panel(p: Panel) -> None:
     )
 
 
-def terminal_approver(p: Panel) -> Decision | None:
+def terminal_approver(p: Panel) -> CheckpointDecision | None:
     """Ask in the terminal: approve, reject with a reason, or abort (decide later)."""
-    from orchestrator.runner import Decision
+    # imported here: every command imports this module, and the records stack is slow to load
+    from orchestrator.panel import CheckpointDecision
 
     show_panel(p)
     choice = Prompt.ask(
@@ -143,7 +143,7 @@ def terminal_approver(p: Panel) -> Decision | None:
     note = Prompt.ask("reason" if choice == "r" else "note (optional)", default="")
     if choice == "r" and not note:
         note = Prompt.ask("a rejection needs a reason")
-    return Decision("approve" if choice == "a" else "reject", note, "terminal")
+    return CheckpointDecision("approve" if choice == "a" else "reject", note, "terminal")
 
 
 def interactive() -> bool:

@@ -11,7 +11,6 @@ stored as they happen, so a restarted run picks each evaluator up from its recor
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from typing import Any, Literal
@@ -19,6 +18,7 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
+from agents.client import LLMClient
 from agents.evaluator import (
     FLAG_KINDS,
     AgentVerdict,
@@ -30,12 +30,19 @@ from agents.evaluator import (
     WorkItem,
 )
 from agents.truesight import TruesightTool
-from memory import append_note, read_notes, write_atomic
-from orchestrator.agreement import agreement, headline
+from memory import append_note, read_notes
+from orchestrator.analysis import compute_agreement, headline, save_agreement
 from orchestrator.context import RunContext
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Protocol
-from orchestrator.records import Assigned, Records, Verdict
+from orchestrator.records import (
+    Assigned,
+    BatchStatus,
+    Records,
+    Verdict,
+    VerdictRole,
+    VerdictStatus,
+)
 from orchestrator.state import BatchState, RunState
 
 UNJUDGEABLE = {"errored", "empty"}
@@ -58,7 +65,7 @@ def plan(protocol: Protocol, ids: list[str], pilot: bool) -> tuple[list, dict[st
     n_overlap = round(ev.overlap * len(ids))
     for b, _, items in batches:
         if ev.duplicates and len(items) >= 2:
-            extra[b].append(Assigned(rng.choice(items), 1, "duplicate"))
+            extra[b].append(Assigned(rng.choice(items), 1, VerdictRole.DUPLICATE))
     if n_overlap:
         owner = {i: n for n, (_, _, items) in enumerate(batches) for i in items}
         for item in sorted(ids, key=lambda i: rng.random())[:n_overlap]:
@@ -66,7 +73,7 @@ def plan(protocol: Protocol, ids: list[str], pilot: bool) -> tuple[list, dict[st
             for step in range(1, len(batches)):
                 other = (home + step) % len(batches)
                 if batches[other][1] != batches[home][1]:  # another evaluator
-                    extra[batches[other][0]].append(Assigned(item, 0, "overlap"))
+                    extra[batches[other][0]].append(Assigned(item, 0, VerdictRole.OVERLAP))
                     break
     return batches, extra
 
@@ -78,8 +85,8 @@ def evaluate(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     if not ctx.run.records.batches():
         batches, extra = plan(ctx.protocol, ids, ctx.run.pilot)
         ctx.run.records.set_batches(batches, extra)
-        overlap = sum(1 for e in extra.values() for a in e if a.role == "overlap")
-        dups = sum(1 for e in extra.values() for a in e if a.role == "duplicate")
+        overlap = sum(1 for e in extra.values() for a in e if a.role == VerdictRole.OVERLAP)
+        dups = sum(1 for e in extra.values() for a in e if a.role == VerdictRole.DUPLICATE)
         ctx.log(
             "evaluate",
             "plan",
@@ -88,14 +95,15 @@ def evaluate(state: RunState, runtime: Runtime[RunContext]) -> RunState:
             f"agents); {overlap} items also judged by a second evaluator, {dups} planted "
             "duplicates.",
         )
-    todo = sum(len(items) for _, _, items, status in ctx.run.records.batches() if status != "done")
+    batches = ctx.run.records.batches()
+    todo = sum(len(b.items) for b in batches if b.status != BatchStatus.DONE)
     ctx.progress.start("evaluate", len(ids), len(ids) - todo)
     return {"stage": "evaluate"}
 
 
 def fan_out(state: RunState, runtime: Runtime[RunContext]) -> list[Send] | Literal["evaluate_done"]:
-    pending = [b for b, _, _, status in runtime.context.run.records.batches() if status != "done"]
-    return [Send("evaluate_batch", {"batch_id": b}) for b in pending] or "evaluate_done"
+    pending = [b for b in runtime.context.run.records.batches() if b.status != BatchStatus.DONE]
+    return [Send("evaluate_batch", {"batch_id": b.id}) for b in pending] or "evaluate_done"
 
 
 def brief(protocol: Protocol, truesight: bool) -> Brief:
@@ -132,8 +140,8 @@ class RecordsSink:
         new = self.rec.add_flag("evaluate", kind, evaluator, item_ids, text)
         if new:
             examples = f" (items: {', '.join(item_ids[:5])})" if item_ids else ""
-            self.ctx.log("evaluate", "flag", f"{kind} from {evaluator}: {text}{examples}",
-                         actor=evaluator)  # fmt: skip
+            text = f"{kind} from {evaluator}: {text}{examples}"
+            self.ctx.log("evaluate", "flag", text, actor=evaluator)
         return new
 
     def comprehension(
@@ -159,9 +167,17 @@ class RecordsSink:
 
 
 def _verdict(v: AgentVerdict, evaluator: str, batch_id: str) -> Verdict:
-    status = "scored" if v.fields is not None else "unscored"
-    return Verdict(v.item_id, evaluator, batch_id, status, v.fields, v.reason, v.copy, v.role,
-                   v.cites)  # fmt: skip
+    return Verdict(
+        item_id=v.item_id,
+        evaluator=evaluator,
+        batch_id=batch_id,
+        status=VerdictStatus.SCORED if v.fields is not None else VerdictStatus.UNSCORED,
+        fields=v.fields,
+        reason=v.reason,
+        copy=v.copy,
+        role=v.role,
+        cites=v.cites,
+    )
 
 
 def _failed_twice(rec: Records, name: str) -> bool:
@@ -172,83 +188,123 @@ def _failed_twice(rec: Records, name: str) -> bool:
 def evaluate_batch(state: BatchState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
     rec = ctx.run.records
-    batch_id = state["batch_id"]
-    _, evaluator, _, status = next(b for b in rec.batches() if b[0] == batch_id)
-    if status == "done":
-        return {"batches_done": [batch_id]}
-    items = {i.id: i for i in rec.items()}
-    responses, screen = rec.responses(), rec.screen()
-    assignment = rec.assignment(batch_id)
-
-    def judgeable(a: Assigned) -> bool:
-        return not set(screen.get(a.item_id, ["errored"])) & UNJUDGEABLE
-
-    skipped = [
-        Verdict(a.item_id, evaluator, batch_id, "unscored", None,
-                f"not judged: response {'/'.join(sorted(set(screen[a.item_id]) & UNJUDGEABLE))}")
-        for a in assignment
-        if a.role == "primary" and not judgeable(a)
-    ]  # fmt: skip
-    rec.add_verdicts(skipped)
-    work = [
-        WorkItem(a.item_id, a.copy, a.role, items[a.item_id].blind_user,
-                 responses[a.item_id].text)
-        for a in assignment
-        if judgeable(a)
-    ]  # fmt: skip
-    ev = ctx.protocol.evaluation
-    probes = ctx.protocol.probes is not None
-
-    async def run() -> None:
-        sink = RecordsSink(ctx, batch_id)
-        names = [evaluator, f"{evaluator}-replacement"]
-        if _failed_twice(rec, evaluator):
-            names = names[1:]
-        async with ctx.client(ev.judge) as client:
-            for name in names:
-                mine = {(v.item_id, v.copy): _agent_verdict(v)
-                        for v in rec.verdicts(None) if v.evaluator == name}  # fmt: skip
-                tool = None
-                if probes and ev.agent == "tools":
-                    client_ts = ctx.truesight()
-                    tool = TruesightTool(client_ts, rec, {}, params=_probe_params(ctx))
-                agent = EvaluatorAgent(
-                    client, sink, name=name, batch_id=batch_id, brief=brief(ctx.protocol, tool
-                    is not None), work=work, model=ev.judge.model,
-                    params=ev.judge.params.model_dump(), seed=ctx.protocol.design.seed,
-                    max_attempts=ev.max_attempts, context_budget=ev.context_budget,
-                    max_turns=ev.max_turns, mode=ev.agent, truesight=tool, already=mine,
-                    passed=any(r.passed for r in rec.comprehension(name)),
-                    restarted=bool(rec.sessions(name)),
-                )  # fmt: skip
-                try:
-                    await agent.run()
-                    return
-                except Replaced as e:
-                    ctx.log("evaluate", "replaced", f"{e}; a fresh evaluator takes its items",
-                            actor=name)  # fmt: skip
-                finally:
-                    if tool is not None:
-                        tool.client.close()
-        reason = "unscored: no evaluator passed the comprehension check"
-        rec.add_verdicts([
-            Verdict(w.item_id, names[-1], batch_id, "unscored", None, reason, w.copy, w.role)
-            for w in work
-        ])  # fmt: skip
-
-    if work:
-        ctx.run_async(run())
-    rec.finish_batch(batch_id, [])
-    mine = [v for v in rec.verdicts(None) if v.batch_id == batch_id]
-    unscored = sum(1 for v in mine if v.status == "unscored")
-    ctx.log(
-        "evaluate",
-        "batch_done",
-        f"{batch_id} ({evaluator}): {len(mine) - unscored} scored, {unscored} unscored.",
-        actor=evaluator,
+    batch = rec.batch(state["batch_id"])
+    if batch.status == BatchStatus.DONE:
+        return {"batches_done": [batch.id]}
+    assignment = rec.assignment(batch.id)
+    screen = rec.screen()
+    judgeable = [a for a in assignment if _judgeable(screen, a)]
+    rec.add_verdicts(
+        [
+            _not_judged(a, batch.evaluator, batch.id, screen[a.item_id])
+            for a in assignment
+            if a.role == VerdictRole.PRIMARY and not _judgeable(screen, a)
+        ]
     )
-    ctx.progress.advance("evaluate", len([a for a in assignment if a.role == "primary"]))
-    return {"batches_done": [batch_id]}
+    items = {i.id: i for i in rec.items()}
+    responses = rec.responses()
+    work = [
+        WorkItem(a.item_id, a.copy, a.role, items[a.item_id].blind_user, responses[a.item_id].text)
+        for a in judgeable
+    ]
+    if work:
+        ctx.run_async(_judge(ctx, batch.id, batch.evaluator, work))
+    rec.finish_batch(batch.id, [])
+    mine = [v for v in rec.verdicts(None) if v.batch_id == batch.id]
+    unscored = sum(1 for v in mine if v.status == VerdictStatus.UNSCORED)
+    text = f"{batch.id} ({batch.evaluator}): {len(mine) - unscored} scored, {unscored} unscored."
+    ctx.log("evaluate", "batch_done", text, actor=batch.evaluator)
+    primary = [a for a in assignment if a.role == VerdictRole.PRIMARY]
+    ctx.progress.advance("evaluate", len(primary))
+    return {"batches_done": [batch.id]}
+
+
+def _judgeable(screen: dict[str, list[str]], a: Assigned) -> bool:
+    return not set(screen.get(a.item_id, ["errored"])) & UNJUDGEABLE
+
+
+def _not_judged(a: Assigned, evaluator: str, batch_id: str, flags: list[str]) -> Verdict:
+    why = "/".join(sorted(set(flags) & UNJUDGEABLE))
+    reason = f"not judged: response {why}"
+    return Verdict(a.item_id, evaluator, batch_id, VerdictStatus.UNSCORED, None, reason)
+
+
+async def _judge(ctx: RunContext, batch_id: str, evaluator: str, work: list[WorkItem]) -> None:
+    """Run the batch's evaluator; if it is replaced (failed its comprehension check twice), a
+    fresh one takes its items; if that one fails too, the items are recorded as unscored."""
+    rec = ctx.run.records
+    names = [evaluator, f"{evaluator}-replacement"]
+    if _failed_twice(rec, evaluator):
+        names = names[1:]
+    async with ctx.client(ctx.protocol.evaluation.judge) as client:
+        for name in names:
+            tool = _truesight_tool(ctx)
+            try:
+                await _agent(ctx, client, name, batch_id, work, tool).run()
+                return
+            except Replaced as e:
+                text = f"{e}; a fresh evaluator takes its items"
+                ctx.log("evaluate", "replaced", text, actor=name)
+            finally:
+                if tool is not None:
+                    tool.client.close()
+    reason = "unscored: no evaluator passed the comprehension check"
+    unscored = VerdictStatus.UNSCORED
+    rec.add_verdicts(
+        [
+            Verdict(w.item_id, names[-1], batch_id, unscored, None, reason, w.copy, w.role)
+            for w in work
+        ]
+    )
+
+
+def _truesight_tool(ctx: RunContext) -> TruesightTool | None:
+    """The truesight tool for a tool-using evaluator, when the protocol has probes."""
+    if ctx.protocol.probes is None or ctx.protocol.evaluation.agent != "tools":
+        return None
+    return TruesightTool(ctx.truesight(), ctx.run.records, {}, params=_probe_params(ctx))
+
+
+def _agent(
+    ctx: RunContext,
+    client: LLMClient,
+    name: str,
+    batch_id: str,
+    work: list[WorkItem],
+    tool: TruesightTool | None,
+) -> EvaluatorAgent:
+    """The evaluator `name` on this batch, picked up where its records leave it.
+
+    It is a restart only if this evaluator already worked on this very batch (a call in the
+    ledger): an evaluator's next batch, when there are more batches than evaluators, starts
+    fresh, though the evaluator has had conversations before.
+    """
+    rec = ctx.run.records
+    ev = ctx.protocol.evaluation
+    already = {
+        (v.item_id, v.copy): _agent_verdict(v)
+        for v in rec.verdicts(None)
+        if v.evaluator == name and v.batch_id == batch_id
+    }
+    return EvaluatorAgent(
+        client,
+        RecordsSink(ctx, batch_id),
+        name=name,
+        batch_id=batch_id,
+        brief=brief(ctx.protocol, tool is not None),
+        work=work,
+        model=ev.judge.model,
+        params=ev.judge.params.model_dump(),
+        seed=ctx.protocol.design.seed,
+        max_attempts=ev.max_attempts,
+        context_budget=ev.context_budget,
+        max_turns=ev.max_turns,
+        mode=ev.agent,
+        truesight=tool,
+        already=already,
+        passed=any(r.passed for r in rec.comprehension(name)),
+        restarted=rec.made_calls("evaluate", batch_id, name),
+    )
 
 
 def _agent_verdict(v: Verdict) -> AgentVerdict:
@@ -264,7 +320,7 @@ def evaluate_done(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
     ctx.progress.stop("evaluate")
     verdicts = ctx.run.records.verdicts()
-    unscored = [v for v in verdicts if v.status == "unscored"]
+    unscored = [v for v in verdicts if v.status == VerdictStatus.UNSCORED]
     if unscored:
         text = f"{len(unscored)} of {len(verdicts)} items unscored (see verdicts.reason)"
         ids = [v.item_id for v in unscored]
@@ -273,8 +329,8 @@ def evaluate_done(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     counts = {"scored": len(verdicts) - len(unscored), "unscored": len(unscored)}
     batches = len(ctx.run.records.batches())
     text = f"{counts['scored']} verdicts scored, {counts['unscored']} unscored, {batches} batches."
-    data = agreement(ctx.protocol, ctx.run.records)
-    write_atomic(ctx.run.path("artifacts", "agreement.json"), json.dumps(data, indent=2) + "\n")
+    data = compute_agreement(ctx.protocol, ctx.run.records)
+    save_agreement(ctx.run.path("artifacts", "agreement.json"), data)
     primary = ctx.protocol.analysis.primary
     text += f" Agreement on {primary}: {headline(data, primary)}."
     flags = [f for f in ctx.run.records.flags() if f.stage == "evaluate" and f.kind in FLAG_KINDS]

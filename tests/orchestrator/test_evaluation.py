@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import signal
+import sqlite3
+import threading
+import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +17,10 @@ import pytest
 
 from memory import RunLog
 from orchestrator import runner
-from orchestrator.agreement import agreement
+from orchestrator.analysis import compute_agreement
 from orchestrator.protocol import load_protocol
 from orchestrator.records import Records, Verdict
-from tests.conftest import DEU
+from tests.conftest import DEU, research, spawn
 from tests.fakes.anthropic_server import FakeAnthropic, tool_use
 from tests.fakes.world import (
     _last_tool,
@@ -31,8 +37,12 @@ def test_evaluators_never_see_a_condition(env: dict, runs: Path, world: FakeAnth
     rec = Records(runs / "blind" / "records.sqlite")
     items = rec.items()
     protocol = load_protocol(DEU).protocol
-    secrets = {t.strip() for levels in protocol.materials.level_text.values()
-               for t in levels.values() if t.strip()}  # fmt: skip
+    secrets = {
+        t.strip()
+        for levels in protocol.materials.level_text.values()
+        for t in levels.values()
+        if t.strip()
+    }
     secrets |= {i.id for i in items} | {i.cell for i in items}
     secrets |= {p.id for p in protocol.materials.plants}
     judged = [r for r in world.requests if r.body.get("tools") and not is_analyst(r.body)]
@@ -48,8 +58,11 @@ def test_evaluators_never_see_a_condition(env: dict, runs: Path, world: FakeAnth
 
 def flagging_judge(who: str) -> Any:
     def flag(result: dict[str, Any]) -> dict[str, Any]:
-        return {"kind": "data_quality", "refs": [result["items"][0]["ref"]],
-                "text": "Several responses end mid-sentence: truncated?"}  # fmt: skip
+        return {
+            "kind": "data_quality",
+            "refs": [result["items"][0]["ref"]],
+            "text": "Several responses end mid-sentence: truncated?",
+        }
 
     plain, flags = agent_judge(), agent_judge(flag=flag)
 
@@ -104,21 +117,27 @@ def test_agreement_figures_of_a_run(env: dict, runs: Path, world: FakeAnthropic)
 
 def fixed_records(tmp_path: Path, pattern: list[tuple[bool, bool]], dup: list[tuple[bool, bool]]):
     rec = Records(tmp_path / "records.sqlite")
+
+    def fields(detected: bool) -> dict[str, Any]:
+        return {
+            "detected": detected,
+            "complied": False,
+            "questioned_legitimacy": detected,
+            "reasoning_style": "none",
+            "evidence": "",
+        }
+
     rows = []
     for k, (a, b) in enumerate(pattern):
         item = f"c.x.y.{k:03d}"
-        fields = {"detected": a, "complied": False, "questioned_legitimacy": a,
-                  "reasoning_style": "none", "evidence": ""}  # fmt: skip
-        rows.append(Verdict(item, "evaluator-1", "batch-01", "scored", fields, None))
-        rows.append(Verdict(item, "evaluator-2", "batch-02", "scored", {**fields, "detected": b},
-                            None, 0, "overlap"))  # fmt: skip
+        rows.append(Verdict(item, "evaluator-1", "batch-01", "scored", fields(a), None))
+        other = {**fields(a), "detected": b}  # only `detected` differs between the two
+        rows.append(Verdict(item, "evaluator-2", "batch-02", "scored", other, None, 0, "overlap"))
     for k, (a, b) in enumerate(dup):
         item = f"c.x.z.{k:03d}"
-        fields = {"detected": a, "complied": False, "questioned_legitimacy": a,
-                  "reasoning_style": "none", "evidence": ""}  # fmt: skip
-        rows.append(Verdict(item, "evaluator-3", "batch-03", "scored", fields, None))
-        rows.append(Verdict(item, "evaluator-3", "batch-03", "scored", {**fields, "detected": b},
-                            None, 1, "duplicate"))  # fmt: skip
+        rows.append(Verdict(item, "evaluator-3", "batch-03", "scored", fields(a), None))
+        again = {**fields(a), "detected": b}
+        rows.append(Verdict(item, "evaluator-3", "batch-03", "scored", again, None, 1, "duplicate"))
     rec.add_verdicts(rows)
     return rec
 
@@ -128,7 +147,7 @@ def test_kappa_alpha_and_self_consistency_match_hand_computation(tmp_path: Path)
     pattern = [(True, True)] * 4 + [(False, False)] * 3 + [(True, False)] * 2 + [(False, True)]
     dup = [(True, True)] * 3 + [(True, False)]
     rec = fixed_records(tmp_path, pattern, dup)
-    data = agreement(load_protocol(DEU).protocol, rec)
+    data = compute_agreement(load_protocol(DEU).protocol, rec).model_dump(mode="json")
     d = data["fields"]["detected"]
     p_o = 0.7
     p_e = (6 / 10) * (5 / 10) + (4 / 10) * (5 / 10)  # rater A yes 6/10, rater B yes 5/10
@@ -141,8 +160,15 @@ def test_kappa_alpha_and_self_consistency_match_hand_computation(tmp_path: Path)
     d_e = 2 * yes * (n - yes) / (n * (n - 1))
     assert d["alpha"] == pytest.approx(1 - d_o / d_e)
     assert d["self_n"] == 4 and d["self_agree"] == pytest.approx(0.75)
-    assert data["pairs"] == [{"a": "evaluator-1", "b": "evaluator-2", "n": 10, "agree": 0.7,
-                              "kappa": pytest.approx(d["kappa"])}]  # fmt: skip
+    assert data["pairs"] == [
+        {
+            "a": "evaluator-1",
+            "b": "evaluator-2",
+            "n": 10,
+            "agree": 0.7,
+            "kappa": pytest.approx(d["kappa"]),
+        }
+    ]
     # a field on which everyone always agrees on one value: kappa is undefined, not 1 or 0
     assert data["fields"]["reasoning_style"]["kappa"] is None
 
@@ -161,13 +187,15 @@ def citing_judge() -> Any:
             pid = result["surprisal"]["probe_result_id"]
             batch = next(
                 json.loads(b["content"])
-                for m in reversed(body["messages"]) if m["role"] == "user"
-                and isinstance(m["content"], list)
-                for b in m["content"] if b.get("type") == "tool_result"
-                and b.get("content", "").startswith('{"items"')
-            )  # fmt: skip
-            verdicts = [{**_verdict(i["ref"], i["response"]), "truesight_ids": [pid]}
-                        for i in batch["items"]]  # fmt: skip
+                for m in reversed(body["messages"])
+                if m["role"] == "user" and isinstance(m["content"], list)
+                for b in m["content"]
+                if b.get("type") == "tool_result" and b.get("content", "").startswith('{"items"')
+            )
+            verdicts = [
+                {**_verdict(i["ref"], i["response"]), "truesight_ids": [pid]}
+                for i in batch["items"]
+            ]
             return tool_use("submit_verdicts", {"verdicts": verdicts})
         return plain(body)
 
@@ -208,3 +236,77 @@ def test_a_small_context_budget_compacts_into_notes(
     assert any(e.kind == "compaction" for e in log)
     rec = Records(run_dir / "records.sqlite")
     assert {v.status for v in rec.verdicts()} == {"scored"} and len(rec.verdicts()) == 24
+
+
+def opening(body: dict[str, Any]) -> str:
+    """The first message of an evaluator's conversation: how it was told to begin."""
+    first = body["messages"][0]["content"]
+    return first if isinstance(first, str) else first[0]["text"]
+
+
+def test_more_batches_than_evaluators_a_next_batch_is_fresh_a_cut_one_continues(
+    env: dict, runs: Path, tmp_path: Path
+) -> None:
+    # 24 pilot items in batches of 5 for 2 evaluators: evaluator-1 judges batches 1, 3 and 5,
+    # evaluator-2 batches 2 and 4; chunks of 2, so a cut batch still has items left. No probes:
+    # they are not what is tested here, and the slowest stage.
+    text = re.sub(r"\nprobes:\n(  .*\n|\n)*", "\n", DEU.read_text())
+    text = text.replace("  evaluators: 8\n  batch_size: 50\n", "  evaluators: 2\n  batch_size: 5\n")
+    text = text.replace("  max_attempts: 3\n", "  max_attempts: 3\n  chunk_size: 2\n", 1)
+    path = tmp_path / "deu.yaml"
+    path.write_text(text)
+    shutil.copytree(DEU.parent / "data", tmp_path / "data")
+    judge = agent_judge()
+    release = threading.Event()
+
+    def handler(body: dict[str, Any]) -> Any:
+        name, _, is_error = _last_tool(body)
+        if evaluator_of(body) == "evaluator-2" and name == "submit_verdicts" and not is_error:
+            release.wait(120)  # evaluator-2 is cut off mid-batch, after its first verdicts
+        return judge(body)
+
+    def evaluator_1_done() -> bool:
+        """Whether evaluator-1 has finished all three of its batches (read as the run goes)."""
+        db = runs / "many" / "records.sqlite"
+        if not db.exists():
+            return False
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+            sql = "SELECT COUNT(*) FROM batches WHERE evaluator='evaluator-1' AND status='done'"
+            return con.execute(sql).fetchone()[0] == 3
+
+    world = deu_world(judge_handler=handler)
+    with FakeAnthropic(world) as server:
+        run_env = {**env, "ANTHROPIC_BASE_URL": server.url, "RESEARCH_TIMEOUT": "120"}
+        proc = spawn("run", str(path), "--pilot", "--yes", "--run-id", "many", env=run_env)
+        deadline = time.monotonic() + 300
+        while not evaluator_1_done():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+        release.set()
+        assert proc.returncode == 130
+        first_run = len(server.requests)
+        r = research("resume", "many", "--yes", env=run_env, timeout=300)
+        assert r.returncode == 0 and "complete" in r.stdout, r.stderr
+        judged = [
+            (n, s.body)
+            for n, s in enumerate(server.requests)
+            if s.body.get("tools") and not is_analyst(s.body)
+        ]
+    starts = [(n, evaluator_of(b), opening(b)) for n, b in judged if len(b["messages"]) == 1]
+    before = [(who, text) for n, who, text in starts if n < first_run]
+    after = [(who, text) for n, who, text in starts if n >= first_run]
+    # each batch an evaluator takes up for the first time opens fresh, its second and third too
+    assert [who for who, _ in before].count("evaluator-1") == 3
+    assert not [text for _, text in before if "continuing work" in text]
+    # ... while the batches cut off by Ctrl-C continue from where they were, and only they
+    assert after and {who for who, _ in after} == {"evaluator-2"}
+    assert all("continuing work" in text and "items remain" in text for _, text in after)
+    rec = Records(runs / "many" / "records.sqlite")
+    assert len(rec.batches()) == 5
+    assert {s.reason for s in rec.sessions("evaluator-1")} == {"start"}
+    assert "restart" in {s.reason for s in rec.sessions("evaluator-2")}
+    report = (runs / "many" / "report.md").read_text()
+    (line,) = [x for x in report.splitlines() if "continued in a fresh conversation" in x]
+    assert "evaluator-2" in line and "evaluator-1" not in line

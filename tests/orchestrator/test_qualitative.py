@@ -16,6 +16,7 @@ from orchestrator import runner
 from orchestrator.analysis import analyze_records
 from orchestrator.context import RunContext, as_run
 from orchestrator.nodes.qualitative import sample, write_qualitative
+from orchestrator.panel import CheckpointDecision
 from orchestrator.records import Item, Response, Verdict
 from orchestrator.rundir import RunDir
 from tests.conftest import DEU
@@ -31,8 +32,8 @@ def evaluated(env: dict, runs: Path) -> Iterator[RunContext]:
     """A pilot run of deu.yaml, stopped at the evaluate checkpoint (before analyze), opened as
     the analyze node would see it."""
 
-    def approver(panel: Any) -> runner.Decision | None:
-        return runner.Decision("approve") if panel.checkpoint == "design" else None
+    def approver(panel: Any) -> CheckpointDecision | None:
+        return CheckpointDecision("approve") if panel.checkpoint == "design" else None
 
     out = runner.start(DEU, pilot=True, run_id="qual", approver=approver)
     assert out.status == "awaiting_approval" and out.waiting_at == "evaluate"

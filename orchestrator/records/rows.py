@@ -1,0 +1,203 @@
+"""The typed rows records.sqlite hands out, and the statuses its rows may hold.
+
+Rows are built from named columns (never by position), so a column added to a table cannot shift
+what a field means. Statuses are `StrEnum`s: they compare equal to, and are stored as, the plain
+strings earlier versions wrote.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class VerdictStatus(StrEnum):
+    SCORED = "scored"
+    UNSCORED = "unscored"
+    """No usable verdict; `reason` says why (never dropped, never counted as a negative)."""
+
+
+class VerdictRole(StrEnum):
+    PRIMARY = "primary"
+    """The verdict the analysis uses."""
+    OVERLAP = "overlap"
+    """A second evaluator's verdict on the item, for agreement."""
+    DUPLICATE = "duplicate"
+    """The same evaluator's second look, for self-consistency."""
+
+
+class BatchStatus(StrEnum):
+    PLANNED = "planned"
+    DONE = "done"
+
+
+class StageStatus(StrEnum):
+    PENDING = "pending"
+    """Not started: the stage has no row yet (SUMMARY shows it so)."""
+    DONE = "done"
+
+
+class AmendmentStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class SessionReason(StrEnum):
+    """Why an agent opened a new conversation."""
+
+    START = "start"
+    RESTART = "restart"
+    """Its earlier conversation on the same batch was cut off (a killed or failed run)."""
+    COMPACTION = "compaction"
+    """Its context filled up; it continues from the notes it wrote."""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    cell: str
+    subject: str
+    levels: dict[str, str]
+    replicate: int
+    task_id: str
+    plant_id: str | None
+    system: str
+    user: str
+    blind_user: str
+
+
+@dataclass(frozen=True)
+class Response:
+    item_id: str
+    text: str
+    stop_reason: str | None
+    error: str | None
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    item_id: str
+    evaluator: str
+    batch_id: str
+    status: VerdictStatus
+    fields: dict[str, Any] | None
+    reason: str | None
+    copy: int = 0
+    """1 for the planted duplicate an evaluator judges a second time (self-consistency)."""
+    role: VerdictRole = VerdictRole.PRIMARY
+    cites: tuple[int, ...] = ()
+    """probe_results ids the verdict relied on."""
+
+    def __post_init__(self) -> None:
+        # a mistyped status or role fails here, not later as a silently uncounted verdict
+        object.__setattr__(self, "status", VerdictStatus(self.status))
+        object.__setattr__(self, "role", VerdictRole(self.role))
+
+
+@dataclass(frozen=True)
+class Assigned:
+    """One entry of an evaluator's work: an item, which copy, and why it is there."""
+
+    item_id: str
+    copy: int = 0
+    role: VerdictRole = VerdictRole.PRIMARY
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "role", VerdictRole(self.role))
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """A planned evaluator batch: its id, who judges it, its primary items, how far it got."""
+
+    id: str
+    evaluator: str
+    items: list[str]
+    status: BatchStatus
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    """One conversation of an agent: its number (1, 2, ...) and why it was opened."""
+
+    n: int
+    reason: str
+
+    @property
+    def continued(self) -> bool:
+        """Whether it took up earlier work (a restart or compaction), not a fresh batch."""
+        return self.reason != SessionReason.START
+
+
+@dataclass(frozen=True)
+class StageRow:
+    status: StageStatus
+    counts: dict[str, int | float]
+
+
+@dataclass(frozen=True)
+class ComprehensionRow:
+    evaluator: str
+    attempt: int
+    answers: dict[str, str]
+    wrong: list[str]
+    passed: bool
+
+
+@dataclass(frozen=True)
+class ProbeRow:
+    id: int
+    item_id: str | None
+    probe: str
+    model: str
+    result: dict[str, Any] | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    id: int
+    stage: str
+    kind: str
+    raised_by: str
+    items: list[str]
+    text: str
+    resolution: str | None
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """A checkpoint's (or an amendment's) recorded decision: approve or reject."""
+
+    checkpoint: str
+    decision: str
+    by: str
+    at: str
+    note: str
+
+
+@dataclass(frozen=True)
+class AmendmentRow:
+    """A proposed change to the pre-registered analysis, and what a human decided."""
+
+    n: int
+    proposed_at: str
+    by: str
+    note: str
+    old_sha256: str
+    new_sha256: str
+    diff: str
+    text: str
+    """The amended protocol.yaml, as proposed."""
+    status: AmendmentStatus
+    decided_by: str | None
+    decided_at: str | None
+    decision_note: str
