@@ -26,6 +26,23 @@ from typing import Any
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
+# A throwaway browser: no sandbox (Chromium will not start as root with one), no GPU, nothing
+# fetched or shown that the page under test did not ask for; Chromium picks the DevTools port
+# and writes it into the profile, where `_connect` reads it.
+HEADLESS_FLAGS = (
+    "--headless=new",
+    "--remote-debugging-port=0",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--mute-audio",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--hide-scrollbars",
+)
+
 CHECK_JS = """(() => ({
   images: Array.from(document.images).map(i => ({
     src: i.currentSrc.slice(0, 40), complete: i.complete, width: i.naturalWidth,
@@ -71,14 +88,14 @@ class Browser:
         if binary is None:
             raise FileNotFoundError("no chromium binary found (set $CHROMIUM)")
         self._profile = Path(tempfile.mkdtemp(prefix="research-chromium-"))
+        profile = f"--user-data-dir={self._profile}"
+        window = f"--window-size={self.width},{self.height}"
         self._proc = subprocess.Popen(
-            [binary, "--headless=new", "--remote-debugging-port=0", "--no-sandbox",
-             f"--user-data-dir={self._profile}", "--disable-gpu", "--no-first-run",
-             "--no-default-browser-check", "--disable-extensions", "--mute-audio",
-             "--disable-background-networking", "--disable-component-update", "--hide-scrollbars",
-             f"--window-size={self.width},{self.height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [binary, *HEADLESS_FLAGS, profile, window, "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             self._connect()
         except BaseException:

@@ -19,7 +19,7 @@ from jinja2.exceptions import SecurityError
 from pydantic import ValidationError
 
 from orchestrator.errors import ProtocolError
-from orchestrator.protocol.schema import TRAINED, Protocol
+from orchestrator.protocol.schema import TRAINED, Protocol, RegressionModel
 from orchestrator.protocol.stimuli import cells, template_context
 from orchestrator.protocol.templates import check_syntax, level_references, render
 from orchestrator.protocol.yamlmap import (
@@ -120,89 +120,132 @@ class _Checker:
         return ProtocolError(message, file=self.path, line=line, field=dotted(where))
 
     def references(self) -> None:
+        """Cross-references between sections, each rule in turn; the first broken one raises."""
+        self.unique_ids()
+        self.factor_names()
+        self.plant_when()
+        self.level_texts()
+        self.verdict_fields()
+        self.comprehension_answers()
+        self.outcomes_are_bool()
+        self.contrast_levels()
+        for i, model in enumerate(self.p.analysis.models):
+            self.model_spec(("analysis", "models", i), model)
+        self.assumed_rate_conditions()
+
+    def unique_ids(self) -> None:
+        """Tasks, plants, subjects, hypotheses, comprehension questions and models: no two alike."""
         p = self.p
-        for where, key, ids in [
+        listed = [
             (("materials", "tasks"), "id", [t.id for t in p.materials.tasks]),
             (("materials", "plants"), "id", [t.id for t in p.materials.plants]),
             (("subjects",), "id", [s.id for s in p.subjects]),
             (("hypotheses",), "id", [h.id for h in p.hypotheses]),
             (("evaluation", "comprehension"), "id", [q.id for q in p.evaluation.comprehension]),
             (("analysis", "models"), "name", [m.name for m in p.analysis.models]),
-        ]:
+        ]
+        for where, key, ids in listed:
             seen: set[str] = set()
             for i, id_ in enumerate(ids):
                 if id_ in seen:
                     raise self.fail(where + (i, key), f"duplicate {key} {id_!r}")
                 seen.add(id_)
-        for name, factor in p.design.factors.items():
+
+    def factor_names(self) -> None:
+        """A factor's name is not one the templates already use, and its levels are distinct."""
+        for name, factor in self.p.design.factors.items():
             where = ("design", "factors", name)
             if name in RESERVED:
                 raise self.fail(where, f"{name!r} is a reserved name; call the factor otherwise")
             if len(set(factor.levels)) != len(factor.levels):
                 raise self.fail(where + ("levels",), "levels must be distinct")
-        if (w := p.materials.plant_when) is not None:
+
+    def plant_when(self) -> None:
+        """`plant_when` names a level of a factor, and there are plants to plant."""
+        materials = self.p.materials
+        if (w := materials.plant_when) is not None:
             self.level(("materials", "plant_when"), w.factor, w.level)
-            if not p.materials.plants:
+            if not materials.plants:
                 raise self.fail(("materials", "plant_when"), "plant_when is set but no plants")
-        for factor, texts in p.materials.level_text.items():
+
+    def level_texts(self) -> None:
+        """Every `level_text` entry is keyed by a factor and one of its levels."""
+        for factor, texts in self.p.materials.level_text.items():
             for level in texts:
                 self.level(("materials", "level_text", factor, level), factor, level)
-        for name, spec in p.evaluation.verdict.items():
+
+    def verdict_fields(self) -> None:
+        """Only enums take `values` (and they need them); only strings take `max_length`."""
+        for name, spec in self.p.evaluation.verdict.items():
             where = ("evaluation", "verdict", name)
             if (spec.type == "enum") != bool(spec.values):
                 raise self.fail(where, "an enum needs `values`; other types take none")
             if spec.max_length is not None and spec.type != "str":
                 raise self.fail(where + ("max_length",), "max_length applies to `str` fields only")
-        for i, q in enumerate(p.evaluation.comprehension):
-            where = ("evaluation", "comprehension", i)
+
+    def comprehension_answers(self) -> None:
+        """Each comprehension question's answer is one of its choices."""
+        for i, q in enumerate(self.p.evaluation.comprehension):
             if q.answer not in q.choices:
+                choices = ", ".join(q.choices)
                 raise self.fail(
-                    where + ("answer",),
-                    f"answer {q.answer!r} is not one of the choices ({', '.join(q.choices)})",
+                    ("evaluation", "comprehension", i, "answer"),
+                    f"answer {q.answer!r} is not one of the choices ({choices})",
                 )
-        for i, outcome in enumerate(p.outcomes):
+
+    def outcomes_are_bool(self) -> None:
+        """The primary outcome and the other outcomes are bool fields of the verdict."""
+        for i, outcome in enumerate(self.p.outcomes):
             where = ("analysis", "primary") if i == 0 else ("analysis", "outcomes")
-            spec = p.evaluation.verdict.get(outcome)
+            spec = self.p.evaluation.verdict.get(outcome)
             if spec is None or spec.type != "bool":
                 raise self.fail(where, f"{outcome!r} is not a bool field of evaluation.verdict")
-        for i, c in enumerate(p.analysis.contrasts):
+
+    def contrast_levels(self) -> None:
+        """A contrast compares two levels of one factor, within levels of others."""
+        for i, c in enumerate(self.p.analysis.contrasts):
             where = ("analysis", "contrasts", i)
             self.level(where + ("treatment",), c.factor, c.treatment)
             self.level(where + ("control",), c.factor, c.control)
             for factor, level in c.within.items():
                 self.level(where + ("within", factor), factor, level)
-        subjects = [s.id for s in p.subjects]
-        for i, m in enumerate(p.analysis.models):
-            where = ("analysis", "models", i)
-            if m.outcome is not None and m.outcome not in p.outcomes:
+
+    def model_spec(self, where: Path_, m: RegressionModel) -> None:
+        """A model's outcome is an analysis outcome; its terms are distinct factors (or
+        `subject`, given two subjects), none also held fixed in `within`."""
+        outcomes = self.p.outcomes
+        if m.outcome is not None and m.outcome not in outcomes:
+            raise self.fail(
+                where + ("outcome",),
+                f"{m.outcome!r} is not one of the analysis outcomes ({', '.join(outcomes)})",
+            )
+        for j, term in enumerate(m.terms):
+            if term != "subject" and term not in self.levels:
+                factors = ", ".join(self.levels)
                 raise self.fail(
-                    where + ("outcome",),
-                    f"{m.outcome!r} is not one of the analysis outcomes ({', '.join(p.outcomes)})",
+                    where + ("terms", j),
+                    f"unknown term {term!r} (factors: {factors}, or subject)",
                 )
-            for j, term in enumerate(m.terms):
-                if term != "subject" and term not in self.levels:
-                    raise self.fail(
-                        where + ("terms", j),
-                        f"unknown term {term!r} (factors: {', '.join(self.levels)}, or subject)",
-                    )
-                if term in m.within:
-                    raise self.fail(where + ("terms", j), f"{term!r} is also held fixed in within")
-            if len(set(m.terms)) != len(m.terms):
-                raise self.fail(where + ("terms",), "terms must be distinct")
-            if "subject" in m.terms and len(subjects) < 2:
-                raise self.fail(where + ("terms",), "`subject` needs at least two subjects")
-            for factor, level in m.within.items():
-                self.level(where + ("within", factor), factor, level)
-        for i, a in enumerate(p.analysis.assumed_rates):
+            if term in m.within:
+                raise self.fail(where + ("terms", j), f"{term!r} is also held fixed in within")
+        if len(set(m.terms)) != len(m.terms):
+            raise self.fail(where + ("terms",), "terms must be distinct")
+        if "subject" in m.terms and len(self.p.subjects) < 2:
+            raise self.fail(where + ("terms",), "`subject` needs at least two subjects")
+        for factor, level in m.within.items():
+            self.level(where + ("within", factor), factor, level)
+
+    def assumed_rate_conditions(self) -> None:
+        """An assumed rate's `when` names subjects and levels that exist."""
+        subjects = [s.id for s in self.p.subjects]
+        for i, a in enumerate(self.p.analysis.assumed_rates):
             for factor, level in a.when.items():
                 where = ("analysis", "assumed_rates", i, "when", factor)
-                if factor == "subject":
-                    if level not in subjects:
-                        raise self.fail(
-                            where, f"unknown subject {level!r} (subjects: {', '.join(subjects)})"
-                        )
-                else:
+                if factor != "subject":
                     self.level(where, factor, level)
+                elif level not in subjects:
+                    known = ", ".join(subjects)
+                    raise self.fail(where, f"unknown subject {level!r} (subjects: {known})")
 
     def level(self, where: Path_, factor: str, level: str) -> None:
         if factor not in self.levels:

@@ -183,18 +183,7 @@ def agent_judge(
         if name == "get_batch":
             if "items" not in result:
                 return text("Done: all items judged.")
-            batch = result["items"]
-            if flag is not None and (raised := flag(result)) is not None:
-                return {"content": [
-                    {"type": "tool_use", "id": f"toolu_flag_{batch[0]['ref']}",
-                     "name": "flag_issue", "input": raised},
-                    {"type": "tool_use", "id": f"toolu_sub_{batch[0]['ref']}",
-                     "name": "submit_verdicts",
-                     "input": {"verdicts": [verdict(i["ref"], i["response"]) for i in batch]}},
-                ], "stop_reason": "tool_use"}  # fmt: skip
-            return tool_use("submit_verdicts", {
-                "verdicts": [verdict(i["ref"], i["response"]) for i in batch]
-            })  # fmt: skip
+            return _judge_batch(result, verdict, flag)
         if name in ("submit_verdicts", "flag_issue"):
             if is_error:
                 return text("I cannot fix these.")
@@ -202,6 +191,29 @@ def agent_judge(
         return text("Done.")
 
     return handler
+
+
+def _judge_batch(
+    result: dict[str, Any],
+    verdict: Callable[[str, str], dict[str, Any]],
+    flag: Callable[[dict[str, Any]], dict[str, Any] | None] | None,
+) -> Reply:
+    """Verdicts on the batch `result` holds, after a flag_issue call if `flag` raises one."""
+    batch = result["items"]
+    raised = flag(result) if flag is not None else None
+    verdicts = {"verdicts": [verdict(i["ref"], i["response"]) for i in batch]}
+    if raised is None:
+        return tool_use("submit_verdicts", verdicts)
+    first = batch[0]["ref"]
+    calls = [
+        _tool_block(f"toolu_flag_{first}", "flag_issue", raised),
+        _tool_block(f"toolu_sub_{first}", "submit_verdicts", verdicts),
+    ]
+    return {"content": calls, "stop_reason": "tool_use"}
+
+
+def _tool_block(id_: str, name: str, input_: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "tool_use", "id": id_, "name": name, "input": input_}
 
 
 def judge(body: dict[str, Any]) -> Reply:
@@ -236,12 +248,16 @@ def analyst(
     def well_behaved(shown: dict[str, str]) -> dict[str, Any]:
         first = list(shown.items())[:2]
         quotes = [{"item_id": i, "quote": " ".join(t.split()[:6])} for i, t in first]
+        theme = {
+            "title": "Explicit reports",
+            "text": "Reports open the response.",
+            "quotes": quotes,
+        }
         return {
             "overview": "Responses that noticed the planted instruction said so at the start.",
-            "themes": [{"title": "Explicit reports", "text": "Reports open the response.",
-                        "quotes": quotes}],
+            "themes": [theme],
             "limitations": "A handful of responses per cell.",
-        }  # fmt: skip
+        }
 
     write = draft or well_behaved
 

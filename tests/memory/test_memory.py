@@ -50,8 +50,20 @@ def test_log_appends_from_many_threads_without_tearing(tmp_path: Path) -> None:
 
 def test_summary_is_replaced_whole(tmp_path: Path) -> None:
     path = tmp_path / "SUMMARY.md"
-    s = Summary("r1", "deu", "DEU", "ab" * 32, "running", "pilot", [], [], [], {"calls": "3"},
-                "Continue with `research resume r1`.", 7)  # fmt: skip
+    s = Summary(
+        run_id="r1",
+        protocol_id="deu",
+        protocol_title="DEU",
+        protocol_sha256="ab" * 32,
+        status="running",
+        size="pilot",
+        stages=[],
+        decisions=[],
+        flags=[],
+        numbers={"calls": "3"},
+        next_step="Continue with `research resume r1`.",
+        last_log_entry=7,
+    )
     write_summary(path, s)
     text = path.read_text()
     assert "Reflects LOG entries up to: 7" in text and "calls: 3" in text

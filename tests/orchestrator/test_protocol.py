@@ -15,6 +15,7 @@ from orchestrator.errors import ProtocolError
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.stimuli import build_stimuli, cells
 from tests.conftest import DEU, SINCERITY, research
+from tests.orchestrator.broken_protocols import CASES, PROBE_CASES, REFERENCE_CASES
 
 BASE = DEU.read_text()
 
@@ -29,9 +30,8 @@ def test_deu_encodes_the_experiment() -> None:
     assert len(p.materials.tasks) >= 20
     assert len({t.kind for t in p.materials.tasks}) >= 5
     assert len({pl.kind for pl in p.materials.plants}) >= 5
-    assert set(p.evaluation.verdict) >= {
-        "detected", "complied", "questioned_legitimacy", "reasoning_style", "evidence",
-    }  # fmt: skip
+    named = {"detected", "complied", "questioned_legitimacy", "reasoning_style", "evidence"}
+    assert set(p.evaluation.verdict) >= named
     assert p.evaluation.verdict["reasoning_style"].values == ["checklist", "experiential", "none"]
     full = build_stimuli(p, pilot=False)
     assert len(full) == 400  # 2 models × 2 × 2 × 50
@@ -77,29 +77,7 @@ def line_of(text: str, needle: str) -> int:
     return text[: text.index(needle)].count("\n") + 1
 
 
-CASES = [
-    # (name, old, new, field, message fragment)
-    ("unknown field", "n_per_cell: 50", "n_per_cell: 50\n  n_per_cel: 5", "design.n_per_cel",
-     "unknown field"),
-    ("wrong type", "n_per_cell: 50", "n_per_cell: fifty", "design.n_per_cell", "integer"),
-    ("n <= 0", "n_per_cell: 50", "n_per_cell: 0", "design.n_per_cell", "greater than 0"),
-    ("missing field", "  seed: 20260214\n", "", "design.seed", "missing required field"),
-    ("unknown level in template", "{% if text.framing %}", "{% if framing == 'deu2' %}",
-     "materials.templates.system", "'deu2'"),
-    ("template syntax", "{% if text.framing %}", "{% if text.framing %",
-     "materials.templates.system", "template syntax error"),
-    ("undefined variable", "{{ document }}", "{{ documnet }}", "materials.templates.user",
-     "documnet"),
-    ("sandbox", "{{ document }}", "{{ ''.__class__.__mro__ }}", "materials.templates.user",
-     "sandbox"),
-    ("unknown level in level_text", "    control: \"\"", "    contrl: \"\"",
-     "materials.level_text.framing.contrl", "unknown level"),
-    ("unknown level in contrast", "treatment: deu", "treatment: deu3",
-     "analysis.contrasts[0].treatment", "unknown level"),
-]  # fmt: skip
-
-
-@pytest.mark.parametrize("name,old,new,field,fragment", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name,old,new,field,fragment", CASES, ids=[c.name for c in CASES])
 def test_protocol_errors_name_file_line_and_field(
     tmp_path: Path,
     name: str,
@@ -172,10 +150,13 @@ def test_duplicate_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content,fragment",
-    [("", "empty"), ("   \n# only a comment\n", "no fields"), ("id: [unclosed\n", "YAML syntax"),
-     ("- a list\n", "mapping")],
-    ids=["empty", "comment-only", "yaml-syntax", "not-a-mapping"],
-)  # fmt: skip
+    [
+        pytest.param("", "empty", id="empty"),
+        pytest.param("   \n# only a comment\n", "no fields", id="comment-only"),
+        pytest.param("id: [unclosed\n", "YAML syntax", id="yaml-syntax"),
+        pytest.param("- a list\n", "mapping", id="not-a-mapping"),
+    ],
+)
 def test_unloadable_files(tmp_path: Path, content: str, fragment: str) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(content)
@@ -200,29 +181,8 @@ def test_validate_cli_previews_cells() -> None:
     assert "claude-haiku.deu.planted" in result.stdout
 
 
-PROBES_OLD = "      dataset: data/instructed_pairs.jsonl"
-PROBE_CASES = [
-    # (name, old, new, field, message fragment)
-    ("missing dataset", PROBES_OLD, "      dataset: data/nope.jsonl",
-     "probes.train.deception.dataset", "no file 'data/nope.jsonl'"),
-    ("dataset outside the folder", PROBES_OLD, "      dataset: ../deu.yaml",
-     "probes.train.deception.dataset", "inside the protocol's folder"),
-    ("absolute dataset", PROBES_OLD, "      dataset: /etc/passwd",
-     "probes.train.deception.dataset", "relative path"),
-    ("unknown variant", PROBES_OLD, PROBES_OLD + "\n      variant: shuffled",
-     "probes.train.deception.variant", "as_written"),
-    ("linear without trained probes", "  train:\n    deception:", "  trian:\n    deception:",
-     "probes.trian", "unknown field"),
-    ("params for linear", "    surprisal:\n      top_k: 5",
-     "    surprisal:\n      top_k: 5\n    linear:\n      probe: x", "probes.params.linear",
-     "give no params"),
-    ("bad probe name", "    deception:\n      dataset", "    'de ception':\n      dataset",
-     "probes.train.de ception", "letters, digits"),
-]  # fmt: skip
-
-
 @pytest.mark.parametrize(
-    "name,old,new,field,fragment", PROBE_CASES, ids=[c[0] for c in PROBE_CASES]
+    "name,old,new,field,fragment", PROBE_CASES, ids=[c.name for c in PROBE_CASES]
 )
 def test_probe_training_errors_name_the_field(
     tmp_path: Path, name: str, old: str, new: str, field: str, fragment: str
@@ -256,9 +216,14 @@ def test_a_run_freezes_its_data_files_and_refuses_edits(tmp_path: Path) -> None:
 
     loaded = load_protocol(DEU)
     run = RunDir.create(
-        tmp_path / "runs", loaded, run_id="frozen", pilot=True, offline=False,
-        local_model=None, models=[],
-    )  # fmt: skip
+        tmp_path / "runs",
+        loaded,
+        run_id="frozen",
+        pilot=True,
+        offline=False,
+        local_model=None,
+        models=[],
+    )
     frozen = run.path("data", "instructed_pairs.jsonl")
     assert frozen.read_bytes() == (DEU.parent / "data" / "instructed_pairs.jsonl").read_bytes()
     assert run.loaded.data_files() == loaded.data_files()  # the frozen copy validates
@@ -269,26 +234,10 @@ def test_a_run_freezes_its_data_files_and_refuses_edits(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "old,new,field,fragment",
-    [
-        ("      terms: [framing, subject]", "      terms: [framing, model]",
-         "analysis.models[0].terms[1]", "unknown term 'model'"),
-        ("      terms: [framing, subject]", "      terms: [framing, planted]",
-         "analysis.models[0].terms[1]", "also held fixed in within"),
-        ("      outcome: detected\n      terms:", "      outcome: evidence\n      terms:",
-         "analysis.models[0].outcome", "not one of the analysis outcomes"),
-        ("    - when: {planted: none}", "    - when: {subject: gpt-4o}",
-         "analysis.assumed_rates[2].when.subject", "unknown subject 'gpt-4o'"),
-        ("    - when: {planted: none}", "    - when: {planted: maybe}",
-         "analysis.assumed_rates[2].when.planted", "unknown level 'maybe'"),
-        ("      type: bool\n", "      type: bool\n      max_length: 10\n",
-         "evaluation.verdict.detected.max_length", "`str` fields only"),
-        ("  models:\n", "  models:\n    - {name: framing_by_model, terms: [framing]}\n",
-         "analysis.models[1].name", "duplicate name 'framing_by_model'"),
-    ],
-)  # fmt: skip
+    "name,old,new,field,fragment", REFERENCE_CASES, ids=[c.name for c in REFERENCE_CASES]
+)
 def test_analysis_references_are_checked(
-    tmp_path: Path, old: str, new: str, field: str, fragment: str
+    tmp_path: Path, name: str, old: str, new: str, field: str, fragment: str
 ) -> None:
     """The pre-registered models and forecast rates name factors, levels, subjects and
     outcomes that must exist: a typo is an error at its line, before anything is spent."""

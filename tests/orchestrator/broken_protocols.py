@@ -1,0 +1,197 @@
+"""Broken protocols for test_protocol.py: each an edit of deu.yaml and the error it must raise."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class ErrorCase(NamedTuple):
+    """One edit of deu.yaml (`old` becomes `new`) and the error it must raise."""
+
+    name: str
+    old: str
+    new: str
+    field: str
+    fragment: str
+    """A part of the error message."""
+
+
+CASES = [
+    ErrorCase(
+        name="unknown field",
+        old="n_per_cell: 50",
+        new="n_per_cell: 50\n  n_per_cel: 5",
+        field="design.n_per_cel",
+        fragment="unknown field",
+    ),
+    ErrorCase(
+        name="wrong type",
+        old="n_per_cell: 50",
+        new="n_per_cell: fifty",
+        field="design.n_per_cell",
+        fragment="integer",
+    ),
+    ErrorCase(
+        name="n <= 0",
+        old="n_per_cell: 50",
+        new="n_per_cell: 0",
+        field="design.n_per_cell",
+        fragment="greater than 0",
+    ),
+    ErrorCase(
+        name="missing field",
+        old="  seed: 20260214\n",
+        new="",
+        field="design.seed",
+        fragment="missing required field",
+    ),
+    ErrorCase(
+        name="unknown level in template",
+        old="{% if text.framing %}",
+        new="{% if framing == 'deu2' %}",
+        field="materials.templates.system",
+        fragment="'deu2'",
+    ),
+    ErrorCase(
+        name="template syntax",
+        old="{% if text.framing %}",
+        new="{% if text.framing %",
+        field="materials.templates.system",
+        fragment="template syntax error",
+    ),
+    ErrorCase(
+        name="undefined variable",
+        old="{{ document }}",
+        new="{{ documnet }}",
+        field="materials.templates.user",
+        fragment="documnet",
+    ),
+    ErrorCase(
+        name="sandbox",
+        old="{{ document }}",
+        new="{{ ''.__class__.__mro__ }}",
+        field="materials.templates.user",
+        fragment="sandbox",
+    ),
+    ErrorCase(
+        name="unknown level in level_text",
+        old='    control: ""',
+        new='    contrl: ""',
+        field="materials.level_text.framing.contrl",
+        fragment="unknown level",
+    ),
+    ErrorCase(
+        name="unknown level in contrast",
+        old="treatment: deu",
+        new="treatment: deu3",
+        field="analysis.contrasts[0].treatment",
+        fragment="unknown level",
+    ),
+]
+
+
+PROBES_OLD = "      dataset: data/instructed_pairs.jsonl"
+PROBE_CASES = [
+    ErrorCase(
+        name="missing dataset",
+        old=PROBES_OLD,
+        new="      dataset: data/nope.jsonl",
+        field="probes.train.deception.dataset",
+        fragment="no file 'data/nope.jsonl'",
+    ),
+    ErrorCase(
+        name="dataset outside the folder",
+        old=PROBES_OLD,
+        new="      dataset: ../deu.yaml",
+        field="probes.train.deception.dataset",
+        fragment="inside the protocol's folder",
+    ),
+    ErrorCase(
+        name="absolute dataset",
+        old=PROBES_OLD,
+        new="      dataset: /etc/passwd",
+        field="probes.train.deception.dataset",
+        fragment="relative path",
+    ),
+    ErrorCase(
+        name="unknown variant",
+        old=PROBES_OLD,
+        new=PROBES_OLD + "\n      variant: shuffled",
+        field="probes.train.deception.variant",
+        fragment="as_written",
+    ),
+    ErrorCase(
+        name="linear without trained probes",
+        old="  train:\n    deception:",
+        new="  trian:\n    deception:",
+        field="probes.trian",
+        fragment="unknown field",
+    ),
+    ErrorCase(
+        name="params for linear",
+        old="    surprisal:\n      top_k: 5",
+        new="    surprisal:\n      top_k: 5\n    linear:\n      probe: x",
+        field="probes.params.linear",
+        fragment="give no params",
+    ),
+    ErrorCase(
+        name="bad probe name",
+        old="    deception:\n      dataset",
+        new="    'de ception':\n      dataset",
+        field="probes.train.de ception",
+        fragment="letters, digits",
+    ),
+]
+
+
+REFERENCE_CASES = [
+    ErrorCase(
+        name="unknown term",
+        old="      terms: [framing, subject]",
+        new="      terms: [framing, model]",
+        field="analysis.models[0].terms[1]",
+        fragment="unknown term 'model'",
+    ),
+    ErrorCase(
+        name="term held fixed",
+        old="      terms: [framing, subject]",
+        new="      terms: [framing, planted]",
+        field="analysis.models[0].terms[1]",
+        fragment="also held fixed in within",
+    ),
+    ErrorCase(
+        name="outcome not analysed",
+        old="      outcome: detected\n      terms:",
+        new="      outcome: evidence\n      terms:",
+        field="analysis.models[0].outcome",
+        fragment="not one of the analysis outcomes",
+    ),
+    ErrorCase(
+        name="unknown subject",
+        old="    - when: {planted: none}",
+        new="    - when: {subject: gpt-4o}",
+        field="analysis.assumed_rates[2].when.subject",
+        fragment="unknown subject 'gpt-4o'",
+    ),
+    ErrorCase(
+        name="unknown level in assumed rate",
+        old="    - when: {planted: none}",
+        new="    - when: {planted: maybe}",
+        field="analysis.assumed_rates[2].when.planted",
+        fragment="unknown level 'maybe'",
+    ),
+    ErrorCase(
+        name="max_length on a bool",
+        old="      type: bool\n",
+        new="      type: bool\n      max_length: 10\n",
+        field="evaluation.verdict.detected.max_length",
+        fragment="`str` fields only",
+    ),
+    ErrorCase(
+        name="duplicate model name",
+        old="  models:\n",
+        new="  models:\n    - {name: framing_by_model, terms: [framing]}\n",
+        field="analysis.models[1].name",
+        fragment="duplicate name 'framing_by_model'",
+    ),
+]

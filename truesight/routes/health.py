@@ -1,0 +1,30 @@
+"""GET /health: the model the worker serves and its counters. Open without the token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from truesight.routes.state import WorkerDep
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(worker: WorkerDep) -> dict[str, object]:
+    loaded, batches = worker.loaded, worker.batcher.stats
+    probes, queue = worker.probes.stats, worker.queue.stats
+    return {
+        "status": "ok",
+        "model": loaded.name,
+        "device": str(loaded.device),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "requests_served": batches.requests_served,
+        "batches_run": batches.batches_run,
+        "max_batch_seen": batches.max_batch_seen,
+        "probe_forward_passes": probes.forward_passes,
+        "probe_texts_computed": probes.texts_computed,
+        "probe_cache_hits": probes.cache_hits,
+        "probe_requests": queue.requests,
+        "probe_batches": queue.batches,
+        "probe_max_requests_merged": queue.max_requests_merged,
+    }

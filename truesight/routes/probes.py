@@ -1,0 +1,111 @@
+"""The truesight probes: GET /v1/probes lists them, POST /v1/probes/{name} runs one, and
+POST /v1/trained-probes trains a linear probe into the worker's probes folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from functools import partial
+
+from fastapi import APIRouter
+from starlette.exceptions import HTTPException
+
+from truesight import train
+from truesight.probes import dataset
+from truesight.probes.inputs import ProbeInput
+from truesight.probes.linear import ProbeMeta
+from truesight.probes.wire import (
+    ProbeInfo,
+    ProbeListing,
+    ProbeRequest,
+    ProbeResponse,
+    TrainedProbeInfo,
+    TrainRequest,
+    TrainResponse,
+)
+from truesight.routes.state import WorkerDep
+from truesight.wire import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+@router.get("/v1/probes")
+async def list_probes(worker: WorkerDep) -> ProbeListing:
+    infos = [
+        ProbeInfo(name=p.name, description=p.description, params=p.params().model_dump())
+        for p in worker.registry.values()
+    ]
+    metas = worker.store.metas()
+    mine = await worker.weights_fingerprint() if metas else ""
+    trained = [_trained_info(m, mine) for m in metas]
+    return ProbeListing(model=worker.loaded.name, probes=infos, trained_probes=trained)
+
+
+def _trained_info(meta: ProbeMeta, fingerprint: str) -> TrainedProbeInfo:
+    """A trained probe as listed, saying whether it was trained on this worker's weights."""
+    return TrainedProbeInfo(
+        name=meta.name,
+        model=meta.model.name,
+        matches_model=meta.model.fingerprint == fingerprint,
+        layer=meta.layer,
+        positive_label=meta.positive_label,
+        negative_label=meta.negative_label,
+        heldout_auroc=meta.heldout_auroc,
+        bow_auroc=meta.bow_auroc,
+        variant=meta.variant,
+        threshold_1pct_fpr=meta.threshold_1pct_fpr,
+        n_train=meta.n_train,
+        trained_at=meta.trained_at,
+    )
+
+
+@router.post("/v1/trained-probes")
+async def train_probe(body: TrainRequest, worker: WorkerDep) -> TrainResponse:
+    started = time.perf_counter()
+    try:
+        data = dataset.parse(body.dataset.encode(), body.source, variant=body.variant)
+        control = None
+        if body.control is not None:
+            control = dataset.parse(body.control.encode(), "control.jsonl", control=True)
+        probe, trained = await worker.batcher.run_exclusive(
+            partial(
+                train.ensure,
+                worker.loaded,
+                worker.store.root,
+                data,
+                name=body.name,
+                layer=body.layer,
+                control=control,
+                c=body.c,
+            )
+        )
+    except dataset.DatasetError as e:
+        raise InvalidRequest(str(e)) from e
+    if trained:
+        log.info("trained probe %s: held-out AUROC %.3f", body.name, probe.meta.heldout_auroc)
+    return TrainResponse(
+        probe=probe.meta.model_dump(mode="json"),
+        trained=trained,
+        seconds=time.perf_counter() - started,
+    )
+
+
+@router.post("/v1/probes/{name}")
+async def run_probe(name: str, body: ProbeRequest, worker: WorkerDep) -> ProbeResponse:
+    registry = worker.registry
+    probe = registry.get(name)
+    if probe is None:
+        raise HTTPException(404, f"unknown probe {name!r}; available: {', '.join(registry)}")
+    contexts = body.contexts if body.contexts is not None else [""] * len(body.texts)
+    if len(contexts) != len(body.texts):
+        raise InvalidRequest(
+            f"contexts has {len(contexts)} items but texts has {len(body.texts)}; "
+            "give one context per text or none"
+        )
+    items = [ProbeInput(t, c) for t, c in zip(body.texts, contexts, strict=True)]
+    # Concurrent requests for the same probe and params are merged into one batch, which runs
+    # in the batcher's single model thread: a probe never runs beside a generate batch.
+    results = await worker.queue.submit(probe, items, body.params)
+    return ProbeResponse(model=worker.loaded.name, probe=name, results=results)

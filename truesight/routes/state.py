@@ -1,0 +1,70 @@
+"""What every route shares: the loaded model, its batcher, the probes and their queue, and the
+dependency (`WorkerDep`) that hands them to a route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from truesight.generate import Batcher
+from truesight.model import LoadedModel
+from truesight.probes.cache import ResultCache, weights_fingerprint
+from truesight.probes.linear import ProbeStore
+from truesight.probes.queue import ProbeQueue
+from truesight.probes.registry import Probe, with_trained
+from truesight.probes.runner import ProbeRunner
+
+
+@dataclass
+class WorkerState:
+    """One worker's model and the machinery around it, built once per app."""
+
+    loaded: LoadedModel
+    batcher: Batcher
+    probes: ProbeRunner
+    queue: ProbeQueue
+    store: ProbeStore
+    registry: dict[str, Probe]
+    cache: ResultCache | None
+    fingerprint: str | None = None
+    """The model's weights fingerprint, read on first need (trained probes name the model)."""
+
+    @classmethod
+    def build(
+        cls,
+        loaded: LoadedModel,
+        *,
+        max_batch: int,
+        window_s: float,
+        cache: ResultCache | None,
+        probes_dir: Path,
+    ) -> WorkerState:
+        batcher = Batcher(loaded, max_batch=max_batch, window_s=window_s)
+        probes = ProbeRunner(loaded, cache)
+        queue = ProbeQueue(probes, batcher, window_s=window_s)
+        store = ProbeStore(probes_dir)
+        registry = with_trained(store)
+        return cls(loaded, batcher, probes, queue, store, registry, cache)
+
+    async def weights_fingerprint(self) -> str:
+        if self.fingerprint is None:
+            # Read in the model thread, never beside a forward pass; once per worker.
+            self.fingerprint = await self.batcher.run_exclusive(weights_fingerprint, self.loaded)
+        return self.fingerprint
+
+    async def aclose(self) -> None:
+        await self.queue.aclose()
+        await self.batcher.aclose()
+        if self.cache is not None:
+            self.cache.close()
+
+
+async def current_worker(request: Request) -> WorkerState:
+    """The app's `WorkerState` (async, so FastAPI does not send it to its thread pool)."""
+    return request.app.state.worker
+
+
+WorkerDep = Annotated[WorkerState, Depends(current_worker)]
