@@ -49,6 +49,12 @@ def stored_requests(run_dir: Path) -> set[str]:
     return {json.dumps(json.loads(request), sort_keys=True) for (request,) in rows}
 
 
+def api_key(seen: Seen) -> str:
+    """The API key a request came with (newer SDKs send it as a bearer token)."""
+    bearer = seen.headers.get("authorization", "").removeprefix("Bearer ")
+    return seen.headers.get("x-api-key", bearer)
+
+
 def kill_at(
     proc: subprocess.Popen, server: FakeAnthropic, threshold: int, rng: random.Random
 ) -> bool:
@@ -96,7 +102,7 @@ def assert_only_kills_cost_a_repeat(
     """Every answer but the last of a request went to a process that was killed before its
     ledger held that request — and each kill cost at most one answer of a request."""
     for fingerprint, repeats in answered.items():
-        lost = [seen.headers["x-api-key"] for seen in repeats[:-1]]
+        lost = [api_key(seen) for seen in repeats[:-1]]
         for key in lost:
             assert key in stored_at_kill and fingerprint not in stored_at_kill[key], (
                 "a request was answered twice although its first answer was not lost to a "
