@@ -34,7 +34,7 @@ class Worker:
         return httpx.get(f"{self.url}/health", timeout=10).json()
 
 
-ANNOUNCED = re.compile(r"research worker: serving \S+ on (http://\S+) ")
+ANNOUNCED = re.compile(r"research worker: serving .+? on (http://\S+) \(")
 """The line the worker prints once it listens, with the port it picked."""
 
 
