@@ -31,10 +31,6 @@ from tests.fakes.world import deu_world
 from tests.limits import HANG_S
 from tests.orchestrator.test_run import STAGES, snapshot
 
-TOTAL = 24 + 8 * 4
-"""Calls of the pilot: 24 subject calls + 8 evaluators × 4 turns (read_protocol,
-comprehension_check, get_batch, submit_verdicts)."""
-
 
 def stored_requests(run_dir: Path) -> set[str]:
     """The requests the run's ledger holds an answer for, fingerprinted as the fake server does."""
@@ -55,13 +51,27 @@ def api_key(seen: Seen) -> str:
     return seen.headers.get("x-api-key", bearer)
 
 
-def kill_at(
-    proc: subprocess.Popen, server: FakeAnthropic, threshold: int, rng: random.Random
-) -> bool:
-    """SIGKILL `proc` soon after the server has answered `threshold` requests (at `threshold` 0:
-    somewhere in start-up, design or the checkpoint); False when it had already exited."""
+class Progress:
+    """How far the run has come: the different requests answered. Not all answers: on a loaded
+    machine a kill costs more answers in flight, and counting their repeats would move the later
+    kills forward, all into the first stage."""
+
+    def __init__(self, server: FakeAnthropic) -> None:
+        self.server = server
+        self.fingerprints: dict[int, str] = {}  # each request's, worked out once
+
+    def __call__(self) -> int:
+        for seen in self.server.answered():
+            if id(seen) not in self.fingerprints:
+                self.fingerprints[id(seen)] = seen.fingerprint
+        return len(set(self.fingerprints.values()))
+
+
+def kill_at(proc: subprocess.Popen, progress: Progress, threshold: int, rng: random.Random) -> bool:
+    """SIGKILL `proc` soon after the run has made `threshold` calls (at `threshold` 0: somewhere
+    in start-up, design or the checkpoint); False when it had already exited."""
     guard = time.monotonic() + HANG_S
-    while proc.poll() is None and len(server.answered()) < threshold:
+    while proc.poll() is None and progress() < threshold:
         assert time.monotonic() < guard, f"the run hung before {threshold} answers"
         time.sleep(0.01)
     if threshold == 0:
@@ -74,12 +84,15 @@ def kill_at(
     return killed
 
 
-def kill_and_resume(env: dict, runs: Path, server: FakeAnthropic) -> dict[str, set[str]]:
+def kill_and_resume(
+    env: dict, runs: Path, server: FakeAnthropic, calls: int
+) -> dict[str, set[str]]:
     """Run the pilot as `killed`, killed at random moments and resumed until it completes.
     Returns, for each process killed (by its API key), the requests its ledger held after."""
     rng = random.Random(20261125)
-    # one kill before any call, then kills spread over the calls
-    thresholds = [0] + sorted(rng.sample(range(1, TOTAL), 5))
+    # one kill before any call, then kills spread over the run's `calls`
+    thresholds = [0] + sorted(rng.sample(range(1, calls), 5))
+    progress = Progress(server)
     start = ["run", str(DEU), "--pilot", "--yes", "--run-id", "killed"]
     resume = ["resume", "killed", "--yes"]
     stored_at_kill: dict[str, set[str]] = {}
@@ -88,7 +101,7 @@ def kill_and_resume(env: dict, runs: Path, server: FakeAnthropic) -> dict[str, s
         # a kill before the run directory was complete left no run: start it again
         args = resume if (runs / "killed" / "manifest.json").exists() else start
         proc = spawn(*args, env={**env, "ANTHROPIC_API_KEY": key}, output=runs.parent / key)
-        if kill_at(proc, server, threshold, rng):
+        if kill_at(proc, progress, threshold, rng):
             stored_at_kill[key] = stored_requests(runs / "killed")
     final = spawn(*resume, env={**env, "ANTHROPIC_API_KEY": f"{API_KEY}-final"})
     _, err = final.communicate(timeout=HANG_S)
@@ -113,14 +126,19 @@ def assert_only_kills_cost_a_repeat(
         )
 
 
-def test_sigkill_at_random_moments_then_resume(env: dict, runs: Path) -> None:
+def test_sigkill_at_random_moments_then_resume(env: dict, runs: Path, world: FakeAnthropic) -> None:
     reference = runner.start(DEU, pilot=True, yes=True, run_id="reference")
     assert reference.status == "complete"
     expected = snapshot(runs / "reference")
+    # 24 subject calls, 8 evaluators × 4 turns (read_protocol, comprehension_check, get_batch,
+    # submit_verdicts) and the analyst's
+    calls = len(world.answered())
+    assert calls == 24 + 8 * 4 + 1
 
     server = FakeAnthropic(deu_world(), latency=0.08).start()
     try:
-        stored_at_kill = kill_and_resume({**env, "ANTHROPIC_BASE_URL": server.url}, runs, server)
+        env = {**env, "ANTHROPIC_BASE_URL": server.url}
+        stored_at_kill = kill_and_resume(env, runs, server, calls)
     finally:
         server.stop()
 
@@ -139,7 +157,7 @@ def test_sigkill_at_random_moments_then_resume(env: dict, runs: Path) -> None:
     # a killed evaluator restarts in a fresh conversation from its records and notes: new
     # requests, never the old ones again
     restarts = [f for f, seen in answered.items() if "continuing work" in f]
-    assert len(answered) >= TOTAL and (restarts or len(answered) == TOTAL)
+    assert len(answered) >= calls and (restarts or len(answered) == calls)
 
     text = (run_dir / "LOG.md").read_text()
     entries = RunLog(run_dir / "LOG.md").entries()
