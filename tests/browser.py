@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.limits import HANG_S
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 # A throwaway browser: no sandbox (Chromium will not start as root with one), no GPU, nothing
@@ -78,7 +80,7 @@ class Page:
 class Browser:
     width: int = 1200
     height: int = 900
-    timeout: float = 30.0
+    timeout: float = HANG_S  # waits on the browser are guards against a hang, not speeds
     binary: str | None = None
     _events: list[dict[str, Any]] = field(default_factory=list)
     _stack: ExitStack = field(default_factory=ExitStack)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.world import deu_world
+from tests.limits import HANG_S, SDK_TIMEOUT_S
 from tests.truesight.workers import Worker, start_worker, stop_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +60,7 @@ def fake_env(world: FakeAnthropic, runs: Path, worker: Worker) -> dict[str, str]
         "ANTHROPIC_API_KEY": API_KEY,
         "RESEARCH_RUNS_DIR": str(runs),
         "RESEARCH_MAX_RETRIES": "6",
-        "RESEARCH_TIMEOUT": "2",
+        "RESEARCH_TIMEOUT": str(SDK_TIMEOUT_S),
     }
 
 
@@ -96,7 +99,7 @@ def copy_run(run_dir: Path, runs: Path, run_id: str | None = None) -> Path:
 
 
 def research(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, env: dict[str, str] | None = None, timeout: float = HANG_S
 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, without a terminal (stdin closed)."""
     return subprocess.run(
@@ -110,13 +113,15 @@ def research(
     )
 
 
-def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli.app", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def spawn(*args: str, env: dict[str, str], output: Path | None = None) -> subprocess.Popen[str]:
+    """Start the real CLI in a subprocess. Its output goes to pipes for `communicate()`, or to
+    the file `output` for a process nobody reads from until it ends (a full pipe would block it)."""
+    command = [sys.executable, "-m", "orchestrator.cli.app", *args]
+    streams: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with contextlib.ExitStack() as files:  # the child has its own copy of an output file
+        if output is not None:
+            sink = files.enter_context(output.open("w"))
+            streams = {"stdout": sink, "stderr": subprocess.STDOUT}
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, text=True, **streams
+        )

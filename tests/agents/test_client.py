@@ -13,6 +13,7 @@ import pytest
 from agents.client import AuthenticationFailed, CallSpec, Endpoint, LLMClient
 from orchestrator.records import Records
 from tests.fakes.anthropic_server import FakeAnthropic, Fault, text
+from tests.limits import HANG_S, SDK_TIMEOUT_S
 
 SPEC = CallSpec("collect", "item-1", "subject")
 PARAMS = {"max_tokens": 50, "temperature": 0.7, "top_p": None, "stop_sequences": []}
@@ -59,12 +60,21 @@ def first_time(fault: Fault):
 
 @pytest.mark.parametrize(
     "fault",
-    [Fault.rate_limit(0.3), Fault.overloaded(), Fault.server_error(), Fault.drop(), Fault.slow(3)],
+    [
+        Fault.rate_limit(0.3),
+        Fault.overloaded(),
+        Fault.server_error(),
+        Fault.drop(),
+        Fault.slow(HANG_S),  # an answer that never comes in time
+    ],
     ids=["429", "529", "500", "drop", "slow"],
 )
 def test_faults_are_retried_by_the_sdk(fault: Fault, records: Records) -> None:
+    # only the slow fault needs a short timeout: on a loaded machine the retry's answer could
+    # take longer than one, and be asked for a third time
+    timeout = 5.0 if fault.kind == "slow" else SDK_TIMEOUT_S
     with FakeAnthropic(lambda body: "fine", faults=first_time(fault)) as server:
-        result = call(server, records, timeout=1.0)
+        result = call(server, records, timeout=timeout)
     assert result.error is None and result.text == "fine"
     assert [s.outcome for s in server.requests][-1] == "ok"
     assert len(server.requests) == 2
@@ -168,13 +178,18 @@ def test_bad_credentials_stop_the_run(records: Records) -> None:
 
 
 def test_concurrency_is_bounded(records: Records) -> None:
-    lock, now, peak = threading.Lock(), [0], [0]
+    lock, now, peak, entered = threading.Condition(), [0], [0], [0]
 
     def handler(body: dict) -> Any:
         with lock:
             now[0] += 1
+            entered[0] += 1
             peak[0] = max(peak[0], now[0])
-        time.sleep(0.15)
+            lock.notify_all()
+            # hold each call until a second is in flight (or none can come): however slow the
+            # client, the bound is reached, so it is the bound that stops a third
+            lock.wait_for(lambda: now[0] >= 2 or entered[0] == 6, timeout=HANG_S)
+        time.sleep(0.05)
         with lock:
             now[0] -= 1
         return "ok"

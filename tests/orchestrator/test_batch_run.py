@@ -16,6 +16,7 @@ from orchestrator import runner
 from orchestrator.records import Records
 from tests.conftest import DEU, research, spawn
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.limits import HANG_S
 
 BATCHED = "claude-haiku"
 
@@ -82,12 +83,12 @@ def test_ctrl_c_while_a_batch_is_in_flight_resumes_the_same_batch(
     world.batch_polls = 10**6  # never ends while the first process waits
     env = {**env, "RESEARCH_BATCH_POLL_S": "0.05"}
     proc = spawn("run", str(batched_deu), "--pilot", "--yes", "--run-id", "bk", env=env)
-    deadline = time.monotonic() + 90
+    guard = time.monotonic() + HANG_S
     while not any(b.polls for b in world.batches.values()):
-        assert time.monotonic() < deadline and proc.poll() is None
+        assert time.monotonic() < guard and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=HANG_S)
     assert proc.returncode == 130, err
     assert RunLog(runs / "bk" / "LOG.md").entries()[-1].kind == "interrupted"
     assert not [r for r in responses(runs / "bk").values() if r.item_id.startswith(BATCHED)]

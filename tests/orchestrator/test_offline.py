@@ -5,6 +5,7 @@ through the same anthropic SDK client, accounts for every item, and stops the wo
 from __future__ import annotations
 
 import json
+import random
 import socket
 from pathlib import Path
 
@@ -15,11 +16,23 @@ from orchestrator.records import Records
 from tests.conftest import DEU, research
 from tests.fakes.tiny_model import build_tiny_model
 
+EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port for the worker the run starts, below the kernel's ephemeral range when it can:
+    the worker binds it only after loading torch (seconds, more on a loaded machine), and in
+    between an outgoing connection or another test's `bind(0)` could take a port from that range."""
+    first = int(EPHEMERAL.read_text().split()[0]) if EPHEMERAL.exists() else 0
+    candidates = random.sample(range(20000, first), 50) if first > 21000 else []
+    for port in [*candidates, 0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use: try the next
+                continue
+            return s.getsockname()[1]
+    raise AssertionError("no free port")
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +50,7 @@ def test_offline_pilot_runs_on_the_local_worker(tiny: Path, tmp_path: Path) -> N
         "RESEARCH_WORKER_URL": f"http://127.0.0.1:{port}",
         "RESEARCH_CACHE_DIR": str(tmp_path / "cache"),
     }  # no ANTHROPIC_API_KEY: offline needs none
-    argv = ["run", str(DEU), "--pilot", "--offline", "--yes", "--run-id", "off"]
-    r = research(*argv, env=env, timeout=600)
+    r = research("run", str(DEU), "--pilot", "--offline", "--yes", "--run-id", "off", env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "off"
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -10,6 +10,7 @@ import pexpect
 
 from memory import RunLog
 from tests.conftest import DEU, ROOT, copy_run
+from tests.limits import HANG_S
 
 
 def spawn_tty(args: list[str], env: dict) -> pexpect.spawn:
@@ -19,7 +20,7 @@ def spawn_tty(args: list[str], env: dict) -> pexpect.spawn:
         cwd=str(ROOT),
         env={**env, "COLUMNS": "120", "TERM": "xterm"},
         encoding="utf-8",
-        timeout=60,
+        timeout=HANG_S,  # per expect: a guard against a hang, not a speed
         dimensions=(50, 120),
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -12,6 +12,8 @@ from pathlib import Path
 import anthropic
 import httpx
 import pytest
+
+from tests.limits import HANG_S
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,34 +34,28 @@ class Worker:
         return httpx.get(f"{self.url}/health", timeout=10).json()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+ANNOUNCED = re.compile(r"research worker: serving .+? on (http://\S+) \(")
+"""The line the worker prints once it listens, with the port it picked."""
 
 
 def start_worker(model_dir: Path, log: Path, *extra: str) -> Worker:
-    """Start `python -m truesight` and wait until /health answers (60 s at most)."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "truesight", "--model", str(model_dir), "--port", str(port)]
+    """Start `python -m truesight` and wait until it announces that it listens. It picks a free
+    port itself (`--port 0`): a port chosen here and bound there could be taken in between."""
+    cmd = [sys.executable, "-m", "truesight", "--model", str(model_dir), "--port", "0"]
     # CPU fp32 even on a GPU box: bf16 noise could flip the tiny model's greedy tokens between
     # batched and solo runs, and the model is too small for the GPU to matter.
     cmd += ["--device", "cpu"]
     with log.open("w") as err:  # a file, not a pipe: nobody drains a pipe while tests run
         proc = subprocess.Popen([*cmd, *extra], cwd=REPO, stderr=err, stdout=err)
-    worker = Worker(proc, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    guard = time.monotonic() + HANG_S
+    while (found := ANNOUNCED.search(log.read_text(errors="replace"))) is None:
         if proc.poll() is not None:
-            pytest.fail(f"worker exited with {proc.returncode}:\n{worker.stderr()}")
-        try:
-            if httpx.get(f"{worker.url}/health", timeout=1).status_code == 200:
-                return worker
-        except httpx.HTTPError:
-            pass
+            pytest.fail(f"worker exited with {proc.returncode}:\n{log.read_text()}")
+        if time.monotonic() > guard:
+            stop_worker(Worker(proc, "", log))
+            pytest.fail(f"worker did not start within {HANG_S} s:\n{log.read_text()}")
         time.sleep(0.2)
-    stop_worker(worker)
-    pytest.fail(f"worker did not answer /health within 60 s:\n{worker.stderr()}")
+    return Worker(proc, found[1], log)
 
 
 def stop_worker(worker: Worker) -> int:
