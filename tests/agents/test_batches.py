@@ -160,4 +160,4 @@ def test_a_retried_creation_counts_for_every_call_it_carried(
         results = run(server, records, tmp_path / "s.json", calls(3))
     assert len(server.batch_creates()) == 2  # a 429, then the batch the SDK retried
     assert all(r.error is None and r.attempts == 2 for r in results)
-    assert records._all("SELECT SUM(attempts) FROM calls") == [(6,)]
+    assert [tuple(r) for r in records._all("SELECT SUM(attempts) FROM calls")] == [(6,)]

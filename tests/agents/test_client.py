@@ -97,7 +97,7 @@ def test_a_failed_call_is_recorded_and_tried_again_next_pass(records: Records) -
     assert ok.text == "recovered" and ok.key == failed.key
     assert len(server.requests) == 3  # two tries in the failed pass, one in the next
     # one ledger row, three requests made for it: the SDK's retry is counted too
-    assert records._all("SELECT COUNT(*), SUM(attempts) FROM calls") == [(1, 3)]
+    assert [tuple(r) for r in records._all("SELECT COUNT(*), SUM(attempts) FROM calls")] == [(1, 3)]
     assert records.usage()["collect"]["calls"] == 3
 
 
@@ -156,7 +156,7 @@ def test_the_ledger_counts_every_request_the_sdk_made(records: Records) -> None:
     assert [r.error is not None for r in first] == [True] + [False] * 5
     assert all(r.error is None for r in second)
     assert len(server.requests) == (3 + 2) + 2 + 3 + 3 + 1 + 1
-    assert records._all("SELECT SUM(attempts) FROM calls") == [(15,)]
+    assert [tuple(r) for r in records._all("SELECT SUM(attempts) FROM calls")] == [(15,)]
     assert records.usage()["collect"]["calls"] == 15
 
 
