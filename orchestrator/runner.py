@@ -61,6 +61,8 @@ def start(
     approver: Approver | None = None,
     progress: Progress | None = None,
 ) -> Outcome:
+    """Create a run from the protocol file and drive it until it ends or waits. The settings are
+    read here, once: the whole run uses them."""
     settings = Settings.from_env()
     loaded = load_protocol(protocol_path)
     local = settings.local_model if offline else None
@@ -98,6 +100,7 @@ def resume(
     approver: Approver | None = None,
     progress: Progress | None = None,
 ) -> Outcome:
+    """Drive a stopped run on from where it stands, with the settings read now (once)."""
     settings = Settings.from_env()
     with RunDir.open(runs_root(runs_dir or settings.runs_dir), run_ref) as run:
         m = run.manifest
