@@ -32,6 +32,7 @@ from agents.client import (
     CallSpec,
     Endpoint,
     Ledger,
+    LedgerEntry,
     _clean,
     _message,
     call_key,
@@ -237,14 +238,7 @@ class BatchRunner:
         else:  # expired, canceled: never processed
             out = CallResult(key, error=f"batch {result.type}")
         out = replace(out, attempts=sent)
-        self.ledger.store(
-            out,
-            spec=call.spec,
-            model=call.model,
-            params=call.params,
-            request=_request(call),
-            latency_s=latency_s,
-        )
+        self.ledger.store(_entry(call, out, latency_s))
         return out
 
     def _succeeded(self, key: str, model: str, msg: anthropic.types.Message) -> CallResult:
@@ -255,14 +249,7 @@ class BatchRunner:
     ) -> None:
         for key, call in calls.items():
             out[key] = CallResult(key, error=error, attempts=sent)
-            self.ledger.store(
-                out[key],
-                spec=call.spec,
-                model=call.model,
-                params=call.params,
-                request=_request(call),
-                latency_s=0.0,
-            )
+            self.ledger.store(_entry(call, out[key], 0.0))
 
     # the state file ----------------------------------------------------------------------
     def _load(self) -> list[dict[str, Any]]:
@@ -293,6 +280,10 @@ def _request(call: BatchCall) -> dict[str, Any]:
     if call.system:
         request["system"] = call.system
     return request
+
+
+def _entry(call: BatchCall, result: CallResult, latency_s: float) -> LedgerEntry:
+    return LedgerEntry(result, call.spec, call.model, call.params, _request(call), latency_s)
 
 
 def _status(batch: Any) -> BatchStatus:

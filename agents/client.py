@@ -66,21 +66,25 @@ class CallResult:
         ]
 
 
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One call as the ledger keeps it: its result, who asked, and what was sent."""
+
+    result: CallResult
+    spec: CallSpec
+    model: str
+    params: dict[str, Any]
+    """The model parameters as keyed (before `_clean`), not the request's."""
+    request: dict[str, Any]
+    latency_s: float
+
+
 class Ledger(Protocol):
     """Where call results are kept; the orchestrator's records store implements it."""
 
     def lookup(self, key: str) -> CallResult | None: ...
 
-    def store(
-        self,
-        result: CallResult,
-        *,
-        spec: CallSpec,
-        model: str,
-        params: dict[str, Any],
-        request: dict[str, Any],
-        latency_s: float,
-    ) -> None: ...
+    def store(self, entry: LedgerEntry) -> None: ...
 
 
 def call_key(protocol_sha: str, spec: CallSpec, model: str, params: dict[str, Any]) -> str:
@@ -203,9 +207,7 @@ class LLMClient:
             started = time.monotonic()
             result = await self._send(key, model, request)
             latency = time.monotonic() - started
-        self.ledger.store(
-            result, spec=spec, model=model, params=params, request=request, latency_s=latency
-        )
+        self.ledger.store(LedgerEntry(result, spec, model, params, request, latency))
         return result
 
     async def _send(self, key: str, model: str, request: dict[str, Any]) -> CallResult:

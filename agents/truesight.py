@@ -137,20 +137,26 @@ def compact(probe: str, result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+@dataclass(frozen=True)
+class ProbeReadout:
+    """One probe readout to keep, or why there is none (`result` None, `error` set)."""
+
+    item_id: str | None
+    """None for a text an agent wrote itself rather than a subject's response."""
+    probe: str
+    """The name it is stored under (see `readout`)."""
+    model: str
+    params: dict[str, Any]
+    text_sha256: str
+    result: dict[str, Any] | None
+    error: str | None = None
+
+
 class ProbeResultSink(Protocol):
     """Where readouts are kept so verdicts can cite them; the records store implements it. (Not
     the worker's `truesight.probes.linear.ProbeStore`, which keeps trained probes.)"""
 
-    def add_probe_result(
-        self,
-        item_id: str | None,
-        probe: str,
-        model: str,
-        params: dict[str, Any],
-        text_sha256: str,
-        result: dict[str, Any] | None,
-        error: str | None = None,
-    ) -> int: ...
+    def add_probe_result(self, readout: ProbeReadout) -> int: ...
 
 
 TRUESIGHT = "truesight"
@@ -226,9 +232,8 @@ class TruesightTool:
                 refused = say("tools/truesight.j2", "worker_refused", error=e)
                 raise ToolInputError(refused) from e
             result = response.results[0]
-            pid = self.store.add_probe_result(
-                item_id, name, response.model, params, text_sha256(text), result
-            )
+            kept = ProbeReadout(item_id, name, response.model, params, text_sha256(text), result)
+            pid = self.store.add_probe_result(kept)
             out[name] = {"probe_result_id": pid, **compact(probe, result)}
             out["model"] = response.model
         return out

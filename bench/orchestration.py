@@ -2,12 +2,23 @@
 
     .venv/bin/python bench/orchestration.py [--latency 0.3] [--concurrency 4 8 16]
 
-400 subject calls (2 subjects, so 2 x C in flight) plus 8 evaluator batches, every checkpoint
-auto-approved; the fake server runs in its own process, as a remote API would. The ideal wall
-time is 400 x latency / (2 C) for collect plus one latency for the parallel evaluator batches.
-The table shows wall time over that ideal, the collect stage alone over its ideal (the part that
-grows with the number of calls), and peak memory (RSS). Each row runs in a fresh process, so
-start-up costs (imports) count, as they do for a user.
+Every checkpoint is auto-approved; the fake server (tests/fakes/world.py's scripted subjects,
+evaluators and analyst) runs in its own process, as a remote API would. The run makes 513 calls:
+
+- collect: 400 subject calls, 200 per subject with C in flight each: ceil(200 / C) rounds;
+- evaluate: 8 evaluators side by side, one batch each (50 items, a planted duplicate and their
+  share of the 40 overlap items: 53-59 items). Each makes 14 calls one after another:
+  read_protocol, comprehension_check, then get_batch and submit_verdicts for each of its 6
+  chunks of up to 10 items (chunk_size);
+- analyze: 1 forced write_qualitative call by the analyst.
+
+The ideal wall time is what those calls alone take, latency L each and nothing else:
+ceil(200 / C) x L + 14 L + 1 L. `ideal` reads the rounds from the run's call ledger (collect:
+each subject's calls in rounds of C; any other stage: its longest chain of calls for one batch
+and role), so it follows the run if the protocol or the agents change. The table shows wall time
+over that ideal, the collect stage alone over its ideal (the part that grows with the number of
+calls), and peak memory (RSS). Each row runs in a fresh process, so start-up costs (imports)
+count, as they do for a user.
 
 The run is deu.yaml without its `probes:` section: the probes are the local worker's forward
 passes, measured by bench/truesight.py, not orchestration (and their datasets are named relative
@@ -18,13 +29,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +83,7 @@ def bench_protocol(concurrency: int, work: Path) -> Path:
     return protocol
 
 
-def one(latency: float, concurrency: int, work: Path) -> tuple[float, float, int, float]:
+def one(latency: float, concurrency: int, work: Path) -> tuple[float, float, int, float, float]:
     protocol = bench_protocol(concurrency, work)
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.serve", "--latency", str(latency)],
@@ -89,15 +103,39 @@ def one(latency: float, concurrency: int, work: Path) -> tuple[float, float, int
     finally:
         server.terminate()
         server.wait()
-    calls = out_calls(work / "runs" / f"c{concurrency}")
-    ideal = 400 * latency / (2 * concurrency) + latency
-    return wall, ideal, calls, clock.wall("collect")
+    run_dir = work / "runs" / f"c{concurrency}"
+    collect_rounds, other_rounds = rounds(run_dir, concurrency)
+    ideal = (collect_rounds + other_rounds) * latency
+    return wall, ideal, out_calls(run_dir), clock.wall("collect"), collect_rounds * latency
 
 
 def out_calls(run_dir: Path) -> int:
     from orchestrator.records import Records
 
     return int(sum(u["calls"] for u in Records(run_dir / "records.sqlite").usage().values()))
+
+
+_CHAINS = (
+    "SELECT stage, SUM(attempts) AS n FROM calls WHERE stage != 'collect' "
+    "GROUP BY stage, item, role"
+)
+"""The calls of one batch's evaluator (or of the analyst) wait for each other: a chain each."""
+
+
+def rounds(run_dir: Path, concurrency: int) -> tuple[int, int]:
+    """(collect, the rest): how many latencies the run's calls take at the least. Subjects run
+    side by side with `concurrency` calls in flight each; in any other stage the chains run side
+    by side and the longest decides; the stages run one after another."""
+    with closing(sqlite3.connect(run_dir / "records.sqlite")) as db:
+        subjects = db.execute(
+            "SELECT SUM(attempts) FROM calls WHERE stage = 'collect' GROUP BY model"
+        ).fetchall()
+        chains = db.execute(_CHAINS).fetchall()
+    collect = max((math.ceil(n / concurrency) for (n,) in subjects), default=0)
+    longest: dict[str, int] = {}
+    for stage, n in chains:
+        longest[stage] = max(longest.get(stage, 0), n)
+    return collect, sum(longest.values())
 
 
 def main() -> None:
@@ -109,9 +147,8 @@ def main() -> None:
     os.environ["ANTHROPIC_API_KEY"] = "bench"
     if args.one:  # one configuration, in a fresh process: cold imports count, as for a user
         with tempfile.TemporaryDirectory() as tmp:
-            wall, ideal, calls, collect = one(args.latency, args.one, Path(tmp))
+            wall, ideal, calls, collect, collect_ideal = one(args.latency, args.one, Path(tmp))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        collect_ideal = 400 * args.latency / (2 * args.one)
         print(
             json.dumps([args.one, calls, wall, ideal, wall / ideal, collect / collect_ideal, rss])
         )
@@ -121,7 +158,10 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", str(c), "--latency", str(args.latency)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"latency {args.latency * 1000:.0f} ms, 400 subject calls + 8 evaluator batches")
+    print(
+        f"latency {args.latency * 1000:.0f} ms; ideal = the calls' latency alone: collect in "
+        "rounds of C per subject, then the longest evaluator's turns, then the analyst's"
+    )
     print(
         "| C per subject | calls | wall s | ideal s | wall/ideal | collect/ideal | peak RSS MiB |"
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from agents.truesight import ProbeReadout  # noqa: E402
 from orchestrator.analysis import analyze_records  # noqa: E402
 from orchestrator.plots import make_plots  # noqa: E402
 from orchestrator.protocol import load_protocol  # noqa: E402
@@ -65,7 +66,8 @@ def build(runs: Path) -> RunDir:
             ("author", {"attributes": attributes}),
             ("linear:deception", linear),
         ):
-            run.records.add_probe_result(s.item_id, probe, "bench", {}, s.item_id, result)
+            readout = ProbeReadout(s.item_id, probe, "bench", {}, s.item_id, result)
+            run.records.add_probe_result(readout)
     run.records.add_verdicts(verdicts)
     return run
 

@@ -61,12 +61,15 @@ def start(
     approver: Approver | None = None,
     progress: Progress | None = None,
 ) -> Outcome:
+    """Create a run from the protocol file and drive it until it ends or waits. The settings are
+    read here, once: the whole run uses them."""
+    settings = Settings.from_env()
     loaded = load_protocol(protocol_path)
-    local = Settings.from_env().local_model if offline else None
+    local = settings.local_model if offline else None
     protocol = as_run(loaded.protocol, offline=offline, local_model=local)
-    check_credentials(protocol)
+    check_credentials(protocol, settings)
     run = RunDir.create(
-        runs_root(runs_dir),
+        runs_root(runs_dir or settings.runs_dir),
         loaded,
         run_id=run_id,
         pilot=pilot,
@@ -85,7 +88,7 @@ def start(
         run.log.append("run", "orchestrator", "created", text)
         refresh_summary(run)
         run.history.commit("run created")
-        return _drive(run, protocol, yes, approver, progress or NoProgress(), accept_flags)
+        return _drive(run, protocol, settings, yes, approver, progress, accept_flags)
 
 
 def resume(
@@ -97,9 +100,13 @@ def resume(
     approver: Approver | None = None,
     progress: Progress | None = None,
 ) -> Outcome:
-    with RunDir.open(runs_root(runs_dir), run_ref) as run:
+    """Drive a stopped run on from where it stands, with the settings read now (once)."""
+    settings = Settings.from_env()
+    with RunDir.open(runs_root(runs_dir or settings.runs_dir), run_ref) as run:
         m = run.manifest
-        protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
+        # a run's manifest names its local model; the environment's is for manifests without one
+        local = m.local_model or settings.local_model
+        protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=local)
         if m.status in ("complete", "rejected"):
             return Outcome(run.id, run.root, m.status)
         if (row := amend.pending(run)) is not None:
@@ -110,10 +117,10 @@ def resume(
                     f"`research approve {run.id} [--reject]` before resuming"
                 )
             amend.decide(run, row, decision.decision == "approve", decision.by, decision.note)
-            protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
-        check_credentials(protocol)
+            protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=local)
+        check_credentials(protocol, settings)
         run.log.append("run", "orchestrator", "resumed", f"Resumed by process {os.getpid()}.")
-        return _drive(run, protocol, yes, approver, progress or NoProgress(), accept_flags)
+        return _drive(run, protocol, settings, yes, approver, progress, accept_flags)
 
 
 def approve(
@@ -143,10 +150,10 @@ def approve(
         return row
 
 
-def check_credentials(protocol: Protocol) -> None:
+def check_credentials(protocol: Protocol, settings: Settings) -> None:
     refs = [*protocol.subjects, protocol.evaluation.judge]
     cloud = sorted({r.model for r in refs if r.provider == "anthropic"})
-    if cloud and not Settings.from_env().anthropic_api_key:
+    if cloud and not settings.anthropic_api_key:
         raise UserError(
             f"ANTHROPIC_API_KEY is not set, and this protocol calls {', '.join(cloud)} through "
             "the Anthropic API. Set the key, or run on the local model with --offline."
@@ -196,12 +203,14 @@ def user_name() -> str:
 def _drive(
     run: RunDir,
     protocol: Protocol,
+    settings: Settings,
     yes: bool,
     approver: Approver | None,
-    progress: Progress,
+    progress: Progress | None,
     accept_flags: bool = False,
 ) -> Outcome:
-    ctx = RunContext(run, protocol, progress)
+    """Run the graph from where `run` stands, with the settings its start or resume read."""
+    ctx = RunContext(run, protocol, progress or NoProgress(), given_settings=settings)
     # LangGraph's thread pool defaults to cpu+4 workers: on a 2-core laptop 8 evaluators would
     # run in two waves; they wait on the network, not the CPU, so let all of them run at once
     config = {
@@ -214,7 +223,7 @@ def _drive(
         graph = build_graph(saver)
         try:
             if needs_worker(protocol):
-                stack.enter_context(local_worker(run, protocol))
+                stack.enter_context(local_worker(run, protocol, settings))
             snap = graph.get_state(config)
             pending: dict | Command | None = {} if not snap.values and not snap.next else None
             while True:

@@ -55,11 +55,8 @@ def worker_command(model: str, host: str, port: int, cache_dir: Path) -> list[st
 
 
 @contextmanager
-def local_worker(
-    run: RunDir, protocol: Protocol, settings: Settings | None = None
-) -> Iterator[str]:
+def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterator[str]:
     """Yield the worker URL; start a worker first when none answers there."""
-    settings = settings or Settings.from_env()
     url = settings.worker_url
     model = worker_model(protocol, settings.local_model)
     if (health := healthy(url)) is not None:

@@ -17,6 +17,7 @@ from langgraph.runtime import Runtime
 
 from agents.truesight import (
     TRAINED,
+    ProbeReadout,
     TruesightClient,
     WorkerError,
     readout,
@@ -153,7 +154,8 @@ def _run_batch(
                 raise
             item = batch[0]
             sha = text_sha256(texts[0], contexts[0] if contexts else None)
-            ctx.run.records.add_probe_result(item.id, name, "?", params, sha, None, e.message)
+            failed = ProbeReadout(item.id, name, "?", params, sha, None, e.message)
+            ctx.run.records.add_probe_result(failed)
             ctx.log("probe", "error", f"{name} on {item.id}: {e.message}")
             return
         for one in batch:  # one text in the batch is unusable: find it, keep the others
@@ -161,4 +163,5 @@ def _run_batch(
         return
     for k, (item, result) in enumerate(zip(batch, reply.results, strict=True)):
         sha = text_sha256(texts[k], contexts[k] if contexts else None)
-        ctx.run.records.add_probe_result(item.id, name, reply.model, params, sha, result)
+        kept = ProbeReadout(item.id, name, reply.model, params, sha, result)
+        ctx.run.records.add_probe_result(kept)

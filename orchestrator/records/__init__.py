@@ -4,50 +4,10 @@
 the schema (`db.py`); the typed rows and statuses it hands out are in `rows.py`.
 """
 
+from orchestrator.records import rows
 from orchestrator.records.ledger import CallLedger
-from orchestrator.records.rows import (
-    AmendmentRow,
-    AmendmentStatus,
-    Assigned,
-    BatchRow,
-    BatchStatus,
-    ComprehensionRow,
-    DecisionRow,
-    FlagRow,
-    Item,
-    ProbeRow,
-    Response,
-    SessionReason,
-    SessionRow,
-    StageRow,
-    StageStatus,
-    Verdict,
-    VerdictRole,
-    VerdictStatus,
-    now,
-)
+from orchestrator.records.rows import *  # noqa: F403 (the names listed in rows.__all__)
 from orchestrator.records.store import Records
 
-__all__ = [
-    "AmendmentRow",
-    "AmendmentStatus",
-    "Assigned",
-    "BatchRow",
-    "BatchStatus",
-    "CallLedger",
-    "ComprehensionRow",
-    "DecisionRow",
-    "FlagRow",
-    "Item",
-    "ProbeRow",
-    "Records",
-    "Response",
-    "SessionReason",
-    "SessionRow",
-    "StageRow",
-    "StageStatus",
-    "Verdict",
-    "VerdictRole",
-    "VerdictStatus",
-    "now",
-]
+# The row types are listed once, in rows.__all__ (asyncio's package layout).
+__all__ = ["CallLedger", "Records", *rows.__all__]

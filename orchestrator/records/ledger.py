@@ -7,9 +7,8 @@ read back from the same table.
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from agents.client import CallResult, CallSpec
+from agents.client import CallResult, LedgerEntry
 from orchestrator.records.db import Database
 from orchestrator.records.rows import Response, now
 
@@ -64,31 +63,23 @@ class CallLedger(Database):
             cache_read_tokens=r["cache_read_tokens"],
         )
 
-    def store(
-        self,
-        result: CallResult,
-        *,
-        spec: CallSpec,
-        model: str,
-        params: dict[str, Any],
-        request: dict[str, Any],
-        latency_s: float,
-    ) -> None:
+    def store(self, entry: LedgerEntry) -> None:
+        result, spec = entry.result, entry.spec
         row = (
             result.key,
             spec.stage,
             spec.item,
             spec.role,
-            model,
-            json.dumps(params, sort_keys=True),
-            json.dumps(request),
+            entry.model,
+            json.dumps(entry.params, sort_keys=True),
+            json.dumps(entry.request),
             json.dumps(result.content),
             result.stop_reason,
             result.error,
             result.input_tokens,
             result.output_tokens,
             result.cost_usd,
-            latency_s,
+            entry.latency_s,
             now(),
             result.cache_write_tokens,
             result.cache_read_tokens,

@@ -12,6 +12,28 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+__all__ = [
+    "AmendmentRow",
+    "AmendmentStatus",
+    "Assigned",
+    "BatchRow",
+    "BatchStatus",
+    "ComprehensionRow",
+    "DecisionRow",
+    "FlagRow",
+    "Item",
+    "ProbeRow",
+    "Response",
+    "SessionReason",
+    "SessionRow",
+    "StageRow",
+    "StageStatus",
+    "Verdict",
+    "VerdictRole",
+    "VerdictStatus",
+    "now",
+]
+
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -11,6 +11,7 @@ import sqlite3
 from dataclasses import asdict
 from typing import Any, TypeVar
 
+from agents.truesight import ProbeReadout
 from orchestrator.records.ledger import CallLedger
 from orchestrator.records.rows import (
     AmendmentRow,
@@ -221,18 +222,10 @@ class Records(CallLedger):
     def probe_result_ids(self) -> set[int]:
         return {r["id"] for r in self._all("SELECT id FROM probe_results WHERE error IS NULL")}
 
-    def add_probe_result(
-        self,
-        item_id: str | None,
-        probe: str,
-        model: str,
-        params: dict[str, Any],
-        text_sha256: str,
-        result: dict[str, Any] | None,
-        error: str | None = None,
-    ) -> int:
+    def add_probe_result(self, readout: ProbeReadout) -> int:
         """Store one probe readout (or why there is none); return its id, citable by verdicts."""
-        key = (item_id, probe, json.dumps(params, sort_keys=True), text_sha256)
+        params = json.dumps(readout.params, sort_keys=True)
+        key = (readout.item_id, readout.probe, params, readout.text_sha256)
         with self._tx() as db:
             # the same readout asked for twice (a re-run stage, an agent's tool call) keeps its
             # first id, so a verdict that cited it still points at a row
@@ -241,12 +234,22 @@ class Records(CallLedger):
                 "AND text_sha256=? AND error IS NULL",
                 key,
             ).fetchone()
-            if found and error is None:
+            if found and readout.error is None:
                 return int(found["id"])
+            row = (
+                readout.item_id,
+                readout.probe,
+                readout.model,
+                params,
+                readout.text_sha256,
+                json.dumps(readout.result),
+                readout.error,
+                now(),
+            )
             cur = db.execute(
                 "INSERT OR REPLACE INTO probe_results(item_id, probe, model, params, text_sha256, "
                 "result, error, created) VALUES (?,?,?,?,?,?,?,?)",
-                (*key[:2], model, key[2], key[3], json.dumps(result), error, now()),
+                row,
             )
             return int(cur.lastrowid)
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from agents.truesight import ProbeReadout
 from orchestrator.analysis import AnalysisResult, adjust, analyze_records, auroc, bounds, rate
 from orchestrator.analysis.result import Coefficient, ModelFit
 from orchestrator.protocol.loader import load_protocol_text
@@ -364,9 +365,9 @@ def test_probe_association_auroc_by_hand(tmp_path: Path, protocol: Protocol) -> 
     rec = store(tmp_path, rows)
     for k, item in enumerate(rec.items()):
         surprisal = {"mean_nll": float(k)}  # positives (items 0-2) read low
-        rec.add_probe_result(item.id, "surprisal", "m", {}, f"h{k}", surprisal)
+        rec.add_probe_result(ProbeReadout(item.id, "surprisal", "m", {}, f"h{k}", surprisal))
         author = {"attributes": {"sincere": float(k % 3)}}  # no association: ties across groups
-        rec.add_probe_result(item.id, "author", "m", {}, f"h{k}", author)
+        rec.add_probe_result(ProbeReadout(item.id, "author", "m", {}, f"h{k}", author))
     result = analyze_records(protocol, rec)
     assoc = {a.metric: a for a in result.probes.association}
     nll = assoc["surprisal.mean_nll"]

@@ -68,6 +68,24 @@ def check_fits(index: int, n: int, limit: int, extra: str = "") -> None:
         raise InvalidRequest(f"texts[{index}] is empty")
 
 
+@dataclass(frozen=True)
+class Located(Encoded):
+    """An `Encoded` input with the character offsets of each of its text's tokens."""
+
+    offsets: list[tuple[int, int]]
+
+
+def encode_located(
+    tokenizer: PreTrainedTokenizerBase, item: ProbeInput, index: int, context_length: int
+) -> Located:
+    """The text's tokens after its context's, with their offsets in the text (for spans); 400
+    naming `texts[index]` when the whole does not fit the model."""
+    enc = tokenizer(item.text, add_special_tokens=False, return_offsets_mapping=True)
+    prefix = encode(tokenizer, ProbeInput("", item.context)).prefix
+    check_fits(index, len(prefix) + len(enc["input_ids"]), context_length)
+    return Located(prefix=prefix, text=enc["input_ids"], offsets=enc["offset_mapping"])
+
+
 def encode_with_tail(
     tokenizer: PreTrainedTokenizerBase,
     items: list[ProbeInput],

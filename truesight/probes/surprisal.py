@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from truesight.model import LoadedModel
 from truesight.probes.batch import ProbeStats, Row, score_rows
-from truesight.probes.inputs import ProbeInput, TokenSpan, check_fits, encode
+from truesight.probes.inputs import ProbeInput, TokenSpan, encode_located
 from truesight.wire import InvalidRequest
 
 
@@ -42,19 +42,16 @@ class SurprisalResult(BaseModel):
 
 
 def prepare(loaded: LoadedModel, items: list[ProbeInput], params: SurprisalParams):
-    tok, prepared = loaded.tokenizer, []
+    prepared = []
     for i, item in enumerate(items):
-        enc = tok(item.text, add_special_tokens=False, return_offsets_mapping=True)
-        prefix = encode(tok, ProbeInput("", item.context)).prefix
-        ids = prefix + enc["input_ids"]
-        check_fits(i, len(ids), loaded.context_length)
+        enc = encode_located(loaded.tokenizer, item, i, loaded.context_length)
         # Without a prefix the first text token is predicted from nothing: skip it.
-        skip = 0 if prefix else 1
-        if len(enc["input_ids"]) <= skip:
+        skip = 0 if enc.prefix else 1
+        if len(enc.text) <= skip:
             raise InvalidRequest(
                 f"texts[{i}] has no token to score: it needs two tokens, or a context"
             )
-        prepared.append((item.text, ids, len(prefix) + skip, enc["offset_mapping"][skip:]))
+        prepared.append((item.text, enc.ids, len(enc.prefix) + skip, enc.offsets[skip:]))
     return prepared
 
 

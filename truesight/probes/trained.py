@@ -17,7 +17,7 @@ from truesight.probes import linear
 from truesight.probes.activations import ActRow, residuals
 from truesight.probes.batch import ProbeStats
 from truesight.probes.cache import weights_fingerprint
-from truesight.probes.inputs import ProbeInput, TokenSpan, check_fits, encode
+from truesight.probes.inputs import ProbeInput, TokenSpan, encode_located
 from truesight.wire import InvalidRequest
 
 
@@ -84,15 +84,12 @@ class TrainedProbes:
 
     def prepare(self, loaded: LoadedModel, items: list[ProbeInput], params: TrainedParams):
         self.resolve(loaded, params)
-        tok, prepared = loaded.tokenizer, []
+        prepared = []
         for i, item in enumerate(items):
-            enc = tok(item.text, add_special_tokens=False, return_offsets_mapping=True)
-            prefix = encode(tok, ProbeInput("", item.context)).prefix
-            ids = prefix + enc["input_ids"]
-            check_fits(i, len(ids), loaded.context_length)
-            if not enc["input_ids"]:
+            enc = encode_located(loaded.tokenizer, item, i, loaded.context_length)
+            if not enc.text:
                 raise InvalidRequest(f"texts[{i}] has no tokens")
-            prepared.append((item.text, ActRow(ids, len(prefix)), enc["offset_mapping"]))
+            prepared.append((item.text, ActRow(enc.ids, len(enc.prefix)), enc.offsets))
         return prepared
 
     def compute_linear(
