@@ -16,6 +16,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
 from agents.analyst import (
     COMPACT,
     ONLINE,
@@ -28,10 +31,16 @@ from agents.analyst import (
 from agents.client import AuthenticationFailed
 from memory import write_atomic
 from orchestrator.analysis import AnalysisResult, primary_verdicts
-from orchestrator.analysis.result import ArmRate, CellRate, ContrastResult, ModelFit
 from orchestrator.context import RunContext
 from orchestrator.protocol.schema import ModelRef, Qualitative
 from orchestrator.records import Item, Response, Verdict
+
+_inputs = ImmutableSandboxedEnvironment(
+    loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
+    undefined=StrictUndefined,
+    autoescape=False,
+).get_template("analyst_inputs.j2")
+"""What the analyst reads of the numbers, as macros (`statistics`, `sampling`)."""
 
 
 def write_qualitative(ctx: RunContext, analysis: AnalysisResult) -> dict[str, Any]:
@@ -130,59 +139,10 @@ def sample(
     return out
 
 
-def _rate(o: CellRate | ArmRate) -> str:
-    if o.rate is None or o.lo is None or o.hi is None:
-        return "n/a (no scored items)"
-    return f"{o.k}/{o.n} = {o.rate:.2f} [{o.lo:.2f}, {o.hi:.2f}]"
-
-
 def render_statistics(analysis: AnalysisResult) -> str:
-    """analysis.json as compact text: per-cell rates with intervals, then the contrasts."""
-    lines = [
-        f"Primary outcome: {analysis.primary}. Rates are k/n of scored items with 95% "
-        "Wilson intervals; unscored items are left out of n.",
-        "",
-        "Cells:",
-    ]
-    for c in analysis.cells:
-        outcomes = "; ".join(f"{name} {_rate(o)}" for name, o in c.outcomes.items())
-        unscored = max((o.unscored for o in c.outcomes.values()), default=0)
-        enums = "; ".join(
-            f"{e}: " + ", ".join(f"{v} {k}" for v, k in sorted(counts.items()))
-            for e, counts in c.enums.items()
-            if counts
-        )
-        tallies = f"; {enums}" if enums else ""
-        lines.append(f"- {c.cell}: {outcomes}{tallies} (unscored {unscored})")
-    if analysis.contrasts:
-        lines += ["", "Contrasts (treatment minus control):"]
-    method = analysis.correction.method if analysis.correction else "adjusted"
-    lines += [_contrast_line(c, method) for c in analysis.contrasts]
-    for m in analysis.models or []:
-        lines += _model_lines(m)
-    return "\n".join(lines)
-
-
-def _contrast_line(c: ContrastResult, method: str) -> str:
-    t, k = c.treatment, c.control
-    line = f"- {c.name}, {c.subject}, {c.outcome}: {t.level} {_rate(t)} vs {k.level} {_rate(k)}"
-    if c.diff is not None and c.lo is not None and c.hi is not None:
-        line += f"; diff {c.diff:+.2f} [{c.lo:+.2f}, {c.hi:+.2f}]"
-        line += f", Fisher p = {c.fisher_p:.3g}"
-    if c.p_adjusted is not None:
-        line += f" ({method}-adjusted p = {c.p_adjusted:.3g})"
-    return line
-
-
-def _model_lines(m: ModelFit) -> list[str]:
-    if m.error:
-        return [f"- model {m.name}: not estimable ({m.error})"]
-    return [
-        f"- model {m.name} (logistic): {t.term} {t.coef:+.2f} log-odds "
-        f"[{t.lo:+.2f}, {t.hi:+.2f}], p = {t.p:.3g}"
-        for t in m.coefficients
-        if t.term == m.interaction
-    ]
+    """analysis.json as compact text for the analyst: per-cell rates with intervals, the
+    contrasts, and each model's interaction term."""
+    return _inputs.module.statistics(analysis).rstrip("\n")
 
 
 def _model(ctx: RunContext) -> ModelRef:
@@ -220,9 +180,7 @@ def _brief(
         summary=summary.read_text().strip() if summary.exists() else "(none yet)",
         statistics=render_statistics(analysis),
         samples=samples,
-        sampling=f"Up to {spec.sample_per_cell} per cell, drawn in turn from each value of "
-        f"`{ctx.protocol.analysis.primary}` where a cell has both: do not read rates from the "
-        "samples; the rates are in the statistics.",
+        sampling=_inputs.module.sampling(spec.sample_per_cell, ctx.protocol.analysis.primary),
     )
 
 

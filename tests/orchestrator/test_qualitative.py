@@ -13,9 +13,10 @@ import pytest
 
 from memory import RunLog
 from orchestrator import runner
-from orchestrator.analysis import analyze_records
+from orchestrator.analysis import analyze_records, load_analysis
+from orchestrator.analysis.result import Coefficient, ModelFit
 from orchestrator.context import RunContext, as_run
-from orchestrator.nodes.qualitative import sample, write_qualitative
+from orchestrator.nodes.qualitative import render_statistics, sample, write_qualitative
 from orchestrator.panel import CheckpointDecision
 from orchestrator.records import Item, Response, Verdict
 from orchestrator.rundir import RunDir
@@ -150,3 +151,49 @@ def test_sampling_prefers_scored_non_empty_responses_of_both_outcomes() -> None:
     assert not {"c.005", "c.006", "c.007"} & set(chosen)  # scored ones first
     assert sample(items, responses, verdicts, 3, 7, "detected")["c"] == chosen
     assert len(sample(items, responses, verdicts, 7, 7, "detected")["c"]) == 7
+
+
+def test_the_analyst_reads_every_cell_contrast_and_interaction(completed_pilot: Path) -> None:
+    analysis = load_analysis(completed_pilot / "artifacts" / "analysis.json")
+
+    def coef(term: str, value: float) -> Coefficient:
+        lo, hi = value - 1, value + 1
+        return Coefficient(
+            term=term, coef=value, se=0.5, z=2.0, p=0.0432, lo=lo, hi=hi, odds_ratio=1
+        )
+
+    fitted = ModelFit(
+        name="framing_by_subject",
+        outcome="detected",
+        formula="detected ~ framing * subject",
+        terms=["framing", "subject"],
+        within={},
+        n=12,
+        clusters=6,
+        cluster="task",
+        coefficients=[coef("Intercept", -1.0), coef("framing[deu]:subject[b]", 1.234)],
+        interaction="framing[deu]:subject[b]",
+        reference={},
+        error=None,
+    )
+    analysis.models = [fitted]
+    lines = render_statistics(analysis).splitlines()
+    assert lines[:3] == [
+        "Primary outcome: detected. Rates are k/n of scored items with 95% Wilson intervals; "
+        "unscored items are left out of n.",
+        "",
+        "Cells:",
+    ]
+    cells = [line for line in lines if line.startswith("- claude-")]
+    assert len(cells) == len(analysis.cells) == 8
+    for cell, line in zip(analysis.cells, cells, strict=True):
+        o = cell.outcomes["detected"]
+        assert line.startswith(f"- {cell.cell}: detected {o.k}/{o.n} = {o.rate:.2f} ")
+        assert line.endswith(f" (unscored {o.unscored})")
+    assert "Contrasts (treatment minus control):" in lines
+    contrasts = [line for line in lines if line.startswith("- deu_effect")]
+    assert len(contrasts) == len(analysis.contrasts)
+    assert lines[-1] == (
+        "- model framing_by_subject (logistic): framing[deu]:subject[b] +1.23 log-odds "
+        "[+0.23, +2.23], p = 0.0432"
+    )
