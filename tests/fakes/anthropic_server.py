@@ -67,8 +67,12 @@ Handler = Callable[[dict[str, Any]], Reply]
 FaultPlan = Callable[[dict[str, Any], int], Fault | None]
 
 STATUS = {"rate_limit": 429, "overloaded": 529, "server_error": 500, "authentication": 401}
-ERROR_TYPE = {"rate_limit": "rate_limit_error", "overloaded": "overloaded_error",
-              "server_error": "api_error", "authentication": "authentication_error"}  # fmt: skip
+ERROR_TYPE = {
+    "rate_limit": "rate_limit_error",
+    "overloaded": "overloaded_error",
+    "server_error": "api_error",
+    "authentication": "authentication_error",
+}
 
 
 @dataclass
@@ -90,9 +94,14 @@ def text(t: str, stop_reason: str = "end_turn") -> dict[str, Any]:
     return {"content": [{"type": "text", "text": t}], "stop_reason": stop_reason}
 
 
+def not_found(path: str) -> dict[str, Any]:
+    """The API's 404 body."""
+    return {"type": "error", "error": {"type": "not_found_error", "message": path}}
+
+
 def tool_use(name: str, input: dict[str, Any]) -> dict[str, Any]:
-    block = {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:20]}", "name": name,
-             "input": input}  # fmt: skip
+    block_id = f"toolu_{uuid.uuid4().hex[:20]}"
+    block = {"type": "tool_use", "id": block_id, "name": name, "input": input}
     return {"content": [block], "stop_reason": "tool_use"}
 
 
@@ -100,8 +109,13 @@ def random_faults(rate: float, seed: int = 0, slow_s: float = 3.0) -> FaultPlan:
     """Fault `rate` of requests, spread over every kind; seeded, thread-safe."""
     rng = random.Random(seed)
     lock = threading.Lock()
-    kinds = [Fault.rate_limit(), Fault.overloaded(), Fault.server_error(), Fault.drop(),
-             Fault.slow(slow_s)]  # fmt: skip
+    kinds = [
+        Fault.rate_limit(),
+        Fault.overloaded(),
+        Fault.server_error(),
+        Fault.drop(),
+        Fault.slow(slow_s),
+    ]
 
     def plan(body: dict[str, Any], n: int) -> Fault | None:
         with lock:
@@ -290,13 +304,12 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802 — http.server's naming
             length = int(self.headers.get("content-length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
-            seen = Seen(body, {k.lower(): v for k, v in self.headers.items()}, time.time(),
-                        path=self.path)  # fmt: skip
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            seen = Seen(body, headers, time.time(), path=self.path)
             n = server._record(seen)
             if self.path.rstrip("/") not in ("/v1/messages", BATCHES):
                 seen.outcome = "not_found"
-                self._send(404, {"type": "error", "error": {"type": "not_found_error",
-                                                            "message": self.path}}, {})  # fmt: skip
+                self._send(404, not_found(self.path), {})
                 return
             fault = server.faults(body, n) if server.faults else None
             if fault is not None and fault.kind == "drop":
@@ -357,8 +370,7 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             batch = server.batches.get(rest[0]) if self.path.startswith(BATCHES + "/") else None
             if batch is None or len(rest) > 2 or (len(rest) == 2 and rest[1] != "results"):
                 seen.outcome = "not_found"
-                self._send(404, {"type": "error", "error": {"type": "not_found_error",
-                                                            "message": self.path}}, {})  # fmt: skip
+                self._send(404, not_found(self.path), {})
                 return
             if len(rest) == 1:
                 self._send(200, server._batch_object(batch, poll=True), {})

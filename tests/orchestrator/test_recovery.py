@@ -26,8 +26,9 @@ def logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
-def test_full_run_recovers_each_cells_rate(env: dict, runs: Path, world: FakeAnthropic,
-                                           tmp_path: Path) -> None:  # fmt: skip
+def test_full_run_recovers_each_cells_rate(
+    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
+) -> None:
     # the flagship protocol without its probe stage (not what is tested here, and the slowest)
     text = DEU.read_text()
     text = re.sub(r"\nprobes:\n(  .*\n|\n)*", "\n", text)

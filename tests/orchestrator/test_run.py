@@ -107,9 +107,8 @@ def test_full_pilot_run_with_yes(env: dict, runs: Path, world: FakeAnthropic) ->
     # the trained probes: trained by the worker from the data frozen in the run directory
     data = run_dir / "data" / "instructed_pairs.jsonl"
     assert data.read_bytes() == (DEU.parent / "data" / "instructed_pairs.jsonl").read_bytes()
-    assert set(manifest["data_sha256"]) == {
-        "data/instructed_pairs.jsonl", "data/sincere_performative.jsonl",
-    }  # fmt: skip
+    frozen = {"data/instructed_pairs.jsonl", "data/sincere_performative.jsonl"}
+    assert set(manifest["data_sha256"]) == frozen
     meta = json.loads((run_dir / "artifacts" / "probes" / "deception.json").read_text())
     assert meta["positive_label"] == "deceptive" and 0 <= meta["heldout_auroc"] <= 1
     trained_log = [e.text for e in log if e.kind == "probe"]
@@ -270,8 +269,8 @@ def test_ctrl_c_logs_interrupted_exits_130_and_resumes(env: dict, runs: Path) ->
 @pytest.mark.parametrize("protocol", [DEU])
 def test_runs_dir_option_and_env(env: dict, tmp_path: Path, protocol: Path) -> None:
     other = tmp_path / "elsewhere"
-    r = research("run", str(protocol), "--pilot", "--yes", "--run-id", "x",
-                 "--runs-dir", str(other), env=env)  # fmt: skip
+    argv = ["run", str(protocol), "--pilot", "--yes", "--run-id", "x", "--runs-dir", str(other)]
+    r = research(*argv, env=env)
     assert r.returncode == 0, r.stderr
     assert (other / "x" / "report.md").exists()
 
