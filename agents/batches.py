@@ -20,7 +20,6 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,14 +32,14 @@ from agents.client import (
     Endpoint,
     Ledger,
     LedgerEntry,
-    _clean,
-    _message,
     call_key,
     count_requests,
+    error_message,
     message_result,
     sdk_client,
+    without_unset,
 )
-from memory import write_atomic
+from memory import utc_stamp, write_atomic
 
 BATCH_PRICE = 0.5
 """Batch calls cost half the online price (input, output and prompt-cache tokens alike)."""
@@ -156,7 +155,7 @@ class BatchRunner:
                 where = self.endpoint.base_url or "Anthropic API"
                 raise AuthenticationFailed(f"{where}: {e}") from e
             except anthropic.APIStatusError as e:
-                error = f"HTTP {e.status_code}: {_message(e)}"
+                error = f"HTTP {e.status_code}: {error_message(e)}"
             except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
                 error = f"{type(e).__name__}: {e}"
         if batch is None:
@@ -165,7 +164,7 @@ class BatchRunner:
         entries = [e for e in self._load() if e["id"] != batch.id]
         calls = {k: c.spec.item for k, c in todo.items()}
         entries.append(
-            {"id": batch.id, "submitted": _now(), "status": "in_progress", "calls": calls}
+            {"id": batch.id, "submitted": utc_stamp(), "status": "in_progress", "calls": calls}
         )
         self._save(entries)
         self.observe("submitted", _status(batch))
@@ -265,7 +264,7 @@ class BatchRunner:
         entries = self._load()
         for e in entries:
             if e["id"] == batch_id:
-                e["status"], e["updated"] = status, _now()
+                e["status"], e["updated"] = status, utc_stamp()
         self._save(entries)
 
 
@@ -275,7 +274,7 @@ def _request(call: BatchCall) -> dict[str, Any]:
     request: dict[str, Any] = {
         "model": call.model,
         "messages": call.messages,
-        **_clean(call.params),
+        **without_unset(call.params),
     }
     if call.system:
         request["system"] = call.system
@@ -288,7 +287,3 @@ def _entry(call: BatchCall, result: CallResult, latency_s: float) -> LedgerEntry
 
 def _status(batch: Any) -> BatchStatus:
     return BatchStatus(batch.id, batch.processing_status, batch.request_counts.model_dump())
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -74,7 +74,7 @@ class LedgerEntry:
     spec: CallSpec
     model: str
     params: dict[str, Any]
-    """The model parameters as keyed (before `_clean`), not the request's."""
+    """The model parameters as keyed (before `without_unset`), not the request's."""
     request: dict[str, Any]
     latency_s: float
 
@@ -101,7 +101,8 @@ class Endpoint:
     """Where a model is served and how to talk to it."""
 
     base_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    """Never in a repr: an exception or log line that shows the endpoint must not show the key."""
     max_retries: int = 4
     timeout_s: float = 120.0
     concurrency: int = 8
@@ -194,7 +195,7 @@ class LLMClient:
         key = call_key(self.protocol_sha, spec, model, {**params, **(key_extra or {})})
         if (hit := self.ledger.lookup(key)) is not None:
             return hit
-        request: dict[str, Any] = {"model": model, "messages": messages, **_clean(params)}
+        request: dict[str, Any] = {"model": model, "messages": messages, **without_unset(params)}
         if system:
             request["system"] = system
         if tools:
@@ -221,7 +222,7 @@ class LLMClient:
         except anthropic.AuthenticationError as e:
             raise AuthenticationFailed(f"{self.endpoint.base_url or 'Anthropic API'}: {e}") from e
         except anthropic.APIStatusError as e:
-            return CallResult(key, error=f"HTTP {e.status_code}: {_message(e)}")
+            return CallResult(key, error=f"HTTP {e.status_code}: {error_message(e)}")
         except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
             return CallResult(key, error=f"{type(e).__name__}: {e}")
         return message_result(key, model, msg, local=self.endpoint.local)
@@ -279,11 +280,13 @@ def _sdk_kwargs(request: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "extra_body": extra} if extra else kwargs
 
 
-def _clean(params: dict[str, Any]) -> dict[str, Any]:
+def without_unset(params: dict[str, Any]) -> dict[str, Any]:
+    """Sampling params as the API takes them: unset (None) and empty-list values left out."""
     return {k: v for k, v in params.items() if v is not None and v != []}
 
 
-def _message(e: anthropic.APIStatusError) -> str:
+def error_message(e: anthropic.APIStatusError) -> str:
+    """The API's own error message from an error response, else the SDK's."""
     body = e.body if isinstance(e.body, dict) else {}
     err = body.get("error") if isinstance(body.get("error"), dict) else {}
     return str(err.get("message") or e.message)

@@ -5,7 +5,7 @@ here keeps state in memory that the files do not also hold.
 """
 
 from memory.context import run_context
-from memory.files import write_atomic
+from memory.files import utc_stamp, write_atomic
 from memory.history import RunHistory
 from memory.log import LogEntry, RunLog
 from memory.notes import append_note, read_notes
@@ -22,6 +22,7 @@ __all__ = [
     "append_note",
     "read_notes",
     "run_context",
+    "utc_stamp",
     "write_atomic",
     "write_summary",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -29,3 +30,9 @@ def write_atomic(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def utc_stamp() -> str:
+    """Now, in UTC, to the second (2026-12-02T12:00:00Z): the one timestamp format of the run's
+    files and records."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

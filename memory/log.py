@@ -10,8 +10,9 @@ import os
 import re
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+
+from memory.files import utc_stamp
 
 HEADER = re.compile(r"^## (\d+) · (\S+) · (\S+) · (\S+) · (\S+)$", re.MULTILINE)
 TITLE = "# LOG\n\nAppend-only record of this run: one numbered entry per event.\n\n"
@@ -52,7 +53,7 @@ class RunLog:
             if not value or any(c.isspace() for c in value):
                 raise ValueError(f"log stage/actor/kind must be one word, got {value!r}")
         with self._lock:
-            time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            time = utc_stamp()
             entry = LogEntry(self._last + 1, time, stage, actor, kind, text)
             self._write(entry.render())
             self._last = entry.number

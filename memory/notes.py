@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
+
+from memory.files import utc_stamp
 
 
 def _path(run_dir: Path, agent: str) -> Path:
@@ -15,7 +16,7 @@ def _path(run_dir: Path, agent: str) -> Path:
 def append_note(run_dir: Path, agent: str, text: str) -> Path:
     path = _path(run_dir, agent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = utc_stamp()
     with path.open("a", encoding="utf-8") as f:
         f.write(f"## {stamp}\n\n{text.strip()}\n\n")
     return path

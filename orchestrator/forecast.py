@@ -12,9 +12,10 @@ import math
 from typing import Any
 
 from agents.pricing import known, price_usd
+from memory import utc_stamp
 from orchestrator.analysis import arm_items, group_by_cell
 from orchestrator.protocol.schema import Protocol
-from orchestrator.records import Item, Records, now
+from orchestrator.records import Item, Records
 
 CHARS_PER_TOKEN = 4  # a rough English average; the forecast is a range, not a promise
 EXPECTED_OUTPUT_SHARE = 0.5
@@ -90,7 +91,7 @@ def design_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
                 }
             )
     return {
-        "created": now(),
+        "created": utc_stamp(),
         "assumed_rates": [a.model_dump() for a in protocol.analysis.assumed_rates],
         "cells": cells,
         "contrasts": contrasts,

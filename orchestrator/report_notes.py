@@ -9,6 +9,7 @@ from typing import Any
 
 from orchestrator.analysis import AnalysisResult, primary_verdicts
 from orchestrator.analysis.result import Agreement
+from orchestrator.records import AmendmentStatus, VerdictStatus
 from orchestrator.rundir import RunDir
 
 
@@ -37,7 +38,7 @@ def deviations(run: RunDir, amendments: list[dict[str, Any]]) -> list[str]:
     open_flags = [f for f in run.records.flags() if not f.resolution]
     if open_flags:
         out.append(f"{len(open_flags)} flag(s) still open (see Flags).")
-    approved = [x for x in amendments if x["status"] == "approved"]
+    approved = [x for x in amendments if x["status"] == AmendmentStatus.APPROVED]
     if approved:
         out.append(f"The pre-registered analysis was amended {len(approved)} time(s) (below).")
     return out
@@ -67,7 +68,7 @@ def _unscored(run: RunDir) -> list[str]:
     reasons = Counter(
         (verdicts[i.id].reason or "no reason given") if i.id in verdicts else "no verdict"
         for i in items
-        if i.id not in verdicts or verdicts[i.id].status != "scored"
+        if i.id not in verdicts or verdicts[i.id].status != VerdictStatus.SCORED
     )
     if not reasons:
         return []

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from memory import RunHistory, RunLog, write_atomic
+from memory import RunHistory, RunLog, utc_stamp, write_atomic
 from orchestrator.errors import RunLocked, UserError
 from orchestrator.protocol import LoadedProtocol, load_protocol
 from orchestrator.protocol.schema import Protocol
@@ -103,10 +103,6 @@ def analysis_sha256(protocol: Protocol) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def stamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class RunDir:
     """An open run directory. Holds the run's lock until `close()`."""
 
@@ -181,8 +177,8 @@ class RunDir:
             offline=offline,
             local_model=local_model,
             models=models,
-            created=stamp(),
-            updated=stamp(),
+            created=utc_stamp(),
+            updated=utc_stamp(),
             status="created",
         )
         write_atomic(tmp / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
@@ -210,7 +206,7 @@ class RunDir:
         self.update_manifest(status=status)
 
     def update_manifest(self, **fields: object) -> None:
-        self.manifest = self.manifest.model_copy(update={**fields, "updated": stamp()})
+        self.manifest = self.manifest.model_copy(update={**fields, "updated": utc_stamp()})
         write_atomic(self.path("manifest.json"), self.manifest.model_dump_json(indent=2) + "\n")
 
     def replace_protocol(self, text: str) -> None:

@@ -33,7 +33,7 @@ class Brief:
     truesight: bool = False
 
     def system_prompt(self) -> str:
-        return render("evaluator_agent_system.j2", brief=self)
+        return render("evaluator_system.j2", brief=self)
 
 
 @dataclass(frozen=True)

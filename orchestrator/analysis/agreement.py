@@ -16,7 +16,7 @@ from collections import defaultdict
 
 from orchestrator.analysis.result import Agreement, FieldAgreement, PairAgreement
 from orchestrator.protocol.schema import Protocol
-from orchestrator.records import Records, Verdict
+from orchestrator.records import Records, Verdict, VerdictRole, VerdictStatus
 
 Pair = tuple[Verdict, Verdict]
 
@@ -63,23 +63,25 @@ def _values(pairs: list[Pair], name: str) -> list[tuple[str, str]]:
 def compute_agreement(protocol: Protocol, records: Records) -> Agreement:
     """Agreement on every categorical verdict field, and per pair on the primary outcome."""
     fields = [n for n, f in protocol.evaluation.verdict.items() if f.type in ("bool", "enum")]
-    scored = [v for v in records.verdicts(None) if v.status == "scored" and v.fields]
-    primary = {v.item_id: v for v in scored if v.role == "primary"}
+    scored = [v for v in records.verdicts(None) if v.status == VerdictStatus.SCORED and v.fields]
+    primary = {v.item_id: v for v in scored if v.role == VerdictRole.PRIMARY}
     first_look = {(v.item_id, v.evaluator): v for v in scored if v.copy == 0}
     overlap: list[Pair] = [
-        (primary[v.item_id], v) for v in scored if v.role == "overlap" and v.item_id in primary
+        (primary[v.item_id], v)
+        for v in scored
+        if v.role == VerdictRole.OVERLAP and v.item_id in primary
     ]
     dups: list[Pair] = [
         (first_look[(v.item_id, v.evaluator)], v)
         for v in scored
-        if v.role == "duplicate" and (v.item_id, v.evaluator) in first_look
+        if v.role == VerdictRole.DUPLICATE and (v.item_id, v.evaluator) in first_look
     ]
     coders = sorted({v.evaluator for v in scored if v.copy == 0})
     by_field = {}
     for name in fields:
         units: dict[str, dict[str, str]] = defaultdict(dict)
         for v in scored:
-            if v.copy == 0 and v.role in ("primary", "overlap"):
+            if v.copy == 0 and v.role in (VerdictRole.PRIMARY, VerdictRole.OVERLAP):
                 units[v.item_id][v.evaluator] = str(v.fields[name])  # type: ignore[index]
         pairs, twice = _values(overlap, name), _values(dups, name)
         by_field[name] = FieldAgreement(

@@ -7,7 +7,7 @@ from collections import Counter
 
 from orchestrator.analysis.rates import count, is_scored, rate
 from orchestrator.analysis.result import Bounds, FalseAlarm, Missing
-from orchestrator.records import Item, Verdict
+from orchestrator.records import Item, Verdict, VerdictStatus
 
 
 def false_alarms(
@@ -67,4 +67,4 @@ def _why_unscored(v: Verdict | None) -> str:
         return "no verdict"
     if v.reason:
         return v.reason
-    return "scored without fields" if v.status == "scored" else "no reason recorded"
+    return "scored without fields" if v.status == VerdictStatus.SCORED else "no reason recorded"

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 
 from orchestrator.analysis.result import Cell, CellRate, Rate
 from orchestrator.protocol.schema import Protocol
-from orchestrator.records import Item, Verdict
+from orchestrator.records import Item, Verdict, VerdictStatus
 
 ALPHA = 0.05
 """Level of the corrected tests (`rejected`) and of every interval (95%)."""
@@ -31,7 +31,9 @@ def rate(k: int, n: int) -> Rate:
 def primary_verdicts(verdicts: list[Verdict]) -> dict[str, Verdict]:
     """One verdict per item: a scored one if any evaluator scored it (first by evaluator name)."""
     out: dict[str, Verdict] = {}
-    for v in sorted(verdicts, key=lambda v: (v.item_id, v.status != "scored", v.evaluator)):
+    for v in sorted(
+        verdicts, key=lambda v: (v.item_id, v.status != VerdictStatus.SCORED, v.evaluator)
+    ):
         out.setdefault(v.item_id, v)
     return out
 
@@ -45,7 +47,7 @@ def group_by_cell(items: list[Item]) -> dict[str, list[Item]]:
 
 
 def is_scored(v: Verdict | None) -> bool:
-    return v is not None and v.status == "scored" and v.fields is not None
+    return v is not None and v.status == VerdictStatus.SCORED and v.fields is not None
 
 
 def scored_verdicts(items: list[Item], verdicts: dict[str, Verdict]) -> list[Verdict]:

@@ -33,7 +33,7 @@ from memory import write_atomic
 from orchestrator.analysis import AnalysisResult, primary_verdicts
 from orchestrator.context import RunContext
 from orchestrator.protocol.schema import ModelRef, Qualitative
-from orchestrator.records import Item, Response, Verdict
+from orchestrator.records import Item, Response, Verdict, VerdictStatus
 
 _inputs = ImmutableSandboxedEnvironment(
     loader=FileSystemLoader(Path(__file__).parent.parent / "templates"),
@@ -122,7 +122,7 @@ def sample(
         unscored = []
         for item in cell_items:
             v = verdicts.get(item.id)
-            if v is not None and v.status == "scored" and v.fields is not None:
+            if v is not None and v.status == VerdictStatus.SCORED and v.fields is not None:
                 strata[str(v.fields.get(primary))].append(item.id)
             else:
                 unscored.append(item.id)
@@ -167,7 +167,9 @@ def _brief(
     for ids in sampled.values():
         for i in ids:
             v = verdicts.get(i)
-            fields = v.fields if v is not None and v.status == "scored" and v.fields else {}
+            fields = (
+                v.fields if v is not None and v.status == VerdictStatus.SCORED and v.fields else {}
+            )
             shown = {k: x for k, x in fields.items() if k in shown_fields}
             item = items[i]
             where = {"subject": item.subject, **item.levels}

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 
 from agents.client import CallResult, LedgerEntry
+from memory import utc_stamp
 from orchestrator.records.db import Database
-from orchestrator.records.rows import Response, now
+from orchestrator.records.rows import Response
 
 _STORE = (
     "INSERT INTO calls(key, stage, item, role, model, params, request, content, "
@@ -80,7 +81,7 @@ class CallLedger(Database):
             result.output_tokens,
             result.cost_usd,
             entry.latency_s,
-            now(),
+            utc_stamp(),
             result.cache_write_tokens,
             result.cache_read_tokens,
             result.attempts,

@@ -8,7 +8,6 @@ strings earlier versions wrote.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -31,12 +30,7 @@ __all__ = [
     "Verdict",
     "VerdictRole",
     "VerdictStatus",
-    "now",
 ]
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class VerdictStatus(StrEnum):

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any, TypeVar
 
 from agents.truesight import ProbeReadout
+from memory import utc_stamp
 from orchestrator.records.ledger import CallLedger
 from orchestrator.records.rows import (
     AmendmentRow,
@@ -28,7 +29,7 @@ from orchestrator.records.rows import (
     StageRow,
     StageStatus,
     Verdict,
-    now,
+    VerdictRole,
 )
 
 T = TypeVar("T")
@@ -159,7 +160,7 @@ class Records(CallLedger):
             self._put_verdicts(db, verdicts)
             db.execute("UPDATE batches SET status=? WHERE id=?", (BatchStatus.DONE, batch_id))
 
-    def verdicts(self, role: str | None = "primary") -> list[Verdict]:
+    def verdicts(self, role: VerdictRole | None = VerdictRole.PRIMARY) -> list[Verdict]:
         """Verdicts with `role` (default the primary ones, one per item); None for all."""
         sql = f"SELECT {_VERDICT_COLUMNS} FROM verdicts"
         order = " ORDER BY item_id, evaluator, copy"
@@ -178,7 +179,14 @@ class Records(CallLedger):
             db.execute(
                 "INSERT INTO comprehension(evaluator, attempt, answers, wrong, passed, created) "
                 "VALUES (?,?,?,?,?,?)",
-                (evaluator, n + 1, json.dumps(answers), json.dumps(wrong), int(passed), now()),
+                (
+                    evaluator,
+                    n + 1,
+                    json.dumps(answers),
+                    json.dumps(wrong),
+                    int(passed),
+                    utc_stamp(),
+                ),
             )
             return n + 1
 
@@ -208,7 +216,7 @@ class Records(CallLedger):
             ).fetchone()
             db.execute(
                 "INSERT INTO agent_sessions(agent, session, reason, created) VALUES (?,?,?,?)",
-                (agent, n + 1, reason, now()),
+                (agent, n + 1, reason, utc_stamp()),
             )
             return n + 1
 
@@ -244,7 +252,7 @@ class Records(CallLedger):
                 readout.text_sha256,
                 json.dumps(readout.result),
                 readout.error,
-                now(),
+                utc_stamp(),
             )
             cur = db.execute(
                 "INSERT OR REPLACE INTO probe_results(item_id, probe, model, params, text_sha256, "
@@ -269,7 +277,7 @@ class Records(CallLedger):
             cur = db.execute(
                 "INSERT OR IGNORE INTO flags(stage, kind, raised_by, items, text, created) "
                 "VALUES (?,?,?,?,?,?)",
-                (stage, kind, raised_by, json.dumps(items), text, now()),
+                (stage, kind, raised_by, json.dumps(items), text, utc_stamp()),
             )
             return cur.rowcount == 1
 
@@ -282,7 +290,7 @@ class Records(CallLedger):
             db.execute("UPDATE flags SET resolution=? WHERE id=?", (resolution, flag_id))
 
     def record_decision(self, checkpoint: str, decision: str, by: str, note: str) -> DecisionRow:
-        row = DecisionRow(checkpoint, decision, by, now(), note)
+        row = DecisionRow(checkpoint, decision, by, utc_stamp(), note)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO decisions(checkpoint, decision, by, at, note) VALUES (?,?,?,?,?)",
@@ -308,7 +316,7 @@ class Records(CallLedger):
             cur = db.execute(
                 "INSERT INTO amendments(proposed_at, by, note, old_sha256, new_sha256, diff, text)"
                 " VALUES (?,?,?,?,?,?,?)",
-                (now(), by, note, old_sha256, new_sha256, diff, text),
+                (utc_stamp(), by, note, old_sha256, new_sha256, diff, text),
             )
             n = cur.lastrowid
         return next(a for a in self.amendments() if a.n == n)
@@ -318,7 +326,7 @@ class Records(CallLedger):
             db.execute(
                 "UPDATE amendments SET status=?, decided_by=?, decided_at=?, decision_note=? "
                 "WHERE n=? AND status=?",
-                (AmendmentStatus(status), by, now(), note, n, AmendmentStatus.PENDING),
+                (AmendmentStatus(status), by, utc_stamp(), note, n, AmendmentStatus.PENDING),
             )
         return next(a for a in self.amendments() if a.n == n)
 
@@ -331,7 +339,7 @@ class Records(CallLedger):
         with self._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO stages(stage, status, counts, updated) VALUES (?,?,?,?)",
-                (stage, StageStatus(status), json.dumps(counts), now()),
+                (stage, StageStatus(status), json.dumps(counts), utc_stamp()),
             )
 
     def stages(self) -> dict[str, StageRow]:

@@ -12,6 +12,7 @@ import pytest
 
 from agents.client import AuthenticationFailed, CallSpec, Endpoint, LLMClient
 from orchestrator.records import Records
+from tests.conftest import API_KEY
 from tests.fakes.anthropic_server import FakeAnthropic, Fault, text
 from tests.limits import HANG_S, SDK_TIMEOUT_S
 
@@ -213,3 +214,10 @@ def test_concurrency_is_bounded(records: Records) -> None:
 
         asyncio.run(go())
     assert peak[0] == 2 and len(server.requests) == 6
+
+
+def test_an_endpoint_never_shows_its_key() -> None:
+    # an exception message or a LOG.md line that includes the endpoint must not carry the key
+    endpoint = Endpoint(base_url="http://127.0.0.1:1", api_key=API_KEY)
+    assert API_KEY not in repr(endpoint) and API_KEY not in str(endpoint)
+    assert endpoint.api_key == API_KEY
