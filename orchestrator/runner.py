@@ -232,8 +232,11 @@ def _drive(
                     if stopped is not None:
                         return stopped
                     pending = Command(resume=True)
-                elif not snap.next and snap.values:
-                    break
+                elif snap.values and not snap.next and not snap.tasks:
+                    break  # the graph has reached its end
+                # A step whose tasks finished but whose checkpoint was never written (killed in
+                # between) shows no `next` yet still holds those tasks: invoking applies their
+                # saved writes and goes on. Taking it for the end would skip every later stage.
                 run.set_status("running")
                 graph.invoke(pending, config, context=ctx, durability="sync")
                 snap = graph.get_state(config)

@@ -17,6 +17,7 @@ import random
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from contextlib import closing
@@ -25,7 +26,7 @@ from pathlib import Path
 from memory import RunLog
 from memory.log import HEADER
 from orchestrator import runner
-from tests.conftest import API_KEY, DEU, spawn
+from tests.conftest import API_KEY, DEU, ROOT, spawn
 from tests.fakes.anthropic_server import FakeAnthropic, Seen
 from tests.fakes.world import deu_world
 from tests.limits import HANG_S
@@ -171,3 +172,42 @@ def test_sigkill_at_random_moments_then_resume(env: dict, runs: Path, world: Fak
     for stage in STAGES:
         assert f"| {stage} | done |" in summary
     assert "| collect | done | responses=24, failed=0 |" in summary
+
+
+DIES_BEFORE_CHECKPOINT = """
+import os, sys
+from langgraph.checkpoint.sqlite import SqliteSaver
+from orchestrator import runner
+
+put = SqliteSaver.put
+
+def put_or_die(self, config, checkpoint, metadata, new_versions):
+    if checkpoint["channel_values"].get("stage") == "collect":
+        os._exit(137)  # as a SIGKILL would: collect's writes are saved, its checkpoint is not
+    return put(self, config, checkpoint, metadata, new_versions)
+
+SqliteSaver.put = put_or_die
+runner.start(sys.argv[1], pilot=True, yes=True, run_id="cut")
+"""
+
+
+def test_a_kill_between_a_stage_and_its_checkpoint_resumes_every_later_stage(
+    env: dict, runs: Path, world: FakeAnthropic
+) -> None:
+    cmd = [sys.executable, "-c", DIES_BEFORE_CHECKPOINT, str(DEU)]
+    died = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_S)
+    assert died.returncode == 137, died.stderr[-3000:]
+    run_dir = runs / "cut"
+    assert "| collect | done | responses=24, failed=0 |" in (run_dir / "SUMMARY.md").read_text()
+    subject_calls = len(world.answered())
+
+    out = runner.resume("cut", yes=True)
+
+    assert out.status == "complete"
+    summary = (run_dir / "SUMMARY.md").read_text()
+    for stage in STAGES:
+        assert f"| {stage} | done |" in summary
+    assert (run_dir / "artifacts" / "analysis.json").exists() and (run_dir / "report.md").exists()
+    # the subject calls answered before the kill came from the ledger, not from the API again
+    subjects = [s for s in world.answered() if not s.body.get("tools")]
+    assert subject_calls == len(subjects) == 24
