@@ -24,7 +24,7 @@ from typing import Any, TypedDict
 from pydantic import BaseModel, Field, ValidationError
 
 from agents.client import CallResult, CallSpec, LLMClient
-from agents.loop import Chat, Hooks, Message, retried, tool_loop, user
+from agents.loop import Chat, Hooks, Message, Retry, retried, tool_loop, user
 from agents.prompts import render, say
 from agents.tools import Tool, ToolInputError, explain
 
@@ -201,14 +201,18 @@ async def write_draft(
     params: dict[str, Any],
     limits: Limits = ONLINE,
     max_attempts: int = 3,
+    retry: Retry = Retry(),
+    on_retry: Callable[[CallResult, int, float], None] | None = None,
 ) -> AnalystResult:
     """One forced `write_qualitative` call, retried with the validation error while the input
     is invalid (at most `max_attempts` calls). `params` are the model's generation settings;
-    max_tokens comes from `limits`."""
+    max_tokens comes from `limits`. A call that keeps failing for a passing reason raises
+    `Unavailable` (see agents/loop.py): an outage is not a result."""
     system = render("analyst_system.j2", limits=limits)
     prompt = render("analyst_brief.j2", brief=brief, limits=limits)
     params = {**params, "max_tokens": limits.max_tokens}
-    chat = Chat(client, CallSpec("analyze", "qualitative", "analyst"), model, params, system)
+    spec = CallSpec("analyze", "qualitative", "analyst")
+    chat = Chat(client, spec, model, params, system, retry=retry, on_retry=on_retry)
     drafting = _Drafting(limits)
     tool = qualitative_tool(limits, [x.item_id for x in brief.samples], drafting.accept)
     hooks = Hooks(

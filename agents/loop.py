@@ -9,16 +9,22 @@ the text); anything else propagates. With `force`, the model must call that tool
 a forced call whose input is refused is asked again, with the error, until `Hooks.done` says it
 was accepted or the turns run out; `retried` builds such a turn (the opening and the latest
 exchange only, so a small model's context does not fill with failed drafts).
+
+A call that fails for a reason that may pass (`agents.client.retryable`: overload, rate limits,
+lost connections), after the SDK's own retries, is sent again up to `Retry.tries` times, waiting
+longer each time (`Chat.on_retry` hears of each); if it still fails, `Unavailable` propagates:
+the loop never hands an outage to its hooks as if the model had answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agents.client import CallResult, CallSpec, LLMClient
+from agents.client import CallResult, CallSpec, LLMClient, Unavailable, retryable
 from agents.prompts import say
 from agents.tools import Tool, ToolInputError
 
@@ -27,6 +33,18 @@ Content = str | list[dict[str, Any]]
 Ending = Literal["done", "text", "error", "turns"]
 """Why a loop ended: `done` said so after a tool turn; a reply without a tool call (`text`) or a
 failed call (`error`) that its hook did not answer; the turns ran out."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often a turn whose call failed for a passing reason is sent again, after the SDK's
+    own retries: `tries` more times, waiting `wait_s`, then twice as long each time."""
+
+    tries: int = 2
+    wait_s: float = 15.0
+
+    def waits(self) -> list[float]:
+        return [self.wait_s * 2**n for n in range(self.tries)]
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,9 @@ class Chat:
     system: str = ""
     cache: bool = False
     """Mark the static prefix and the conversation for the API's prompt cache."""
+    retry: Retry = Retry()
+    on_retry: Callable[[CallResult, int, float], None] | None = None
+    """Told of each retry: the failed result, the retry's number (1, 2, ...), the wait."""
 
     async def send(
         self,
@@ -47,6 +68,28 @@ class Chat:
         tools: Sequence[Tool],
         key_extra: dict[str, Any],
         force: str | None = None,
+    ) -> CallResult:
+        """One turn's call (the same ledger key on every retry, so a success is kept once and
+        the failed tries add to its `attempts`); raises `Unavailable` when it keeps failing."""
+        result = await self._call(messages, tools, key_extra, force)
+        for n, wait in enumerate(self.retry.waits(), 1):
+            if result.error is None or not retryable(result.error):
+                return result
+            if self.on_retry is not None:
+                self.on_retry(result, n, wait)
+            await asyncio.sleep(wait)
+            result = await self._call(messages, tools, key_extra, force)
+        if result.error is not None and retryable(result.error):
+            tries = len(self.retry.waits()) + 1
+            raise Unavailable(f"{result.error} (still failing after {tries} tries)")
+        return result
+
+    async def _call(
+        self,
+        messages: list[Message],
+        tools: Sequence[Tool],
+        key_extra: dict[str, Any],
+        force: str | None,
     ) -> CallResult:
         return await self.client.call(
             self.spec,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from typing import Protocol as TypingProtocol
 
 from agents.client import Endpoint, LLMClient
+from agents.loop import Retry
 from agents.truesight import TruesightClient
 from orchestrator.protocol.schema import GenerationParams, ModelRef, Protocol, Subject
 from orchestrator.rundir import RunDir
@@ -149,6 +150,11 @@ class RunContext:
         """An LLM client for `ref` that records every call in this run's ledger. Create it in
         the event loop that uses it (`async with ctx.client(ref) as client:`)."""
         return LLMClient(self.endpoint(ref), self.run.records, self.sha)
+
+    @property
+    def retry(self) -> Retry:
+        """How often an agent's failed call is sent again, after the SDK's own retries."""
+        return Retry(self.settings.retry_passes, self.settings.retry_wait_s)
 
     def truesight(self) -> TruesightClient:
         """A client for the worker's probe endpoints; close it when done."""

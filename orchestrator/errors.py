@@ -43,3 +43,10 @@ class ProtocolError(UserError):
 
 class RunLocked(UserError):
     """Another process holds the run directory's lock."""
+
+
+class ApiUnavailable(UserError):
+    """A model API kept failing after every retry: not the researcher's mistake, but said the
+    same way (one message, no traceback), with how to continue. Exit code 3."""
+
+    exit_code = 3

@@ -1,7 +1,7 @@
 """The planner graph, stage by stage as in DESIGN.md:
 
 design → checkpoint → collect → screen → probe → evaluate (fan-out, one evaluator per batch) →
-checkpoint → analyze → report → checkpoint.
+checkpoint (back to evaluate while items are pending) → analyze → report → checkpoint.
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def build_graph(checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
     g.add_conditional_edges("evaluate", fan_out, ["evaluate_batch", "evaluate_done"])
     g.add_edge("evaluate_batch", "evaluate_done")
     g.add_edge("evaluate_done", "checkpoint_evaluate")
-    g.add_conditional_edges("checkpoint_evaluate", after("evaluate", "analyze"), ["analyze", END])
+    # pending items (the judge API kept failing) send the stage back from its checkpoint
+    g.add_conditional_edges(
+        "checkpoint_evaluate", after("evaluate", "analyze"), ["analyze", "evaluate", END]
+    )
     g.add_edge("analyze", "report")
     g.add_edge("report", "checkpoint_report")
     g.add_edge("checkpoint_report", END)

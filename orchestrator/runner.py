@@ -11,26 +11,28 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
-from agents.client import AuthenticationFailed
+from agents.client import AuthenticationFailed, Unavailable
 from orchestrator import amend
 from orchestrator.analysis import load_analysis
 from orchestrator.context import NoProgress, Progress, RunContext, as_run, models_of
-from orchestrator.errors import UserError
+from orchestrator.errors import ApiUnavailable, UserError
 from orchestrator.flags import blocking_flags
 from orchestrator.forecast import forecast
 from orchestrator.graph import build_graph
+from orchestrator.nodes.checkpoint import RETRY
 from orchestrator.panel import Approver, CheckpointDecision, amendment_panel, panel
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
-from orchestrator.records import DecisionRow
+from orchestrator.records import DecisionRow, VerdictRole
 from orchestrator.report import write_report
 from orchestrator.rundir import RunDir, runs_root
 from orchestrator.settings import Settings
@@ -47,6 +49,9 @@ class Outcome:
     waiting_at: str | None = None
     blocked_by: list[str] = field(default_factory=list)
     """Why --yes did not approve the checkpoint: the open flags that need a human."""
+    pending: str | None = None
+    """Items still waiting for a judge at the checkpoint (the judge API kept failing): --yes
+    never approves past them; `research resume` judges them."""
 
 
 def start(
@@ -226,12 +231,19 @@ def _drive(
                 stack.enter_context(local_worker(run, protocol, settings))
             snap = graph.get_state(config)
             pending: dict | Command | None = {} if not snap.values and not snap.next else None
+            rounds = 0  # times this process sent evaluate back for its pending items
             while True:
                 if (waiting := _interrupt_of(snap)) is not None:
-                    stopped = _at_checkpoint(run, protocol, waiting, yes, approver, accept_flags)
-                    if stopped is not None:
-                        return stopped
-                    pending = Command(resume=True)
+                    if rounds < PENDING_ROUNDS and _send_back(run, waiting, settings):
+                        rounds += 1
+                        pending = Command(resume=RETRY)
+                    else:
+                        stopped = _at_checkpoint(
+                            run, protocol, waiting, yes, approver, accept_flags
+                        )
+                        if stopped is not None:
+                            return stopped
+                        pending = Command(resume=True)
                 elif snap.values and not snap.next and not snap.tasks:
                     break  # the graph has reached its end
                 # A step whose tasks finished but whose checkpoint was never written (killed in
@@ -245,8 +257,43 @@ def _drive(
             _record_failure(run, e)
             if isinstance(e, AuthenticationFailed):
                 raise UserError(f"the API refused the credentials: {e}") from e
+            if isinstance(e, Unavailable):
+                raise ApiUnavailable(
+                    f"the API kept failing: {e}\nEverything answered so far is kept; continue "
+                    f"with `research resume {run.id}`"
+                ) from e
             raise
     return _finish(run, protocol, snap.values.get("decisions", {}))
+
+
+PENDING_ROUNDS = 1
+"""Times one process sends evaluate back for pending items by itself; each `research resume`
+sends it back once more."""
+
+
+def pending_text(run: RunDir) -> str | None:
+    """What waits for a judge, in a line: how many items and why; None when nothing does."""
+    waiting = [v for v in run.records.pending() if v.role == VerdictRole.PRIMARY]
+    if not waiting:
+        return None
+    why = waiting[0].reason or "the judge API kept failing"
+    return f"{len(waiting)} items pending ({why.removeprefix('pending: ')})"
+
+
+def _send_back(run: RunDir, checkpoint: str, settings: Settings) -> bool:
+    """At the evaluate checkpoint with items pending and no decision yet: wait a while, say so,
+    and send the stage back for them (True)."""
+    if checkpoint != "evaluate" or run.records.decision(checkpoint) is not None:
+        return False
+    text = pending_text(run)
+    if text is None:
+        return False
+    wait = settings.retry_wait_s * 2**settings.retry_passes
+    run.log.append(
+        "evaluate", "orchestrator", "retry", f"{text}: judging them again in {wait:g} s."
+    )
+    time.sleep(wait)
+    return True
 
 
 def _at_checkpoint(
@@ -258,9 +305,17 @@ def _at_checkpoint(
     accept_flags: bool,
 ) -> Outcome | None:
     """Decide the checkpoint the graph waits at (unless decided earlier); an Outcome if the run
-    stops here to wait for a human."""
+    stops here to wait for a human. Items pending after evaluate keep --yes from approving, with
+    or without --accept-flags: they are an outage to wait out, not a judgement call."""
     if run.records.decision(waiting) is not None:
         return None
+    pending = pending_text(run) if waiting == "evaluate" else None
+    if pending is not None:
+        text = (
+            f"--yes does not approve `{waiting}`: {pending}. `research resume {run.id}` "
+            "judges them."
+        )
+        run.log.append(waiting, "orchestrator", "blocked", text)
     blocking = blocking_flags(run) if yes and not accept_flags else []
     if blocking:
         text = (
@@ -268,12 +323,13 @@ def _at_checkpoint(
             "need a human (or --accept-flags)."
         )
         run.log.append(waiting, "orchestrator", "blocked", text)
-    d = _ask(run, protocol, waiting, yes and not blocking, approver, accept_flags)
+    auto = yes and not blocking and pending is None
+    d = _ask(run, protocol, waiting, auto, approver, accept_flags, pending)
     if d is None:
         run.set_status("awaiting_approval")
         refresh_summary(run, waiting)
         run.history.commit(f"{waiting}: awaiting approval")
-        return Outcome(run.id, run.root, "awaiting_approval", waiting, blocking)
+        return Outcome(run.id, run.root, "awaiting_approval", waiting, blocking, pending)
     record_decision(run, waiting, d)
     return None
 
@@ -285,6 +341,9 @@ def _record_failure(run: RunDir, e: BaseException) -> None:
         text = f"Interrupted (Ctrl-C). Continue with `research resume {run.id}`."
     elif isinstance(e, AuthenticationFailed):
         kind, status, text = "error", "failed", f"Authentication failed: {e}"
+    elif isinstance(e, Unavailable):
+        text = f"Stopped: the API kept failing: {e} Continue with `research resume {run.id}`."
+        kind, status = "error", "failed"
     elif isinstance(e, Exception):
         kind, status, text = "error", "failed", f"{type(e).__name__}: {e}"
     else:  # SystemExit and the like: nothing to record
@@ -344,6 +403,7 @@ def _ask(
     yes: bool,
     approver: Approver | None,
     accept_flags: bool = False,
+    pending: str | None = None,
 ) -> CheckpointDecision | None:
     if yes:
         open_flags = sum(1 for f in run.records.flags() if f.resolution is None)
@@ -354,4 +414,11 @@ def _ask(
         return CheckpointDecision("approve", note, "--yes")
     if approver is None:
         return None
-    return approver(panel(run, checkpoint, forecast(protocol, run.records, checkpoint)))
+    shown = panel(run, checkpoint, forecast(protocol, run.records, checkpoint))
+    if pending is not None:
+        shown = replace(
+            shown,
+            detail=f"{pending}. Approving now leaves them unjudged (missing data); "
+            f"`research resume {run.id}` judges them first.",
+        )
+    return approver(shown)

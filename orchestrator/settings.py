@@ -81,6 +81,20 @@ class Settings(BaseModel):
         alias="RESEARCH_TIMEOUT",
         description="Seconds one call to a cloud model may take.",
     )
+    retry_passes: int = Field(
+        2,
+        ge=0,
+        alias="RESEARCH_RETRY_PASSES",
+        description="After the SDK's retries: follow-up passes over failed subject calls, and "
+        "tries of a failed judge or analyst call, before the run stops to be resumed.",
+    )
+    retry_wait_s: float = Field(
+        15.0,
+        ge=0,
+        alias="RESEARCH_RETRY_WAIT_S",
+        description="Seconds before the first of those passes or tries; each next waits twice "
+        "as long.",
+    )
     batch_poll_s: float = Field(
         30.0,
         alias="RESEARCH_BATCH_POLL_S",

@@ -61,6 +61,8 @@ def fake_env(world: FakeAnthropic, runs: Path, worker: Worker) -> dict[str, str]
         "RESEARCH_RUNS_DIR": str(runs),
         "RESEARCH_MAX_RETRIES": "6",
         "RESEARCH_TIMEOUT": str(SDK_TIMEOUT_S),
+        # a failed call's follow-up tries wait this long (15 s, doubling, on a real API)
+        "RESEARCH_RETRY_WAIT_S": "0.05",
     }
 
 

@@ -6,8 +6,10 @@ when the run has probes, ask `truesight`. Everything it decides goes to the `Sin
 so a killed run loses at most one turn. When the conversation nears `context_budget` tokens the
 agent writes notes (`write_notes`) to its memory file and continues in a fresh conversation
 started from the protocol, the notes and the remaining items; a restarted run starts evaluators
-the same way. `mode="scripted"` (agents/evaluator/scripted.py) is for models that cannot plan
-tool calls.
+the same way. A judge call that keeps failing for a passing reason (overload, rate limits, lost
+connections) raises `agents.client.Unavailable` out of `run`: the items not judged yet get no
+verdict here — an outage is not a verdict — and wait for a later pass. `mode="scripted"`
+(agents/evaluator/scripted.py) is for models that cannot plan tool calls.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from agents.evaluator.read_protocol import read_protocol_tool
 from agents.evaluator.scripted import run_scripted
 from agents.evaluator.submit_verdicts import submit_verdicts_tool
 from agents.evaluator.write_notes import WRITE_NOTES, ask, write_notes_tool, write_unwritten
-from agents.loop import Chat, Hooks, Message, Transcript, continued, tool_loop, user
+from agents.loop import Chat, Hooks, Message, Retry, Transcript, continued, tool_loop, user
 from agents.prompts import say
 from agents.tools import Tool
 from agents.truesight import TruesightTool, truesight_tool
@@ -67,10 +69,12 @@ class EvaluatorAgent:
         already: dict[tuple[str, int], AgentVerdict] | None = None,
         passed: bool = False,
         restarted: bool = False,
+        retry: Retry = Retry(),
     ):
         """`already` holds verdicts recorded before a restart; `passed` says the comprehension
         check was passed then (a restarted agent is not asked again); `restarted` says an earlier
-        conversation of this agent was cut off (the new one opens from its notes)."""
+        conversation of this agent was cut off (the new one opens from its notes); `retry` is how
+        often a failed judge call is sent again before `Unavailable` is raised."""
         self.sink, self.name, self.brief, self.mode = sink, name, brief, mode
         self.limits = Budget(max_attempts, context_budget, max_turns)
         self.work = Assignment.shuffled(
@@ -88,7 +92,10 @@ class EvaluatorAgent:
         if truesight is not None:  # the tool resolves refs the agent sees to item ids
             truesight.responses = {r: (w.item_id, w.response) for r, w in self.work.refs.items()}
         spec = CallSpec("evaluate", batch_id, name)
-        self.chat = Chat(client, spec, model, params, brief.system_prompt(), cache=True)
+        system = brief.system_prompt()
+        self.chat = Chat(
+            client, spec, model, params, system, cache=True, retry=retry, on_retry=self._retrying
+        )
         self.tools = self._tools()
         self.stop_reason = "no further progress"
 
@@ -97,7 +104,8 @@ class EvaluatorAgent:
         return self.work.remaining
 
     async def run(self) -> list[AgentVerdict]:
-        """Work until every item has a verdict or an unscored reason; raises `Replaced`."""
+        """Work until every item has a verdict or an unscored reason; raises `Replaced`, and
+        `Unavailable` when the judge API keeps failing (the items left have no verdict)."""
         reason = "restart" if self.restarted or self.work.done else "start"
         while self.remaining:
             session = self.sink.session(self.name, reason)
@@ -111,6 +119,13 @@ class EvaluatorAgent:
         for ref in self.remaining:  # stopped early: say so for each item, never drop one
             self.work.finish(ref, None, f"unscored: evaluator stopped ({self.stop_reason})")
         return [self.work.done[r] for r in self.work.refs]
+
+    def _retrying(self, result: CallResult, attempt: int, wait_s: float) -> None:
+        text = (
+            f"judge call failed after the SDK's retries ({result.error}); sending it again in "
+            f"{wait_s:g} s (retry {attempt} of {len(self.chat.retry.waits())})"
+        )
+        self.sink.log(self.name, "retry", text)
 
     def _tools(self) -> list[Tool]:
         work = self.work

@@ -40,6 +40,11 @@ AcceptFlags = Annotated[
 
 def _report(outcome: Outcome) -> None:
     if outcome.status == "awaiting_approval":
+        if outcome.pending:
+            console.print(
+                f"[red]--yes did not approve[/]: {outcome.pending}. Resume when the API "
+                f"answers again: research resume {outcome.run_id} --yes"
+            )
         if outcome.blocked_by:
             console.print(
                 "[red]--yes did not approve[/]: evaluators raised data_quality flags that need "

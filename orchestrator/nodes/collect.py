@@ -2,47 +2,105 @@
 
 Items whose call is already recorded are skipped, so re-running this node after a crash or an
 interrupt only makes the calls that are missing. A subject with `batch: true` sends its calls as
-one message batch; the batch id is kept in artifacts/batches/<subject>.json, so a resumed run
-waits on the same batch instead of paying for it twice.
+one message batch per pass; the batch is recorded before it is created (agents/batches.py), so a
+resumed run waits on the same batch instead of paying for it twice.
+
+A call that failed for a reason that may pass (`agents.client.retryable`: overload, rate limits,
+lost connections, a batch result that errored, expired or was canceled) is made again in up to
+`retry_passes` follow-up passes — online, or a new batch of just those — each attempt in the
+ledger. If some still fail, the stage does not finish: the run stops with `Unavailable`, saying
+what is missing, and `research resume` retries them. A failed call is never passed on to the
+evaluators as a response. Calls the API refused (a 400: the request itself is wrong) are not
+retried: they stay errored responses, unscored with their reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 from langgraph.runtime import Runtime
 
 from agents.batches import BatchCall, BatchRunner, BatchStatus, BatchStopped, Event
-from agents.client import CallSpec
+from agents.client import CallSpec, Unavailable, retryable
 from orchestrator.context import RunContext
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Subject
-from orchestrator.records import Item
+from orchestrator.records import Item, Response
 from orchestrator.state import RunState
 
 
 def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
     items = ctx.run.records.items()
-    done = {i for i, r in ctx.run.records.responses().items() if r.error is None}
-    todo = [i for i in items if i.id not in done]
+    responses = ctx.run.records.responses()
+    todo = [i for i in items if _to_call(responses.get(i.id))]
     ctx.progress.start("collect", len(items), len(items) - len(todo))
-    if todo:
-        ctx.log("collect", "start", f"{len(todo)} of {len(items)} subject calls to make.")
+    passes = 1 + ctx.settings.retry_passes
+    for n in range(passes):
+        if not todo:
+            break
+        if n:
+            _wait(ctx, ctx.settings.retry_wait_s * 2 ** (n - 1))
+        text = _pass_text(n, passes, todo, responses, len(items))
+        ctx.log("collect", "start" if n == 0 else "retry", text)
         try:
             ctx.run_async(_collect(ctx, todo))
         except BatchStopped:
             raise KeyboardInterrupt from None
+        responses = ctx.run.records.responses()
+        todo = [i for i in items if _to_call(responses.get(i.id))]
     ctx.progress.stop("collect")
-    responses = ctx.run.records.responses()
-    errors = Counter(r.error.split(":")[0] for r in responses.values() if r.error)
+    if todo:
+        text = (
+            f"{len(todo)} of {len(items)} subject calls still fail after {passes} passes "
+            f"({_errors(todo, responses)}); nothing is passed on without them."
+        )
+        resume = f"`research resume {ctx.run.id}` makes them again."
+        ctx.log("collect", "incomplete", f"{text} {resume}")
+        raise Unavailable(text)
     ok = sum(1 for r in responses.values() if r.error is None)
     text = f"{ok} of {len(items)} subject calls answered."
-    if errors:
-        text += " Failed after retries: " + ", ".join(f"{k} ×{v}" for k, v in errors.items())
+    refused = [i for i in items if responses[i.id].error is not None]
+    if refused:
+        text += f" Refused by the API (not retried): {_errors(refused, responses)}."
     finish_stage(ctx.run, "collect", {"responses": ok, "failed": len(items) - ok}, text)
     return {"responses": ok, "stage": "collect"}
+
+
+def _to_call(response: Response | None) -> bool:
+    """Never called, or failed for a reason that may pass."""
+    return response is None or (response.error is not None and retryable(response.error))
+
+
+def _pass_text(
+    n: int, passes: int, todo: list[Item], responses: dict[str, Response], total: int
+) -> str:
+    failed = [i for i in todo if i.id in responses]
+    if n:
+        return (
+            f"Pass {n + 1} of {passes}: making {len(failed)} subject calls again that failed "
+            f"({_errors(failed, responses)})."
+        )
+    text = f"{len(todo)} of {total} subject calls to make."
+    if failed:
+        text += f" {len(failed)} of them failed before ({_errors(failed, responses)}): made again."
+    return text
+
+
+def _errors(items: list[Item], responses: dict[str, Response]) -> str:
+    """What the items' calls failed with, kind by kind: "HTTP 529 ×3, batch expired ×1"."""
+    kinds = Counter((responses[i.id].error or "").split(":")[0] for i in items)
+    return ", ".join(f"{k} ×{v}" for k, v in kinds.most_common())
+
+
+def _wait(ctx: RunContext, seconds: float) -> None:
+    """Wait before a follow-up pass, giving up at once on Ctrl-C."""
+    until = time.monotonic() + seconds
+    while (left := until - time.monotonic()) > 0:
+        if ctx.stop.wait(min(left, 0.2)):
+            raise KeyboardInterrupt
 
 
 def batched(s: Subject) -> bool:
@@ -60,14 +118,15 @@ async def _collect(ctx: RunContext, todo: list[Item]) -> None:
 
     async def one(item: Item) -> None:
         s = subjects[item.subject]
-        await clients[item.subject].call(
+        result = await clients[item.subject].call(
             CallSpec("collect", item.id, "subject"),
             model=s.model,
             params=s.params.model_dump(),
             system=item.system,
             messages=[{"role": "user", "content": item.user}],
         )
-        ctx.progress.advance("collect")
+        if result.error is None:
+            ctx.progress.advance("collect")
 
     try:
         await asyncio.gather(
@@ -116,4 +175,4 @@ async def _batch(ctx: RunContext, s: Subject, items: list[Item]) -> None:
         for i in items
     ]
     results = await runner.run(calls)
-    ctx.progress.advance("collect", len(results))
+    ctx.progress.advance("collect", sum(1 for r in results if r.error is None))

@@ -7,6 +7,11 @@ self-consistency). `fan_out` sends every unfinished batch to `evaluate_batch`, w
 `EvaluatorAgent` (agents/evaluator/); its verdicts, flags and comprehension answers are
 stored as they happen, so a restarted run picks each evaluator up from its records and notes.
 `evaluate_done` closes the stage once all batches are in.
+
+A judge API that keeps failing (after the SDK's retries and the agent loop's) stops the
+evaluator, and the items it had not judged are recorded *pending*, not unscored: the batch stays
+open, and the evaluate checkpoint sends it back here (once by itself, then on each
+`research resume`) until every item has a verdict; `--yes` never approves past pending items.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 from langgraph.types import Send
 
-from agents.client import LLMClient
+from agents.client import LLMClient, Unavailable
 from agents.evaluator import (
     FLAG_KINDS,
     AgentVerdict,
@@ -191,6 +196,7 @@ def evaluate_batch(state: BatchState, runtime: Runtime[RunContext]) -> RunState:
     batch = rec.batch(state["batch_id"])
     if batch.status == BatchStatus.DONE:
         return {"batches_done": [batch.id]}
+    rec.clear_pending(batch.id)  # judged again now
     assignment = rec.assignment(batch.id)
     screen = rec.screen()
     judgeable = [a for a in assignment if _judgeable(screen, a)]
@@ -207,16 +213,34 @@ def evaluate_batch(state: BatchState, runtime: Runtime[RunContext]) -> RunState:
         WorkItem(a.item_id, a.copy, a.role, items[a.item_id].blind_user, responses[a.item_id].text)
         for a in judgeable
     ]
-    if work:
-        ctx.run_async(_judge(ctx, batch.id, batch.evaluator, work))
-    rec.finish_batch(batch.id, [])
+    outage = ctx.run_async(_judge(ctx, batch.id, batch.evaluator, work)) if work else None
     mine = [v for v in rec.verdicts(None) if v.batch_id == batch.id]
+    judged = {(v.item_id, v.copy) for v in mine}
+    waiting = [
+        _pending(w, batch.evaluator, batch.id, outage)
+        for w in work
+        if outage is not None and (w.item_id, w.copy) not in judged
+    ]
+    rec.finish_batch(batch.id, waiting, BatchStatus.PENDING if waiting else BatchStatus.DONE)
     unscored = sum(1 for v in mine if v.status == VerdictStatus.UNSCORED)
-    text = f"{batch.id} ({batch.evaluator}): {len(mine) - unscored} scored, {unscored} unscored."
-    ctx.log("evaluate", "batch_done", text, actor=batch.evaluator)
+    text = f"{batch.id} ({batch.evaluator}): {len(mine) - unscored} scored, {unscored} unscored"
+    if waiting:
+        text += f", {len(waiting)} pending ({outage})"
+    ctx.log(
+        "evaluate", "batch_pending" if waiting else "batch_done", text + ".", actor=batch.evaluator
+    )
     primary = [a for a in assignment if a.role == VerdictRole.PRIMARY]
-    ctx.progress.advance("evaluate", len(primary))
+    left = sum(1 for v in waiting if v.role == VerdictRole.PRIMARY)
+    ctx.progress.advance("evaluate", len(primary) - left)
     return {"batches_done": [batch.id]}
+
+
+def _pending(w: WorkItem, evaluator: str, batch_id: str, outage: str | None) -> Verdict:
+    """An item its evaluator could not get to: the judge API kept failing."""
+    reason = f"pending: the judge API kept failing ({outage})"
+    return Verdict(
+        w.item_id, evaluator, batch_id, VerdictStatus.PENDING, None, reason, w.copy, w.role
+    )
 
 
 def _judgeable(screen: dict[str, list[str]], a: Assigned) -> bool:
@@ -229,9 +253,13 @@ def _not_judged(a: Assigned, evaluator: str, batch_id: str, flags: list[str]) ->
     return Verdict(a.item_id, evaluator, batch_id, VerdictStatus.UNSCORED, None, reason)
 
 
-async def _judge(ctx: RunContext, batch_id: str, evaluator: str, work: list[WorkItem]) -> None:
+async def _judge(
+    ctx: RunContext, batch_id: str, evaluator: str, work: list[WorkItem]
+) -> str | None:
     """Run the batch's evaluator; if it is replaced (failed its comprehension check twice), a
-    fresh one takes its items; if that one fails too, the items are recorded as unscored."""
+    fresh one takes its items; if that one fails too, the items are recorded as unscored.
+    Returns what kept failing when the judge API stopped the evaluator (its items left are
+    pending), else None."""
     rec = ctx.run.records
     names = [evaluator, f"{evaluator}-replacement"]
     if _failed_twice(rec, evaluator):
@@ -241,7 +269,11 @@ async def _judge(ctx: RunContext, batch_id: str, evaluator: str, work: list[Work
             tool = _truesight_tool(ctx)
             try:
                 await _agent(ctx, client, name, batch_id, work, tool).run()
-                return
+                return None
+            except Unavailable as e:
+                text = f"stopped: the judge API kept failing ({e}); its items left are pending"
+                ctx.log("evaluate", "unavailable", text, actor=name)
+                return str(e)
             except Replaced as e:
                 text = f"{e}; a fresh evaluator takes its items"
                 ctx.log("evaluate", "replaced", text, actor=name)
@@ -256,6 +288,7 @@ async def _judge(ctx: RunContext, batch_id: str, evaluator: str, work: list[Work
             for w in work
         ]
     )
+    return None
 
 
 def _truesight_tool(ctx: RunContext) -> TruesightTool | None:
@@ -284,7 +317,7 @@ def _agent(
     already = {
         (v.item_id, v.copy): _agent_verdict(v)
         for v in rec.verdicts(None)
-        if v.evaluator == name and v.batch_id == batch_id
+        if v.evaluator == name and v.batch_id == batch_id and v.status != VerdictStatus.PENDING
     }
     return EvaluatorAgent(
         client,
@@ -304,6 +337,7 @@ def _agent(
         already=already,
         passed=any(r.passed for r in rec.comprehension(name)),
         restarted=rec.made_calls("evaluate", batch_id, name),
+        retry=ctx.retry,
     )
 
 

@@ -3,9 +3,11 @@
 `write_qualitative(ctx, analysis)` samples `sample_per_cell` responses per cell (seeded; scored,
 non-empty responses first, stratified by the primary outcome), briefs the analyst
 (agents/analyst.py) with SUMMARY.md, the statistics and the samples, and keeps only the quotes
-found verbatim in the cited item's response: each removed quote is logged to LOG.md. A failed
-analyst (API error, invalid draft) leaves the error in the file and the run goes on. The call is
-in the ledger, so running the stage again costs nothing and logs nothing new.
+found verbatim in the cited item's response: each removed quote is logged to LOG.md. An analyst
+that fails (an invalid draft, a request the API refused, refused credentials) leaves the error in
+the file and the run goes on; an API that keeps failing (overload, server errors, lost
+connections) stops the run instead (`Unavailable`), to be resumed: an outage is not an analysis.
+The call is in the ledger, so running the stage again costs nothing and logs nothing new.
 """
 
 from __future__ import annotations
@@ -198,6 +200,14 @@ def _call(ctx: RunContext, ref: ModelRef, brief: AnalystBrief) -> AnalystResult:
                 params=ref.params.model_dump(),
                 limits=limits,
                 max_attempts=ctx.protocol.evaluation.max_attempts,
+                retry=ctx.retry,
+                on_retry=lambda result, n, wait: ctx.log(
+                    "analyze",
+                    "retry",
+                    f"analyst call failed after the SDK's retries ({result.error}); sending it "
+                    f"again in {wait:g} s (retry {n} of {ctx.retry.tries})",
+                    actor="analyst",
+                ),
             )
 
     try:

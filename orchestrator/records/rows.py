@@ -37,6 +37,9 @@ class VerdictStatus(StrEnum):
     SCORED = "scored"
     UNSCORED = "unscored"
     """No usable verdict; `reason` says why (never dropped, never counted as a negative)."""
+    PENDING = "pending"
+    """Not judged yet: the judge API kept failing (`reason` says how). The item waits for the
+    next pass or `research resume`; an outage is never a verdict."""
 
 
 class VerdictRole(StrEnum):
@@ -50,6 +53,8 @@ class VerdictRole(StrEnum):
 
 class BatchStatus(StrEnum):
     PLANNED = "planned"
+    PENDING = "pending"
+    """Its evaluator stopped on a judge API that kept failing: some items wait (see verdicts)."""
     DONE = "done"
 
 

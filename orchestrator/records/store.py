@@ -30,6 +30,7 @@ from orchestrator.records.rows import (
     StageStatus,
     Verdict,
     VerdictRole,
+    VerdictStatus,
 )
 
 T = TypeVar("T")
@@ -155,10 +156,25 @@ class Records(CallLedger):
             [_verdict_row(v) for v in verdicts],
         )
 
-    def finish_batch(self, batch_id: str, verdicts: list[Verdict]) -> None:
+    def finish_batch(
+        self, batch_id: str, verdicts: list[Verdict], status: BatchStatus = BatchStatus.DONE
+    ) -> None:
         with self._tx() as db:
             self._put_verdicts(db, verdicts)
-            db.execute("UPDATE batches SET status=? WHERE id=?", (BatchStatus.DONE, batch_id))
+            db.execute("UPDATE batches SET status=? WHERE id=?", (status, batch_id))
+
+    def pending(self) -> list[Verdict]:
+        """Items waiting for a judge (every role): the judge API kept failing on them."""
+        sql = f"SELECT {_VERDICT_COLUMNS} FROM verdicts WHERE status=? ORDER BY item_id, copy"
+        return [_verdict(r) for r in self._all(sql, VerdictStatus.PENDING)]
+
+    def clear_pending(self, batch_id: str) -> None:
+        """Forget the batch's pending verdicts: its items are being judged again."""
+        with self._tx() as db:
+            db.execute(
+                "DELETE FROM verdicts WHERE batch_id=? AND status=?",
+                (batch_id, VerdictStatus.PENDING),
+            )
 
     def verdicts(self, role: VerdictRole | None = VerdictRole.PRIMARY) -> list[Verdict]:
         """Verdicts with `role` (default the primary ones, one per item); None for all."""

@@ -33,7 +33,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # rate_limit | overloaded | server_error | authentication | drop | slow
+    kind: str
+    """rate_limit | overloaded | server_error | authentication | invalid_request | drop | slow"""
     retry_after: float | None = None
     seconds: float = 0.0
 
@@ -54,6 +55,11 @@ class Fault:
         return Fault("authentication")
 
     @staticmethod
+    def invalid_request() -> Fault:
+        """A request the API refuses (400): the same every time, so never worth retrying."""
+        return Fault("invalid_request")
+
+    @staticmethod
     def drop() -> Fault:
         return Fault("drop")
 
@@ -66,12 +72,19 @@ Reply = str | dict[str, Any] | Fault
 Handler = Callable[[dict[str, Any]], Reply]
 FaultPlan = Callable[[dict[str, Any], int], Fault | None]
 
-STATUS = {"rate_limit": 429, "overloaded": 529, "server_error": 500, "authentication": 401}
+STATUS = {
+    "rate_limit": 429,
+    "overloaded": 529,
+    "server_error": 500,
+    "authentication": 401,
+    "invalid_request": 400,
+}
 ERROR_TYPE = {
     "rate_limit": "rate_limit_error",
     "overloaded": "overloaded_error",
     "server_error": "api_error",
     "authentication": "authentication_error",
+    "invalid_request": "invalid_request_error",
 }
 
 

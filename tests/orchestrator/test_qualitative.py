@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from agents.client import Unavailable
 from memory import RunLog
 from orchestrator import runner
 from orchestrator.analysis import analyze_records, load_analysis
@@ -107,18 +108,31 @@ def test_a_fabricated_quote_is_removed_and_logged_and_a_real_one_kept(
     assert ctx.run.records.usage()["analyze"]["calls"] == 1
 
 
-def test_a_failing_analyst_leaves_an_error_not_a_failed_run(
+def test_a_refused_analyst_call_leaves_an_error_an_outage_stops_the_stage(
     evaluated: RunContext, world: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx = evaluated
     monkeypatch.setenv("RESEARCH_MAX_RETRIES", "0")
+    # an API that keeps failing: no section is written from it, the stage stops to be resumed
     world.handler = deu_world(analyst_handler=lambda body: Fault.server_error())
+    with pytest.raises(Unavailable, match="HTTP 500"):
+        write_qualitative(ctx, analyze_records(ctx.protocol, ctx.run.records))
+    assert not ctx.run.path("artifacts", "qualitative.json").exists()
+    tries = 1 + ctx.retry.tries
+    assert (
+        len(analyst_calls(world)) == tries and ctx.run.records.usage()["analyze"]["calls"] == tries
+    )
+    retries = [e for e in RunLog(ctx.run.path("LOG.md")).entries() if e.kind == "retry"]
+    assert len(retries) == ctx.retry.tries and all("HTTP 500" in e.text for e in retries)
+
+    # a request the API refuses fails the same way every time: the error is the section's
+    world.handler = deu_world(analyst_handler=lambda body: Fault.invalid_request())
     out = write_qualitative(ctx, analyze_records(ctx.protocol, ctx.run.records))
-    assert set(out) == SHAPE and out["sections"] == [] and "HTTP 500" in out["error"]
+    assert set(out) == SHAPE and out["sections"] == [] and "HTTP 400" in out["error"]
     saved = json.loads(ctx.run.path("artifacts", "qualitative.json").read_text())
     assert saved == out
     log = RunLog(ctx.run.path("LOG.md")).entries()
-    assert any(e.kind == "error" and e.stage == "analyze" and "HTTP 500" in e.text for e in log)
+    assert any(e.kind == "error" and e.stage == "analyze" and "HTTP 400" in e.text for e in log)
     # a protocol without a qualitative section skips it without a call
     bare = ctx.protocol.model_copy(
         update={"analysis": ctx.protocol.analysis.model_copy(update={"qualitative": None})}

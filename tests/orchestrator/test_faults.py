@@ -1,0 +1,150 @@
+"""An API that keeps failing: what failed is made again, never recorded as data.
+
+Through the real SDK against the fake Anthropic world: a judge outage leaves items *pending*
+(not unscored) and `--yes` does not approve past them; a subject call that fails every retry
+stops the run and `resume` makes it; batch results that errored or expired go out again in a
+batch of just those.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memory import RunLog
+from orchestrator import runner
+from orchestrator.records import Records, VerdictStatus
+from tests.conftest import DEU, research
+from tests.fakes.anthropic_server import FakeAnthropic, Fault
+from tests.fakes.world import deu_world, evaluator_of, is_analyst
+
+
+def records(run_dir: Path) -> Records:
+    return Records(run_dir / "records.sqlite")
+
+
+def is_subject(body: dict[str, Any]) -> bool:
+    return not body.get("tools") and not is_analyst(body)
+
+
+def test_a_judge_outage_leaves_items_pending_and_resume_judges_them(
+    env: dict, runs: Path, world: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RESEARCH_MAX_RETRIES", "0")  # the SDK gives up at once: quicker
+    outage = {"on": True}
+    base = deu_world()
+
+    def handler(body: dict[str, Any]) -> Any:
+        if outage["on"] and body.get("tools") and evaluator_of(body) == "evaluator-2":
+            return Fault.overloaded()
+        return base(body)
+
+    world.handler = handler
+    out = runner.start(DEU, pilot=True, yes=True, run_id="outage")
+    assert out.status == "awaiting_approval" and out.waiting_at == "evaluate"
+    assert out.pending is not None and "HTTP 529" in out.pending
+
+    rec = records(runs / "outage")
+    try:
+        items = {i.id for i in rec.items()}
+        verdicts = rec.verdicts()
+        pending = [v for v in verdicts if v.status == VerdictStatus.PENDING]
+        assert pending and {v.evaluator for v in pending} == {"evaluator-2"}
+        assert all("HTTP 529" in (v.reason or "") for v in pending)
+        # every item is scored or pending: none is unscored because the API failed
+        assert {v.item_id for v in verdicts} == items
+        assert {v.status for v in verdicts} == {VerdictStatus.SCORED, VerdictStatus.PENDING}
+        assert f"{len(pending)} items pending" in out.pending
+        assert rec.decision("evaluate") is None  # --yes did not approve past them
+    finally:
+        rec.close()
+    log = RunLog(runs / "outage" / "LOG.md").entries()
+    retries = [e for e in log if e.kind == "retry" and e.actor == "evaluator-2"]
+    # each conversation's failed turn was sent again (twice) before the items went pending,
+    # and the orchestrator sent the stage back for them once by itself
+    assert len(retries) == 2 * 2 and all("HTTP 529" in e.text for e in retries)
+    assert [e.actor for e in log if e.kind == "retry" and e.stage == "evaluate"].count(
+        "orchestrator"
+    ) == 1
+    assert any(e.kind == "blocked" and "pending" in e.text for e in log)
+
+    outage["on"] = False
+    assert runner.resume("outage", yes=True).status == "complete"
+    rec = records(runs / "outage")
+    try:
+        assert not rec.pending()
+        assert all(v.status == VerdictStatus.SCORED for v in rec.verdicts(None))
+        assert len(rec.verdicts()) == len(rec.items())
+    finally:
+        rec.close()
+    analysis = json.loads((runs / "outage" / "artifacts" / "analysis.json").read_text())
+    assert analysis["totals"]["unscored"] == 0
+
+
+def test_a_subject_call_that_fails_every_retry_stops_the_run_and_resume_makes_it(
+    env: dict, runs: Path, world: FakeAnthropic
+) -> None:
+    env = {**env, "RESEARCH_MAX_RETRIES": "0"}
+    broken = {"on": True}
+    victim: list[str] = []
+    lock = threading.Lock()
+    base = deu_world()
+
+    def handler(body: dict[str, Any]) -> Any:
+        if is_subject(body):
+            with lock:
+                prompt = json.dumps(body["messages"])
+                victim[:] = victim or [prompt]  # the first subject call fails, again and again
+                if broken["on"] and prompt == victim[0]:
+                    return Fault.overloaded()
+        return base(body)
+
+    world.handler = handler
+    r = research("run", str(DEU), "--pilot", "--yes", "--run-id", "subj", env=env)
+    assert r.returncode == 3, r.stderr
+    assert "Traceback" not in r.stderr
+    run_dir = runs / "subj"
+    rec = records(run_dir)
+    try:  # the stimulus's replicates share its prompt: each of them fails
+        failed = [i.id for i in rec.items() if asked(i.user) == victim[0]]
+    finally:
+        rec.close()
+    n = len(failed)
+    assert f"{n} of 24 subject calls still fail after 3 passes (HTTP 529 ×{n})" in r.stderr
+    assert "continue with `research resume subj`" in r.stderr
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "failed"
+    log = RunLog(run_dir / "LOG.md").entries()
+    kinds = [e.kind for e in log if e.stage == "collect"]
+    assert kinds == ["start", "retry", "retry", "incomplete", "error"]
+    assert not [e for e in log if e.stage == "screen"]  # nothing went on without the response
+    sent = [s for s in world.requests if json.dumps(s.body.get("messages")) == victim[0]]
+    assert len(sent) == 3 * n  # one request a pass each: the SDK was told not to retry
+
+    broken["on"] = False
+    r = research("resume", "subj", "--yes", env=env)
+    assert r.returncode == 0 and "complete" in r.stdout, r.stderr
+    rec = records(run_dir)
+    try:
+        responses = rec.responses()
+        assert len(responses) == 24 and all(x.error is None for x in responses.values())
+    finally:
+        rec.close()
+    with sqlite3.connect(run_dir / "records.sqlite") as db:
+        rows = db.execute(
+            "SELECT item, attempts, error FROM calls WHERE stage='collect' AND attempts > 1"
+        ).fetchall()
+    # three failed requests and the answer, each in the ledger
+    assert sorted(rows) == [(i, 4, None) for i in sorted(failed)]
+    log = RunLog(run_dir / "LOG.md").entries()
+    again = [e.text for e in log if e.stage == "collect" and e.kind == "start"][-1]
+    assert f"{n} of 24 subject calls to make. {n} of them failed before (HTTP 529 ×{n})" in again
+
+
+def asked(user: str) -> str:
+    """A subject request's messages as the handler above keys them."""
+    return json.dumps([{"role": "user", "content": user}])
