@@ -9,8 +9,10 @@ batch of just those.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from memory import RunLog
 from orchestrator import runner
 from orchestrator.records import Records, VerdictStatus
 from tests.conftest import DEU, research
-from tests.fakes.anthropic_server import FakeAnthropic, Fault
+from tests.fakes.anthropic_server import FakeAnthropic, Fault, random_faults
 from tests.fakes.world import deu_world, evaluator_of, is_analyst
 
 
@@ -148,3 +150,39 @@ def test_a_subject_call_that_fails_every_retry_stops_the_run_and_resume_makes_it
 def asked(user: str) -> str:
     """A subject request's messages as the handler above keys them."""
     return json.dumps([{"role": "user", "content": user}])
+
+
+def test_a_full_run_at_30_percent_faults_scores_every_item(
+    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the flagship protocol at full size, without its probe stage (not what is tested here)
+    text = re.sub(r"\nprobes:\n(  .*\n|\n)*", "\n", DEU.read_text())
+    protocol = tmp_path / "deu.yaml"
+    protocol.write_text(text)
+    # two SDK retries: some calls exhaust them, so the follow-up passes and tries are exercised
+    monkeypatch.setenv("RESEARCH_MAX_RETRIES", "2")
+    world.faults = random_faults(0.3, seed=11, slow_s=0.3)
+
+    out = runner.start(protocol, yes=True, run_id="faults")
+    rec = records(runs / "faults")
+    try:
+        verdicts = rec.verdicts()
+        assert len(verdicts) == len(rec.items()) == 400
+        statuses = Counter(v.status for v in verdicts)
+        # scored or pending: an outage never made a verdict
+        assert statuses[VerdictStatus.SCORED] + statuses[VerdictStatus.PENDING] == 400, statuses
+        assert all(r.error is None for r in rec.responses().values())
+    finally:
+        rec.close()
+    if out.status != "complete":
+        assert out.pending is not None
+        out = runner.resume("faults", yes=True)
+    assert out.status == "complete"
+    analysis = json.loads((runs / "faults" / "artifacts" / "analysis.json").read_text())
+    assert analysis["totals"] == {"items": 400, "scored": 400, "unscored": 0}
+    faults = Counter(r.outcome for r in world.requests if r.outcome.startswith("fault"))
+    posts = [r for r in world.requests if r.method == "POST"]
+    assert sum(faults.values()) > 0.2 * len(posts) and len(faults) == 4, faults  # each kind
+    with sqlite3.connect(runs / "faults" / "records.sqlite") as db:
+        [(exhausted,)] = db.execute("SELECT COUNT(*) FROM calls WHERE attempts > 3").fetchall()
+    assert exhausted > 0  # calls that outlasted the SDK's retries were made again
