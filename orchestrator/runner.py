@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -29,10 +29,16 @@ from orchestrator.flags import blocking_flags
 from orchestrator.forecast import forecast
 from orchestrator.graph import build_graph
 from orchestrator.nodes.checkpoint import RETRY
-from orchestrator.panel import Approver, CheckpointDecision, amendment_panel, panel
+from orchestrator.panel import (
+    Approver,
+    CheckpointDecision,
+    amendment_panel,
+    panel,
+    pending_text,
+)
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
-from orchestrator.records import DecisionRow, VerdictRole
+from orchestrator.records import DecisionRow
 from orchestrator.report import write_report
 from orchestrator.rundir import RunDir, runs_root
 from orchestrator.settings import Settings
@@ -271,15 +277,6 @@ PENDING_ROUNDS = 1
 sends it back once more."""
 
 
-def pending_text(run: RunDir) -> str | None:
-    """What waits for a judge, in a line: how many items and why; None when nothing does."""
-    waiting = [v for v in run.records.pending() if v.role == VerdictRole.PRIMARY]
-    if not waiting:
-        return None
-    why = waiting[0].reason or "the judge API kept failing"
-    return f"{len(waiting)} items pending ({why.removeprefix('pending: ')})"
-
-
 def _send_back(run: RunDir, checkpoint: str, settings: Settings) -> bool:
     """At the evaluate checkpoint with items pending and no decision yet: wait a while, say so,
     and send the stage back for them (True)."""
@@ -324,7 +321,7 @@ def _at_checkpoint(
         )
         run.log.append(waiting, "orchestrator", "blocked", text)
     auto = yes and not blocking and pending is None
-    d = _ask(run, protocol, waiting, auto, approver, accept_flags, pending)
+    d = _ask(run, protocol, waiting, auto, approver, accept_flags)
     if d is None:
         run.set_status("awaiting_approval")
         refresh_summary(run, waiting)
@@ -403,7 +400,6 @@ def _ask(
     yes: bool,
     approver: Approver | None,
     accept_flags: bool = False,
-    pending: str | None = None,
 ) -> CheckpointDecision | None:
     if yes:
         open_flags = sum(1 for f in run.records.flags() if f.resolution is None)
@@ -414,11 +410,4 @@ def _ask(
         return CheckpointDecision("approve", note, "--yes")
     if approver is None:
         return None
-    shown = panel(run, checkpoint, forecast(protocol, run.records, checkpoint))
-    if pending is not None:
-        shown = replace(
-            shown,
-            detail=f"{pending}. Approving now leaves them unjudged (missing data); "
-            f"`research resume {run.id}` judges them first.",
-        )
-    return approver(shown)
+    return approver(panel(run, checkpoint, forecast(protocol, run.records, checkpoint)))

@@ -117,6 +117,11 @@ def show_panel(p: Panel) -> None:
         f"spent so far: {u['calls']:.0f} calls, {u['input_tokens']:.0f} tokens in, "
         f"{u['output_tokens']:.0f} out, ${u['cost_usd']:.4f}"
     )
+    if p.pending:
+        parts.append(
+            f"[red]{p.pending}[/]: approving now leaves them unjudged (missing data); "
+            f"`research resume {p.run_id}` judges them first"
+        )
     if p.detail:
         from rich.syntax import Syntax
 
