@@ -2,13 +2,38 @@
 
 Results go into the same call ledger, under the same keys, as `LLMClient.call` would write them,
 so a stage sees no difference between batched and online calls, and turning batching on or off
-never changes a key. The batch id lives in a small JSON file (`state_path`), written before we
-wait on the batch: a process killed while the batch is in flight finds it there on resume and
-collects that batch rather than submitting (and paying for) the same calls again.
+never changes a key. A `run` is one pass: a call that fails (an errored, expired or missing
+result, a batch that could not be created) comes back as an error and is in the ledger as such;
+trying it again is the caller's next pass, as for online calls.
 
-A call's `attempts` in the ledger is the number of batch-creation requests that carried it (the
-SDK's retries included, counted as `LLMClient` counts them); a batch found in flight on resume
-counts once.
+A batch that runs is billed, and batch creation takes no idempotency key, so a creation is never
+sent twice blindly:
+
+1. Before the creation request, the intent is written to the subject's state file (`state_path`,
+   see `agents.batch_state`): status `creating`, the ledger keys it carries, the number of
+   requests, the sha256 of their JSON, and the UTC time before the request.
+2. The request goes out with the SDK's retries off: they would re-send a creation whose reply
+   was merely lost. A definite refusal (400, 401, 403, 404, 413, 422) fails the calls; a 429 is
+   sent again after its delay. After a failure that may have created the batch (connection lost,
+   timeout, 408, 409, 5xx, 529) we look for it first: the batches listed newest first, back to
+   the intent's time less `skew_s`, that hold as many requests as ours and that no state file in
+   the folder knows of (the other subjects' files lie beside this one). Those found are adopted;
+   only if none is found is the creation sent again (`endpoint.max_retries` times at most, after
+   `backoff_s` doubling, or the server's retry-after).
+3. A state file left at `creating` (a process killed between the request and its reply) is
+   looked up the same way by the next runner, before it creates anything. A batch id on file
+   (`in_progress`) is waited on, not submitted again.
+
+The look-up cannot tell batches of one size apart (the API shows a batch's requests only in its
+results), so it adopts every candidate and lets the results decide: results are stored only under
+the keys we asked for, a candidate that carries none of them is marked `foreign` (and reported as
+such to `observe`), and a call found in no adopted batch is an error, "batch result missing". A
+wrong candidate costs a wait for someone else's batch, never a wrong answer. What it cannot
+catch: a batch the API creates only after the look-up has listed (a slow creation behind a
+timeout) is not found, and the creation is sent again.
+
+A call's `attempts` in the ledger is the number of creation requests that carried it (one per
+request: the SDK does not retry them); a batch found in flight on resume adds none.
 
     runner = BatchRunner(endpoint, ledger, protocol_sha, run_dir / "artifacts/batches/s.json")
     results = await runner.run([BatchCall(CallSpec("collect", "item-1", "subject"), ...)])
@@ -17,14 +42,19 @@ counts once.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import anthropic
+from anthropic.types.messages import MessageBatch
 
+from agents.batch_state import BatchEntry, BatchState
 from agents.client import (
     AuthenticationFailed,
     CallResult,
@@ -33,13 +63,15 @@ from agents.client import (
     Ledger,
     LedgerEntry,
     call_key,
-    count_requests,
     error_message,
     message_result,
     sdk_client,
     without_unset,
 )
-from memory import utc_stamp, write_atomic
+from memory import utc_stamp
+
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+"""`utc_stamp`'s format."""
 
 BATCH_PRICE = 0.5
 """Batch calls cost half the online price (input, output and prompt-cache tokens alike)."""
@@ -75,16 +107,41 @@ class BatchStatus:
         return self.total - self.counts.get("processing", 0)
 
 
-Event = Literal["submitted", "resumed", "polled", "ended"]
+Event = Literal["submitted", "resumed", "polled", "ended", "foreign"]
+"""`foreign`: a batch found by look-up ended carrying none of our calls (someone else's)."""
 Observer = Callable[[Event, BatchStatus], None]
+
+MAYBE_CREATED = frozenset({408, 409})
+"""Besides 5xx (529 included): statuses after which the batch may exist all the same."""
 
 
 class BatchStopped(Exception):
-    """`stop()` turned true while a batch was in flight; its id is kept for the next run."""
+    """`stop()` turned true while a batch was in flight or about to be created; the state file
+    keeps it for the next run."""
+
+
+class _LookUpFailed(Exception):
+    """The recent batches could not be listed: whether ours exists is unknown."""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A creation request that brought no batch back."""
+
+    error: str
+    maybe_created: bool
+    """The API may have created the batch all the same: look for it before sending again."""
+    retry: bool
+    delay: float | None = None
+    """The server's retry-after, when it gave one."""
 
 
 class BatchRunner:
-    """Makes calls as message batches on one endpoint. Create it inside the event loop using it."""
+    """Makes calls as message batches on one endpoint. Create it inside the event loop using it.
+
+    `backoff_s` is the first pause before a creation is sent again (doubling each time, unless
+    the server says how long to wait); `skew_s` how far before our clock's time of the intent a
+    look-up searches, for the API's clock may differ from ours."""
 
     def __init__(
         self,
@@ -96,15 +153,21 @@ class BatchRunner:
         poll_s: float = 30.0,
         stop: Callable[[], bool] | None = None,
         observe: Observer | None = None,
+        backoff_s: float = 0.5,
+        skew_s: float = 300.0,
     ):
         self.endpoint = endpoint
         self.ledger = ledger
         self.protocol_sha = protocol_sha
         self.state_path = Path(state_path)
+        self.state = BatchState(self.state_path)
         self.poll_s = poll_s
         self.stop = stop or (lambda: False)
         self.observe = observe or (lambda event, status: None)
+        self.backoff_s = backoff_s
+        self.skew_s = skew_s
         self._sdk = sdk_client(endpoint)
+        self._once = self._sdk.with_options(max_retries=0)  # the same connection pool and hooks
 
     def key(self, call: BatchCall) -> str:
         """The ledger key, exactly as `LLMClient.call` computes it."""
@@ -112,9 +175,9 @@ class BatchRunner:
         return call_key(self.protocol_sha, call.spec, call.model, params)
 
     async def run(self, calls: list[BatchCall]) -> list[CallResult]:
-        """One result per call: from the ledger, from a batch left in flight by an earlier
-        process, or from a new batch of the rest. Failed requests come back as errors (and are
-        in the ledger as such), to be tried again on the next pass, as online failures are."""
+        """One result per call: from the ledger, from batches an earlier process left on file
+        (in flight, or created without a reply), or from one new batch of the rest. Failed
+        requests come back as errors (and are in the ledger as such)."""
         by_key = {self.key(c): c for c in calls}
         results: dict[str, CallResult] = {}
         for key in by_key:
@@ -122,101 +185,226 @@ class BatchRunner:
                 results[key] = hit
         pending = {k: c for k, c in by_key.items() if k not in results}
         try:
-            for entry in self._load():
-                if entry["status"] != "in_progress":
-                    continue
-                covered = {k: pending[k] for k in entry["calls"] if k in pending}
-                if covered:
-                    results.update(await self._finish(entry["id"], covered, sent=1))
-                else:  # answered meanwhile (e.g. by an online pass): nothing to wait for
-                    self._mark(entry["id"], "superseded")
+            await self._resolve_intents(pending, results)
+            for group in self._groups():
+                todo = {k: c for k, c in pending.items() if k not in results}
+                results.update(await self._collect(group, todo, created=False))
             todo = {k: c for k, c in pending.items() if k not in results}
             if todo:
-                submitted = await self._submit(todo, results)
-                if submitted is not None:
-                    batch_id, sent = submitted
-                    results.update(await self._finish(batch_id, todo, sent=sent, resumed=False))
+                group = await self._create(todo, results)
+                results.update(await self._collect(group, todo, created=True))
         finally:
             await self._sdk.close()
         return [results[self.key(c)] for c in calls]
 
-    # the batch's life --------------------------------------------------------------------
-    async def _submit(
+    # creation ----------------------------------------------------------------------------
+    async def _create(
         self, todo: dict[str, BatchCall], results: dict[str, CallResult]
-    ) -> tuple[str, int] | None:
-        """(batch id, creation requests sent), or None when the batch could not be created."""
+    ) -> list[BatchEntry]:
+        """The batch (or, after a lost reply, the candidates) for `todo`, on file as
+        `in_progress`; none when no batch could be created (the calls are then failed)."""
         # the ledger key is the custom_id: 64 hex characters, the API's limit and alphabet
         requests = [{"custom_id": k, "params": _request(c)} for k, c in todo.items()]
-        error, batch = "", None
-        with count_requests() as sent:
-            try:
-                batch = await self._sdk.messages.batches.create(requests=requests)  # type: ignore[arg-type]
-            except anthropic.AuthenticationError as e:
-                where = self.endpoint.base_url or "Anthropic API"
-                raise AuthenticationFailed(f"{where}: {e}") from e
-            except anthropic.APIStatusError as e:
-                error = f"HTTP {e.status_code}: {error_message(e)}"
-            except (anthropic.APIConnectionError, anthropic.APITimeoutError) as e:
-                error = f"{type(e).__name__}: {e}"
-        if batch is None:
-            self._fail(todo, results, error, sent.requests)
-            return None
-        entries = [e for e in self._load() if e["id"] != batch.id]
-        calls = {k: c.spec.item for k, c in todo.items()}
-        entries.append(
-            {"id": batch.id, "submitted": utc_stamp(), "status": "in_progress", "calls": calls}
+        blob = json.dumps(requests, sort_keys=True, separators=(",", ":")).encode()
+        intent = BatchEntry(
+            status="creating",
+            calls={k: c.spec.item for k, c in todo.items()},
+            intent=uuid.uuid4().hex,
+            requests_sha256=hashlib.sha256(blob).hexdigest(),
+            requests=len(requests),
+            intended=utc_stamp(),
+            posts=0,
         )
-        self._save(entries)
-        self.observe("submitted", _status(batch))
-        return batch.id, sent.requests
+        failed = _Failed("no creation request sent", maybe_created=False, retry=True)
+        for attempt in range(self.endpoint.max_retries + 1):
+            if attempt:
+                await self._sleep(failed.delay or self.backoff_s * 2 ** (attempt - 1))
+            sending = intent.model_copy(update={"posts": intent.posts + 1})
+            self.state.put(sending, replacing=intent)  # on file before the request goes out
+            intent = sending
+            got = await self._post(requests)
+            if not isinstance(got, _Failed):
+                update = {"id": got.id, "status": "in_progress", "submitted": utc_stamp()}
+                entry = intent.model_copy(update=update)
+                self.state.put(entry, replacing=intent)
+                self.observe("submitted", _status(got))
+                return [entry]
+            failed = got
+            if failed.maybe_created:
+                try:
+                    if found := await self._look_up(intent):
+                        return found
+                except _LookUpFailed as e:  # it may exist: sending again could make two
+                    error = f"{failed.error}; the look-up for the batch failed: {e}"
+                    self._fail(todo, results, error, intent.posts)
+                    self.state.put(intent.model_copy(update={"counted": intent.posts}))
+                    return []
+            if not failed.retry:
+                break
+        self.state.mark(intent, "not_created")
+        self._fail(todo, results, failed.error, intent.posts)
+        return []
 
-    async def _finish(
-        self, batch_id: str, calls: dict[str, BatchCall], *, sent: int, resumed: bool = True
-    ) -> dict[str, CallResult]:
-        """Wait for the batch to end, then store every result in the ledger."""
-        first = True
-        while True:
+    async def _post(self, requests: list[dict[str, Any]]) -> MessageBatch | _Failed:
+        """One creation request, with no retry by the SDK."""
+        try:
+            return await self._once.messages.batches.create(requests=requests)  # type: ignore[arg-type]
+        except anthropic.AuthenticationError as e:
+            raise AuthenticationFailed(f"{self.endpoint.base_url or 'Anthropic API'}: {e}") from e
+        except anthropic.APIStatusError as e:
+            code, delay = e.status_code, _retry_after(e.response.headers)
+            error = f"HTTP {code}: {error_message(e)}"
+            if code == 429:  # refused before anything was created
+                return _Failed(error, maybe_created=False, retry=True, delay=delay)
+            maybe = code >= 500 or code in MAYBE_CREATED
+            return _Failed(error, maybe_created=maybe, retry=maybe, delay=delay)
+        except anthropic.APIConnectionError as e:  # APITimeoutError included
+            return _Failed(f"{type(e).__name__}: {e}", maybe_created=True, retry=True)
+
+    async def _resolve_intents(
+        self, pending: dict[str, BatchCall], results: dict[str, CallResult]
+    ) -> None:
+        """Look for the batches of intents an earlier process left at `creating`."""
+        for intent in self.state.load():
+            if intent.status != "creating":
+                continue
             try:
-                batch = await self._sdk.messages.batches.retrieve(batch_id)
-            except anthropic.AuthenticationError as e:
-                raise AuthenticationFailed(f"{self.endpoint.base_url or 'API'}: {e}") from e
-            except anthropic.NotFoundError:
-                out: dict[str, CallResult] = {}
-                self._fail(calls, out, f"batch {batch_id} not found", sent)
-                self._mark(batch_id, "lost")
-                return out
-            except (anthropic.APIConnectionError, anthropic.InternalServerError):
-                batch = None  # the SDK retried already; the batch runs on, so ask again later
-            if batch is not None:
-                status = _status(batch)
-                self.observe("resumed" if first and resumed else "polled", status)
-                first = False
-                if batch.processing_status == "ended":
+                if not await self._look_up(intent):
+                    self.state.mark(intent, "not_created")
+            except _LookUpFailed as e:  # creating the calls again could make a second batch
+                stuck = {k: c for k, c in pending.items() if k in intent.calls}
+                error = f"message batch creation unresolved; the look-up failed: {e}"
+                self._fail(stuck, results, error, intent.posts - intent.counted)
+                self.state.put(intent.model_copy(update={"counted": intent.posts}))
+
+    async def _look_up(self, intent: BatchEntry) -> list[BatchEntry]:
+        """The batches that may be this intent's, adopted on file in its place: created since
+        its time (less `skew_s`), as many requests, known to no state file in the folder."""
+        assert intent.intended is not None
+        since = datetime.strptime(intent.intended, STAMP).replace(tzinfo=UTC)
+        since -= timedelta(seconds=self.skew_s)
+        taken = self.state.taken()
+        found = []
+        try:
+            async for batch in self._sdk.messages.batches.list(limit=100):  # newest first
+                if batch.created_at < since:
                     break
-            await self._sleep()
-        lines = [r async for r in await self._sdk.messages.batches.results(batch_id)]
+                if batch.id not in taken and _status(batch).total == intent.requests:
+                    found.append(batch.id)
+        except anthropic.AuthenticationError as e:
+            raise AuthenticationFailed(f"{self.endpoint.base_url or 'Anthropic API'}: {e}") from e
+        except anthropic.APIError as e:
+            raise _LookUpFailed(f"{type(e).__name__}: {e}") from e
+        now = utc_stamp()
+        adopted = [
+            intent.model_copy(
+                update={"id": i, "status": "in_progress", "via": "look-up", "submitted": now}
+            )
+            for i in found
+        ]
+        if adopted:
+            self.state.replace(intent, adopted)
+        return adopted
+
+    # waiting and collecting --------------------------------------------------------------
+    def _groups(self) -> list[list[BatchEntry]]:
+        """The batches on file to wait on, by intent (a look-up may have adopted several)."""
+        groups: dict[str, list[BatchEntry]] = {}
+        for e in self.state.load():
+            if e.status == "in_progress":
+                groups.setdefault(e.intent or e.id or "", []).append(e)
+        return list(groups.values())
+
+    async def _collect(
+        self, group: list[BatchEntry], pending: dict[str, BatchCall], *, created: bool
+    ) -> dict[str, CallResult]:
+        """Wait for the batches of one intent to end, then store every result of ours in the
+        ledger; a call of theirs in none of them is failed."""
+        if not group:
+            return {}
+        calls = {k: pending[k] for k in group[0].calls if k in pending}
+        if not calls:  # answered meanwhile (e.g. by an online pass): nothing to wait for
+            for entry in group:
+                self.state.mark(entry, "superseded")
+            return {}
+        found: dict[str, tuple[Any, float]] = {}
+        lost: list[str] = []
+        waiting = list(group)
+        seen: set[str] = set()
+        while waiting:
+            for entry in list(waiting):
+                batch = await self._retrieve(entry)
+                if batch is None:
+                    continue
+                if batch == "lost":
+                    lost.append(entry.id or "")
+                    waiting.remove(entry)
+                    continue
+                status = _status(batch)
+                fresh = created and entry.via == "create"
+                first = entry.id not in seen
+                seen.add(entry.id or "")
+                self.observe("resumed" if first and not fresh else "polled", status)
+                if batch.processing_status != "ended":
+                    continue
+                waiting.remove(entry)
+                ours = await self._results(batch, entry)
+                if not ours and entry.via == "look-up":
+                    self.state.mark(entry, "foreign")
+                    self.observe("foreign", status)
+                    continue
+                for key, result, latency in ours:
+                    if key in calls and (key not in found or found[key][0].type != "succeeded"):
+                        found[key] = (result, latency)
+                self.state.mark(entry, "collected")
+                self.observe("ended", status)
+            if all(k in found and found[k][0].type == "succeeded" for k in calls):
+                for entry in waiting:  # the rest cannot improve on these answers
+                    self.state.mark(entry, "superseded")
+                break
+            if waiting:
+                await self._sleep()
+        sent = group[0].posts - group[0].counted
+        out: dict[str, CallResult] = {}
+        for key, (result, latency) in found.items():
+            hit = self.ledger.lookup(key)  # answered meanwhile: keep that answer
+            out[key] = hit or self._store(key, calls[key], result, latency, sent)
+        missing = {k: c for k, c in calls.items() if k not in out}
+        gone = len(lost) == len(group)
+        error = f"batch {', '.join(lost)} not found" if gone else "batch result missing"
+        self._fail(missing, out, error, sent)
+        return out
+
+    async def _retrieve(self, entry: BatchEntry) -> MessageBatch | Literal["lost"] | None:
+        """The batch as the API sees it now; "lost" when it no longer knows it; None when it
+        could not say (the SDK retried already; the batch runs on, so ask again later)."""
+        try:
+            return await self._sdk.messages.batches.retrieve(entry.id or "")
+        except anthropic.AuthenticationError as e:
+            raise AuthenticationFailed(f"{self.endpoint.base_url or 'API'}: {e}") from e
+        except anthropic.NotFoundError:
+            self.state.mark(entry, "lost")
+            return "lost"
+        except (anthropic.APIConnectionError, anthropic.InternalServerError):
+            return None
+
+    async def _results(
+        self, batch: MessageBatch, entry: BatchEntry
+    ) -> list[tuple[str, Any, float]]:
+        """(key, result, latency) for each result of an ended batch under a key of `entry`."""
+        lines = [r async for r in await self._sdk.messages.batches.results(batch.id)]
         latency = (
             (batch.ended_at - batch.created_at).total_seconds()
             if batch.ended_at and batch.created_at
             else 0.0
         )
-        out = {}
-        for line in lines:
-            call = calls.get(line.custom_id)
-            if call is None or self.ledger.lookup(line.custom_id) is not None:
-                continue  # not asked for this time, or already answered
-            stored = self._store(line.custom_id, call, line.result, latency, sent)
-            out[line.custom_id] = stored
-        missing = {k: c for k, c in calls.items() if k not in out}
-        self._fail(missing, out, "batch result missing", sent)
-        self._mark(batch_id, "collected")
-        self.observe("ended", status)
-        return out
+        return [(r.custom_id, r.result, latency) for r in lines if r.custom_id in entry.calls]
 
-    async def _sleep(self) -> None:
-        """`poll_s`, in short steps so that a stop request is seen promptly."""
+    async def _sleep(self, seconds: float | None = None) -> None:
+        """`seconds` (`poll_s` by default), in short steps so that a stop request is seen
+        promptly."""
         loop = asyncio.get_running_loop()
-        until = loop.time() + self.poll_s
+        until = loop.time() + (self.poll_s if seconds is None else seconds)
         while True:
             if self.stop():
                 raise BatchStopped("stopped while waiting for a message batch")
@@ -250,23 +438,6 @@ class BatchRunner:
             out[key] = CallResult(key, error=error, attempts=sent)
             self.ledger.store(_entry(call, out[key], 0.0))
 
-    # the state file ----------------------------------------------------------------------
-    def _load(self) -> list[dict[str, Any]]:
-        if not self.state_path.exists():
-            return []
-        return json.loads(self.state_path.read_text())["batches"]
-
-    def _save(self, entries: list[dict[str, Any]]) -> None:
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(self.state_path, json.dumps({"batches": entries}, indent=2) + "\n")
-
-    def _mark(self, batch_id: str, status: str) -> None:
-        entries = self._load()
-        for e in entries:
-            if e["id"] == batch_id:
-                e["status"], e["updated"] = status, utc_stamp()
-        self._save(entries)
-
 
 def _request(call: BatchCall) -> dict[str, Any]:
     """The Messages request, as `LLMClient.call` builds it. Sampling parameters are plain fields:
@@ -287,3 +458,13 @@ def _entry(call: BatchCall, result: CallResult, latency_s: float) -> LedgerEntry
 
 def _status(batch: Any) -> BatchStatus:
     return BatchStatus(batch.id, batch.processing_status, batch.request_counts.model_dump())
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """The server's retry-after (milliseconds or seconds), capped at a minute."""
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return min(float(headers[header]) * scale, 60.0)
+        except (KeyError, ValueError):
+            continue
+    return None

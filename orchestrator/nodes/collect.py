@@ -154,6 +154,9 @@ async def _batch(ctx: RunContext, s: Subject, items: list[Item]) -> None:
         elif event == "ended":
             ctx.log("collect", "batch", f"Message batch {b.id} for {s.id} ended: {counts}.")
             ctx.progress.stop(bar)
+        elif event == "foreign":  # found after a lost reply, but another's: none of our calls
+            ctx.log("collect", "batch", f"Message batch {b.id} carried none of {s.id}'s calls.")
+            ctx.progress.stop(bar)
 
     runner = BatchRunner(
         ctx.endpoint(s),

@@ -13,8 +13,17 @@ before the handler runs (n = requests seen so far). Every request is kept in `se
 Message Batches: POST /v1/messages/batches creates a batch, GET /v1/messages/batches/{id} answers
 `in_progress` for `batch_polls` retrievals (and at least `batch_seconds`), then `ended`, and GET
 .../results streams one JSONL line per request, answered by the same handler as /v1/messages (a
-`Fault` becomes an `errored` result; `Fault("expired")` / `Fault("canceled")` those results).
-`faults` applies to batch creation as it does to /v1/messages.
+`Fault` becomes an `errored` result; `Fault("expired")` / `Fault("canceled")` those results;
+`flaky_results` faults a seeded share of them). GET /v1/messages/batches lists the batches newest
+first, paged as the API pages them (`limit`, `before_id`, `after_id`; `has_more`, `first_id`,
+`last_id`), so the SDK's auto-pagination works.
+
+`faults` applies to batch creation as it does to /v1/messages. A fault is the server's answer to
+the request, so none of them creates a batch, except those that strike once the work is done:
+`Fault.drop_reply()` creates the batch (or computes the message), then shuts the connection
+without a reply, as a connection lost on the way back does; `Fault.hold(event)` creates it and
+holds the reply until the test sets `event` (a process can be killed between the two);
+`Fault.drop_reply(event)` holds, then drops.
 """
 
 from __future__ import annotations
@@ -29,14 +38,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from tests.limits import HANG_S
 
 
 @dataclass(frozen=True)
 class Fault:
     kind: str
-    """rate_limit | overloaded | server_error | authentication | invalid_request | drop | slow"""
+    """rate_limit | overloaded | server_error | authentication | invalid_request | drop | slow
+    (before the work);
+    drop_reply | hold (after it); expired | canceled (batch results only)."""
     retry_after: float | None = None
     seconds: float = 0.0
+    release: threading.Event | None = field(default=None, compare=False)
 
     @staticmethod
     def rate_limit(retry_after: float = 0.05) -> Fault:
@@ -66,6 +81,17 @@ class Fault:
     @staticmethod
     def slow(seconds: float) -> Fault:
         return Fault("slow", seconds=seconds)
+
+    @staticmethod
+    def drop_reply(release: threading.Event | None = None) -> Fault:
+        """Do the work (create the batch), then shut the connection without replying (once
+        `release` is set, if given)."""
+        return Fault("drop_reply", release=release)
+
+    @staticmethod
+    def hold(release: threading.Event) -> Fault:
+        """Do the work, then reply only once `release` is set (or HANG_S has passed)."""
+        return Fault("hold", release=release)
 
 
 Reply = str | dict[str, Any] | Fault
@@ -137,6 +163,23 @@ def random_faults(rate: float, seed: int = 0, slow_s: float = 3.0) -> FaultPlan:
     return plan
 
 
+def flaky_results(
+    handler: Handler, rate: float, seed: int = 0, kinds: tuple[Fault, ...] | None = None
+) -> Handler:
+    """`handler`, but a seeded `rate` of its answers are faults (by default errored, expired or
+    canceled in turn at random): in a message batch, that share of results fails."""
+    rng = random.Random(seed)
+    lock = threading.Lock()
+    choices = kinds or (Fault.overloaded(), Fault("expired"), Fault("canceled"))
+
+    def answer(body: dict[str, Any]) -> Reply:
+        with lock:
+            fault = rng.choice(choices) if rng.random() < rate else None
+        return fault or handler(body)
+
+    return answer
+
+
 @dataclass
 class FakeBatch:
     """A message batch as the fake keeps it; `results` is fixed when it ends."""
@@ -205,6 +248,11 @@ class FakeAnthropic:
         with self._lock:
             return [s for s in self.requests if s.method == "POST" and s.path == BATCHES]
 
+    def batch_lists(self) -> list[Seen]:
+        """The GET /v1/messages/batches (list) requests, i.e. look-ups of recent batches."""
+        with self._lock:
+            return [s for s in self.requests if s.method == "GET" and _is_list(s.path)]
+
     def _batch_object(self, batch: FakeBatch, poll: bool) -> dict[str, Any]:
         """The MessageBatch; a retrieval (`poll`) moves the batch towards `ended`."""
         with self._lock:
@@ -234,6 +282,29 @@ class FakeAnthropic:
             "results_url": None if results is None else f"{self.url}{BATCHES}/{batch.id}/results",
         }
 
+    def batch_list(self, query: dict[str, str]) -> dict[str, Any]:
+        """One page of GET /v1/messages/batches, newest first, as the API pages it."""
+        with self._lock:
+            newest_first = list(reversed(self.batches.values()))
+        ids = [b.id for b in newest_first]
+        limit = max(1, min(int(query.get("limit", 20)), 1000))
+        if "before_id" in query:  # the page just before (newer than) the cursor
+            end = ids.index(query["before_id"]) if query["before_id"] in ids else 0
+            start = max(0, end - limit)
+            more = start > 0
+        else:  # the page just after (older than) the cursor, or the newest page
+            after = query.get("after_id")
+            start = ids.index(after) + 1 if after in ids else 0
+            end = start + limit
+            more = end < len(ids)
+        page = [self._batch_object(b, poll=False) for b in newest_first[start:end]]
+        return {
+            "data": page,
+            "has_more": more,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+        }
+
     def _batch_result(self, request: dict[str, Any]) -> dict[str, Any]:
         """One request of a batch, answered by the handler (called with the lock held)."""
         body = request["params"]
@@ -254,6 +325,10 @@ class FakeAnthropic:
 
 
 BATCHES = "/v1/messages/batches"
+
+
+def _is_list(path: str) -> bool:
+    return urlsplit(path).path.rstrip("/") == BATCHES
 
 
 def _iso(t: float) -> str:
@@ -340,7 +415,7 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 self._send(STATUS[fault.kind], {"type": "error", "error": err}, headers)
                 return
             if self.path.rstrip("/") == BATCHES:
-                self._create_batch(seen)
+                self._create_batch(seen, fault)
                 return
             time.sleep(server.latency + (fault.seconds if fault is not None else 0.0))
             try:
@@ -360,6 +435,8 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             try:
                 with server._lock:
                     message = _message(body, reply, server.prompt_cache)
+                if not self._deliverable(seen, fault):
+                    return
                 self._send(200, message, {})
             except OSError:  # the client went away (killed, or timed out on a slow reply)
                 seen.outcome = "client_gone"
@@ -367,18 +444,42 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             seen.answered = time.time()
             seen.outcome = "ok"
 
-        def _create_batch(self, seen: Seen) -> None:
+        def _deliverable(self, seen: Seen, fault: Fault | None) -> bool:
+            """Apply a fault that strikes after the work: False when the reply is dropped."""
+            if fault is not None and fault.release is not None:
+                fault.release.wait(HANG_S)
+            if fault is not None and fault.kind == "drop_reply":
+                seen.outcome = "fault:drop_reply"
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return False
+            return True
+
+        def _create_batch(self, seen: Seen, fault: Fault | None) -> None:
             batch_id = f"msgbatch_{uuid.uuid4().hex[:24]}"
             batch = FakeBatch(batch_id, seen.body["requests"], time.time())
             with server._lock:
                 server.batches[batch.id] = batch
-            self._send(200, server._batch_object(batch, poll=False), {})
+            if fault is not None and fault.kind == "slow":
+                time.sleep(fault.seconds)
+            try:
+                if not self._deliverable(seen, fault):
+                    return
+                self._send(200, server._batch_object(batch, poll=False), {})
+            except OSError:  # the client went away (killed while the reply was held)
+                seen.outcome = "client_gone"
+                return
             seen.answered, seen.outcome = time.time(), "ok"
 
         def do_GET(self) -> None:  # noqa: N802 — http.server's naming
             headers = {k.lower(): v for k, v in self.headers.items()}
             seen = Seen({}, headers, time.time(), path=self.path, method="GET")
             server._record(seen)
+            if _is_list(self.path):
+                query = dict(parse_qsl(urlsplit(self.path).query))
+                self._send(200, server.batch_list(query), {})
+                seen.answered, seen.outcome = time.time(), "ok"
+                return
             rest = self.path.split("?")[0].rstrip("/").removeprefix(BATCHES + "/").split("/")
             batch = server.batches.get(rest[0]) if self.path.startswith(BATCHES + "/") else None
             if batch is None or len(rest) > 2 or (len(rest) == 2 and rest[1] != "results"):

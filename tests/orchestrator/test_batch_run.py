@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from memory import RunLog
 from orchestrator import runner
 from orchestrator.records import Records
 from tests.conftest import DEU, research, spawn
-from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.anthropic_server import FakeAnthropic, Fault
 from tests.limits import HANG_S
 
 BATCHED = "claude-haiku"
@@ -103,3 +104,37 @@ def test_ctrl_c_while_a_batch_is_in_flight_resumes_the_same_batch(
         e.text.split()[0] for e in RunLog(runs / "bk" / "LOG.md").entries() if e.kind == "batch"
     ]
     assert kinds == ["Submitted", "Resumed", "Message"]
+
+
+def test_a_run_killed_before_the_batch_creation_reply_resumes_without_a_second_batch(
+    env: dict, runs: Path, world: FakeAnthropic, batched_deu: Path
+) -> None:
+    held = threading.Event()  # the API has made the batch; its reply waits for the kill
+    world.faults = lambda body, n: Fault.hold(held) if "requests" in body else None
+    env = {**env, "RESEARCH_BATCH_POLL_S": "0.05"}
+    proc = spawn("run", str(batched_deu), "--pilot", "--yes", "--run-id", "kb", env=env)
+    try:
+        guard = time.monotonic() + HANG_S
+        while not world.batches:
+            assert time.monotonic() < guard and proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=HANG_S)
+    finally:
+        held.set()
+    world.faults = None
+    state = runs / "kb" / "artifacts" / "batches" / f"{BATCHED}.json"
+    [entry] = json.loads(state.read_text())["batches"]
+    assert entry["status"] == "creating"  # the intent was on file before the request went out
+
+    r = research("resume", "kb", "--yes", env=env)
+    assert r.returncode == 0 and "complete" in r.stdout, r.stderr
+    assert len(world.batch_creates()) == 1 and len(world.batches) == 1  # found, not made again
+    got = responses(runs / "kb")
+    assert len(got) == 24 and all(r.error is None for r in got.values())
+    [entry] = json.loads(state.read_text())["batches"]
+    assert entry["status"] == "collected" and entry["id"] in world.batches
+    kinds = [
+        e.text.split()[0] for e in RunLog(runs / "kb" / "LOG.md").entries() if e.kind == "batch"
+    ]
+    assert kinds == ["Resumed", "Message"]
