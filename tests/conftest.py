@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,12 @@ def completed_pilot(tmp_path_factory: pytest.TempPathFactory, probe_worker: Work
             mp.setenv(k, v)
         assert runner.start(DEU, pilot=True, yes=True, run_id="pilot").status == "complete"
     return runs / "pilot"
+
+
+def without_probes(protocol: str) -> str:
+    """A protocol's text without its `probes:` section (a whole run's slowest stage, for tests
+    about something else)."""
+    return re.sub(r"\nprobes:\n(  .*\n|\n)*", "\n", protocol)
 
 
 def copy_run(run_dir: Path, runs: Path, run_id: str | None = None) -> Path:

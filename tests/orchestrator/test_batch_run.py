@@ -9,17 +9,20 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from memory import RunLog
 from orchestrator import runner
 from orchestrator.records import Records
-from tests.conftest import DEU, research, spawn
-from tests.fakes.anthropic_server import FakeAnthropic, Fault
+from tests.conftest import DEU, research, spawn, without_probes
+from tests.fakes.anthropic_server import FakeAnthropic, Fault, flaky_results
+from tests.fakes.world import deu_world
 from tests.limits import HANG_S
 
 BATCHED = "claude-haiku"
+EXPIRED = Fault("expired")
 
 
 @pytest.fixture
@@ -138,3 +141,37 @@ def test_a_run_killed_before_the_batch_creation_reply_resumes_without_a_second_b
         e.text.split()[0] for e in RunLog(runs / "kb" / "LOG.md").entries() if e.kind == "batch"
     ]
     assert kinds == ["Resumed", "Message"]
+
+
+def test_lost_creation_replies_and_failed_results_end_with_every_item_answered(
+    env: dict, runs: Path, world: FakeAnthropic, batched_deu: Path
+) -> None:
+    # full size (200 batched calls), without the probe stage (not what is tested here)
+    batched_deu.write_text(without_probes(batched_deu.read_text()))
+    base = deu_world()
+    # 5% of the batched subject's results errored, 2% expired
+    failing = flaky_results(base, 0.07, seed=5, kinds=(Fault.overloaded(),) * 5 + (EXPIRED,) * 2)
+
+    def handler(body: dict[str, Any]) -> Any:
+        batched = body.get("model") == "claude-haiku-4-5" and not body.get("tools")
+        return failing(body) if batched else base(body)
+
+    world.handler = handler
+    # every batch creation's reply is lost: the batch is made, the client hears nothing
+    world.faults = lambda body, n: Fault.drop_reply() if "requests" in body else None
+    out = runner.start(batched_deu, yes=True, run_id="lossy")
+    assert out.status == "complete"
+
+    creates = world.batch_creates()
+    # one batch a pass: the first of all 200 calls, each next of just those that failed
+    assert len(creates) == len(world.batches) >= 2
+    sizes = [len(c.body["requests"]) for c in creates]
+    assert sizes[0] == 200 and all(a > b for a, b in zip(sizes, sizes[1:], strict=False))
+    got = responses(runs / "lossy")
+    assert len(got) == 400 and all(r.error is None for r in got.values())
+    with sqlite3.connect(runs / "lossy" / "records.sqlite") as db:
+        tried = dict(db.execute("SELECT item, attempts FROM calls WHERE stage='collect'"))
+    assert sorted(v for k, v in tried.items() if k.startswith(BATCHED)).count(1) == 200 - sizes[1]
+    retried = [e.text for e in RunLog(runs / "lossy" / "LOG.md").entries() if e.kind == "retry"]
+    assert retried[0].startswith(f"Pass 2 of 3: making {sizes[1]} subject calls again")
+    assert "batch errored ×" in retried[0] and "batch expired ×" in retried[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import signal
 import sqlite3
@@ -20,7 +19,7 @@ from orchestrator import runner
 from orchestrator.analysis import compute_agreement
 from orchestrator.protocol import load_protocol
 from orchestrator.records import Records, Verdict
-from tests.conftest import DEU, research, spawn
+from tests.conftest import DEU, research, spawn, without_probes
 from tests.fakes.anthropic_server import FakeAnthropic, tool_use
 from tests.fakes.world import (
     _last_tool,
@@ -250,7 +249,7 @@ def test_more_batches_than_evaluators_a_next_batch_is_fresh_a_cut_one_continues(
     # 24 pilot items in batches of 5 for 2 evaluators: evaluator-1 judges batches 1, 3 and 5,
     # evaluator-2 batches 2 and 4; chunks of 2, so a cut batch still has items left. No probes:
     # they are not what is tested here, and the slowest stage.
-    text = re.sub(r"\nprobes:\n(  .*\n|\n)*", "\n", DEU.read_text())
+    text = without_probes(DEU.read_text())
     text = text.replace("  evaluators: 8\n  batch_size: 50\n", "  evaluators: 2\n  batch_size: 5\n")
     text = text.replace("  max_attempts: 3\n", "  max_attempts: 3\n  chunk_size: 2\n", 1)
     path = tmp_path / "deu.yaml"

@@ -9,7 +9,6 @@ batch of just those.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import threading
 from collections import Counter
@@ -21,7 +20,7 @@ import pytest
 from memory import RunLog
 from orchestrator import runner
 from orchestrator.records import Records, VerdictStatus
-from tests.conftest import DEU, research
+from tests.conftest import DEU, research, without_probes
 from tests.fakes.anthropic_server import FakeAnthropic, Fault, random_faults
 from tests.fakes.world import deu_world, evaluator_of, is_analyst
 
@@ -156,9 +155,8 @@ def test_a_full_run_at_30_percent_faults_scores_every_item(
     env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the flagship protocol at full size, without its probe stage (not what is tested here)
-    text = re.sub(r"\nprobes:\n(  .*\n|\n)*", "\n", DEU.read_text())
     protocol = tmp_path / "deu.yaml"
-    protocol.write_text(text)
+    protocol.write_text(without_probes(DEU.read_text()))
     # two SDK retries: some calls exhaust them, so the follow-up passes and tries are exercised
     monkeypatch.setenv("RESEARCH_MAX_RETRIES", "2")
     world.faults = random_faults(0.3, seed=11, slow_s=0.3)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
@@ -12,7 +11,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 from orchestrator import runner
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.stimuli import build_stimuli
-from tests.conftest import DEU
+from tests.conftest import DEU, without_probes
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.world import agent_judge, deu_world, noisy, notice_probability
 
@@ -30,10 +29,8 @@ def test_full_run_recovers_each_cells_rate(
     env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
 ) -> None:
     # the flagship protocol without its probe stage (not what is tested here, and the slowest)
-    text = DEU.read_text()
-    text = re.sub(r"\nprobes:\n(  .*\n|\n)*", "\n", text)
     protocol_path = tmp_path / "deu.yaml"
-    protocol_path.write_text(text)
+    protocol_path.write_text(without_probes(DEU.read_text()))
     assert load_protocol(protocol_path).protocol.probes is None
     judge = agent_judge(verdict=noisy(JUDGE_ERROR))
     world.handler = deu_world(**RATES, judge_handler=judge, independent=True, by_model=BY_MODEL)
