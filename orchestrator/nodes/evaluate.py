@@ -360,9 +360,14 @@ def evaluate_done(state: RunState, runtime: Runtime[RunContext]) -> RunState:
         ids = [v.item_id for v in unscored]
         if ctx.run.records.add_flag("evaluate", "unscored", "evaluate", ids, text):
             ctx.log("evaluate", "flag", text)
-    counts = {"scored": len(verdicts) - len(unscored), "unscored": len(unscored)}
+    pending = [v for v in verdicts if v.status == VerdictStatus.PENDING]
+    scored = len(verdicts) - len(unscored) - len(pending)
+    counts = {"scored": scored, "unscored": len(unscored)}
     batches = len(ctx.run.records.batches())
-    text = f"{counts['scored']} verdicts scored, {counts['unscored']} unscored, {batches} batches."
+    text = f"{scored} verdicts scored, {len(unscored)} unscored, {batches} batches."
+    if pending:  # the checkpoint sends the stage back for them; --yes never approves past them
+        counts["pending"] = len(pending)
+        text += f" {len(pending)} items pending: the judge API kept failing."
     data = compute_agreement(ctx.protocol, ctx.run.records)
     save_agreement(ctx.run.path("artifacts", "agreement.json"), data)
     primary = ctx.protocol.analysis.primary
