@@ -5,6 +5,11 @@ with a recorded result is answered from the ledger and never sent again, so a st
 after an interrupt or a crash costs nothing. Failed calls are recorded too (for accounting) but
 are not results: they are tried again on the next pass.
 
+A call is recorded as started (`Ledger.begin`) just before it is sent, and that record is cleared
+in the same transaction that stores its result. A process killed mid-call leaves the record
+behind: the call may have been paid although its answer never reached the ledger, and the run
+shows it as "possibly paid".
+
 The SDK retries inside one `messages.create`; every HTTP request it sends, retries included,
 passes an httpx request hook (`sdk_client`), so a call's `attempts` in the ledger is the number
 of requests actually made for it, not the number of times we asked the SDK.
@@ -17,6 +22,7 @@ import hashlib
 import json
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -80,12 +86,63 @@ class LedgerEntry:
     latency_s: float
 
 
+@dataclass(frozen=True)
+class Started:
+    """A call about to be sent, as the ledger keeps it until its result is stored: what a kill
+    before then may have cost."""
+
+    key: str
+    spec: CallSpec
+    model: str
+    input_tokens: int
+    """An estimate: the request's JSON length / 4 (about four characters a token in English
+    text). Only the API's answer says the exact count, and there is none yet."""
+    max_tokens: int
+    """The most output tokens the request allows."""
+    price_factor: float = 1.0
+    """The share of the list price the call costs: 1.0 online, 0.5 through the Message Batches
+    API, 0.0 on a local worker."""
+
+    @classmethod
+    def of(
+        cls,
+        key: str,
+        spec: CallSpec,
+        request: dict[str, Any],
+        *,
+        price_factor: float = 1.0,
+    ) -> Started:
+        """The record of `request` (a Messages API request body) as started."""
+        return cls(
+            key,
+            spec,
+            request["model"],
+            len(json.dumps(request)) // 4,
+            int(request.get("max_tokens") or 0),
+            price_factor,
+        )
+
+
 class Ledger(Protocol):
-    """Where call results are kept; the orchestrator's records store implements it."""
+    """Where call results are kept; the orchestrator's records store implements it.
+
+    A sender records its calls as started under an attempt id of its choosing (`begin`), before
+    sending them — one online call, or every call of a message batch before its create request —
+    and passes the same attempt id when it stores each result, which clears that call's record.
+    """
 
     def lookup(self, key: str) -> CallResult | None: ...
 
-    def store(self, entry: LedgerEntry) -> None: ...
+    def begin(self, attempt: str, calls: list[Started]) -> None:
+        """Record `calls` as started (sent, or about to be) under `attempt`."""
+
+    def store(self, entry: LedgerEntry, attempt: str | None = None) -> None:
+        """Record a call's result (or its failure) and clear its record as started under
+        `attempt`, in one transaction."""
+
+    def unsent(self, attempt: str) -> None:
+        """Clear every call started under `attempt`: none of them was processed (the endpoint
+        refused the credentials), so none can have been paid."""
 
 
 def call_key(protocol_sha: str, spec: CallSpec, model: str, params: dict[str, Any]) -> str:
@@ -235,10 +292,19 @@ class LLMClient:
         if tool_choice:
             request["tool_choice"] = tool_choice
         async with self._slots:
+            # recorded as started inside the slot, just before it is sent: a call waiting for a
+            # slot has not been sent, and could not have been paid if the process died now
+            attempt = uuid.uuid4().hex
+            factor = 0.0 if self.endpoint.local else 1.0
+            self.ledger.begin(attempt, [Started.of(key, spec, request, price_factor=factor)])
             started = time.monotonic()
-            result = await self._send(key, model, request)
+            try:
+                result = await self._send(key, model, request)
+            except AuthenticationFailed:
+                self.ledger.unsent(attempt)
+                raise
             latency = time.monotonic() - started
-        self.ledger.store(LedgerEntry(result, spec, model, params, request, latency))
+        self.ledger.store(LedgerEntry(result, spec, model, params, request, latency), attempt)
         return result
 
     async def _send(self, key: str, model: str, request: dict[str, Any]) -> CallResult:

@@ -14,9 +14,10 @@ from typing import Any
 from orchestrator.analysis import AnalysisResult, load_agreement
 from orchestrator.analysis.result import ContrastResult
 from orchestrator.protocol.schema import Protocol
+from orchestrator.records import PossiblyPaid
 from orchestrator.report_notes import deviations, limitations, read_artifact
 from orchestrator.rundir import RunDir, analysis_sha256
-from orchestrator.usage import usage_totals
+from orchestrator.usage import possibly_paid_text, usage_totals
 
 SECTIONS = {
     "question": "Question",
@@ -90,10 +91,26 @@ def report_context(
         "limitations": limitations(run, analysis, agreement, qualitative),
         "usage": usage_totals(run),
         "usage_by_stage": rec.usage(),
+        "possibly_paid": _possibly_paid(rec.possibly_paid()),
         "hashes": {
             "preregistered": m.preregistered_sha256,
             "analysis": analysis_sha256(run.loaded.protocol),
         },
+    }
+
+
+def _possibly_paid(by_stage: dict[str, PossiblyPaid]) -> dict[str, Any] | None:
+    """The calls a killed process may have paid for without recording them: the sentence and
+    the estimated totals; None when there are none (the report then shows nothing extra)."""
+    text = possibly_paid_text(by_stage)
+    if text is None:
+        return None
+    rows = by_stage.values()
+    return {
+        "text": text,
+        "input_tokens": sum(p.input_tokens for p in rows),
+        "output_tokens": sum(p.output_tokens for p in rows),
+        "cost_usd": sum(p.cost_usd for p in rows),
     }
 
 

@@ -127,9 +127,22 @@ class RunDir:
             self.records = Records(self.path("records.sqlite"))
             self.log = RunLog(self.path("LOG.md"))
             self.history = RunHistory(self.root)
+            self._orphan_started()
         except BaseException:
             os.close(self._lock_fd)
             raise
+
+    def _orphan_started(self) -> None:
+        """Calls recorded as started and never stored belong to a process that died (this one
+        holds the lock and has started nothing yet): from now on they count as possibly paid."""
+        orphaned = self.records.orphan_started()
+        if orphaned:
+            text = (
+                f"{orphaned} calls were in flight when an earlier process died and their "
+                "results were never recorded: possibly paid (SUMMARY.md and the report count "
+                "them)."
+            )
+            self.log.append("run", "orchestrator", "possibly_paid", text)
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)

@@ -11,7 +11,7 @@ from orchestrator.analysis import AnalysisResult, headline, load_agreement, load
 from orchestrator.records import AmendmentStatus, StageStatus
 from orchestrator.rundir import RunDir
 from orchestrator.state import STAGES
-from orchestrator.usage import usage_totals
+from orchestrator.usage import possibly_paid_text, usage_totals
 
 
 def key_numbers(run: RunDir) -> dict[str, str]:
@@ -21,6 +21,8 @@ def key_numbers(run: RunDir) -> dict[str, str]:
     numbers["tokens in / out"] = f"{u['input_tokens']:.0f} / {u['output_tokens']:.0f}"
     unpriced = f" (+{u['unpriced']:.0f} unpriced calls)" if u["unpriced"] else ""
     numbers["cost"] = f"${u['cost_usd']:.4f}{unpriced}"
+    if (possibly := possibly_paid_text(run.records.possibly_paid())) is not None:
+        numbers["not recorded"] = possibly
     numbers.update(_amendment_numbers(run))
     agreement = load_agreement(run.path("artifacts", "agreement.json"))
     if agreement is not None:

@@ -113,10 +113,16 @@ def show_panel(p: Panel) -> None:
             flags.add_row(kind, who, texts, examples)
         parts.append(flags)
     u = p.usage
-    parts.append(
+    spent = (
         f"spent so far: {u['calls']:.0f} calls, {u['input_tokens']:.0f} tokens in, "
         f"{u['output_tokens']:.0f} out, ${u['cost_usd']:.4f}"
     )
+    if u.get("possibly_paid"):
+        spent += (
+            f"; {u['possibly_paid']:.0f} more possibly paid (in flight when a process was "
+            f"killed or interrupted, never recorded): ≈ ${u['possibly_paid_usd']:.4f}"
+        )
+    parts.append(spent)
     if p.pending:
         parts.append(
             f"[red]{p.pending}[/]: approving now leaves them unjudged (missing data); "

@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS calls(
   created TEXT NOT NULL, cache_write_tokens INTEGER NOT NULL DEFAULT 0,
   cache_read_tokens INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS calls_item ON calls(stage, item, role);
+CREATE TABLE IF NOT EXISTS started(
+  attempt TEXT NOT NULL, key TEXT NOT NULL, stage TEXT NOT NULL, item TEXT NOT NULL,
+  role TEXT NOT NULL, model TEXT NOT NULL, started TEXT NOT NULL, input_tokens INTEGER NOT NULL,
+  max_tokens INTEGER NOT NULL, price_factor REAL NOT NULL, orphaned INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY(attempt, key));
 CREATE TABLE IF NOT EXISTS screen(
   item_id TEXT PRIMARY KEY, flags TEXT NOT NULL, text TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS batches(
@@ -92,7 +97,8 @@ class Database:
         return {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
 
     def _migrate(self) -> None:
-        """Bring a records file from an earlier version up to SCHEMA (idempotent)."""
+        """Bring a records file from an earlier version up to SCHEMA (idempotent). Tables added
+        since (`started`) need nothing here: SCHEMA creates them if they do not exist."""
         with self._lock:
             cols = self._columns("verdicts")
             if cols and "copy" not in cols:

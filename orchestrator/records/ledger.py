@@ -1,17 +1,27 @@
 """The call ledger: every external call, keyed so a recorded answer is never paid for twice.
 
-`LLMClient` writes through `lookup` and `store`; the subjects' responses and the usage figures are
-read back from the same table.
+`LLMClient` writes through `lookup`, `begin` and `store`; the subjects' responses and the usage
+figures are read back from the same table.
+
+A call is in the `started` table from just before it is sent until its result is stored (the
+same transaction clears it). Only one process holds a run (the run directory's lock), so rows
+found there when a process opens the run belong to processes that died with those calls in flight:
+`orphan_started` marks them then, and they count as possibly paid from that moment on. The rows of
+the process that holds the run are its calls in flight, not possibly paid. An orphaned row stays
+for good (its call may have been paid, whatever happens later) unless its own attempt is stored
+after all: a message batch in flight at a kill is collected on resume under the same attempt.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 
-from agents.client import CallResult, LedgerEntry
+from agents.client import CallResult, LedgerEntry, Started
+from agents.pricing import price_usd
 from memory import utc_stamp
 from orchestrator.records.db import Database
-from orchestrator.records.rows import Response
+from orchestrator.records.rows import PossiblyPaid, Response
 
 _STORE = (
     "INSERT INTO calls(key, stage, item, role, model, params, request, content, "
@@ -40,6 +50,20 @@ _USAGE = (
 )
 
 
+_BEGIN = (
+    "INSERT OR REPLACE INTO started(attempt, key, stage, item, role, model, started, "
+    "input_tokens, max_tokens, price_factor) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+
+_ORPHANED = (
+    "SELECT s.stage, s.model, s.input_tokens, s.max_tokens, s.price_factor, "
+    "(SELECT AVG(c.output_tokens) FROM calls c "
+    " WHERE c.stage=s.stage AND c.model=s.model AND c.error IS NULL) AS mean_output "
+    "FROM started s WHERE s.orphaned=1 ORDER BY s.started"
+)
+"""Each orphaned call with the mean output of the answered calls of its stage and model."""
+
+
 class CallLedger(Database):
     """The calls table of records.sqlite."""
 
@@ -64,7 +88,59 @@ class CallLedger(Database):
             cache_read_tokens=r["cache_read_tokens"],
         )
 
-    def store(self, entry: LedgerEntry) -> None:
+    def begin(self, attempt: str, calls: list[Started]) -> None:
+        """Record `calls` as started under `attempt`, before they are sent."""
+        now = utc_stamp()
+        rows = [
+            (attempt, c.key, c.spec.stage, c.spec.item, c.spec.role, c.model, now)
+            + (c.input_tokens, c.max_tokens, c.price_factor)
+            for c in calls
+        ]
+        with self._tx() as db:
+            db.executemany(_BEGIN, rows)
+
+    def unsent(self, attempt: str) -> None:
+        """Clear the calls started under `attempt`: the endpoint processed none of them."""
+        with self._tx() as db:
+            db.execute("DELETE FROM started WHERE attempt=?", (attempt,))
+
+    def orphan_started(self) -> int:
+        """Mark every call still started as orphaned: possibly paid, never recorded. Only the
+        process that has just taken the run's lock may call this (it has started nothing yet,
+        so every row belongs to a process that died). Returns how many rows it marked."""
+        with self._tx() as db:
+            return db.execute("UPDATE started SET orphaned=1 WHERE orphaned=0").rowcount
+
+    def possibly_paid(self) -> dict[str, PossiblyPaid]:
+        """The orphaned calls per stage, with their estimated tokens and cost: the input as
+        estimated when the call started; the output as the mean of the answered calls of the
+        same stage and model, else the request's max_tokens; priced at the call's price factor
+        (0 for a local model)."""
+        by_stage: dict[str, list[tuple[int, int, float | None]]] = defaultdict(list)
+        for r in self._all(_ORPHANED):
+            mean = r["mean_output"]
+            output = round(mean) if mean is not None else r["max_tokens"]
+            price = price_usd(r["model"], r["input_tokens"], output)
+            if r["price_factor"] == 0:
+                price = 0.0
+            elif price is not None:
+                price *= r["price_factor"]
+            by_stage[r["stage"]].append((r["input_tokens"], output, price))
+        return {
+            stage: PossiblyPaid(
+                stage=stage,
+                calls=len(calls),
+                input_tokens=sum(c[0] for c in calls),
+                output_tokens=sum(c[1] for c in calls),
+                cost_usd=sum(c[2] for c in calls if c[2] is not None),
+                unpriced=sum(1 for c in calls if c[2] is None),
+            )
+            for stage, calls in by_stage.items()
+        }
+
+    def store(self, entry: LedgerEntry, attempt: str | None = None) -> None:
+        """Record a call's result (a failure too) and, in the same transaction, clear its
+        record as started under `attempt`."""
         result, spec = entry.result, entry.spec
         row = (
             result.key,
@@ -88,6 +164,9 @@ class CallLedger(Database):
         )
         with self._tx() as db:
             db.execute(_STORE, row)
+            if attempt is not None:
+                clear = "DELETE FROM started WHERE attempt=? AND key=?"
+                db.execute(clear, (attempt, result.key))
 
     def made_calls(self, stage: str, item: str, role: str) -> bool:
         """Whether any call (answered or failed) was made for (stage, item, role): work on it

@@ -21,6 +21,7 @@ __all__ = [
     "DecisionRow",
     "FlagRow",
     "Item",
+    "PossiblyPaid",
     "ProbeRow",
     "Response",
     "SessionReason",
@@ -101,6 +102,20 @@ class Response:
     stop_reason: str | None
     error: str | None
     output_tokens: int
+
+
+@dataclass(frozen=True)
+class PossiblyPaid:
+    """One stage's calls that a process which has since died started and never recorded: each
+    was sent, or about to be, and may have been paid. Tokens and cost are estimates."""
+
+    stage: str
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    unpriced: int
+    """Calls of a model without a known price (not counted in `cost_usd`)."""
 
 
 @dataclass(frozen=True)

@@ -221,3 +221,69 @@ def test_an_endpoint_never_shows_its_key() -> None:
     endpoint = Endpoint(base_url="http://127.0.0.1:1", api_key=API_KEY)
     assert API_KEY not in repr(endpoint) and API_KEY not in str(endpoint)
     assert endpoint.api_key == API_KEY
+
+
+def started_rows(records: Records) -> list[tuple]:
+    rows = records._all("SELECT key, stage, item, role, model, max_tokens, orphaned FROM started")
+    return [tuple(r) for r in rows]
+
+
+def test_a_call_in_flight_is_recorded_as_started_until_its_result_is_stored(
+    records: Records,
+) -> None:
+    in_flight: list[list[tuple]] = []
+
+    def handler(body: dict) -> Any:
+        in_flight.append(started_rows(records))  # the server holds the request: it is in flight
+        return "answer"
+
+    with FakeAnthropic(handler) as server:
+        result = call(server, records)
+    assert in_flight == [[(result.key, "collect", "item-1", "subject", "claude-sonnet-4-6", 50, 0)]]
+    assert started_rows(records) == []  # stored, and cleared in the same transaction
+    assert records.lookup(result.key) is not None
+
+
+def test_a_failed_call_is_no_longer_started_once_stored(records: Records) -> None:
+    with FakeAnthropic(lambda body: Fault.server_error()) as server:
+        failed = call(server, records, retries=1)
+    assert failed.error is not None and len(server.requests) == 2
+    assert started_rows(records) == []  # counted as paid attempts in `calls` instead
+    assert records.usage()["collect"]["calls"] == 2
+
+
+def test_a_call_refused_for_its_credentials_leaves_nothing_started(records: Records) -> None:
+    with FakeAnthropic(lambda body: Fault.authentication()) as server:
+        with pytest.raises(AuthenticationFailed):
+            call(server, records, retries=3)
+    assert started_rows(records) == []  # a 401 is not processed, so it cannot have been paid
+
+
+def test_a_call_waiting_for_a_slot_is_not_started(records: Records) -> None:
+    """Only calls that hold a slot are sent; the ones queued behind them were never sent and
+    must not count as possibly paid if the process died now."""
+    seen: list[int] = []
+
+    def handler(body: dict) -> Any:
+        # by the time a request arrives, every other call has run up to the slot it waits for
+        seen.append(len(started_rows(records)))
+        return "ok"
+
+    with FakeAnthropic(handler) as server:
+        endpoint = Endpoint(base_url=server.url, api_key="k", concurrency=1)
+
+        async def go() -> None:
+            async with LLMClient(endpoint, records, "sha") as client:
+                calls = [
+                    client.call(
+                        CallSpec("collect", f"i{i}", "subject"),
+                        model="claude-sonnet-4-6",
+                        params=PARAMS,
+                        messages=[{"role": "user", "content": str(i)}],
+                    )
+                    for i in range(3)
+                ]
+                await asyncio.gather(*calls)
+
+        asyncio.run(go())
+    assert seen == [1, 1, 1] and started_rows(records) == []

@@ -14,19 +14,27 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
+from agents.client import CallResult, CallSpec, LedgerEntry, Started
+from agents.pricing import price_usd
 from memory import RunLog
 from memory.log import HEADER
 from orchestrator import runner
-from tests.conftest import API_KEY, DEU, ROOT, spawn
+from orchestrator.records import Records
+from orchestrator.usage import possibly_paid_text
+from tests.conftest import API_KEY, DEU, ROOT, research, spawn
 from tests.fakes.anthropic_server import FakeAnthropic, Seen
 from tests.fakes.world import deu_world
 from tests.limits import HANG_S
@@ -211,3 +219,123 @@ def test_a_kill_between_a_stage_and_its_checkpoint_resumes_every_later_stage(
     # the subject calls answered before the kill came from the ledger, not from the API again
     subjects = [s for s in world.answered() if not s.body.get("tools")]
     assert subject_calls == len(subjects) == 24
+
+
+SUBJECTS_IN_FLIGHT = 2 * 8
+"""The pilot's two subjects have 12 calls each and send at most 8 at once (their concurrency)."""
+
+
+def held_subject_calls(server: FakeAnthropic) -> list[Seen]:
+    """Subject requests (no tools) the fake has received and not answered."""
+    return [s for s in list(server.requests) if s.outcome == "pending" and not s.body.get("tools")]
+
+
+def test_calls_in_flight_at_a_kill_show_as_possibly_paid(
+    env: dict, runs: Path, world: FakeAnthropic
+) -> None:
+    """A kill while subject calls are in flight: their answers never reach the ledger, but they
+    may have been paid. The resumed run shows them, counted and priced, as possibly paid."""
+    release = threading.Event()
+    answer = world.handler
+
+    def holding(body: dict) -> object:
+        if not body.get("tools"):
+            release.wait(HANG_S)  # a subject call: held until the process that sent it is dead
+        return answer(body)
+
+    world.handler = holding
+    start = ["run", str(DEU), "--pilot", "--yes", "--run-id", "paid"]
+    proc = spawn(*start, env=env, output=runs.parent / "paid.out")
+    try:
+        guard = time.monotonic() + HANG_S
+        # every slot holds a call the fake has received: none is between started and sent
+        while len(held_subject_calls(world)) < SUBJECTS_IN_FLIGHT:
+            assert proc.poll() is None, (runs.parent / "paid.out").read_text()[-3000:]
+            assert time.monotonic() < guard, "the subject calls never filled their slots"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=HANG_S)
+        # counted while still held: a held call answered now would go to a dead process
+        in_flight = len(held_subject_calls(world))
+        assert not world.answered()  # every subject call the killed process sent was held
+    finally:
+        release.set()
+    assert in_flight == SUBJECTS_IN_FLIGHT
+
+    resumed = research("resume", "paid", "--yes", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    run_dir = runs / "paid"
+    summary = (run_dir / "SUMMARY.md").read_text()
+    assert "**complete**" in summary
+    sentence = (
+        f"{in_flight} calls possibly paid (in flight when a process was killed or interrupted, "
+        "never recorded): ≈ $"
+    )
+    line = next(ln for ln in summary.splitlines() if sentence in ln)
+    assert line.endswith(f"; by stage: collect {in_flight}")
+    cost = float(re.search(r"≈ \$([0-9.]+)", line).group(1))
+    assert cost > 0
+    for report in ("report.md", "report.html"):
+        assert sentence in (run_dir / report).read_text()
+    log = (run_dir / "LOG.md").read_text()
+    assert f"{in_flight} calls were in flight when an earlier process died" in log
+    # the resumed run made the held calls again; its own calls left nothing started
+    rec = Records(run_dir / "records.sqlite")
+    rows = rec._all("SELECT stage, orphaned, COUNT(*) AS n FROM started GROUP BY stage, orphaned")
+    assert [tuple(r) for r in rows] == [("collect", 1, in_flight)]
+    assert len(rec.responses()) == 24
+
+
+def entry(key: str, spec: CallSpec, model: str, output_tokens: int) -> LedgerEntry:
+    result = CallResult(key, [{"type": "text", "text": "x"}], "end_turn", 10, output_tokens)
+    return LedgerEntry(result, spec, model, {}, {}, 0.1)
+
+
+def test_possibly_paid_calls_are_estimated_from_answered_calls_of_their_stage_and_model(
+    tmp_path: Path,
+) -> None:
+    rec = Records(tmp_path / "records.sqlite")
+    sonnet, haiku = "claude-sonnet-4-6", "claude-haiku-4-5"
+    rec.store(entry("answered", CallSpec("collect", "i0", "subject"), sonnet, 100))
+    rec.store(entry("answered-2", CallSpec("collect", "i9", "subject"), sonnet, 200))
+    rec.begin("online", [Started("k1", CallSpec("collect", "i1", "subject"), sonnet, 1000, 500)])
+    batch = [
+        Started(f"k{i}", CallSpec("collect", f"i{i}", "subject"), haiku, 2000, 300, 0.5)
+        for i in (2, 3)
+    ]
+    rec.begin("batch", batch)  # a message batch: all its calls, before its create request
+    judging = CallSpec("evaluate", "batch-1", "evaluator-1")
+    rec.begin("local", [Started("k4", judging, "smollm2", 100, 50, 0.0)])
+    rec.begin("unknown", [Started("k5", judging, "mystery-model", 100, 50)])
+    # this process's calls in flight are not possibly paid; those a new process finds are
+    assert rec.possibly_paid() == {}
+    assert rec.orphan_started() == 5
+    assert rec.orphan_started() == 0
+
+    paid = rec.possibly_paid()
+    collect, evaluate = paid["collect"], paid["evaluate"]
+    # sonnet's output: the mean of its answered calls; haiku has none, so its max_tokens
+    assert (collect.calls, collect.input_tokens, collect.output_tokens) == (3, 5000, 150 + 600)
+    expected = price_usd(sonnet, 1000, 150) + 2 * 0.5 * price_usd(haiku, 2000, 300)
+    assert collect.cost_usd == pytest.approx(expected) and collect.unpriced == 0
+    assert (evaluate.calls, evaluate.cost_usd, evaluate.unpriced) == (2, 0.0, 1)
+    text = possibly_paid_text(paid)
+    assert text is not None and text.startswith("5 calls possibly paid (in flight when")
+    assert text.endswith(f"≈ ${expected:.4f} (+1 unpriced); by stage: collect 3, evaluate 2")
+
+    # a batch found in flight on resume is collected, not paid again: storing its results
+    # under its attempt clears them; another attempt of the same key clears nothing
+    rec.store(entry("k2", CallSpec("collect", "i2", "subject"), haiku, 40), "batch")
+    rec.store(entry("k3", CallSpec("collect", "i3", "subject"), haiku, 40), "another")
+    assert rec.possibly_paid()["collect"].calls == 2
+    assert possibly_paid_text({}) is None
+
+
+def test_a_records_file_from_before_started_calls_opens_with_none(tmp_path: Path) -> None:
+    path = tmp_path / "records.sqlite"
+    Records(path).close()
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("DROP TABLE started")
+    rec = Records(path)
+    assert rec.possibly_paid() == {} and rec.orphan_started() == 0

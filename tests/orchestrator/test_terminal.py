@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pexpect
 
 from memory import RunLog
+from orchestrator.cli.ui import console, show_panel
+from orchestrator.panel import Panel
 from tests.conftest import DEU, ROOT, copy_run
 from tests.limits import HANG_S
 
@@ -85,3 +88,17 @@ def test_terminal_amendment_shows_the_diff_and_asks(
     assert child.exitstatus == 0
     assert (run_dir / "protocol.yaml").read_text() == amended.read_text()
     assert "one family, FWER" in (run_dir / "report.md").read_text()
+
+
+def test_the_panel_shows_calls_possibly_paid_only_when_there_are_some() -> None:
+    spent = {"calls": 40, "input_tokens": 9000, "output_tokens": 700, "cost_usd": 0.1}
+    shown = []
+    for possibly in (0, 16):
+        usage = {**spent, "unpriced": 0, "possibly_paid": possibly, "possibly_paid_usd": 0.0208}
+        with console.capture() as out:
+            show_panel(Panel("r", "evaluate", [], [], usage, "", {}))
+        unboxed = re.sub("[│╭╮╰╯─]", " ", out.get())  # the panel's border and wrapped lines
+        shown.append(" ".join(unboxed.split()))
+    assert "spent so far: 40 calls" in shown[0] and "possibly paid" not in shown[0]
+    said = "16 more possibly paid (in flight when a process was killed or interrupted, never "
+    assert said in shown[1] and "recorded): ≈ $0.0208" in shown[1]
