@@ -62,6 +62,7 @@ from agents.client import (
     Endpoint,
     Ledger,
     LedgerEntry,
+    Started,
     call_key,
     error_message,
     message_result,
@@ -215,6 +216,12 @@ class BatchRunner:
             intended=utc_stamp(),
             posts=0,
         )
+        # started before the first request, under the intent's id: a kill from here on leaves
+        # them possibly paid, unless a resume collects the batch (stored under the same id) or
+        # finds none was made
+        factor = 0.0 if self.endpoint.local else BATCH_PRICE
+        started = [Started.of(k, c.spec, _request(c), price_factor=factor) for k, c in todo.items()]
+        self.ledger.begin(intent.intent or "", started)
         failed = _Failed("no creation request sent", maybe_created=False, retry=True)
         for attempt in range(self.endpoint.max_retries + 1):
             if attempt:
@@ -222,7 +229,12 @@ class BatchRunner:
             sending = intent.model_copy(update={"posts": intent.posts + 1})
             self.state.put(sending, replacing=intent)  # on file before the request goes out
             intent = sending
-            got = await self._post(requests)
+            try:
+                got = await self._post(requests)
+            except AuthenticationFailed:
+                if intent.posts == 1:  # refused before anything was made: nothing to pay
+                    self.ledger.unsent(intent.intent or "")
+                raise
             if not isinstance(got, _Failed):
                 update = {"id": got.id, "status": "in_progress", "submitted": utc_stamp()}
                 entry = intent.model_copy(update=update)
@@ -236,13 +248,14 @@ class BatchRunner:
                         return found
                 except _LookUpFailed as e:  # it may exist: sending again could make two
                     error = f"{failed.error}; the look-up for the batch failed: {e}"
-                    self._fail(todo, results, error, intent.posts)
+                    # still started: the batch may run (and be paid) until a look-up finds it
+                    self._fail(todo, results, error, intent.posts, attempt=None)
                     self.state.put(intent.model_copy(update={"counted": intent.posts}))
                     return []
             if not failed.retry:
                 break
         self.state.mark(intent, "not_created")
-        self._fail(todo, results, failed.error, intent.posts)
+        self._fail(todo, results, failed.error, intent.posts, attempt=intent.intent)
         return []
 
     async def _post(self, requests: list[dict[str, Any]]) -> MessageBatch | _Failed:
@@ -271,10 +284,12 @@ class BatchRunner:
             try:
                 if not await self._look_up(intent):
                     self.state.mark(intent, "not_created")
+                    self.ledger.unsent(intent.intent or "")  # no batch: nothing was paid
             except _LookUpFailed as e:  # creating the calls again could make a second batch
                 stuck = {k: c for k, c in pending.items() if k in intent.calls}
                 error = f"message batch creation unresolved; the look-up failed: {e}"
-                self._fail(stuck, results, error, intent.posts - intent.counted)
+                sent = intent.posts - intent.counted
+                self._fail(stuck, results, error, sent, attempt=None)
                 self.state.put(intent.model_copy(update={"counted": intent.posts}))
 
     async def _look_up(self, intent: BatchEntry) -> list[BatchEntry]:
@@ -364,15 +379,15 @@ class BatchRunner:
                 break
             if waiting:
                 await self._sleep()
-        sent = group[0].posts - group[0].counted
+        sent, attempt = group[0].posts - group[0].counted, group[0].intent
         out: dict[str, CallResult] = {}
         for key, (result, latency) in found.items():
             hit = self.ledger.lookup(key)  # answered meanwhile: keep that answer
-            out[key] = hit or self._store(key, calls[key], result, latency, sent)
+            out[key] = hit or self._store(key, calls[key], result, latency, sent, attempt)
         missing = {k: c for k, c in calls.items() if k not in out}
         gone = len(lost) == len(group)
         error = f"batch {', '.join(lost)} not found" if gone else "batch result missing"
-        self._fail(missing, out, error, sent)
+        self._fail(missing, out, error, sent, attempt)
         return out
 
     async def _retrieve(self, entry: BatchEntry) -> MessageBatch | Literal["lost"] | None:
@@ -415,7 +430,13 @@ class BatchRunner:
 
     # results -----------------------------------------------------------------------------
     def _store(
-        self, key: str, call: BatchCall, result: Any, latency_s: float, sent: int
+        self,
+        key: str,
+        call: BatchCall,
+        result: Any,
+        latency_s: float,
+        sent: int,
+        attempt: str | None,
     ) -> CallResult:
         if result.type == "succeeded":
             out = self._succeeded(key, call.model, result.message)
@@ -425,18 +446,25 @@ class BatchRunner:
         else:  # expired, canceled: never processed
             out = CallResult(key, error=f"batch {result.type}")
         out = replace(out, attempts=sent)
-        self.ledger.store(_entry(call, out, latency_s))
+        self.ledger.store(_entry(call, out, latency_s), attempt)
         return out
 
     def _succeeded(self, key: str, model: str, msg: anthropic.types.Message) -> CallResult:
         return message_result(key, model, msg, local=self.endpoint.local, price_factor=BATCH_PRICE)
 
     def _fail(
-        self, calls: dict[str, BatchCall], out: dict[str, CallResult], error: str, sent: int
+        self,
+        calls: dict[str, BatchCall],
+        out: dict[str, CallResult],
+        error: str,
+        sent: int,
+        attempt: str | None,
     ) -> None:
+        """Store the calls as failed; clear their started record under `attempt` (None: keep
+        it, for a batch that may exist and be paid)."""
         for key, call in calls.items():
             out[key] = CallResult(key, error=error, attempts=sent)
-            self.ledger.store(_entry(call, out[key], 0.0))
+            self.ledger.store(_entry(call, out[key], 0.0), attempt)
 
 
 def _request(call: BatchCall) -> dict[str, Any]:

@@ -133,6 +133,9 @@ def test_a_run_killed_before_the_batch_creation_reply_resumes_without_a_second_b
     r = research("resume", "kb", "--yes", env=env)
     assert r.returncode == 0 and "complete" in r.stdout, r.stderr
     assert len(world.batch_creates()) == 1 and len(world.batches) == 1  # found, not made again
+    with sqlite3.connect(runs / "kb" / "records.sqlite") as db:
+        left = db.execute("SELECT item FROM started WHERE item LIKE ?", (f"{BATCHED}%",))
+        assert not left.fetchall()  # the batch was collected: its calls are not possibly paid
     got = responses(runs / "kb")
     assert len(got) == 24 and all(r.error is None for r in got.values())
     [entry] = json.loads(state.read_text())["batches"]
