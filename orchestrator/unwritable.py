@@ -22,8 +22,12 @@ import git
 
 from orchestrator.errors import RunDirUnwritable
 
-ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-"""The errors of a write that the researcher fixes on the machine, not in the code."""
+STORAGE = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""Errors only storage gives: the researcher fixes them on the machine, not in the code."""
+PERMISSION = (errno.EACCES, errno.EPERM)
+"""Errors a socket or a signal can give too: about the run directory only when they name a file
+in it (a write to a file already open is never refused for permission)."""
+ERRNOS = STORAGE + PERMISSION
 
 _SQLITE_FULL = ("SQLITE_FULL", "database or disk is full")
 _SQLITE_UNWRITABLE = (
@@ -73,9 +77,12 @@ def _chain(e: BaseException) -> Iterator[BaseException]:
 
 def _reason(e: BaseException, path: Path) -> str | None:
     if isinstance(e, OSError):
-        if e.errno not in ERRNOS or not _concerns(e, path):
-            return None
-        return os.strerror(e.errno)
+        named = [n for n in (e.filename, e.filename2) if isinstance(n, str | bytes | os.PathLike)]
+        if e.errno in STORAGE and (not named or _concerns(named, path)):
+            return os.strerror(e.errno)
+        if e.errno in PERMISSION and named and _concerns(named, path):
+            return os.strerror(e.errno)
+        return None
     if isinstance(e, sqlite3.Error):
         name, message = getattr(e, "sqlite_errorname", None) or "", str(e)
         if name == _SQLITE_FULL[0] or message == _SQLITE_FULL[1]:
@@ -94,12 +101,9 @@ def _reason(e: BaseException, path: Path) -> str | None:
     return None
 
 
-def _concerns(e: OSError, path: Path) -> bool:
-    """Whether the error is about `path`, a file in it or a directory above it. A write to an
-    open file names none, and counts."""
-    names = [n for n in (e.filename, e.filename2) if n is not None]
-    if not names:
-        return True
+def _concerns(names: list[str | bytes | os.PathLike], path: Path) -> bool:
+    """Whether an error naming these files is about `path`, a file in it or a directory above
+    it."""
     here = _resolved(path)
     for name in names:
         there = _resolved(Path(os.fsdecode(name)))

@@ -8,12 +8,14 @@ directory to anyone, and, where mounting is permitted, a small or read-only tmpf
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import resource
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ import pytest
 
 from memory import RunLog
 from orchestrator import runner
+from orchestrator.unwritable import unwritable
 from tests.conftest import DEU, ROOT, copy_run, research
 from tests.limits import HANG_S
 
@@ -172,3 +175,41 @@ def test_read_only_then_full_disk_then_resume_completes(
     again = research("resume", "disk", "--yes", env=env)
     assert again.returncode == 0 and "complete" in again.stdout, again.stderr
     assert manifest(run_dir)["status"] == "complete"
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "Disk quota exceeded"),
+        (PermissionError(errno.EACCES, "Permission denied", "RUN/.lock"), "Permission denied"),
+        (OSError(errno.EROFS, "Read-only file system", "RUN/.."), "Read-only file system"),
+        (sqlite3.OperationalError("database or disk is full"), "No space left on device"),
+        # not about writing the run directory: left alone, so that a bug keeps its traceback
+        (PermissionError(errno.EACCES, "Permission denied"), None),  # a socket, a signal
+        (PermissionError(errno.EACCES, "Permission denied", "/elsewhere/x"), None),
+        (FileNotFoundError(errno.ENOENT, "No such file or directory", "RUN/x"), None),
+        (sqlite3.OperationalError("no such table: items"), None),
+        (ValueError("bad value"), None),
+    ],
+)
+def test_which_errors_mean_unwritable(
+    tmp_path: Path, error: BaseException, reason: str | None
+) -> None:
+    if isinstance(error, OSError) and isinstance(error.filename, str):
+        error.filename = error.filename.replace("RUN", str(tmp_path))
+    found = unwritable(tmp_path, error)
+    assert (found and found.reason) == reason
+    if found is not None:
+        assert str(found) == f"cannot write {tmp_path}: {reason}"
+
+
+def test_an_error_raised_from_a_full_disk_is_one_too(tmp_path: Path) -> None:
+    try:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.Error as e:
+            raise RuntimeError("while saving a checkpoint") from e
+    except RuntimeError as e:
+        found = unwritable(tmp_path, e)
+    assert found is not None and found.reason == "No space left on device"
