@@ -50,3 +50,14 @@ class ApiUnavailable(UserError):
     same way (one message, no traceback), with how to continue. Exit code 3."""
 
     exit_code = 3
+
+
+class RunDirUnwritable(UserError):
+    """A run directory, or the runs directory a run is being created in, that cannot be written:
+    no permission, a read-only file system, no space left, a file-size limit. The reason is the
+    operating system's own words ("No space left on device")."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot write {self.path}: {reason}")

@@ -2,6 +2,9 @@
 
 Data is written before the manifest says it exists (nanochat's rule): `create` writes the frozen
 protocol, LOG.md and the records database, and only then the manifest.
+
+A directory that cannot be written (no space, no permission, read-only) raises `RunDirUnwritable`
+naming it, from `create`, from opening a run, and from anything done inside `with run:`.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from memory import RunHistory, RunLog, utc_stamp, write_atomic
-from orchestrator.errors import RunLocked, UserError
+from orchestrator.errors import RunDirUnwritable, RunLocked, UserError
 from orchestrator.protocol import LoadedProtocol, load_protocol
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Records
 from orchestrator.settings import Settings
+from orchestrator.unwritable import unwritable, writing
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Status = Literal[
@@ -57,6 +61,11 @@ class Manifest(BaseModel):
     created: str
     updated: str
     status: Status
+    reason: str | None = Field(
+        None,
+        description="Why the run stopped, when its status is failed or interrupted: the error in "
+        'one line ("cannot write runs/x: No space left on device"). Cleared by the next status.',
+    )
 
 
 def runs_root(runs_dir: str | Path | None) -> Path:
@@ -109,7 +118,8 @@ class RunDir:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.id = self.root.name
-        self._lock_fd = _acquire(self.root / ".lock")
+        with writing(self.root):
+            self._lock_fd = _acquire(self.root / ".lock")
         try:
             self.manifest = Manifest.model_validate_json(self.path("manifest.json").read_text())
             self.loaded = load_protocol(self.path("protocol.yaml"))
@@ -128,8 +138,10 @@ class RunDir:
             self.log = RunLog(self.path("LOG.md"))
             self.history = RunHistory(self.root)
             self._orphan_started()
-        except BaseException:
+        except BaseException as e:
             os.close(self._lock_fd)
+            if (err := unwritable(self.root, e)) is not None and err is not e:
+                raise err from e
             raise
 
     def _orphan_started(self) -> None:
@@ -166,10 +178,37 @@ class RunDir:
         exists = UserError(f"{root} already exists: resume it with `research resume {run_id}`")
         if root.exists():
             raise exists
-        runs_dir.mkdir(parents=True, exist_ok=True)
-        # built under a temporary name and renamed when complete: a run directory that exists
-        # always has its manifest, whenever the process is killed
-        tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", dir=runs_dir))
+        with writing(runs_dir):
+            runs_dir.mkdir(parents=True, exist_ok=True)
+            # built under a temporary name and renamed when complete: a run directory that
+            # exists always has its manifest, whenever the process is killed
+            tmp = Path(tempfile.mkdtemp(prefix=f".{run_id}.", dir=runs_dir))
+        try:
+            cls._build(tmp, loaded, run_id, pilot, offline, local_model, models)
+        except BaseException as e:
+            err = unwritable(tmp, e)  # asked before the files it looks at are removed
+            shutil.rmtree(tmp, ignore_errors=True)
+            if err is None:
+                raise
+            raise RunDirUnwritable(runs_dir, err.reason) from e
+        try:
+            tmp.rename(root)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise exists from None
+        return cls(root)
+
+    @staticmethod
+    def _build(
+        tmp: Path,
+        loaded: LoadedProtocol,
+        run_id: str,
+        pilot: bool,
+        offline: bool,
+        local_model: str | None,
+        models: list[str],
+    ) -> None:
+        """Fill a new run directory: every file, the manifest last."""
         (tmp / "memory").mkdir()
         (tmp / "artifacts").mkdir()
         (tmp / "protocol.yaml").write_bytes(loaded.path.read_bytes())
@@ -196,12 +235,6 @@ class RunDir:
         )
         write_atomic(tmp / "manifest.json", manifest.model_dump_json(indent=2) + "\n")
         tmp.chmod(0o755)
-        try:
-            tmp.rename(root)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise exists from None
-        return cls(root)
 
     @classmethod
     def open(cls, runs_dir: Path, run: str) -> RunDir:
@@ -215,8 +248,9 @@ class RunDir:
     def pilot(self) -> bool:
         return self.manifest.size == "pilot"
 
-    def set_status(self, status: Status) -> None:
-        self.update_manifest(status=status)
+    def set_status(self, status: Status, reason: str | None = None) -> None:
+        """Record the run's status, and why it stopped when it failed or was interrupted."""
+        self.update_manifest(status=status, reason=reason)
 
     def update_manifest(self, **fields: object) -> None:
         self.manifest = self.manifest.model_copy(update={**fields, "updated": utc_stamp()})
@@ -229,14 +263,18 @@ class RunDir:
         self.update_manifest(protocol_sha256=self.loaded.sha256)
 
     def close(self) -> None:
-        self.records.close()
-        os.close(self._lock_fd)
+        try:
+            self.records.close()
+        finally:
+            os.close(self._lock_fd)
 
     def __enter__(self) -> RunDir:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, e: BaseException | None, tb: object) -> None:
         self.close()
+        if e is not None and (err := unwritable(self.root, e)) is not None and err is not e:
+            raise err from e
 
 
 def _acquire(path: Path) -> int:

@@ -24,7 +24,7 @@ from agents.client import AuthenticationFailed, Unavailable
 from orchestrator import amend
 from orchestrator.analysis import load_analysis
 from orchestrator.context import NoProgress, Progress, RunContext, as_run, models_of
-from orchestrator.errors import ApiUnavailable, UserError
+from orchestrator.errors import ApiUnavailable, RunDirUnwritable, UserError
 from orchestrator.flags import blocking_flags
 from orchestrator.forecast import forecast
 from orchestrator.graph import build_graph
@@ -44,6 +44,7 @@ from orchestrator.rundir import RunDir, runs_root
 from orchestrator.settings import Settings
 from orchestrator.state import STAGES
 from orchestrator.summary import refresh_summary
+from orchestrator.unwritable import unwritable
 from orchestrator.worker import local_worker, needs_worker
 
 
@@ -251,7 +252,8 @@ def _drive(
                             return stopped
                         pending = Command(resume=True)
                 elif snap.values and not snap.next and not snap.tasks:
-                    break  # the graph has reached its end
+                    # the graph has reached its end
+                    return _finish(run, protocol, snap.values.get("decisions", {}))
                 # A step whose tasks finished but whose checkpoint was never written (killed in
                 # between) shows no `next` yet still holds those tasks: invoking applies their
                 # saved writes and goes on. Taking it for the end would skip every later stage.
@@ -260,7 +262,10 @@ def _drive(
                 snap = graph.get_state(config)
                 pending = None
         except BaseException as e:
-            _record_failure(run, e)
+            failure = unwritable(run.root, e) or e
+            _record_failure(run, failure)
+            if failure is not e:
+                raise failure from e
             if isinstance(e, AuthenticationFailed):
                 raise UserError(f"the API refused the credentials: {e}") from e
             if isinstance(e, Unavailable):
@@ -269,7 +274,6 @@ def _drive(
                     f"with `research resume {run.id}`"
                 ) from e
             raise
-    return _finish(run, protocol, snap.values.get("decisions", {}))
 
 
 PENDING_ROUNDS = 1
@@ -332,22 +336,33 @@ def _at_checkpoint(
 
 
 def _record_failure(run: RunDir, e: BaseException) -> None:
-    """Say in LOG.md and SUMMARY.md why the run stopped (Ctrl-C, refused credentials, a crash)."""
+    """Say in LOG.md, manifest.json and SUMMARY.md why the run stopped (Ctrl-C, refused
+    credentials, a full disk, a crash), in each of them that can still be written: a disk that
+    is full or read-only must not turn the error being recorded into another one."""
     if isinstance(e, KeyboardInterrupt):
-        kind, status = "interrupted", "interrupted"
-        text = f"Interrupted (Ctrl-C). Continue with `research resume {run.id}`."
+        kind, status, reason = "interrupted", "interrupted", "Interrupted (Ctrl-C)"
     elif isinstance(e, AuthenticationFailed):
-        kind, status, text = "error", "failed", f"Authentication failed: {e}"
+        kind, status, reason = "error", "failed", f"Authentication failed: {e}"
     elif isinstance(e, Unavailable):
-        text = f"Stopped: the API kept failing: {e} Continue with `research resume {run.id}`."
-        kind, status = "error", "failed"
+        kind, status, reason = "error", "failed", f"Stopped: the API kept failing: {e}"
+    elif isinstance(e, RunDirUnwritable):
+        kind, status, reason = "error", "failed", str(e)
     elif isinstance(e, Exception):
-        kind, status, text = "error", "failed", f"{type(e).__name__}: {e}"
+        kind, status, reason = "error", "failed", f"{type(e).__name__}: {e}"
     else:  # SystemExit and the like: nothing to record
         return
-    run.log.append(_current_stage(run), "orchestrator", kind, text)
-    run.set_status(status)
-    refresh_summary(run)
+    text = f"{reason}\n\nContinue with `research resume {run.id}`."
+    steps = (
+        lambda: run.log.append(_current_stage(run), "orchestrator", kind, text),
+        lambda: run.set_status(status, reason),
+        lambda: refresh_summary(run),
+    )
+    for step in steps:
+        try:
+            step()
+        except Exception as again:
+            if unwritable(run.root, again) is None:
+                raise
 
 
 def _finish(run: RunDir, protocol: Protocol, decisions: dict[str, str]) -> Outcome:

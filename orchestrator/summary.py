@@ -78,6 +78,8 @@ def next_step(run: RunDir, waiting_at: str | None) -> str:
         return f"Done. Read report.md (`research report {run.id}` rebuilds it from records)."
     if status == "rejected":
         return "Stopped: a checkpoint was rejected (see Decisions). Start a new run to go on."
+    if run.manifest.reason:
+        return f"Stopped: {run.manifest.reason}. Continue with `research resume {run.id}`."
     return f"Continue with `research resume {run.id}`."
 
 

@@ -48,7 +48,7 @@ def main() -> None:
         err.print(f"[bold red]protocol error[/] {e.report()}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except UserError as e:
-        err.print(f"[bold red]error[/] {e}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print(INTERRUPTED)

@@ -122,10 +122,13 @@ class Database:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # a full disk may have ended the transaction already (then ROLLBACK would raise
+                # and hide why), or left it open after a failed COMMIT (then the next BEGIN would)
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
         with self._lock:
