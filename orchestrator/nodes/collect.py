@@ -30,6 +30,9 @@ from orchestrator.protocol.schema import Subject
 from orchestrator.records import Item, Response
 from orchestrator.state import RunState
 
+SHOWN = 20
+"""Item ids named in a LOG.md line about failed calls; the rest are counted."""
+
 
 def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
@@ -90,9 +93,12 @@ def _pass_text(
 
 
 def _errors(items: list[Item], responses: dict[str, Response]) -> str:
-    """What the items' calls failed with, kind by kind: "HTTP 529 ×3, batch expired ×1"."""
+    """What the items' calls failed with, kind by kind, and which items they are:
+    "HTTP 529 ×3, batch expired ×1: items a, b, c, d"."""
     kinds = Counter((responses[i.id].error or "").split(":")[0] for i in items)
-    return ", ".join(f"{k} ×{v}" for k, v in kinds.most_common())
+    ids = [i.id for i in items]
+    shown = ", ".join(ids[:SHOWN]) + (f" and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
+    return ", ".join(f"{k} ×{v}" for k, v in kinds.most_common()) + f": items {shown}"
 
 
 def _wait(ctx: RunContext, seconds: float) -> None:
