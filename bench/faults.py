@@ -10,6 +10,10 @@ failing, or items pending at the evaluate checkpoint) is resumed, at most three 
 shows where the first process left the items, how many resumes it took until all 400 were
 scored, and the requests and faults the fake saw.
 
+The outage row fails every request of three evaluators (529) until the first process stops: their
+unjudged items go pending, the stage is sent back once, --yes does not approve past them, and the
+resume (the API back) judges them.
+
 The batched row puts one subject on the Message Batches API, loses the reply to every batch
 creation (the batch is made; the client hears nothing) and fails 5% of its results as errored and
 2% as expired: it shows the batches created per subject and pass and the answers that came back.
@@ -26,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +47,7 @@ from tests.fakes.anthropic_server import (  # noqa: E402
     flaky_results,
     random_faults,
 )
-from tests.fakes.world import deu_world  # noqa: E402
+from tests.fakes.world import deu_world, evaluator_of  # noqa: E402
 
 BATCHED = "claude-haiku"
 
@@ -61,13 +66,17 @@ def statuses(run_dir: Path) -> Counter:
         rec.close()
 
 
-def drive(protocol: Path, run_id: str) -> tuple[str, Counter, int]:
-    """(how the first process stopped, the items' verdicts then, resumes until complete)."""
+def drive(
+    protocol: Path, run_id: str, between: Callable[[], None] = lambda: None
+) -> tuple[str, Counter, int]:
+    """(how the first process stopped, the items' verdicts then, resumes until complete);
+    `between` runs after the first process (the API comes back)."""
     try:
         first = runner.start(protocol, yes=True, run_id=run_id).status
     except ApiUnavailable:
         first = "failed (API)"
     after_first = statuses(runs_dir() / run_id)
+    between()
     resumes, status = 0, first
     while status != "complete" and resumes < 3:
         resumes += 1
@@ -95,6 +104,37 @@ def faulted(rate: float, seed: int, work: Path) -> dict[str, Any]:
         "after": after,
         "resumes": resumes,
         "end": end,
+        "requests": requests,
+        "faults": faults,
+        "wall": wall,
+    }
+
+
+def judge_outage(work: Path) -> dict[str, Any]:
+    """Three of the eight evaluators' requests all fail (529) until the first process stops."""
+    protocol = work / "deu.yaml"
+    protocol.write_text(without_probes(DEU.read_text()))
+    base, down = deu_world(), {"on": True}
+    out = {"evaluator-2", "evaluator-5", "evaluator-7"}
+
+    def handler(body: dict[str, Any]) -> Any:
+        if down["on"] and body.get("tools") and evaluator_of(body) in out:
+            return Fault.overloaded()
+        return base(body)
+
+    with FakeAnthropic(handler) as world:
+        os.environ["ANTHROPIC_BASE_URL"] = world.url
+        started = time.perf_counter()
+        first, after, resumes = drive(protocol, "outage", lambda: down.update(on=False))
+        wall = time.perf_counter() - started
+        faults = sum(1 for r in world.requests if r.outcome.startswith("fault"))
+        requests = len(world.requests)
+    return {
+        "setting": "3 of 8 evaluators' judge calls all fail until the first process stops",
+        "first": first,
+        "after": after,
+        "resumes": resumes,
+        "end": statuses(runs_dir() / "outage"),
         "requests": requests,
         "faults": faults,
         "wall": wall,
@@ -168,6 +208,9 @@ def main() -> None:
             work = Path(tmp) / f"r{rate}"
             work.mkdir()
             rows.append(faulted(rate, args.seed, work))
+        outage = Path(tmp) / "outage"
+        outage.mkdir()
+        rows.append(judge_outage(outage))
         rows.append(batched(args.seed, Path(tmp)))
     print(f"SDK retries {args.retries}, seed {args.seed}; full-size DEU (400 items), no probes")
     print(
