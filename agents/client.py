@@ -2,8 +2,10 @@
 
 Every call goes through a ledger keyed by (protocol hash, stage, item, role, model, params). A key
 with a recorded result is answered from the ledger and never sent again, so a stage that re-runs
-after an interrupt or a crash costs nothing. Failed calls are recorded too (for accounting) but
-are not results: they are tried again on the next pass.
+after an interrupt or a crash pays only for the calls still missing. Failed calls are recorded
+too (each request counts as an attempt) but are not results: whether one is made again is the
+caller's choice (`retryable` says whether it may pass: collect's follow-up passes, the agent
+loop's retries).
 
 A call is recorded as started (`Ledger.begin`) just before it is sent, and that record is cleared
 in the same transaction that stores its result. A process killed mid-call leaves the record

@@ -81,7 +81,10 @@ class Chat:
             result = await self._call(messages, tools, key_extra, force)
         if result.error is not None and retryable(result.error):
             tries = len(self.retry.waits()) + 1
-            raise Unavailable(f"{result.error} (still failing after {tries} tries)")
+            hint = (
+                "; one that always times out may need a longer timeout" if _timeout(result) else ""
+            )
+            raise Unavailable(f"{result.error} (still failing after {tries} tries{hint})")
         return result
 
     async def _call(
@@ -102,6 +105,18 @@ class Chat:
             key_extra=key_extra,
             cache=self.cache,
         )
+
+
+def retry_note(who: str, result: CallResult, attempt: int, retry: Retry, wait_s: float) -> str:
+    """The LOG.md line for a call sent again (`Chat.on_retry`): whose, why, when, how often."""
+    return (
+        f"{who} call failed after the SDK's retries ({result.error}); sending it again in "
+        f"{wait_s:g} s (retry {attempt} of {retry.tries})"
+    )
+
+
+def _timeout(result: CallResult) -> bool:
+    return (result.error or "").startswith(("APITimeoutError", "HTTP 408"))
 
 
 def _by_turn(turn: int) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from orchestrator.flags import FlagGroup, flag_groups
-from orchestrator.records import AmendmentRow, StageStatus, VerdictRole
+from orchestrator.pending import pending_text
+from orchestrator.records import AmendmentRow, StageStatus
 from orchestrator.rundir import RunDir
 from orchestrator.summary import build_summary
 from orchestrator.usage import usage_totals
@@ -43,15 +44,6 @@ Approver = Callable[[Panel], CheckpointDecision | None]
 """Asks a human at a checkpoint; None means no decision now (no terminal, or abort)."""
 
 
-def pending_text(run: RunDir) -> str | None:
-    """What waits for a judge, in a line: how many items and why; None when nothing does."""
-    waiting = [v for v in run.records.pending() if v.role == VerdictRole.PRIMARY]
-    if not waiting:
-        return None
-    why = (waiting[0].reason or "").removeprefix("pending: ") or "the judge API kept failing"
-    return f"{len(waiting)} items pending ({why})"
-
-
 def panel(run: RunDir, checkpoint: str, forecast: str) -> Panel:
     s = build_summary(run, checkpoint)
     return Panel(
@@ -62,7 +54,7 @@ def panel(run: RunDir, checkpoint: str, forecast: str) -> Panel:
         usage=usage_totals(run),
         forecast=forecast,
         numbers={k: v for k, v in s.numbers.items() if k.startswith("agreement")},
-        pending=pending_text(run) if checkpoint == "evaluate" else None,
+        pending=pending_text(run.records) if checkpoint == "evaluate" else None,
     )
 
 

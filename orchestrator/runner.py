@@ -29,13 +29,8 @@ from orchestrator.flags import blocking_flags
 from orchestrator.forecast import forecast
 from orchestrator.graph import build_graph
 from orchestrator.nodes.checkpoint import RETRY
-from orchestrator.panel import (
-    Approver,
-    CheckpointDecision,
-    amendment_panel,
-    panel,
-    pending_text,
-)
+from orchestrator.panel import Approver, CheckpointDecision, amendment_panel, panel
+from orchestrator.pending import pending_text
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import DecisionRow
@@ -142,8 +137,10 @@ def approve(
     reject: bool = False,
     note: str = "",
     by: str | None = None,
+    leave_pending: bool = False,
 ) -> DecisionRow:
-    """Decide what the run waits on: a pending amendment first, else its checkpoint."""
+    """Decide what the run waits on: a pending amendment first, else its checkpoint. Approving
+    the evaluate checkpoint past pending items takes `leave_pending`: they stay unjudged."""
     with RunDir.open(runs_root(runs_dir), run_ref) as run:
         if (row := amend.pending(run)) is not None:
             amend.decide(run, row, not reject, by or user_name(), note)
@@ -153,6 +150,14 @@ def approve(
             raise UserError(
                 f"{run.id} is not waiting at a checkpoint (status: {run.manifest.status})"
             )
+        pending = pending_text(run.records) if waiting == "evaluate" else None
+        if pending is not None and not reject and not leave_pending:
+            raise UserError(
+                f"{run.id}: {pending}. `research resume {run.id}` judges them first; to approve "
+                "leaving them unjudged (missing data, with their reason), add --leave-pending"
+            )
+        if pending is not None and not reject:
+            note = f"{note} (left pending: {pending})".strip()
         d = CheckpointDecision("reject" if reject else "approve", note, by or user_name())
         row = record_decision(run, waiting, d)
         if reject:  # nothing left to run: the run ends here, with the note on record
@@ -286,10 +291,10 @@ def _send_back(run: RunDir, checkpoint: str, settings: Settings) -> bool:
     and send the stage back for them (True)."""
     if checkpoint != "evaluate" or run.records.decision(checkpoint) is not None:
         return False
-    text = pending_text(run)
+    text = pending_text(run.records)
     if text is None:
         return False
-    wait = settings.retry_wait_s * 2**settings.retry_passes
+    wait = settings.retry_wait_s * 2**settings.retry_passes  # the step after the tries' waits
     run.log.append(
         "evaluate", "orchestrator", "retry", f"{text}: judging them again in {wait:g} s."
     )
@@ -310,8 +315,8 @@ def _at_checkpoint(
     or without --accept-flags: they are an outage to wait out, not a judgement call."""
     if run.records.decision(waiting) is not None:
         return None
-    pending = pending_text(run) if waiting == "evaluate" else None
-    if pending is not None:
+    pending = pending_text(run.records) if waiting == "evaluate" else None
+    if pending is not None and yes:
         text = (
             f"--yes does not approve `{waiting}`: {pending}. `research resume {run.id}` "
             "judges them."

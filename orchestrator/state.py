@@ -14,7 +14,8 @@ class RunState(TypedDict, total=False):
     batches_done: Annotated[list[str], operator.add]
     """Evaluator batches finished in this run; parallel batch nodes append to it."""
     decisions: Annotated[dict[str, str], operator.or_]
-    """Checkpoint -> approve | reject."""
+    """Checkpoint -> approve | reject, or retry: the evaluate checkpoint sent its stage back for
+    pending items (nodes/checkpoint.py)."""
 
 
 class BatchState(TypedDict):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from memory import DecisionEntry, Flag, StageProgress, Summary, write_summary
 from orchestrator.analysis import AnalysisResult, headline, load_agreement, load_analysis
+from orchestrator.pending import pending_text
 from orchestrator.records import AmendmentStatus, StageStatus
 from orchestrator.rundir import RunDir
 from orchestrator.state import STAGES
@@ -68,6 +69,11 @@ def next_step(run: RunDir, waiting_at: str | None) -> str:
         return (
             f"Amendment {pending[0].n} to the analysis is pending: `research approve {run.id} "
             f"[--reject] [--note TEXT]` decides it."
+        )
+    if waiting_at == "evaluate" and (waiting := pending_text(run.records)) is not None:
+        return (
+            f"{waiting}: `research resume {run.id} --yes` judges them when the API answers "
+            f"again (`research approve {run.id} --leave-pending` goes on without them)."
         )
     if waiting_at:
         return (

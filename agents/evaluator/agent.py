@@ -27,7 +27,17 @@ from agents.evaluator.read_protocol import read_protocol_tool
 from agents.evaluator.scripted import run_scripted
 from agents.evaluator.submit_verdicts import submit_verdicts_tool
 from agents.evaluator.write_notes import WRITE_NOTES, ask, write_notes_tool, write_unwritten
-from agents.loop import Chat, Hooks, Message, Retry, Transcript, continued, tool_loop, user
+from agents.loop import (
+    Chat,
+    Hooks,
+    Message,
+    Retry,
+    Transcript,
+    continued,
+    retry_note,
+    tool_loop,
+    user,
+)
 from agents.prompts import say
 from agents.tools import Tool
 from agents.truesight import TruesightTool, truesight_tool
@@ -121,10 +131,7 @@ class EvaluatorAgent:
         return [self.work.done[r] for r in self.work.refs]
 
     def _retrying(self, result: CallResult, attempt: int, wait_s: float) -> None:
-        text = (
-            f"judge call failed after the SDK's retries ({result.error}); sending it again in "
-            f"{wait_s:g} s (retry {attempt} of {len(self.chat.retry.waits())})"
-        )
+        text = retry_note("judge", result, attempt, self.chat.retry, wait_s)
         self.sink.log(self.name, "retry", text)
 
     def _tools(self) -> list[Tool]:

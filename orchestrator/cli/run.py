@@ -42,8 +42,8 @@ def _report(outcome: Outcome) -> None:
     if outcome.status == "awaiting_approval":
         if outcome.pending:
             console.print(
-                f"[red]--yes did not approve[/]: {outcome.pending}. Resume when the API "
-                f"answers again: research resume {outcome.run_id} --yes"
+                f"[red]{outcome.pending}[/]: --yes never approves past them. Resume when the "
+                f"API answers again: research resume {outcome.run_id} --yes"
             )
         if outcome.blocked_by:
             console.print(
@@ -124,12 +124,22 @@ def approve_cmd(
     reject: Annotated[bool, typer.Option(help="Reject instead: the run stops here.")] = False,
     note: Annotated[str, typer.Option(help="Reason or remark, kept in LOG.md.")] = "",
     by: Annotated[str | None, typer.Option(help="Who decides [default: $USER].")] = None,
+    leave_pending: Annotated[
+        bool,
+        typer.Option(
+            help="Approve the evaluate checkpoint although items are pending (the judge API "
+            "kept failing): they stay unjudged, missing data with their reason. Without it, "
+            "`research resume RUN` judges them first."
+        ),
+    ] = False,
     runs_dir: RunsDir = None,
 ) -> None:
     """Decide the checkpoint a run is waiting at; then `research resume RUN` continues it."""
     from orchestrator import runner
 
-    row = runner.approve(run, runs_dir=runs_dir, reject=reject, note=note, by=by)
+    row = runner.approve(
+        run, runs_dir=runs_dir, reject=reject, note=note, by=by, leave_pending=leave_pending
+    )
     verb = "rejected" if row.decision == "reject" else "approved"
     console.print(f"{row.checkpoint} checkpoint {verb} by {row.by}.")
     if row.decision == "approve":

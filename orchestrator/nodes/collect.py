@@ -11,7 +11,10 @@ lost connections, a batch result that errored, expired or was canceled) is made 
 ledger. If some still fail, the stage does not finish: the run stops with `Unavailable`, saying
 what is missing, and `research resume` retries them. A failed call is never passed on to the
 evaluators as a response. Calls the API refused (a 400: the request itself is wrong) are not
-retried: they stay errored responses, unscored with their reason.
+retried in follow-up passes: they stay errored responses, unscored with their reason — unless it
+refused every call of a subject (a wrong model name, an account that cannot pay), which stops the
+run as the researcher's error. A collect that runs again (resume) makes every failed call once
+more, refused ones included.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from langgraph.runtime import Runtime
 from agents.batches import BatchCall, BatchRunner, BatchStatus, BatchStopped, Event
 from agents.client import CallSpec, Unavailable, retryable
 from orchestrator.context import RunContext
+from orchestrator.errors import UserError
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Subject
 from orchestrator.records import Item, Response
@@ -38,14 +42,14 @@ def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
     items = ctx.run.records.items()
     responses = ctx.run.records.responses()
-    todo = [i for i in items if _to_call(responses.get(i.id))]
+    todo = [i for i in items if responses.get(i.id) is None or responses[i.id].error]
     ctx.progress.start("collect", len(items), len(items) - len(todo))
-    passes = 1 + ctx.settings.retry_passes
+    passes = 1 + len(ctx.retry.waits())
     for n in range(passes):
         if not todo:
             break
         if n:
-            _wait(ctx, ctx.settings.retry_wait_s * 2 ** (n - 1))
+            _wait(ctx, ctx.retry.waits()[n - 1])
         text = _pass_text(n, passes, todo, responses, len(items))
         ctx.log("collect", "start" if n == 0 else "retry", text)
         try:
@@ -63,6 +67,7 @@ def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
         resume = f"`research resume {ctx.run.id}` makes them again."
         ctx.log("collect", "incomplete", f"{text} {resume}")
         raise Unavailable(text)
+    _stop_if_all_refused(ctx, items, responses)
     ok = sum(1 for r in responses.values() if r.error is None)
     text = f"{ok} of {len(items)} subject calls answered."
     refused = [i for i in items if responses[i.id].error is not None]
@@ -70,6 +75,22 @@ def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
         text += f" Refused by the API (not retried): {_errors(refused, responses)}."
     finish_stage(ctx.run, "collect", {"responses": ok, "failed": len(items) - ok}, text)
     return {"responses": ok, "stage": "collect"}
+
+
+def _stop_if_all_refused(
+    ctx: RunContext, items: list[Item], responses: dict[str, Response]
+) -> None:
+    """A subject whose every call the API refused is misconfigured, not an outcome: stop."""
+    for s in ctx.protocol.subjects:
+        mine = [i for i in items if i.subject == s.id]
+        if mine and all(responses[i.id].error is not None for i in mine):
+            text = (
+                f"the API refused every call to {s.model} ({_errors(mine, responses)}); check "
+                f"the model name and the account, then `research resume {ctx.run.id}` makes "
+                "them again"
+            )
+            ctx.log("collect", "incomplete", text[0].upper() + text[1:] + ".")
+            raise UserError(text)
 
 
 def _to_call(response: Response | None) -> bool:

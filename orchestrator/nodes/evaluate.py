@@ -38,6 +38,7 @@ from agents.truesight import TruesightTool
 from memory import append_note, read_notes
 from orchestrator.analysis import compute_agreement, headline, save_agreement
 from orchestrator.context import RunContext
+from orchestrator.pending import pending_text
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import (
@@ -360,14 +361,14 @@ def evaluate_done(state: RunState, runtime: Runtime[RunContext]) -> RunState:
         ids = [v.item_id for v in unscored]
         if ctx.run.records.add_flag("evaluate", "unscored", "evaluate", ids, text):
             ctx.log("evaluate", "flag", text)
-    pending = [v for v in verdicts if v.status == VerdictStatus.PENDING]
-    scored = len(verdicts) - len(unscored) - len(pending)
+    scored = sum(1 for v in verdicts if v.status == VerdictStatus.SCORED)
     counts = {"scored": scored, "unscored": len(unscored)}
     batches = len(ctx.run.records.batches())
     text = f"{scored} verdicts scored, {len(unscored)} unscored, {batches} batches."
-    if pending:  # the checkpoint sends the stage back for them; --yes never approves past them
-        counts["pending"] = len(pending)
-        text += f" {len(pending)} items pending: the judge API kept failing."
+    # the checkpoint sends the stage back for them; --yes never approves past them
+    if (waiting := pending_text(ctx.run.records)) is not None:
+        counts["pending"] = len({v.item_id for v in ctx.run.records.pending()})
+        text += f" {waiting}."
     data = compute_agreement(ctx.protocol, ctx.run.records)
     save_agreement(ctx.run.path("artifacts", "agreement.json"), data)
     primary = ctx.protocol.analysis.primary

@@ -31,6 +31,7 @@ from agents.analyst import (
     write_draft,
 )
 from agents.client import AuthenticationFailed
+from agents.loop import retry_note
 from memory import write_atomic
 from orchestrator.analysis import AnalysisResult, primary_verdicts
 from orchestrator.context import RunContext
@@ -204,8 +205,7 @@ def _call(ctx: RunContext, ref: ModelRef, brief: AnalystBrief) -> AnalystResult:
                 on_retry=lambda result, n, wait: ctx.log(
                     "analyze",
                     "retry",
-                    f"analyst call failed after the SDK's retries ({result.error}); sending it "
-                    f"again in {wait:g} s (retry {n} of {ctx.retry.tries})",
+                    retry_note("analyst", result, n, ctx.retry, wait),
                     actor="analyst",
                 ),
             )

@@ -19,6 +19,7 @@ import pytest
 
 from memory import RunLog
 from orchestrator import runner
+from orchestrator.errors import UserError
 from orchestrator.records import Records, VerdictStatus
 from tests.conftest import DEU, research, without_probes
 from tests.fakes.anthropic_server import FakeAnthropic, Fault, random_faults
@@ -60,10 +61,16 @@ def test_a_judge_outage_leaves_items_pending_and_resume_judges_them(
         # every item is scored or pending: none is unscored because the API failed
         assert {v.item_id for v in verdicts} == items
         assert {v.status for v in verdicts} == {VerdictStatus.SCORED, VerdictStatus.PENDING}
-        assert f"{len(pending)} items pending" in out.pending
+        waiting = {v.item_id for v in rec.pending()}  # any role: a second look waits too
+        assert f"{len(waiting)} items pending" in out.pending
         assert rec.decision("evaluate") is None  # --yes did not approve past them
     finally:
         rec.close()
+    summary = (runs / "outage" / "SUMMARY.md").read_text()
+    assert f"{len(waiting)} items pending" in summary and "research resume outage --yes" in summary
+    # a person may go on without them, but only by saying so
+    with pytest.raises(UserError, match="--leave-pending"):
+        runner.approve("outage")
     log = RunLog(runs / "outage" / "LOG.md").entries()
     retries = [e for e in log if e.kind == "retry" and e.actor == "evaluator-2"]
     # each conversation's failed turn was sent again (twice) before the items went pending,
@@ -187,3 +194,30 @@ def test_a_full_run_at_30_percent_faults_scores_every_item(
     with sqlite3.connect(runs / "faults" / "records.sqlite") as db:
         [(exhausted,)] = db.execute("SELECT COUNT(*) FROM calls WHERE attempts > 3").fetchall()
     assert exhausted > 0  # calls that outlasted the SDK's retries were made again
+
+
+def test_a_subject_whose_every_call_is_refused_stops_the_run_until_it_is_fixed(
+    env: dict, runs: Path, world: FakeAnthropic
+) -> None:
+    base, wrong = deu_world(), {"model": True}
+
+    def handler(body: dict[str, Any]) -> Any:  # e.g. a model name the account cannot use
+        if wrong["model"] and is_subject(body) and body["model"] == "claude-haiku-4-5":
+            return Fault.invalid_request()
+        return base(body)
+
+    world.handler = handler
+    with pytest.raises(UserError, match=r"refused every call to claude-haiku-4-5 \(HTTP 400 ×12"):
+        runner.start(DEU, pilot=True, yes=True, run_id="refused")
+    # refused requests are not sent again within the run: one each
+    refused = [r for r in world.requests if r.outcome == "fault:invalid_request"]
+    assert len(refused) == 12
+    assert json.loads((runs / "refused" / "manifest.json").read_text())["status"] == "failed"
+
+    wrong["model"] = False  # fixed: a resume makes every failed call once more
+    assert runner.resume("refused", yes=True).status == "complete"
+    rec = records(runs / "refused")
+    try:
+        assert all(r.error is None for r in rec.responses().values())
+    finally:
+        rec.close()
