@@ -105,13 +105,7 @@ def _possibly_paid(by_stage: dict[str, PossiblyPaid]) -> dict[str, Any] | None:
     text = possibly_paid_text(by_stage)
     if text is None:
         return None
-    rows = by_stage.values()
-    return {
-        "text": text,
-        "input_tokens": sum(p.input_tokens for p in rows),
-        "output_tokens": sum(p.output_tokens for p in rows),
-        "cost_usd": sum(p.cost_usd for p in rows),
-    }
+    return {"text": text, **asdict(PossiblyPaid.total(by_stage.values()))}
 
 
 def _rows(rows: list[dict[str, Any]] | None, keys: str) -> list[dict[str, Any]] | None:

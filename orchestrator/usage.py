@@ -11,15 +11,15 @@ def usage_totals(run: RunDir) -> dict[str, float]:
     """Recorded calls, tokens and cost; `possibly_paid` and `possibly_paid_usd` add the calls
     a killed process left unrecorded (zero when there are none)."""
     usage = run.records.usage()
-    possibly = run.records.possibly_paid().values()
+    possibly = PossiblyPaid.total(run.records.possibly_paid().values())
     return {
         "calls": sum(u["calls"] for u in usage.values()),
         "input_tokens": sum(u["input_tokens"] or 0 for u in usage.values()),
         "output_tokens": sum(u["output_tokens"] or 0 for u in usage.values()),
         "cost_usd": sum(u["cost_usd"] or 0.0 for u in usage.values()),
         "unpriced": sum(u["unpriced"] or 0 for u in usage.values()),
-        "possibly_paid": sum(p.calls for p in possibly),
-        "possibly_paid_usd": sum(p.cost_usd for p in possibly),
+        "possibly_paid": possibly.calls,
+        "possibly_paid_usd": possibly.cost_usd,
     }
 
 
@@ -28,12 +28,11 @@ def possibly_paid_text(by_stage: dict[str, PossiblyPaid]) -> str | None:
     none: how many, their estimated cost, and by stage."""
     if not by_stage:
         return None
-    calls = sum(p.calls for p in by_stage.values())
-    cost = sum(p.cost_usd for p in by_stage.values())
-    unpriced = sum(p.unpriced for p in by_stage.values())
+    t = PossiblyPaid.total(by_stage.values())
     stages = ", ".join(f"{p.stage} {p.calls}" for p in by_stage.values())
-    more = f" (+{unpriced} unpriced)" if unpriced else ""
+    more = f" (+{t.unpriced} unpriced)" if t.unpriced else ""
     return (
-        f"{calls} call{'s' if calls != 1 else ''} possibly paid (in flight when a process was "
-        f"killed or interrupted, never recorded): ≈ ${cost:.4f}{more}; by stage: {stages}"
+        f"{t.calls} call{'s' if t.calls != 1 else ''} possibly paid (in flight when a process "
+        f"was killed or interrupted, never recorded): ≈ ${t.cost_usd:.4f}{more}; by stage: "
+        f"{stages}"
     )

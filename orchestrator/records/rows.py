@@ -7,6 +7,7 @@ strings earlier versions wrote.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -116,6 +117,19 @@ class PossiblyPaid:
     cost_usd: float
     unpriced: int
     """Calls of a model without a known price (not counted in `cost_usd`)."""
+
+    @classmethod
+    def total(cls, stages: Iterable[PossiblyPaid]) -> PossiblyPaid:
+        """Every stage's together (stage "all"); zeros when there are none."""
+        rows = list(stages)
+        return cls(
+            "all",
+            sum(p.calls for p in rows),
+            sum(p.input_tokens for p in rows),
+            sum(p.output_tokens for p in rows),
+            sum(p.cost_usd for p in rows),
+            sum(p.unpriced for p in rows),
+        )
 
 
 @dataclass(frozen=True)
