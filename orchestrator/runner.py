@@ -11,10 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -24,12 +22,17 @@ from agents.client import AuthenticationFailed, Unavailable
 from orchestrator import amend
 from orchestrator.analysis import load_analysis
 from orchestrator.context import NoProgress, Progress, RunContext, as_run, models_of
+from orchestrator.decide import (
+    PENDING_ROUNDS,
+    Outcome,
+    at_checkpoint,
+    record_decision,
+    send_back,
+)
 from orchestrator.errors import ApiUnavailable, RunDirUnwritable, UserError
-from orchestrator.flags import blocking_flags
-from orchestrator.forecast import forecast
 from orchestrator.graph import build_graph
 from orchestrator.nodes.checkpoint import RETRY
-from orchestrator.panel import Approver, CheckpointDecision, amendment_panel, panel
+from orchestrator.panel import Approver, CheckpointDecision, amendment_panel
 from orchestrator.pending import pending_text
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
@@ -41,19 +44,6 @@ from orchestrator.state import STAGES
 from orchestrator.summary import refresh_summary
 from orchestrator.unwritable import unwritable
 from orchestrator.worker import local_worker, needs_worker
-
-
-@dataclass(frozen=True)
-class Outcome:
-    run_id: str
-    run_dir: Path
-    status: str
-    waiting_at: str | None = None
-    blocked_by: list[str] = field(default_factory=list)
-    """Why --yes did not approve the checkpoint: the open flags that need a human."""
-    pending: str | None = None
-    """Items still waiting for a judge at the checkpoint (the judge API kept failing): --yes
-    never approves past them; `research resume` judges them."""
 
 
 def start(
@@ -190,29 +180,6 @@ def _interrupt_of(snap) -> str | None:  # noqa: ANN001 — a LangGraph StateSnap
     return None
 
 
-def record_decision(run: RunDir, checkpoint: str, d: CheckpointDecision) -> DecisionRow:
-    row = run.records.record_decision(checkpoint, d.decision, d.by, d.note)
-    verb = "approved" if d.decision == "approve" else "rejected"
-    note = f" Note: {d.note}" if d.note else ""
-    actor = d.by.replace(" ", "_") or "human"
-    run.log.append(
-        checkpoint, actor, d.decision, f"Checkpoint `{checkpoint}` {verb} by {d.by}.{note}"
-    )
-    outcome = "accepted" if d.decision == "approve" else "run rejected"
-    because = f": {d.note}" if d.note else ""
-    resolution = f"{outcome} at the {checkpoint} checkpoint by {d.by}{because}"
-    for flag in run.records.flags():
-        if flag.resolution is None:  # every open flag is settled by the decision, in LOG.md
-            run.records.resolve_flag(flag.id, resolution)
-            what = f"{flag.kind} from {flag.raised_by}: {flag.text}"
-            run.log.append(
-                checkpoint, actor, "flag_resolved", f"Flag {flag.id} ({what}) — {resolution}."
-            )
-    refresh_summary(run)
-    run.history.commit(f"{checkpoint}: {verb} by {d.by}")
-    return row
-
-
 def user_name() -> str:
     return Settings.from_env().user
 
@@ -246,13 +213,11 @@ def _drive(
             rounds = 0  # times this process sent evaluate back for its pending items
             while True:
                 if (waiting := _interrupt_of(snap)) is not None:
-                    if rounds < PENDING_ROUNDS and _send_back(run, waiting, settings):
+                    if rounds < PENDING_ROUNDS and send_back(run, waiting, settings):
                         rounds += 1
                         pending = Command(resume=RETRY)
                     else:
-                        stopped = _at_checkpoint(
-                            run, protocol, waiting, yes, approver, accept_flags
-                        )
+                        stopped = at_checkpoint(run, protocol, waiting, yes, approver, accept_flags)
                         if stopped is not None:
                             return stopped
                         pending = Command(resume=True)
@@ -279,65 +244,6 @@ def _drive(
                     f"with `research resume {run.id}`"
                 ) from e
             raise
-
-
-PENDING_ROUNDS = 1
-"""Times one process sends evaluate back for pending items by itself; each `research resume`
-sends it back once more."""
-
-
-def _send_back(run: RunDir, checkpoint: str, settings: Settings) -> bool:
-    """At the evaluate checkpoint with items pending and no decision yet: wait a while, say so,
-    and send the stage back for them (True)."""
-    if checkpoint != "evaluate" or run.records.decision(checkpoint) is not None:
-        return False
-    text = pending_text(run.records)
-    if text is None:
-        return False
-    wait = settings.retry_wait_s * 2**settings.retry_passes  # the step after the tries' waits
-    run.log.append(
-        "evaluate", "orchestrator", "retry", f"{text}: judging them again in {wait:g} s."
-    )
-    time.sleep(wait)
-    return True
-
-
-def _at_checkpoint(
-    run: RunDir,
-    protocol: Protocol,
-    waiting: str,
-    yes: bool,
-    approver: Approver | None,
-    accept_flags: bool,
-) -> Outcome | None:
-    """Decide the checkpoint the graph waits at (unless decided earlier); an Outcome if the run
-    stops here to wait for a human. Items pending after evaluate keep --yes from approving, with
-    or without --accept-flags: they are an outage to wait out, not a judgement call."""
-    if run.records.decision(waiting) is not None:
-        return None
-    pending = pending_text(run.records) if waiting == "evaluate" else None
-    if pending is not None and yes:
-        text = (
-            f"--yes does not approve `{waiting}`: {pending}. `research resume {run.id}` "
-            "judges them."
-        )
-        run.log.append(waiting, "orchestrator", "blocked", text)
-    blocking = blocking_flags(run) if yes and not accept_flags else []
-    if blocking:
-        text = (
-            f"--yes does not approve `{waiting}`: {len(blocking)} open data_quality flag(s) "
-            "need a human (or --accept-flags)."
-        )
-        run.log.append(waiting, "orchestrator", "blocked", text)
-    auto = yes and not blocking and pending is None
-    d = _ask(run, protocol, waiting, auto, approver, accept_flags)
-    if d is None:
-        run.set_status("awaiting_approval")
-        refresh_summary(run, waiting)
-        run.history.commit(f"{waiting}: awaiting approval")
-        return Outcome(run.id, run.root, "awaiting_approval", waiting, blocking, pending)
-    record_decision(run, waiting, d)
-    return None
 
 
 def _record_failure(run: RunDir, e: BaseException) -> None:
@@ -411,23 +317,3 @@ def _stop_on_sigint(ctx: RunContext) -> Iterator[None]:
 def _current_stage(run: RunDir) -> str:
     done = run.records.stages()
     return next((s for s in STAGES if s not in done), "run")
-
-
-def _ask(
-    run: RunDir,
-    protocol: Protocol,
-    checkpoint: str,
-    yes: bool,
-    approver: Approver | None,
-    accept_flags: bool = False,
-) -> CheckpointDecision | None:
-    if yes:
-        open_flags = sum(1 for f in run.records.flags() if f.resolution is None)
-        how = "--yes --accept-flags" if accept_flags and open_flags else "--yes"
-        note = f"auto-approved with {how}" + (
-            f" ({open_flags} open flags accepted)" if open_flags else ""
-        )
-        return CheckpointDecision("approve", note, "--yes")
-    if approver is None:
-        return None
-    return approver(panel(run, checkpoint, forecast(protocol, run.records, checkpoint)))
