@@ -42,7 +42,11 @@ class BatchEntry(BaseModel):
         "carry our keys)",
     )
     intent: str = Field(default="", description="One id shared by the entries of one intent.")
-    requests_sha256: str = Field(default="", description="sha256 of the requests' JSON.")
+    requests_sha256: str = Field(
+        default="",
+        description="sha256 of the requests' JSON: a record of what the intent carried, for "
+        "audit only (a look-up cannot compare it: the API shows no batch's requests)",
+    )
     requests: int = Field(default=0, description="How many requests the creation carries.")
     intended: str | None = Field(
         default=None, description="UTC time, to the second, before the first creation request."
