@@ -19,10 +19,13 @@ sent twice blindly:
    the intent's time less `skew_s`, that hold as many requests as ours and that no state file in
    the folder knows of (the other subjects' files lie beside this one). Those found are adopted;
    only if none is found is the creation sent again (`endpoint.max_retries` times at most, after
-   `backoff_s` doubling, or the server's retry-after).
-3. A state file left at `creating` (a process killed between the request and its reply) is
-   looked up the same way by the next runner, before it creates anything. A batch id on file
-   (`in_progress`) is waited on, not submitted again.
+   `backoff_s` doubling, or the server's retry-after). If the batches cannot be listed, the
+   intent stays `creating` and its calls fail with "batch creation unresolved: ...", an error
+   `agents.client.retryable` lets through, so the caller's next pass (or a resume) comes to 3.
+3. A state file left at `creating` (a process killed between the request and its reply, or a
+   look-up that failed) is looked up the same way by the next runner, before it creates
+   anything; if the look-up fails again, its calls fail again as unresolved and nothing is
+   created. A batch id on file (`in_progress`) is waited on, not submitted again.
 
 The look-up cannot tell batches of one size apart (the API shows a batch's requests only in its
 results), so it adopts every candidate and lets the results decide: results are stored only under
@@ -114,6 +117,12 @@ Observer = Callable[[Event, BatchStatus], None]
 
 MAYBE_CREATED = frozenset({408, 409})
 """Besides 5xx (529 included): statuses after which the batch may exist all the same."""
+
+
+UNRESOLVED = "batch creation unresolved"
+"""The error of calls whose batch may exist but could not be looked up: retryable by its wording
+(`agents.client.retryable`), so the caller's next pass (or a resume) looks it up again, adopts
+the batch if it is there and creates one only if it is not."""
 
 
 class BatchStopped(Exception):
@@ -247,7 +256,7 @@ class BatchRunner:
                     if found := await self._look_up(intent):
                         return found
                 except _LookUpFailed as e:  # it may exist: sending again could make two
-                    error = f"{failed.error}; the look-up for the batch failed: {e}"
+                    error = f"{UNRESOLVED}: {failed.error}; the look-up for the batch failed: {e}"
                     # still started: the batch may run (and be paid) until a look-up finds it
                     self._fail(todo, results, error, intent.posts, attempt=None)
                     self.state.put(intent.model_copy(update={"counted": intent.posts}))
@@ -287,7 +296,7 @@ class BatchRunner:
                     self.ledger.unsent(intent.intent or "")  # no batch: nothing was paid
             except _LookUpFailed as e:  # creating the calls again could make a second batch
                 stuck = {k: c for k, c in pending.items() if k in intent.calls}
-                error = f"message batch creation unresolved; the look-up failed: {e}"
+                error = f"{UNRESOLVED}: the look-up failed: {e}"
                 sent = intent.posts - intent.counted
                 self._fail(stuck, results, error, sent, attempt=None)
                 self.state.put(intent.model_copy(update={"counted": intent.posts}))
