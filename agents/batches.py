@@ -241,7 +241,8 @@ class BatchRunner:
             try:
                 got = await self._post(requests)
             except AuthenticationFailed:
-                if intent.posts == 1:  # refused before anything was made: nothing to pay
+                if intent.posts == 1:  # refused before anything was made: nothing to look up
+                    self.state.mark(intent, "not_created")
                     self.ledger.unsent(intent.intent or "")
                 raise
             if not isinstance(got, _Failed):

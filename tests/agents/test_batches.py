@@ -16,7 +16,7 @@ import anthropic
 import pytest
 
 from agents.batches import BatchCall, BatchRunner, BatchStopped
-from agents.client import CallSpec, Endpoint, LLMClient, retryable
+from agents.client import AuthenticationFailed, CallSpec, Endpoint, LLMClient, retryable
 from agents.pricing import price_usd
 from memory import utc_stamp
 from orchestrator.records import Records
@@ -274,6 +274,24 @@ def test_a_batch_that_could_not_be_looked_up_is_looked_up_again_by_the_next_pass
     [entry] = json.loads(state.read_text())["batches"]
     assert entry["id"] == batch_id and entry["via"] == "look-up"
     assert entry["status"] == "collected"
+
+
+def test_a_creation_refused_for_bad_credentials_leaves_no_intent_to_look_up(
+    records: Records, tmp_path: Path
+) -> None:
+    once = iter([Fault.authentication()])
+    state = tmp_path / "s.json"
+    with FakeAnthropic(echo, faults=lambda body, n: next(once, None)) as server:
+        with pytest.raises(AuthenticationFailed):
+            run(server, records, state, calls(2))
+        [entry] = json.loads(state.read_text())["batches"]
+        assert entry["status"] == "not_created" and not started(records)
+        results = run(server, records, state, calls(2))  # with the key fixed
+        # nothing to look up (it would have adopted any other batch of two requests)
+        assert len(server.batch_creates()) == 2 and not server.batch_lists()
+    assert all(r.error is None for r in results)
+    entries = json.loads(state.read_text())["batches"]
+    assert [e["status"] for e in entries] == ["not_created", "collected"]
 
 
 def test_two_subjects_losing_their_replies_each_get_their_own_batch(
