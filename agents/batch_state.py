@@ -4,7 +4,7 @@ leaves the last complete state.
 
 An entry is written as `creating` *before* the creation request is sent, so a batch that the API
 created but whose reply we never saw (connection lost, process killed) is known to exist
-somewhere and is looked for before anything is created again (see `agents.batches`).
+somewhere and is looked for before anything is created again (see `agents.batch_create`).
 """
 
 from __future__ import annotations
