@@ -4,7 +4,7 @@ leaves the last complete state.
 
 An entry is written as `creating` *before* the creation request is sent, so a batch that the API
 created but whose reply we never saw (connection lost, process killed) is known to exist
-somewhere and is looked for before anything is created again (see `agents.batches`).
+somewhere and is looked for before anything is created again (see `agents.batch_create`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ class BatchEntry(BaseModel):
         "carry our keys)",
     )
     intent: str = Field(default="", description="One id shared by the entries of one intent.")
-    requests_sha256: str = Field(default="", description="sha256 of the requests' JSON.")
+    requests_sha256: str = Field(
+        default="",
+        description="sha256 of the requests' JSON: a record of what the intent carried, for "
+        "audit only (a look-up cannot compare it: the API shows no batch's requests)",
+    )
     requests: int = Field(default=0, description="How many requests the creation carries.")
     intended: str | None = Field(
         default=None, description="UTC time, to the second, before the first creation request."

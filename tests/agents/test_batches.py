@@ -16,7 +16,7 @@ import anthropic
 import pytest
 
 from agents.batches import BatchCall, BatchRunner, BatchStopped
-from agents.client import CallSpec, Endpoint, LLMClient
+from agents.client import AuthenticationFailed, CallSpec, Endpoint, LLMClient, retryable
 from agents.pricing import price_usd
 from memory import utc_stamp
 from orchestrator.records import Records
@@ -228,6 +228,70 @@ def test_a_lost_creation_reply_is_found_not_created_again(records: Records, tmp_
     assert entry["id"] == batch_id and entry["via"] == "look-up"
     assert entry["status"] == "collected" and entry["requests"] == 4
     assert seen[0] == "resumed" and seen[-1] == "ended" and "submitted" not in seen
+
+
+def started(records: Records) -> list[str]:
+    """The ledger keys recorded as started and not stored since (possibly paid)."""
+    return [key for (key,) in records._all("SELECT key FROM started")]
+
+
+def test_a_batch_that_could_not_be_looked_up_is_looked_up_again_by_the_next_pass(
+    records: Records, tmp_path: Path
+) -> None:
+    once = iter([Fault.drop_reply()])
+    listing = threading.Event()  # set: the list endpoint works again
+
+    def list_faults(n: int) -> Fault | None:  # every try fails, the SDK's retries too
+        return None if listing.is_set() else Fault.server_error(retry_after=0.01)
+
+    state = tmp_path / "s.json"
+    todo = calls(3)
+    with FakeAnthropic(
+        echo, faults=lambda b, n: next(once, None), list_faults=list_faults
+    ) as server:
+        first = run(server, records, state, todo)
+        # the reply was lost and the look-up failed: the batch may exist, so none is sent again
+        assert len(server.batch_creates()) == 1 and len(server.batch_lists()) == 3
+        assert all(r.error and r.error.startswith("batch creation unresolved: ") for r in first)
+        assert all(retryable(r.error or "") for r in first)
+        [entry] = json.loads(state.read_text())["batches"]
+        assert entry["status"] == "creating" and entry["posts"] == entry["counted"] == 1
+        second = run(server, records, state, todo)  # the next pass, the look-up failing still
+        assert len(server.batch_creates()) == 1
+        unresolved = "batch creation unresolved: the look-up failed: InternalServerError"
+        assert all(r.error and r.error.startswith(unresolved) for r in second)
+        assert all(retryable(r.error or "") for r in second)
+        assert sorted(started(records)) == sorted(r.key for r in first)  # possibly paid
+        listing.set()
+        third = run(server, records, state, todo)  # the next pass, or a resume
+        assert len(server.batch_creates()) == 1 and len(server.batches) == 1
+        [batch_id] = server.batches
+    assert [r.text for r in third] == [f"answer to question {k}" for k in range(3)]
+    assert all(r.error is None for r in records.responses().values())
+    assert not started(records)  # collected under the intent's id: not possibly paid
+    # one creation request carried each call
+    assert [tuple(r) for r in records._all("SELECT SUM(attempts) FROM calls")] == [(3,)]
+    [entry] = json.loads(state.read_text())["batches"]
+    assert entry["id"] == batch_id and entry["via"] == "look-up"
+    assert entry["status"] == "collected"
+
+
+def test_a_creation_refused_for_bad_credentials_leaves_no_intent_to_look_up(
+    records: Records, tmp_path: Path
+) -> None:
+    once = iter([Fault.authentication()])
+    state = tmp_path / "s.json"
+    with FakeAnthropic(echo, faults=lambda body, n: next(once, None)) as server:
+        with pytest.raises(AuthenticationFailed):
+            run(server, records, state, calls(2))
+        [entry] = json.loads(state.read_text())["batches"]
+        assert entry["status"] == "not_created" and not started(records)
+        results = run(server, records, state, calls(2))  # with the key fixed
+        # nothing to look up (it would have adopted any other batch of two requests)
+        assert len(server.batch_creates()) == 2 and not server.batch_lists()
+    assert all(r.error is None for r in results)
+    entries = json.loads(state.read_text())["batches"]
+    assert [e["status"] for e in entries] == ["not_created", "collected"]
 
 
 def test_two_subjects_losing_their_replies_each_get_their_own_batch(

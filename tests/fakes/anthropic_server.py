@@ -18,12 +18,13 @@ Message Batches: POST /v1/messages/batches creates a batch, GET /v1/messages/bat
 first, paged as the API pages them (`limit`, `before_id`, `after_id`; `has_more`, `first_id`,
 `last_id`), so the SDK's auto-pagination works.
 
-`faults` applies to batch creation as it does to /v1/messages. A fault is the server's answer to
-the request, so none of them creates a batch, except those that strike once the work is done:
-`Fault.drop_reply()` creates the batch (or computes the message), then shuts the connection
-without a reply, as a connection lost on the way back does; `Fault.hold(event)` creates it and
-holds the reply until the test sets `event` (a process can be killed between the two);
-`Fault.drop_reply(event)` holds, then drops.
+`faults` applies to batch creation as it does to /v1/messages; `list_faults(n)` to the list
+(a status `Fault`: the look-up of recent batches fails while it returns one). A fault is the
+server's answer to the request, so none of them creates a batch, except those that strike once
+the work is done: `Fault.drop_reply()` creates the batch (or computes the message), then shuts
+the connection without a reply, as a connection lost on the way back does; `Fault.hold(event)`
+creates it and holds the reply until the test sets `event` (a process can be killed between the
+two); `Fault.drop_reply(event)` holds, then drops.
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ class Fault:
         return Fault("overloaded")
 
     @staticmethod
-    def server_error() -> Fault:
-        return Fault("server_error")
+    def server_error(retry_after: float | None = None) -> Fault:
+        return Fault("server_error", retry_after=retry_after)
 
     @staticmethod
     def authentication() -> Fault:
@@ -210,6 +211,8 @@ class FakeAnthropic:
     batch_seconds: float = 0.0
     """... and the least time a batch takes to end."""
     batches: dict[str, FakeBatch] = field(default_factory=dict)
+    list_faults: Callable[[int], Fault | None] | None = None
+    """A status fault (`STATUS`) for GET /v1/messages/batches (n = requests seen so far)."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -406,13 +409,7 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
             if fault is not None and fault.kind in STATUS:
-                seen.outcome = f"fault:{fault.kind}"
-                headers = {"connection": "close"}
-                if fault.retry_after is not None:
-                    headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
-                err = {"type": ERROR_TYPE[fault.kind], "message": f"injected {fault.kind}"}
-                self.close_connection = True
-                self._send(STATUS[fault.kind], {"type": "error", "error": err}, headers)
+                self._refuse(seen, fault)
                 return
             if self.path.rstrip("/") == BATCHES:
                 self._create_batch(seen, fault)
@@ -444,6 +441,16 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             seen.answered = time.time()
             seen.outcome = "ok"
 
+        def _refuse(self, seen: Seen, fault: Fault) -> None:
+            """Answer with the fault's error status instead of doing the work."""
+            seen.outcome = f"fault:{fault.kind}"
+            headers = {"connection": "close"}
+            if fault.retry_after is not None:
+                headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
+            err = {"type": ERROR_TYPE[fault.kind], "message": f"injected {fault.kind}"}
+            self.close_connection = True
+            self._send(STATUS[fault.kind], {"type": "error", "error": err}, headers)
+
         def _deliverable(self, seen: Seen, fault: Fault | None) -> bool:
             """Apply a fault that strikes after the work: False when the reply is dropped."""
             if fault is not None and fault.release is not None:
@@ -474,8 +481,12 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:  # noqa: N802 — http.server's naming
             headers = {k.lower(): v for k, v in self.headers.items()}
             seen = Seen({}, headers, time.time(), path=self.path, method="GET")
-            server._record(seen)
+            n = server._record(seen)
             if _is_list(self.path):
+                fault = server.list_faults(n) if server.list_faults else None
+                if fault is not None:
+                    self._refuse(seen, fault)
+                    return
                 query = dict(parse_qsl(urlsplit(self.path).query))
                 self._send(200, server.batch_list(query), {})
                 seen.answered, seen.outcome = time.time(), "ok"
