@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,13 @@ def copy_run(run_dir: Path, runs: Path, run_id: str | None = None) -> Path:
 
 
 def research(
-    *args: str, env: dict[str, str] | None = None, timeout: float = HANG_S
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = HANG_S,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess, without a terminal (stdin closed)."""
+    """Run the real CLI in a subprocess, without a terminal (stdin closed); `preexec_fn` runs in
+    the child before it starts (e.g. to set a resource limit)."""
     return subprocess.run(
         [sys.executable, "-m", "orchestrator.cli.app", *args],
         cwd=ROOT,
@@ -119,6 +123,7 @@ def research(
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=preexec_fn,
     )
 
 

@@ -17,7 +17,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,8 +25,7 @@ import pytest
 from memory import RunLog
 from orchestrator import runner
 from orchestrator.unwritable import unwritable
-from tests.conftest import DEU, ROOT, copy_run, research
-from tests.limits import HANG_S
+from tests.conftest import DEU, copy_run, research
 
 REFUSED = ("Operation not permitted", "Permission denied", "Read-only file system")
 
@@ -39,16 +37,7 @@ def limited(*args: str, env: dict[str, str], file_size: int) -> subprocess.Compl
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
 
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli.app", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=HANG_S,
-        preexec_fn=limit,
-    )
+    return research(*args, env=env, preexec_fn=limit)
 
 
 def one_line_error(r: subprocess.CompletedProcess[str], path: Path) -> str:
