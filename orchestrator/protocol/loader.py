@@ -125,7 +125,6 @@ class _Checker:
         self.factor_names()
         self.plant_when()
         self.level_texts()
-        self.verdict_fields()
         self.comprehension_answers()
         self.outcomes_are_bool()
         self.contrast_levels()
@@ -173,15 +172,6 @@ class _Checker:
         for factor, texts in self.p.materials.level_text.items():
             for level in texts:
                 self.level(("materials", "level_text", factor, level), factor, level)
-
-    def verdict_fields(self) -> None:
-        """Only enums take `values` (and they need them); only strings take `max_length`."""
-        for name, spec in self.p.evaluation.verdict.items():
-            where = ("evaluation", "verdict", name)
-            if (spec.type == "enum") != bool(spec.values):
-                raise self.fail(where, "an enum needs `values`; other types take none")
-            if spec.max_length is not None and spec.type != "str":
-                raise self.fail(where + ("max_length",), "max_length applies to `str` fields only")
 
     def comprehension_answers(self) -> None:
         """Each comprehension question's answer is one of its choices."""

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
@@ -117,12 +126,87 @@ class Subject(ModelRef):
 
 
 class VerdictField(Strict):
-    type: Literal["bool", "enum", "str", "int", "float"] = Field(description="Value type.")
-    values: list[str] = Field(default_factory=list, description="Allowed values for `enum`.")
+    """One field of a verdict. `bool`, `enum` (one of `values`), `ordinal` (one of `levels`, which
+    are ordered), `int` (optionally within `min`..`max`), `float`, or `str` (optionally at most
+    `max_length` characters). A key that does not fit the type is refused with what to write."""
+
+    type: Literal["bool", "enum", "ordinal", "str", "int", "float"] = Field(
+        description="Value type."
+    )
+    values: list[str] = Field(
+        default_factory=list,
+        validate_default=True,
+        description="Allowed values of an `enum`, in no particular order.",
+    )
+    levels: list[str] = Field(
+        default_factory=list,
+        validate_default=True,
+        description="The levels of an `ordinal`, lowest first (e.g. none, low, medium, high); "
+        "agreement on it takes their order into account.",
+    )
     description: str = Field("", description="What the evaluator must decide; shown to it.")
     max_length: PositiveInt | None = Field(
         None, description="Longest allowed value of a `str` field, in characters."
     )
+    min: int | None = Field(None, description="Smallest allowed value of an `int` field.")
+    max: int | None = Field(None, description="Largest allowed value of an `int` field.")
+
+    @field_validator("values")
+    @classmethod
+    def _values(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        kind = info.data.get("type")
+        if kind == "enum" and not values:
+            raise _verdict_error("an enum needs `values`: the allowed answers, e.g. [yes, no]")
+        if kind not in ("enum", None) and values:
+            scale = "; an ordered scale is `type: ordinal` with `levels`"
+            hint = scale if kind != "ordinal" else ""
+            raise _verdict_error(f"`values` applies to `enum` fields only{hint}")
+        if len(set(values)) != len(values):
+            raise _verdict_error("values must be distinct")
+        return values
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, levels: list[str], info: ValidationInfo) -> list[str]:
+        kind = info.data.get("type")
+        if kind == "ordinal" and len(set(levels)) < 2:
+            raise _verdict_error(
+                "an ordinal needs at least two distinct `levels`, lowest first, e.g. "
+                "[none, low, medium, high]"
+            )
+        if kind != "ordinal" and levels:
+            hint = "; unordered choices are `type: enum` with `values`" if kind else ""
+            raise _verdict_error(f"`levels` applies to `ordinal` fields only{hint}")
+        if len(set(levels)) != len(levels):
+            raise _verdict_error("levels must be distinct")
+        return levels
+
+    @field_validator("max_length")
+    @classmethod
+    def _max_length(cls, max_length: int | None, info: ValidationInfo) -> int | None:
+        if max_length is not None and info.data.get("type") not in ("str", None):
+            raise _verdict_error("max_length applies to `str` fields only; remove it")
+        return max_length
+
+    @field_validator("min", "max")
+    @classmethod
+    def _bounds(cls, bound: int | None, info: ValidationInfo) -> int | None:
+        kind = info.data.get("type")
+        if bound is not None and kind not in ("int", None):
+            raise _verdict_error(
+                f"`{info.field_name}` applies to `int` fields only; use `type: int`, or remove it"
+            )
+        low = info.data.get("min")
+        if info.field_name == "max" and bound is not None and low is not None and low > bound:
+            raise _verdict_error(
+                f"max ({bound}) is below min ({low}); write the smaller bound as `min`"
+            )
+        return bound
+
+
+def _verdict_error(message: str) -> PydanticCustomError:
+    # a custom error's message is a template to pydantic: write no braces in it
+    return PydanticCustomError("verdict_field", message)
 
 
 class ComprehensionQuestion(Strict):

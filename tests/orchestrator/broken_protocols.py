@@ -144,6 +144,11 @@ PROBE_CASES = [
 ]
 
 
+ENUM = "      values: [checklist, experiential, none]\n"
+"""deu.yaml's enum verdict field."""
+NEXT = "    evidence:\n"
+"""Where a verdict case adds a field: before deu.yaml's last one."""
+
 REFERENCE_CASES = [
     ErrorCase(
         name="unknown term",
@@ -186,6 +191,62 @@ REFERENCE_CASES = [
         new="      type: bool\n      max_length: 10\n",
         field="evaluation.verdict.detected.max_length",
         fragment="`str` fields only",
+    ),
+    ErrorCase(
+        name="min above max",
+        old=NEXT,
+        new="    turns:\n      type: int\n      min: 5\n      max: 1\n" + NEXT,
+        field="evaluation.verdict.turns.max",
+        fragment="write the smaller bound as `min`",
+    ),
+    ErrorCase(
+        name="min on an enum",
+        old=ENUM,
+        new=ENUM.replace("values:", "min: 0\n      values:"),
+        field="evaluation.verdict.reasoning_style.min",
+        fragment="`int` fields only",
+    ),
+    ErrorCase(
+        name="max on a str",
+        old="      max_length: 300\n",
+        new="      max_length: 300\n      max: 3\n",
+        field="evaluation.verdict.evidence.max",
+        fragment="`int` fields only",
+    ),
+    ErrorCase(
+        name="ordinal without levels",
+        old=NEXT,
+        new="    confidence:\n      type: ordinal\n" + NEXT,
+        field="evaluation.verdict.confidence.levels",
+        fragment="at least two distinct `levels`",
+    ),
+    ErrorCase(
+        name="ordinal with one distinct level",
+        old=NEXT,
+        new="    confidence:\n      type: ordinal\n      levels: [high, high]\n" + NEXT,
+        field="evaluation.verdict.confidence.levels",
+        fragment="at least two distinct `levels`",
+    ),
+    ErrorCase(
+        name="levels on an enum",
+        old=ENUM,
+        new=ENUM.replace("values:", "levels:"),
+        field="evaluation.verdict.reasoning_style.values",
+        fragment="an enum needs `values`",
+    ),
+    ErrorCase(
+        name="levels on an int",
+        old=NEXT,
+        new="    turns:\n      type: int\n      levels: [a, b]\n" + NEXT,
+        field="evaluation.verdict.turns.levels",
+        fragment="unordered choices are `type: enum` with `values`",
+    ),
+    ErrorCase(
+        name="values on an ordinal",
+        old=NEXT,
+        new="    confidence:\n      type: ordinal\n      values: [low, high]\n" + NEXT,
+        field="evaluation.verdict.confidence.values",
+        fragment="`values` applies to `enum` fields only",
     ),
     ErrorCase(
         name="duplicate model name",
