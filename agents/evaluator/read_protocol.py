@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.evaluator.assignment import Assignment
+from agents.evaluator.schema import FieldSpec
 from agents.prompts import say
 from agents.tools import Tool
 
@@ -17,13 +18,19 @@ def _text(macro: str) -> str:
     return say("tools/read_protocol.j2", macro)
 
 
+def _field(f: FieldSpec) -> dict[str, Any]:
+    """A verdict field as read_protocol shows it: its type and only the constraints it has."""
+    out: dict[str, Any] = {"type": f.type}
+    if f.values:
+        out["levels" if f.type == "ordinal" else "values"] = list(f.values)
+    out |= {k: v for k, v in (("min", f.min), ("max", f.max)) if v is not None}
+    return out
+
+
 def read_protocol_tool(work: Assignment) -> Tool:
     def read(_: dict[str, Any]) -> dict[str, Any]:
         work.read = True
-        fields = {
-            f.name: {"type": f.type, **({"values": list(f.values)} if f.values else {})}
-            for f in work.brief.fields
-        }
+        fields = {f.name: _field(f) for f in work.brief.fields}
         out: dict[str, Any] = {
             "design_and_rubric": _text("design_and_rubric"),
             "verdict_fields": fields,

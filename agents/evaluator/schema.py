@@ -14,6 +14,7 @@ from pydantic import (
     StrictBool,
     StrictFloat,
     StrictInt,
+    conint,
     constr,
     create_model,
 )
@@ -37,12 +38,17 @@ CITES = {
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    type: Literal["bool", "enum", "str", "int", "float"]
+    type: Literal["bool", "enum", "ordinal", "str", "int", "float"]
     values: tuple[str, ...] = ()
+    """The allowed values of an `enum`; the levels of an `ordinal`, lowest first."""
     description: str = ""
     max_length: int | None = None
     """Longest allowed `str` value: checked on submission, and a bound constrained decoding
     keeps to (a small local model would otherwise fill a quote until its token cap)."""
+    min: int | None = None
+    """Smallest allowed `int` value (checked on submission; `minimum` in the tool's schema)."""
+    max: int | None = None
+    """Largest allowed `int` value (checked on submission; `maximum` in the tool's schema)."""
 
 
 def verdict_model(fields: list[FieldSpec]) -> type[BaseModel]:
@@ -54,9 +60,13 @@ def verdict_model(fields: list[FieldSpec]) -> type[BaseModel]:
     }
     spec: dict[str, Any] = {"ref": (str, ...)}
     for f in fields:
-        kind = Literal[f.values] if f.type == "enum" else types[f.type]  # type: ignore[valid-type]
-        if f.type == "str" and f.max_length is not None:
+        kind = types.get(f.type)
+        if f.type in ("enum", "ordinal"):
+            kind = Literal[f.values]  # type: ignore[valid-type]
+        elif f.type == "str" and f.max_length is not None:
             kind = constr(max_length=f.max_length)
+        elif f.type == "int" and (f.min is not None or f.max is not None):
+            kind = conint(strict=True, ge=f.min, le=f.max)
         spec[f.name] = (kind, ...)
     return create_model("Verdict", __config__=ConfigDict(extra="forbid"), **spec)
 
@@ -72,12 +82,18 @@ def verdict_schema(
         props["ref"] = {"type": "string", "description": say("tools/submit_verdicts.j2", "ref")}
     for f in fields:
         prop: dict[str, Any] = {"description": f.description}
-        if f.type == "enum":
+        if f.type in ("enum", "ordinal"):
             prop.update(type="string", enum=list(f.values))
         else:
             prop["type"] = json_types[f.type]
+        if f.type == "ordinal":
+            prop["description"] = _ordered(f)
         if f.type == "str" and f.max_length is not None:
             prop["maxLength"] = f.max_length
+        if f.type == "int" and f.min is not None:
+            prop["minimum"] = f.min
+        if f.type == "int" and f.max is not None:
+            prop["maximum"] = f.max
         props[f.name] = prop
     props |= extra or {}
     return {
@@ -86,6 +102,12 @@ def verdict_schema(
         "required": [k for k in props if k not in (extra or {})],
         "additionalProperties": False,
     }
+
+
+def _ordered(f: FieldSpec) -> str:
+    """An ordinal's description, with its scale spelled out (the enum alone reads unordered)."""
+    scale = say("tools/submit_verdicts.j2", "ordinal", levels=list(f.values))
+    return f"{f.description} {scale}".strip()
 
 
 def submit_schema(

@@ -40,7 +40,7 @@ from orchestrator.analysis import compute_agreement, headline, save_agreement
 from orchestrator.context import RunContext
 from orchestrator.pending import pending_text
 from orchestrator.progress import finish_stage
-from orchestrator.protocol.schema import Protocol
+from orchestrator.protocol.schema import Protocol, VerdictField
 from orchestrator.records import (
     Assigned,
     BatchStatus,
@@ -118,10 +118,7 @@ def brief(protocol: Protocol, truesight: bool) -> Brief:
         title=protocol.title,
         question=protocol.question,
         rubric=ev.rubric,
-        fields=[
-            FieldSpec(n, f.type, tuple(f.values), f.description, f.max_length)
-            for n, f in ev.verdict.items()
-        ],
+        fields=[_field_spec(n, f) for n, f in ev.verdict.items()],
         questions=[
             Question(q.id, q.question.strip(), tuple(q.choices), q.answer, q.explanation.strip())
             for q in ev.comprehension
@@ -130,6 +127,11 @@ def brief(protocol: Protocol, truesight: bool) -> Brief:
         chunk_size=ev.chunk_size,
         truesight=truesight,
     )
+
+
+def _field_spec(name: str, f: VerdictField) -> FieldSpec:
+    values = f.levels if f.type == "ordinal" else f.values
+    return FieldSpec(name, f.type, tuple(values), f.description, f.max_length, f.min, f.max)
 
 
 class RecordsSink:
