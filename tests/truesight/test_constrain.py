@@ -114,11 +114,14 @@ def long_context(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
 def test_the_scripted_judges_keyed_tool_gets_one_verdict_per_ref(long_context: LoadedModel) -> None:
     loaded = long_context
     """The per-call tool an offline (scripted) evaluator is forced to: whatever the model, the
-    verdicts come out keyed by exactly the owed refs, with every field valid and bounded."""
+    verdicts come out keyed by exactly the owed refs, with every field valid and bounded (an
+    int within its range, an ordinal one of its levels)."""
     fields = [
         FieldSpec("detected", "bool"),
         FieldSpec("style", "enum", ("checklist", "experiential", "none")),
         FieldSpec("evidence", "str", max_length=20),
+        FieldSpec("turns", "int", min=1, max=3),
+        FieldSpec("confidence", "ordinal", ("low", "medium", "high")),
     ]
     refs = ["R03", "R07", "R11"]
     tool = submit_definition(fields, refs)
@@ -137,7 +140,7 @@ def test_the_scripted_judges_keyed_tool_gets_one_verdict_per_ref(long_context: L
         verdicts = json.loads(result.text)["verdicts"]
         assert list(verdicts) == refs
         for ref, v in verdicts.items():
-            judged = {k: x for k, x in v.items() if k in ("detected", "style", "evidence")}
+            judged = {k: x for k, x in v.items() if k in schema.model_fields}
             schema.model_validate({"ref": ref, **judged})
 
 
