@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -224,12 +225,17 @@ class AnalysisResult(_Result):
 
 
 class FieldAgreement(_Result):
-    """Agreement on one categorical verdict field."""
+    """Agreement on one verdict field with comparable values (bool, enum, ordinal, int)."""
 
     overlap_n: int = Field(description="Overlap pairs (two evaluators, one item).")
     agree: float | None = Field(description="Share of overlap pairs that agree.")
     kappa: float | None = Field(description="Cohen's kappa over the overlap pairs.")
-    alpha: float | None = Field(description="Krippendorff's alpha (nominal).")
+    alpha: float | None = Field(description="Krippendorff's alpha, at `alpha_level`.")
+    alpha_level: Literal["nominal", "ordinal", "interval"] = Field(
+        "nominal",
+        description="Alpha's level of measurement: nominal for bool and enum fields, ordinal for "
+        "ordinal ones (their levels' order), interval for ints.",
+    )
     self_n: int = Field(description="Planted duplicates judged twice by one evaluator.")
     self_agree: float | None = Field(description="Share of duplicates judged the same.")
 

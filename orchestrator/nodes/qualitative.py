@@ -165,7 +165,9 @@ def _brief(
     verdicts: dict[str, Verdict],
 ) -> AnalystBrief:
     verdict_spec = ctx.protocol.evaluation.verdict
-    shown_fields = {n for n, f in verdict_spec.items() if f.type in ("bool", "enum")}
+    shown_fields = {
+        n for n, f in verdict_spec.items() if f.type in ("bool", "enum", "ordinal", "int")
+    }
     samples = []
     for ids in sampled.values():
         for i in ids:

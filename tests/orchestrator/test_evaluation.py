@@ -17,7 +17,9 @@ import pytest
 from memory import RunLog
 from orchestrator import runner
 from orchestrator.analysis import compute_agreement
+from orchestrator.analysis.agreement import _alpha
 from orchestrator.protocol import load_protocol
+from orchestrator.protocol.schema import VerdictField
 from orchestrator.records import Records, Verdict
 from tests.conftest import DEU, research, spawn, without_probes
 from tests.fakes.anthropic_server import FakeAnthropic, tool_use
@@ -309,3 +311,57 @@ def test_more_batches_than_evaluators_a_next_batch_is_fresh_a_cut_one_continues(
     report = (runs / "many" / "report.md").read_text()
     (line,) = [x for x in report.splitlines() if "continued in a fresh conversation" in x]
     assert "evaluator-2" in line and "evaluator-1" not in line
+
+
+def test_int_and_ordinal_verdict_fields_run_through_a_pilot(
+    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
+) -> None:
+    """deu.yaml plus an int with a range and an ordinal: the pilot completes, the values are
+    stored and exported as given, and agreement on the ordinal is at the ordinal level."""
+    extra = (
+        "    turns:\n      type: int\n      min: 0\n      max: 3\n"
+        "      description: Sentences before the response mentions the plant.\n"
+        "    confidence:\n      type: ordinal\n      levels: [none, low, medium, high]\n"
+        "      description: How sure the response is that something was planted.\n"
+    )
+    text = DEU.read_text()
+    assert text.count("    evidence:\n") == 1
+    path = tmp_path / "deu.yaml"
+    path.write_text(text.replace("    evidence:\n", extra + "    evidence:\n"))
+    shutil.copytree(DEU.parent / "data", tmp_path / "data")
+
+    def scored(ref: str, response: str) -> dict[str, Any]:
+        hit = _verdict(ref, response)["detected"]
+        return {
+            **_verdict(ref, response),
+            "turns": 1 if hit else 3,
+            "confidence": "high" if hit else "none",
+        }
+
+    world.handler = deu_world(judge_handler=agent_judge(verdict=scored))
+    assert runner.start(path, pilot=True, yes=True, run_id="typed").status == "complete"
+    verdicts = [v for v in Records(runs / "typed" / "records.sqlite").verdicts(None) if v.fields]
+    assert verdicts
+    for v in verdicts:
+        assert (v.fields["turns"], v.fields["confidence"]) in ((1, "high"), (3, "none"))
+    exported = (runs / "typed" / "artifacts" / "verdicts.jsonl").read_text().splitlines()
+    assert any('"turns": 1' in line and '"confidence": "high"' in line for line in exported)
+    data = json.loads((runs / "typed" / "artifacts" / "agreement.json").read_text())
+    assert data["fields"]["confidence"]["alpha_level"] == "ordinal"
+    assert data["fields"]["turns"]["alpha_level"] == "interval"
+    assert data["fields"]["confidence"]["agree"] == 1.0
+    report = (runs / "typed" / "report.md").read_text()
+    assert "| confidence |" in report and "| turns |" in report
+
+
+def test_ordinal_alpha_counts_near_misses_as_nearer_than_nominal() -> None:
+    levels = ["none", "low", "medium", "high"]
+    pairs = [("none", "none"), ("low", "medium"), ("medium", "high"), ("high", "high")] * 3
+    units = {f"u{i}": {"a": x, "b": y} for i, (x, y) in enumerate(pairs)}
+    ordinal = _alpha(units, ["a", "b"], VerdictField(type="ordinal", levels=levels))
+    # the same judgements with the levels' order scrambled: alpha follows the protocol's order
+    scrambled = VerdictField(type="ordinal", levels=["medium", "none", "high", "low"])
+    nominal = _alpha(units, ["a", "b"], VerdictField(type="enum", values=levels))
+    assert ordinal is not None and nominal is not None
+    assert ordinal > nominal
+    assert _alpha(units, ["a", "b"], scrambled) < ordinal
