@@ -1,8 +1,9 @@
 """screen: deterministic data-quality checks on every response, before anyone judges them.
 
 Flags: errored (no answer after retries), empty, truncated (stop_reason max_tokens), refused, and
-duplicate (the same text as another item's response). Counts per cell go to LOG.md, and each kind
-that occurs becomes a data_quality flag that the human sees at the next checkpoint.
+duplicate (the same text as another item's response); the protocol's `screen:` section says which
+to flag (short factual answers repeat by design). Counts per cell go to LOG.md, and each kind that
+occurs becomes a data_quality flag that the human sees at the next checkpoint.
 """
 
 from __future__ import annotations
@@ -14,45 +15,63 @@ from langgraph.runtime import Runtime
 
 from orchestrator.context import RunContext
 from orchestrator.progress import finish_stage
+from orchestrator.protocol.schema import Screen
 from orchestrator.records import Response
 from orchestrator.state import RunState
 
-REFUSAL = re.compile(
-    r"^\W*(I'?m sorry,? but |I apologi[sz]e,? but |Sorry,? but )?"
-    r"(I can(no|')t|I cannot|I won'?t|I'?m (not able|unable) to|I will not|I must decline)"
-    r"\b.{0,60}\b(help|assist|comply|do that|provide|fulfil|fulfill|with (this|that))",
-    re.IGNORECASE | re.DOTALL,
-)
 KINDS = ["errored", "empty", "truncated", "refused", "duplicate"]
+REFUSAL_WINDOW = 300
+"""Characters at the start of an answer searched for a refusal."""
 
 
-def screen_response(r: Response | None) -> list[str]:
+def refusal_patterns(rules: Screen) -> list[re.Pattern[str]]:
+    return [re.compile(p, re.IGNORECASE | re.DOTALL) for p in rules.refusals]
+
+
+def screen_response(
+    r: Response | None, rules: Screen, refusals: list[re.Pattern[str]]
+) -> list[str]:
     if r is None or r.error is not None:
         return ["errored"]
     flags = []
-    if not r.text.strip():
+    if rules.empty and not r.text.strip():
         flags.append("empty")
-    if r.stop_reason == "max_tokens":
+    if rules.truncated and r.stop_reason == "max_tokens":
         flags.append("truncated")
-    if r.stop_reason == "refusal" or REFUSAL.match(r.text.strip()[:300]):
+    opening = r.text.strip()[:REFUSAL_WINDOW]
+    if r.stop_reason == "refusal" or any(p.search(opening) for p in refusals):
         flags.append("refused")
     return flags
+
+
+def screen_responses(
+    item_ids: list[str], responses: dict[str, Response], rules: Screen
+) -> dict[str, list[str]]:
+    """Each item's flags, in the order of KINDS; an item with none is clean."""
+    refusals = refusal_patterns(rules)
+    results = {i: screen_response(responses.get(i), rules, refusals) for i in item_ids}
+    if not rules.duplicates.flag:
+        return results
+    by_text: dict[str, list[str]] = defaultdict(list)
+    for i in item_ids:
+        r = responses.get(i)
+        if r is None or r.error is not None:
+            continue
+        text = " ".join(r.text.split())
+        if text and len(text) >= rules.duplicates.min_length:
+            by_text[text.lower()].append(i)
+    for ids in by_text.values():
+        if len(ids) > 1:
+            for item_id in ids:
+                results[item_id].append("duplicate")
+    return results
 
 
 def screen(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
     items = ctx.run.records.items()
     responses = ctx.run.records.responses()
-    results = {i.id: screen_response(responses.get(i.id)) for i in items}
-    by_text: dict[str, list[str]] = defaultdict(list)
-    for i in items:
-        r = responses.get(i.id)
-        if r is not None and r.error is None and r.text.strip():
-            by_text[" ".join(r.text.split()).lower()].append(i.id)
-    for ids in by_text.values():
-        if len(ids) > 1:
-            for item_id in ids:
-                results[item_id].append("duplicate")
+    results = screen_responses([i.id for i in items], responses, ctx.protocol.screen)
     ctx.run.records.set_screen(
         {i: (f, responses[i].text if i in responses else "") for i, f in results.items()}
     )

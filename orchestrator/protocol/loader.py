@@ -9,6 +9,7 @@ are rendered once per cell so a broken prompt fails before any call is made.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -19,7 +20,7 @@ from jinja2.exceptions import SecurityError
 from pydantic import ValidationError
 
 from orchestrator.errors import ProtocolError
-from orchestrator.protocol.schema import TRAINED, Protocol, RegressionModel
+from orchestrator.protocol.schema import KEY, SLUG, TRAINED, Protocol, RegressionModel, Task
 from orchestrator.protocol.stimuli import cells, template_context
 from orchestrator.protocol.templates import check_syntax, level_references, render
 from orchestrator.protocol.yamlmap import (
@@ -31,7 +32,14 @@ from orchestrator.protocol.yamlmap import (
     template_line,
 )
 
-RESERVED = {"subject", "factors", "text", "task", "plant", "document", "replicate"}
+RESERVED = {"subject", "factors", "text", "task", "plant", "document", "replicate", "fields"}
+KEY_NAME = re.compile(KEY)
+ALLOWED = {
+    KEY: "letters, digits, '_' and '-' (no '.': it becomes part of cell keys and item ids, "
+    "which are joined with '.')",
+    SLUG: "letters, digits, '_', '-' and '.'",
+}
+"""What each name pattern allows, in words: a raw regex helps no one."""
 
 
 @dataclass(frozen=True)
@@ -101,13 +109,38 @@ def _from_validation(e: ValidationError, path: Path, lines: dict[Path_, int]) ->
         loc = tuple(err["loc"])
         kind, msg = err["type"], err["msg"]
         if kind == "extra_forbidden":
-            msg = "unknown field"
+            msg = _unknown_field(loc)
         elif kind == "missing":
             msg = "missing required field"
+        elif kind == "string_pattern_mismatch":
+            msg = name_problem(err["input"], err["ctx"]["pattern"])
         errors.append(ProtocolError(msg, file=path, line=line_of(lines, loc), field=dotted(loc)))
     first = errors[0]
     first.others = errors[1:]
     return first
+
+
+def _unknown_field(loc: Path_) -> str:
+    if loc[:2] == ("materials", "templates") and len(loc) == 3:
+        return (
+            "unknown template: templates take `system` and `user` (a list of turns for longer "
+            "conversations is planned, not yet supported)"
+        )
+    if loc[:2] == ("materials", "tasks") and len(loc) == 4:
+        return (
+            "unknown field: tasks take id, kind, instruction and document; put further data "
+            "under `fields:`, e.g. fields: {answer: Paris}, and use it as {{ fields.answer }}"
+        )
+    return "unknown field"
+
+
+def name_problem(value: object, pattern: str = KEY) -> str:
+    """Why `value` is not a name, in words, with what to write instead."""
+    allowed = ALLOWED.get(pattern, f"text matching {pattern}")
+    return (
+        f"{value!r} is not a valid name: use {allowed}, starting with a letter or digit, at "
+        "most 64 characters (e.g. claude-sonnet, framing_by_model)"
+    )
 
 
 class _Checker:
@@ -121,6 +154,7 @@ class _Checker:
 
     def references(self) -> None:
         """Cross-references between sections, each rule in turn; the first broken one raises."""
+        self.sizes()
         self.unique_ids()
         self.factor_names()
         self.plant_when()
@@ -131,6 +165,18 @@ class _Checker:
         for i, model in enumerate(self.p.analysis.models):
             self.model_spec(("analysis", "models", i), model)
         self.assumed_rate_conditions()
+        self.screen_patterns()
+
+    def sizes(self) -> None:
+        """A pilot is a smaller run: no more stimuli per cell than the full size."""
+        d = self.p.design
+        if d.pilot_n_per_cell > d.n_per_cell:
+            raise self.fail(
+                ("design", "pilot_n_per_cell"),
+                f"pilot_n_per_cell ({d.pilot_n_per_cell}) is larger than n_per_cell "
+                f"({d.n_per_cell}); a pilot runs a few stimuli per cell, so write at most "
+                f"{d.n_per_cell}",
+            )
 
     def unique_ids(self) -> None:
         """Tasks, plants, subjects, hypotheses, comprehension questions and models: no two alike."""
@@ -142,12 +188,17 @@ class _Checker:
             (("hypotheses",), "id", [h.id for h in p.hypotheses]),
             (("evaluation", "comprehension"), "id", [q.id for q in p.evaluation.comprehension]),
             (("analysis", "models"), "name", [m.name for m in p.analysis.models]),
+            (("analysis", "contrasts"), "name", [c.name for c in p.analysis.contrasts]),
         ]
         for where, key, ids in listed:
             seen: set[str] = set()
             for i, id_ in enumerate(ids):
                 if id_ in seen:
-                    raise self.fail(where + (i, key), f"duplicate {key} {id_!r}")
+                    raise self.fail(
+                        where + (i, key),
+                        f"duplicate {key} {id_!r}; give each a {key} of its own (results, "
+                        "the report and `research compare` find them by it)",
+                    )
                 seen.add(id_)
 
     def factor_names(self) -> None:
@@ -156,6 +207,11 @@ class _Checker:
             where = ("design", "factors", name)
             if name in RESERVED:
                 raise self.fail(where, f"{name!r} is a reserved name; call the factor otherwise")
+            if not KEY_NAME.match(name):
+                raise self.fail(where, f"factor name: {name_problem(name)}")
+            for i, level in enumerate(factor.levels):
+                if not KEY_NAME.match(level):
+                    raise self.fail(where + ("levels", i), f"level: {name_problem(level)}")
             if len(set(factor.levels)) != len(factor.levels):
                 raise self.fail(where + ("levels",), "levels must be distinct")
 
@@ -195,9 +251,35 @@ class _Checker:
         """A contrast compares two levels of one factor, within levels of others."""
         for i, c in enumerate(self.p.analysis.contrasts):
             where = ("analysis", "contrasts", i)
+            factors = ", ".join(self.levels)
+            if c.factor == "subject":
+                raise self.fail(
+                    where + ("factor",),
+                    "contrasts compare levels of a design factor and are computed for each "
+                    f"subject (factors: {factors}); to compare subjects, add an analysis model "
+                    "with terms [<factor>, subject]",
+                )
+            if c.factor not in self.levels:
+                raise self.fail(
+                    where + ("factor",), f"unknown factor {c.factor!r} (factors: {factors})"
+                )
             self.level(where + ("treatment",), c.factor, c.treatment)
             self.level(where + ("control",), c.factor, c.control)
+            if c.treatment == c.control:
+                others = [lv for lv in self.levels[c.factor] if lv != c.treatment]
+                raise self.fail(
+                    where + ("control",),
+                    f"treatment and control are both {c.control!r}, so the contrast is always "
+                    f"zero; compare two different levels of {c.factor}, e.g. control: {others[0]}",
+                )
             for factor, level in c.within.items():
+                if factor == c.factor:
+                    raise self.fail(
+                        where + ("within", factor),
+                        f"within holds {factor}, the factor the contrast compares, so one arm "
+                        f"is always empty; hold only other factors in within, or remove {factor} "
+                        "from it",
+                    )
                 self.level(where + ("within", factor), factor, level)
 
     def model_spec(self, where: Path_, m: RegressionModel) -> None:
@@ -237,6 +319,18 @@ class _Checker:
                     known = ", ".join(subjects)
                     raise self.fail(where, f"unknown subject {level!r} (subjects: {known})")
 
+    def screen_patterns(self) -> None:
+        """Each refusal pattern of the screen stage compiles."""
+        for i, pattern in enumerate(self.p.screen.refusals):
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise self.fail(
+                    ("screen", "refusals", i),
+                    f"not a regular expression: {e}; write a Python regex, e.g. "
+                    "'^I (can.t|won.t) help', and escape literal ( [ . * + ? with a backslash",
+                ) from None
+
     def level(self, where: Path_, factor: str, level: str) -> None:
         if factor not in self.levels:
             raise self.fail(where, f"unknown factor {factor!r} (factors: {', '.join(self.levels)})")
@@ -266,28 +360,28 @@ class _Checker:
                         f"levels ({known})",
                     )
         m = self.p.materials
-        for cell in cells(self.p):
-            for blind in (False, True):
-                ctx = template_context(
-                    self.p, cell, 0, m.tasks[0], m.plants[0] if m.plants else None, blind=blind
-                )
-                for name, source in sources.items():
-                    try:
-                        render(source, ctx)
-                    except SecurityError as e:
-                        raise self.fail(
-                            ("materials", "templates", name), f"template refused by sandbox: {e}"
-                        ) from None
-                    except UndefinedError as e:
-                        raise self.fail(
-                            ("materials", "templates", name),
-                            f"undefined template variable: {e.message} (available: "
-                            f"{', '.join(sorted(ctx))})",
-                        ) from None
-                    except TemplateError as e:
-                        raise self.fail(
-                            ("materials", "templates", name), f"template error: {e}"
-                        ) from None
+        plant = m.plants[0] if m.plants else None
+        # every task in every cell: a task's fields, like a cell's levels, can break a template
+        for cell, task, blind in itertools.product(cells(self.p), m.tasks, (False, True)):
+            ctx = template_context(self.p, cell, 0, task, plant, blind=blind)
+            for name, source in sources.items():
+                self.render(("materials", "templates", name), source, ctx, task)
+
+    def render(self, where: Path_, source: str, ctx: dict[str, object], task: Task) -> None:
+        try:
+            render(source, ctx)
+        except SecurityError as e:
+            raise self.fail(where, f"template refused by sandbox: {e}") from None
+        except UndefinedError as e:
+            raise self.fail(
+                where,
+                f"undefined template variable: {e.message} with task {task.id!r} (available: "
+                f"{', '.join(sorted(ctx))}; its fields: {', '.join(task.fields) or 'none'}); give "
+                "every task the fields the templates use, or guard one with "
+                "{% if fields.<name> is defined %}",
+            ) from None
+        except TemplateError as e:
+            raise self.fail(where, f"template error: {e}") from None
 
 
 TRAINED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$")

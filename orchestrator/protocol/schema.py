@@ -21,6 +21,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""An id that is never split on '.': letters, digits, '_', '-' and '.', up to 64 characters."""
+KEY = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+"""A name that becomes part of a cell key or item id (joined with '.'): no '.' of its own."""
+Scalar = str | int | float | bool
 
 
 class Strict(BaseModel):
@@ -55,6 +59,12 @@ class Task(Strict):
     instruction: str = Field(min_length=1, description="What the user asks for.")
     document: str = Field(
         "", description="The input document the task is about; paragraphs separated by blank lines."
+    )
+    fields: dict[str, Scalar] = Field(
+        default_factory=dict,
+        description="Further data of the task (a question, its expected answer, a topic), "
+        "available to templates as `fields.<name>`; blanked in what evaluators see, like "
+        "`level_text`.",
     )
 
 
@@ -116,7 +126,7 @@ class ModelRef(Strict):
 
 
 class Subject(ModelRef):
-    id: str = Field(pattern=SLUG, description="Short id used in item ids.")
+    id: str = Field(pattern=KEY, description="Short id used in cell keys and item ids.")
     batch: bool = Field(
         False,
         description="Send this subject's calls as one Anthropic Message Batch (half the price, "
@@ -269,7 +279,10 @@ class Evaluation(Strict):
 
 
 class Contrast(Strict):
-    name: str = Field(description="Label used in the analysis and the report.")
+    name: str = Field(
+        pattern=SLUG,
+        description="Unique label used in the analysis, the report and `research compare`.",
+    )
     factor: str = Field(description="The factor whose levels are compared.")
     treatment: str = Field(description="Level compared ...")
     control: str = Field(description="... against this level.")
@@ -407,6 +420,42 @@ class Probes(Strict):
     )
 
 
+REFUSAL = (
+    r"^\W*(I'?m sorry,? but |I apologi[sz]e,? but |Sorry,? but )?"
+    r"(I can(no|')t|I cannot|I won'?t|I'?m (not able|unable) to|I will not|I must decline)"
+    r"\b.{0,60}\b(help|assist|comply|do that|provide|fulfil|fulfill|with (this|that))"
+)
+"""The built-in refusal pattern: an English refusal in the answer's opening words."""
+
+
+class Duplicates(Strict):
+    flag: bool = Field(
+        True,
+        description="Flag answers whose text (case and spacing aside) another item's answer "
+        "also has: copies are a data-quality problem for essays, expected for short answers.",
+    )
+    min_length: NonNegativeInt = Field(
+        0,
+        description="Answers shorter than this many characters (spacing collapsed) are never "
+        "flagged as duplicates, e.g. 40 for one-word or one-number answers.",
+    )
+
+
+class Screen(Strict):
+    """The screen stage's data-quality rules; the defaults flag everything it can."""
+
+    truncated: bool = Field(True, description="Flag answers cut off at max_tokens.")
+    empty: bool = Field(True, description="Flag empty (or whitespace-only) answers.")
+    duplicates: Duplicates = Field(default_factory=Duplicates)
+    refusals: list[str] = Field(
+        default_factory=lambda: [REFUSAL],
+        description="Regular expressions (Python syntax, case-insensitive, `.` matches newlines) "
+        "searched for in the first 300 characters of each answer; a match flags it refused. "
+        "Anchor one with `^` to match only at the start. Default: one pattern for English "
+        "refusals; `[]` flags only the API's own refusals (stop_reason refusal).",
+    )
+
+
 Stage = Literal["design", "evaluate", "report"]
 
 
@@ -426,6 +475,9 @@ class Protocol(Strict):
     analysis: Analysis
     probes: Probes | None = Field(
         None, description="Truesight probes on the local worker; omit to run none."
+    )
+    screen: Screen = Field(
+        default_factory=Screen, description="What the screen stage flags as data quality."
     )
 
     @property

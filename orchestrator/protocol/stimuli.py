@@ -96,7 +96,9 @@ def template_context(
         **levels,
         "factors": levels,
         "text": text,
-        "task": task.model_dump(),
+        "task": task.model_dump(exclude={"fields"}),
+        # like level text, a task's fields may give the condition or the answer away
+        "fields": {k: ("" if blind else v) for k, v in task.fields.items()},
         "plant": plant.model_dump() if plant else None,
         "document": document,
         "subject": cell.subject,

@@ -256,3 +256,149 @@ REFERENCE_CASES = [
         fragment="duplicate name 'framing_by_model'",
     ),
 ]
+
+
+class FixCase(NamedTuple):
+    """A design that cannot work: the error names the field at the line of `at` and says both
+    what is wrong (`fragment`) and what to write instead (`fix`)."""
+
+    name: str
+    old: str
+    new: str
+    field: str
+    fragment: str
+    fix: str
+    at: str
+    """Text in the edited protocol whose (first) line the error must name."""
+
+
+FIRST_CONTRAST = "      within:\n        planted: planted\n    - name: deu_effect_on_false_alarms"
+DESIGN_CASES = [
+    FixCase(
+        name="treatment is control",
+        old="      control: control\n      within:\n        planted: planted",
+        new="      control: deu\n      within:\n        planted: planted",
+        field="analysis.contrasts[0].control",
+        fragment="both 'deu'",
+        fix="compare two different levels of framing, e.g. control: control",
+        at="      control: deu\n",
+    ),
+    FixCase(
+        name="within holds the contrast's factor",
+        old=FIRST_CONTRAST,
+        new=FIRST_CONTRAST.replace("planted: planted", "framing: deu"),
+        field="analysis.contrasts[0].within.framing",
+        fragment="one arm is always empty",
+        fix="hold only other factors in within",
+        at="        framing: deu\n",
+    ),
+    FixCase(
+        name="duplicate contrast name",
+        old="    - name: deu_effect_on_false_alarms",
+        new="    - name: deu_effect_on_detection",
+        field="analysis.contrasts[1].name",
+        fragment="duplicate name 'deu_effect_on_detection'",
+        fix="give each a name of its own",
+        at="    - name: deu_effect_on_detection\n      factor: framing\n      treatment: deu\n"
+        "      control: control\n      within:\n        planted: none",
+    ),
+    FixCase(
+        name="subject id with a space",
+        old="  - id: claude-sonnet\n",
+        new="  - id: claude sonnet\n",
+        field="subjects[0].id",
+        fragment="'claude sonnet' is not a valid name",
+        fix="use letters, digits, '_' and '-'",
+        at="  - id: claude sonnet\n",
+    ),
+    FixCase(
+        name="subject id with a dot",
+        old="  - id: claude-sonnet\n",
+        new="  - id: claude-4.5\n",
+        field="subjects[0].id",
+        fragment="'claude-4.5' is not a valid name",
+        fix="no '.'",
+        at="  - id: claude-4.5\n",
+    ),
+    FixCase(
+        name="level with a slash",
+        old="levels: [control, deu]",
+        new="levels: [control, deu/v2]",
+        field="design.factors.framing.levels[1]",
+        fragment="'deu/v2' is not a valid name",
+        fix="use letters, digits, '_' and '-'",
+        at="levels: [control, deu/v2]",
+    ),
+    FixCase(
+        name="factor name with a dot",
+        old="    planted:\n      levels: [none, planted]",
+        new="    plant.ed:\n      levels: [none, planted]",
+        field="design.factors.plant.ed",
+        fragment="factor name: 'plant.ed' is not a valid name",
+        fix="no '.'",
+        at="    plant.ed:\n",
+    ),
+    FixCase(
+        name="contrast name with a slash",
+        old="    - name: deu_effect_on_detection",
+        new="    - name: deu/detection",
+        field="analysis.contrasts[0].name",
+        fragment="'deu/detection' is not a valid name",
+        fix="use letters, digits, '_', '-' and '.'",
+        at="    - name: deu/detection",
+    ),
+    FixCase(
+        name="model name with spaces",
+        old="    - name: framing_by_model",
+        new="    - name: framing by model",
+        field="analysis.models[0].name",
+        fragment="'framing by model' is not a valid name",
+        fix="e.g. claude-sonnet, framing_by_model",
+        at="    - name: framing by model",
+    ),
+    FixCase(
+        name="pilot larger than full size",
+        old="  pilot_n_per_cell: 3",
+        new="  pilot_n_per_cell: 80",
+        field="design.pilot_n_per_cell",
+        fragment="larger than n_per_cell (50)",
+        fix="write at most 50",
+        at="  pilot_n_per_cell: 80",
+    ),
+    FixCase(
+        name="contrast over subjects",
+        old="      factor: framing\n      treatment: deu\n      control: control\n",
+        new="      factor: subject\n      treatment: claude-sonnet\n      control: claude-haiku\n",
+        field="analysis.contrasts[0].factor",
+        fragment="computed for each subject",
+        fix="add an analysis model with terms [<factor>, subject]",
+        at="      factor: subject\n",
+    ),
+    FixCase(
+        name="template other than system and user",
+        old='    user: "{{ task.instruction }}',
+        new='    assistant: "Sure."\n    user: "{{ task.instruction }}',
+        field="materials.templates.assistant",
+        fragment="unknown template",
+        fix="templates take `system` and `user`",
+        at='    assistant: "Sure."',
+    ),
+    FixCase(
+        name="unknown task field",
+        old="    - id: sum-board-minutes\n",
+        new="    - id: sum-board-minutes\n      answer: Paris\n",
+        field="materials.tasks[0].answer",
+        fragment="unknown field",
+        fix="put further data under `fields:`",
+        at="      answer: Paris\n",
+    ),
+    FixCase(
+        name="refusal pattern that is not a regex",
+        old="analysis:\n  primary: detected",
+        new="screen:\n  refusals:\n    - '^I (cannot'\nanalysis:\n  primary: detected",
+        field="screen.refusals[0]",
+        fragment="not a regular expression",
+        fix="write a Python regex",
+        at="    - '^I (cannot'",
+    ),
+]

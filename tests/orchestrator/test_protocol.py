@@ -15,7 +15,13 @@ from orchestrator.errors import ProtocolError
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.stimuli import build_stimuli, cells
 from tests.conftest import DEU, SINCERITY, research
-from tests.orchestrator.broken_protocols import CASES, PROBE_CASES, REFERENCE_CASES
+from tests.orchestrator.broken_protocols import (
+    CASES,
+    DESIGN_CASES,
+    PROBE_CASES,
+    REFERENCE_CASES,
+    FixCase,
+)
 
 BASE = DEU.read_text()
 
@@ -65,6 +71,37 @@ def test_stimuli_are_deterministic_and_plants_only_where_planted() -> None:
     assert len({tuple(v) for v in by_cell.values()}) == 1
 
 
+def test_task_fields_reach_templates_but_not_evaluators(tmp_path: Path) -> None:
+    """Extra task data lives in `fields:`, not stuffed into the document; templates read it as
+    `fields.<name>`, and the user message evaluators see has it blanked like level text."""
+    path = mutate(
+        tmp_path,
+        "    - id: sum-board-minutes\n",
+        "    - id: sum-board-minutes\n      fields: {audience: trustees, words: 150}\n",
+    )
+    old = '    user: "{{ task.instruction }}'
+    guarded = "{% if fields.audience is defined %} For {{ fields.audience }}.{% endif %}"
+    path.write_text(path.read_text().replace(old, old + guarded, 1))
+    p = load_protocol(path).protocol
+    assert p.materials.tasks[0].fields == {"audience": "trustees", "words": 150}
+    assert p.materials.tasks[1].fields == {}
+    stimuli = [s for s in build_stimuli(p, pilot=False) if s.task_id == "sum-board-minutes"]
+    assert stimuli
+    for s in stimuli:
+        assert "For trustees." in s.user
+        assert "trustees" not in s.blind_user and "For ." in s.blind_user
+
+
+def test_a_field_some_tasks_lack_is_refused_naming_the_task(tmp_path: Path) -> None:
+    old = '    user: "{{ task.instruction }}'
+    path = mutate(tmp_path, old, old + " For {{ fields.audience }}.")
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert e.value.field == "materials.templates.user"
+    assert "with task 'sum-board-minutes'" in e.value.message
+    assert "give every task the fields the templates use" in e.value.message
+
+
 def mutate(tmp_path: Path, old: str, new: str, count: int = 1) -> Path:
     assert old in BASE, old
     path = tmp_path / "deu.yaml"
@@ -103,6 +140,31 @@ def test_protocol_errors_name_file_line_and_field(
     assert exit_.value.code == 2
     printed = " ".join(capsys.readouterr().err.split())
     assert f"{path}:{err.line}: {field}:" in printed and "Traceback" not in printed
+
+
+@pytest.mark.parametrize("case", DESIGN_CASES, ids=[c.name for c in DESIGN_CASES])
+def test_designs_that_cannot_work_are_refused_with_a_fix(
+    tmp_path: Path,
+    case: FixCase,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A design that would run but cannot answer anything is refused at its line, with what is
+    wrong in words (never a raw regex) and what to write instead."""
+    path = mutate(tmp_path, case.old, case.new)
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    err = e.value
+    assert (err.field, err.line) == (case.field, line_of(path.read_text(), case.at)), err.report()
+    assert case.fragment in err.message and case.fix in err.message, err.message
+    assert "[A-Za-z0-9]" not in err.message
+    monkeypatch.setattr(sys, "argv", ["research", "validate", str(path)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    printed = " ".join(capsys.readouterr().err.split())
+    assert f"{path}:{err.line}: {case.field}:" in printed and "Traceback" not in printed
+    assert " ".join(case.fix.split()) in printed
 
 
 def test_error_line_is_the_line_of_the_field(tmp_path: Path) -> None:
