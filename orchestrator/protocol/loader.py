@@ -19,6 +19,7 @@ from jinja2.exceptions import SecurityError
 from pydantic import ValidationError
 
 from orchestrator.errors import ProtocolError
+from orchestrator.protocol.blinding import check_blinding
 from orchestrator.protocol.schema import TRAINED, Protocol, RegressionModel
 from orchestrator.protocol.stimuli import cells, template_context
 from orchestrator.protocol.templates import check_syntax, level_references, render
@@ -89,6 +90,7 @@ def load_protocol_text(text: str, path: Path, *, sha256: str | None = None) -> L
         raise _from_validation(e, path, lines) from None
     check = _Checker(protocol, path, lines)
     check.references()
+    check_blinding(protocol, path, lines)
     check.templates()
     check.probes()
     digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
@@ -282,6 +284,8 @@ class _Checker:
                     self.p, cell, 0, m.tasks[0], m.plants[0] if m.plants else None, blind=blind
                 )
                 for name, source in sources.items():
+                    if blind and name == "system":
+                        continue  # evaluators never see the system prompt
                     try:
                         render(source, ctx)
                     except SecurityError as e:
