@@ -38,14 +38,23 @@ def check_blinding(protocol: Protocol, path: Path, lines: dict[Path_, int]) -> N
     source = protocol.materials.templates.user
     if check_syntax(source) is not None:
         return  # the template checks report it, with its line
-    first = cells(protocol)[0]
     for task in protocol.materials.tasks:
-        try:
-            render(source, template_context(protocol, first, 0, task, None, blind=True))
-        except UndefinedError as e:
-            raise _refusal(protocol, path, lines, task, e) from None
-        except TemplateError:
-            return  # the template checks report it
+        for cell in _one_per_unblinded_levels(protocol):
+            try:
+                render(source, template_context(protocol, cell, 0, task, None, blind=True))
+            except UndefinedError as e:
+                raise _refusal(protocol, path, lines, task, e) from None
+            except TemplateError:
+                return  # the template checks report it
+
+
+def _one_per_unblinded_levels(protocol: Protocol) -> list[Cell]:
+    """A cell for each combination of the unblinded factors' levels: the evaluator views."""
+    seen: dict[tuple[tuple[str, str], ...], Cell] = {}
+    for cell in cells(protocol):
+        key = tuple((f, lv) for f, lv in cell.levels if f in protocol.evaluation.unblinded)
+        seen.setdefault(key, cell)
+    return list(seen.values())
 
 
 def _refusal(
