@@ -115,7 +115,8 @@ def judges_saw(protocol: Protocol) -> str:
         out += f"; UNBLINDED: {', '.join(ev.unblinded)} (evaluation.unblinded: the evaluator view"
         out += " may show its level)"
     if (when := protocol.materials.plant_when) is not None:
-        out += f"; the planted text itself is part of the input they judge ({when.factor})"
+        out += f"; the plant itself is in the input they judge, so {when.factor} shows through it"
+        out += " (materials.plant_when)"
     return out
 
 
