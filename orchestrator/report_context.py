@@ -14,6 +14,7 @@ from typing import Any
 from orchestrator.analysis import AnalysisResult, load_agreement
 from orchestrator.analysis.result import ContrastResult
 from orchestrator.protocol.schema import Protocol
+from orchestrator.protocol.stimuli import blinded_factors
 from orchestrator.records import PossiblyPaid
 from orchestrator.report_notes import deviations, limitations, read_artifact
 from orchestrator.rundir import RunDir, analysis_sha256
@@ -75,6 +76,7 @@ def report_context(
         "sec": {k: v.format(primary=analysis.primary) for k, v in SECTIONS.items()},
         "factors": list(design.factors),
         "n_per_cell": design.pilot_n_per_cell if run.pilot else design.n_per_cell,
+        "judges_saw": judges_saw(protocol),
         "batches": {
             "n": len(batches),
             "largest": max((len(b.items) for b in batches), default=0),
@@ -97,6 +99,25 @@ def report_context(
             "analysis": analysis_sha256(run.loaded.protocol),
         },
     }
+
+
+def judges_saw(protocol: Protocol) -> str:
+    """One sentence for the design section: what the judges knew of the experiment."""
+    ev = protocol.evaluation
+    if ev.show_question:
+        told = "shown the title and research question (evaluation.show_question)"
+    else:
+        told = "hypothesis-blind: shown the rubric and verdict fields, not the title, research "
+        told += "question or hypotheses"
+    blind = ", ".join(["the subject", *blinded_factors(protocol)])
+    out = f"{told}; blind to {blind} (no level of these is in what they see)"
+    if ev.unblinded:
+        out += f"; UNBLINDED: {', '.join(ev.unblinded)} (evaluation.unblinded: the evaluator view"
+        out += " may show its level)"
+    if (when := protocol.materials.plant_when) is not None:
+        out += f"; the plant itself is in the input they judge, so {when.factor} shows through it"
+        out += " (materials.plant_when)"
+    return out
 
 
 def _possibly_paid(by_stage: dict[str, PossiblyPaid]) -> dict[str, Any] | None:

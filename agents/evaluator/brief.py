@@ -21,10 +21,12 @@ class Question:
 
 @dataclass(frozen=True)
 class Brief:
-    """What an evaluator may know about the experiment: nothing that names a condition."""
+    """What an evaluator may know about the experiment: nothing that names a condition, and
+    (unless the protocol opts in with `evaluation.show_question`) no title or research question,
+    so judges do not know what the experiment hopes to find. Hypotheses are never shown."""
 
-    title: str
-    question: str
+    title: str | None
+    question: str | None
     rubric: str
     fields: list[FieldSpec]
     questions: list[Question] = field(default_factory=list)

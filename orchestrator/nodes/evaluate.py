@@ -115,8 +115,8 @@ def fan_out(state: RunState, runtime: Runtime[RunContext]) -> list[Send] | Liter
 def brief(protocol: Protocol, truesight: bool) -> Brief:
     ev = protocol.evaluation
     return Brief(
-        title=protocol.title,
-        question=protocol.question,
+        title=protocol.title if ev.show_question else None,
+        question=protocol.question if ev.show_question else None,
         rubric=ev.rubric,
         fields=[_field_spec(n, f) for n, f in ev.verdict.items()],
         questions=[

@@ -20,6 +20,7 @@ from jinja2.exceptions import SecurityError
 from pydantic import ValidationError
 
 from orchestrator.errors import ProtocolError
+from orchestrator.protocol.blinding import check_blinding
 from orchestrator.protocol.schema import KEY, SLUG, TRAINED, Protocol, RegressionModel, Task
 from orchestrator.protocol.stimuli import cells, template_context
 from orchestrator.protocol.templates import check_syntax, level_references, render
@@ -97,6 +98,7 @@ def load_protocol_text(text: str, path: Path, *, sha256: str | None = None) -> L
         raise _from_validation(e, path, lines) from None
     check = _Checker(protocol, path, lines)
     check.references()
+    check_blinding(protocol, path, lines)
     check.templates()
     check.probes()
     digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
@@ -365,6 +367,8 @@ class _Checker:
         for cell, task, blind in itertools.product(cells(self.p), m.tasks, (False, True)):
             ctx = template_context(self.p, cell, 0, task, plant, blind=blind)
             for name, source in sources.items():
+                if blind and name == "system":
+                    continue  # evaluators never see the system prompt
                 self.render(("materials", "templates", name), source, ctx, task)
 
     def render(self, where: Path_, source: str, ctx: dict[str, object], task: Task) -> None:

@@ -276,6 +276,19 @@ class Evaluation(Strict):
     verdict: dict[str, VerdictField] = Field(
         min_length=1, description="The fields of one verdict, checked on submission."
     )
+    show_question: bool = Field(
+        False,
+        description="Open each evaluator's brief with the protocol's title and research "
+        "question. Off by default: judges are hypothesis-blind, given the rubric, the verdict "
+        "fields and the comprehension questions, never the title, question or hypotheses.",
+    )
+    unblinded: list[str] = Field(
+        default_factory=list,
+        description="Factors whose level the evaluator view of an item may show: the user "
+        "template may branch on them. Evaluators are blind to every other factor: `validate` "
+        "refuses a user template whose evaluator view changes with such a factor's level. "
+        "Named in the report's design section.",
+    )
 
 
 class Contrast(Strict):

@@ -40,7 +40,7 @@ class Stimulus:
     system: str
     user: str
     blind_user: str = field(repr=False)
-    """The user message as evaluators see it: every factor's level text removed."""
+    """The user message as evaluators see it, rendered without any blinded factor's level."""
 
 
 def cells(protocol: Protocol) -> list[Cell]:
@@ -80,19 +80,32 @@ def insert_plant(document: str, plant_text: str, key: str) -> str:
     return "\n\n".join(paras[:gap] + [plant_text.strip()] + paras[gap:])
 
 
+def blinded_factors(protocol: Protocol) -> list[str]:
+    """The factors evaluators are blind to: every one not named in `evaluation.unblinded`."""
+    return [f for f in protocol.design.factors if f not in protocol.evaluation.unblinded]
+
+
 def template_context(
     protocol: Protocol, cell: Cell, replicate: int, task: Task, plant: Plant | None, *, blind: bool
 ) -> dict[str, Any]:
+    """What the templates see: the subject's view, or (`blind`) the evaluator's.
+
+    The evaluator's context is built without the level of any blinded factor, without the
+    subject and with every `text.<factor>` empty, so the evaluator view of an item cannot depend
+    on a blinded condition: a template that reads one fails to render (`validate` says which).
+    Only the factors in `evaluation.unblinded` keep their level there.
+    """
     levels = dict(cell.levels)
-    text = {
-        f: ("" if blind else protocol.materials.level_text.get(f, {}).get(level, ""))
-        for f, level in levels.items()
-    }
+    if blind:
+        levels = {f: lv for f, lv in levels.items() if f in protocol.evaluation.unblinded}
+        text = dict.fromkeys(protocol.design.factors, "")
+    else:
+        text = {f: protocol.materials.level_text.get(f, {}).get(lv, "") for f, lv in levels.items()}
     document = task.document
     if plant is not None:
         key = f"{protocol.design.seed}:{task.id}:{replicate}"
         document = insert_plant(document, plant.text, key)
-    return {
+    ctx = {
         **levels,
         "factors": levels,
         "text": text,
@@ -101,9 +114,9 @@ def template_context(
         "fields": {k: ("" if blind else v) for k, v in task.fields.items()},
         "plant": plant.model_dump() if plant else None,
         "document": document,
-        "subject": cell.subject,
         "replicate": replicate,
     }
+    return ctx if blind else {**ctx, "subject": cell.subject}
 
 
 def _stimulus(

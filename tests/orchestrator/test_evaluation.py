@@ -46,6 +46,14 @@ def test_evaluators_never_see_a_condition(env: dict, runs: Path, world: FakeAnth
     }
     secrets |= {i.id for i in items} | {i.cell for i in items}
     secrets |= {p.id for p in protocol.materials.plants}
+    # hypothesis-blind: no title, question or hypothesis (judges get the rubric and fields) ...
+    secrets |= {protocol.title, protocol.question.strip()} | {
+        h.text.strip() for h in protocol.hypotheses
+    }
+    # ... and no level named as a condition, however it might be written
+    for factor, f in protocol.design.factors.items():
+        for level in f.levels:
+            secrets |= {f"{factor}: {level}", f"{factor}={level}", f'"{factor}": "{level}"'}
     judged = [r for r in world.requests if r.body.get("tools") and not is_analyst(r.body)]
     assert len(judged) >= 8
     for r in judged:
@@ -53,7 +61,7 @@ def test_evaluators_never_see_a_condition(env: dict, runs: Path, world: FakeAnth
         leaked = [s for s in secrets if s in wire or json.dumps(s)[1:-1] in wire]
         assert not leaked, f"an evaluator request carries {leaked[:3]}"
     # ... while the subjects did see the framing: the scan would have found it
-    notice = next(iter(s for s in secrets if len(s) > 100))
+    notice = protocol.materials.level_text["framing"]["deu"].strip()
     assert any(notice in json.dumps(r.body) for r in world.requests if not r.body.get("tools"))
 
 
