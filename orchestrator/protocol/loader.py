@@ -98,8 +98,8 @@ def load_protocol_text(text: str, path: Path, *, sha256: str | None = None) -> L
         raise _from_validation(e, path, lines) from None
     check = _Checker(protocol, path, lines)
     check.references()
-    check_blinding(protocol, path, lines)
-    check.templates()
+    check.templates()  # the subject's view, every task in every cell
+    check_blinding(protocol, path, lines)  # the evaluators' view
     check.probes()
     digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
     return LoadedProtocol(protocol, path, text, digest)
@@ -364,11 +364,10 @@ class _Checker:
         m = self.p.materials
         plant = m.plants[0] if m.plants else None
         # every task in every cell: a task's fields, like a cell's levels, can break a template
-        for cell, task, blind in itertools.product(cells(self.p), m.tasks, (False, True)):
-            ctx = template_context(self.p, cell, 0, task, plant, blind=blind)
+        # (the evaluators' view is check_blinding's: it says when a blinded level is missing)
+        for cell, task in itertools.product(cells(self.p), m.tasks):
+            ctx = template_context(self.p, cell, 0, task, plant, blind=False)
             for name, source in sources.items():
-                if blind and name == "system":
-                    continue  # evaluators never see the system prompt
                 self.render(("materials", "templates", name), source, ctx, task)
 
     def render(self, where: Path_, source: str, ctx: dict[str, object], task: Task) -> None:
