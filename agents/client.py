@@ -198,10 +198,16 @@ async def _count_request(request: object) -> None:
         sent.requests += 1
 
 
+def counting_hooks() -> dict[str, list[Any]]:
+    """httpx event hooks that count each request sent for `count_requests`: an SDK client built
+    on an httpx client with them counts its retries too."""
+    return {"request": [_count_request]}
+
+
 def sdk_client(endpoint: Endpoint) -> anthropic.AsyncAnthropic:
     """The one SDK client constructor (one client per event loop: it holds the connection pool);
     each request it sends, retries included, is counted by `count_requests`."""
-    hooks = {"request": [_count_request]}
+    hooks = counting_hooks()
     return anthropic.AsyncAnthropic(
         base_url=endpoint.base_url,
         api_key=endpoint.api_key or "none",
@@ -245,14 +251,22 @@ def retryable(error: str) -> bool:
 
 
 class LLMClient:
-    """Calls one endpoint with bounded concurrency. Create it inside the event loop that uses it."""
+    """Calls one endpoint with bounded concurrency. Create it inside the event loop that uses it.
+
+    A client for another API (`agents.openai_client`) subclasses it and replaces `connect`,
+    `request` and `_create`: the ledger, the started records and the attempt counting stay
+    this class's, one loop for every provider."""
 
     def __init__(self, endpoint: Endpoint, ledger: Ledger, protocol_sha: str):
         self.endpoint = endpoint
         self.ledger = ledger
         self.protocol_sha = protocol_sha
-        self._sdk = sdk_client(endpoint)
+        self._sdk = self.connect(endpoint)
         self._slots = asyncio.Semaphore(endpoint.concurrency)
+
+    def connect(self, endpoint: Endpoint) -> Any:
+        """This client's SDK client for `endpoint` (here: the anthropic SDK's)."""
+        return sdk_client(endpoint)
 
     async def __aenter__(self) -> LLMClient:
         return self
@@ -284,15 +298,7 @@ class LLMClient:
         key = call_key(self.protocol_sha, spec, model, {**params, **(key_extra or {})})
         if (hit := self.ledger.lookup(key)) is not None:
             return hit
-        request: dict[str, Any] = {"model": model, "messages": messages, **without_unset(params)}
-        if system:
-            request["system"] = system
-        if tools:
-            request["tools"] = tools
-        if cache and not self.endpoint.local:
-            request = with_cache_control(request)
-        if tool_choice:
-            request["tool_choice"] = tool_choice
+        request = self.request(model, params, messages, system, tools, tool_choice, cache)
         async with self._slots:
             # recorded as started inside the slot, just before it is sent: a call waiting for a
             # slot has not been sent, and could not have been paid if the process died now
@@ -308,6 +314,29 @@ class LLMClient:
             latency = time.monotonic() - started
         self.ledger.store(LedgerEntry(result, spec, model, params, request, latency), attempt)
         return result
+
+    def request(
+        self,
+        model: str,
+        params: dict[str, Any],
+        messages: list[dict[str, Any]],
+        system: str,
+        tools: list[dict[str, Any]] | None,
+        tool_choice: dict[str, Any] | None,
+        cache: bool,
+    ) -> dict[str, Any]:
+        """The request body as this client's API takes it (here: the Messages API's); the
+        ledger keeps it as what was sent."""
+        request: dict[str, Any] = {"model": model, "messages": messages, **without_unset(params)}
+        if system:
+            request["system"] = system
+        if tools:
+            request["tools"] = tools
+        if cache and not self.endpoint.local:
+            request = with_cache_control(request)
+        if tool_choice:
+            request["tool_choice"] = tool_choice
+        return request
 
     async def _send(self, key: str, model: str, request: dict[str, Any]) -> CallResult:
         with count_requests() as sent:

@@ -1,7 +1,8 @@
 """Prices per million tokens (input, output) in USD, by model-name prefix.
 
-From Anthropic's public price list; update when it changes. Unknown models cost `None` (shown as
-unknown), never 0: an unpriced run must not look free.
+From Anthropic's and OpenAI's public price lists; update when they change. The first matching
+prefix wins, so a longer one goes before a shorter one it extends (gpt-4o-mini before gpt-4o).
+Unknown models cost `None` (shown as unknown), never 0: an unpriced run must not look free.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ PRICES: list[tuple[str, float, float]] = [
     ("claude-3-7-sonnet", 3.0, 15.0),
     ("claude-haiku-4", 1.0, 5.0),
     ("claude-3-5-haiku", 0.8, 4.0),
+    ("gpt-4o-mini", 0.15, 0.60),
+    ("gpt-4o", 2.50, 10.00),
 ]
 
 

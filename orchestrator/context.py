@@ -106,7 +106,8 @@ def models_of(protocol: Protocol) -> list[str]:
 
 
 def endpoint(ref: ModelRef, settings: Settings) -> Endpoint:
-    """Where `ref` is served and how to call it: the local worker, or the Anthropic API."""
+    """Where `ref` is served and how to call it: the local worker, an OpenAI-compatible
+    endpoint, or the Anthropic API."""
     if ref.provider == "local":
         return Endpoint(
             base_url=ref.base_url or settings.worker_url,
@@ -115,6 +116,14 @@ def endpoint(ref: ModelRef, settings: Settings) -> Endpoint:
             timeout_s=settings.local_timeout_s,
             concurrency=ref.concurrency,
             local=True,
+        )
+    if ref.provider == "openai":
+        return Endpoint(
+            base_url=ref.base_url or settings.openai_base_url,
+            api_key=settings.openai_key(),
+            max_retries=settings.max_retries,
+            timeout_s=settings.timeout_s,
+            concurrency=ref.concurrency,
         )
     return Endpoint(
         base_url=ref.base_url or settings.anthropic_base_url,
@@ -147,8 +156,15 @@ class RunContext:
         return endpoint(ref, self.settings)
 
     def client(self, ref: ModelRef) -> LLMClient:
-        """An LLM client for `ref` that records every call in this run's ledger. Create it in
-        the event loop that uses it (`async with ctx.client(ref) as client:`)."""
+        """An LLM client for `ref`, by its provider, that records every call in this run's
+        ledger. Create it in the event loop that uses it (`async with ctx.client(ref) as
+        client:`)."""
+        if ref.provider == "openai":
+            # imported here, not above: `openai` is an optional extra, and a run that calls no
+            # openai model must not need it (check_credentials says what to install)
+            from agents.openai_client import OpenAIClient
+
+            return OpenAIClient(self.endpoint(ref), self.run.records, self.sha)
         return LLMClient(self.endpoint(ref), self.run.records, self.sha)
 
     @property

@@ -113,6 +113,10 @@ def cost_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
         tin, tout, response_tokens = tin + s_in, tout + s_out, response_tokens + s_out
         if s.provider == "local":
             cost = "free (local worker)"
+        elif known(s.model) and s.provider == "openai":  # no Message Batches for it
+            usd = price_usd(s.model, s_in, s_out) or 0.0
+            online, batch = online + usd, batch + usd
+            cost = f"~${usd:.2f} online (OpenAI list price)"
         elif known(s.model):
             usd = price_usd(s.model, s_in, s_out) or 0.0
             online, batch = online + usd, batch + usd / 2
@@ -140,7 +144,7 @@ def cost_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
         f"evaluate: {protocol.evaluation.evaluators} evaluators on {j.model}, ~{j_fresh:,} fresh "
         f"+ ~{j_cached:,} cached input tokens, ~{j_out:,} output, {jcost}"
     )
-    priced = not unknown and any(r.provider == "anthropic" for r in [*protocol.subjects, j])
+    priced = not unknown and any(r.provider != "local" for r in [*protocol.subjects, j])
     return {
         "input_tokens": tin,
         "output_tokens": tout,

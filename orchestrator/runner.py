@@ -8,6 +8,7 @@ continue. Whatever happens — a rejection, Ctrl-C, a crash — LOG.md and SUMMA
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import threading
@@ -164,6 +165,18 @@ def check_credentials(protocol: Protocol, settings: Settings) -> None:
         raise UserError(
             f"ANTHROPIC_API_KEY is not set, and this protocol calls {', '.join(cloud)} through "
             "the Anthropic API. Set the key, or run on the local model with --offline."
+        )
+    openai_models = sorted({r.model for r in refs if r.provider == "openai"})
+    if openai_models and importlib.util.find_spec("openai") is None:
+        raise UserError(
+            f"This protocol calls {', '.join(openai_models)} with provider: openai, and the "
+            "openai package is not installed. Install it with: pip install 'research[openai]'."
+        )
+    if openai_models and not settings.openai_api_key:
+        raise UserError(
+            f"OPENAI_API_KEY is not set, and this protocol calls {', '.join(openai_models)} "
+            "with provider: openai. Set the key (any non-empty value for a local server that "
+            "checks none), or run on the local model with --offline."
         )
 
 

@@ -71,6 +71,17 @@ class Settings(BaseModel):
         alias="ANTHROPIC_BASE_URL",
         description="Another Messages-API endpoint for anthropic models (`base_url` wins).",
     )
+    openai_api_key: SecretStr | None = Field(
+        None,
+        alias="OPENAI_API_KEY",
+        description="Key for `provider: openai` models; needed only when a protocol calls one.",
+    )
+    openai_base_url: str | None = Field(
+        None,
+        alias="OPENAI_BASE_URL",
+        description="An OpenAI-compatible endpoint (vLLM, llama.cpp, a gateway) for openai "
+        "models (`base_url` wins); default api.openai.com.",
+    )
     max_retries: int = Field(
         4,
         alias="RESEARCH_MAX_RETRIES",
@@ -114,6 +125,10 @@ class Settings(BaseModel):
     def api_key(self) -> str | None:
         """The Anthropic API key as text, for the SDK client."""
         return self.anthropic_api_key.get_secret_value() if self.anthropic_api_key else None
+
+    def openai_key(self) -> str | None:
+        """The OpenAI API key as text, for the SDK client."""
+        return self.openai_api_key.get_secret_value() if self.openai_api_key else None
 
     @field_validator("worker_url")
     @classmethod

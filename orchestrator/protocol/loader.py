@@ -21,7 +21,15 @@ from pydantic import ValidationError
 
 from orchestrator.errors import ProtocolError
 from orchestrator.protocol.blinding import check_blinding
-from orchestrator.protocol.schema import KEY, SLUG, TRAINED, Protocol, RegressionModel, Task
+from orchestrator.protocol.schema import (
+    KEY,
+    SLUG,
+    TRAINED,
+    ModelRef,
+    Protocol,
+    RegressionModel,
+    Task,
+)
 from orchestrator.protocol.stimuli import cells, template_context
 from orchestrator.protocol.templates import check_syntax, level_references, render
 from orchestrator.protocol.yamlmap import (
@@ -168,6 +176,7 @@ class _Checker:
             self.model_spec(("analysis", "models", i), model)
         self.assumed_rate_conditions()
         self.screen_patterns()
+        self.providers()
 
     def sizes(self) -> None:
         """A pilot is a smaller run: no more stimuli per cell than the full size."""
@@ -332,6 +341,31 @@ class _Checker:
                     f"not a regular expression: {e}; write a Python regex, e.g. "
                     "'^I (can.t|won.t) help', and escape literal ( [ . * + ? with a backslash",
                 ) from None
+
+    def providers(self) -> None:
+        """`provider: openai` serves subjects called one at a time: the Message Batches API and
+        the agents' tool use are the Anthropic API's."""
+        for i, s in enumerate(self.p.subjects):
+            if s.provider == "openai" and s.batch:
+                raise self.fail(
+                    ("subjects", i, "batch"),
+                    "batch: true sends calls through Anthropic's Message Batches API, which "
+                    "openai subjects cannot use: remove `batch: true` to call this subject "
+                    "online, or use provider: anthropic",
+                )
+        agents: list[tuple[Path_, str, ModelRef]] = [
+            (("evaluation", "judge"), "the evaluator agents use", self.p.evaluation.judge)
+        ]
+        if (q := self.p.analysis.qualitative) is not None and q.model is not None:
+            agents.append((("analysis", "qualitative", "model"), "the analyst agent uses", q.model))
+        for where, who, ref in agents:
+            if ref.provider == "openai":
+                raise self.fail(
+                    (*where, "provider"),
+                    f"{who} Anthropic's tool use, which the openai provider does not "
+                    "map yet: use provider: anthropic (or local) here; openai models can be "
+                    "subjects",
+                )
 
     def level(self, where: Path_, factor: str, level: str) -> None:
         if factor not in self.levels:

@@ -114,13 +114,16 @@ class GenerationParams(Strict):
 
 
 class ModelRef(Strict):
-    provider: Literal["anthropic", "local"] = Field(
-        description="`anthropic` for the Messages API, `local` for the research worker."
+    provider: Literal["anthropic", "openai", "local"] = Field(
+        description="`anthropic` for the Messages API, `openai` for OpenAI's Chat Completions "
+        "API or any server that speaks it (subjects only), `local` for the research worker."
     )
     model: str = Field(min_length=1, description="Model name, e.g. claude-sonnet-4-5.")
     params: GenerationParams = Field(default_factory=GenerationParams)
     base_url: str | None = Field(
-        None, description="Endpoint override; default ANTHROPIC_BASE_URL or the local worker."
+        None,
+        description="Endpoint override; default ANTHROPIC_BASE_URL, OPENAI_BASE_URL (e.g. "
+        "http://127.0.0.1:8000/v1 for vLLM) or the local worker.",
     )
     concurrency: PositiveInt = Field(8, description="Calls in flight at once for this model.")
 
@@ -131,7 +134,8 @@ class Subject(ModelRef):
         False,
         description="Send this subject's calls as one Anthropic Message Batch (half the price, "
         "results within 24 hours) instead of one call at a time; the run waits for the batch, "
-        "and a resumed run collects the same batch. Ignored for `local` subjects.",
+        "and a resumed run collects the same batch. Ignored for `local` subjects; refused for "
+        "`openai` ones.",
     )
 
 

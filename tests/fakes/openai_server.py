@@ -1,0 +1,181 @@
+"""A fake OpenAI Chat Completions server on 127.0.0.1, driven by a callable, with fault injection.
+
+Used through the real `openai` SDK (point `base_url` or OPENAI_BASE_URL at `server.url`, which
+ends in /v1 as vLLM's does), so tests exercise the SDK's retries, timeouts and parsing.
+
+    with FakeOpenAI(lambda body: "hello") as server:
+        client = openai.OpenAI(base_url=server.url, api_key="x")
+
+The handler gets the request body (a dict) and returns a `str` (the answer, finish_reason
+"stop"), a `dict` of `text` and `finish_reason`, or a `Fault` (the same faults as
+`FakeAnthropic`'s: `rate_limit` 429, `server_error` 500, `overloaded` 529, `authentication` 401,
+`invalid_request` 400, `drop`, `slow`). `faults(body, n)` may inject one before the handler runs
+(n = requests seen so far). Every request is kept in `server.requests`.
+
+`messages_handler(h)` adapts a handler written for Anthropic Messages bodies (tests/fakes/world.py)
+to chat bodies, so one scripted world answers subjects on either provider.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.fakes.anthropic_server import STATUS, Fault, FaultPlan, Seen, _Server
+
+Reply = str | dict[str, Any] | Fault
+Handler = Callable[[dict[str, Any]], Reply]
+ERROR_TYPE = {"rate_limit": "rate_limit_exceeded", "authentication": "invalid_api_key"}
+
+
+def messages_handler(handler: Callable[[dict[str, Any]], Any]) -> Handler:
+    """`handler` (over Messages bodies, answering `text(...)` dicts) over chat bodies."""
+
+    def answer(body: dict[str, Any]) -> Reply:
+        system = "".join(m["content"] for m in body["messages"] if m["role"] == "system")
+        turns = [m for m in body["messages"] if m["role"] != "system"]
+        reply = handler({**body, "system": system, "messages": turns})
+        if isinstance(reply, str | Fault):
+            return reply
+        blocks = reply.get("content", [])
+        answer_text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
+        finish = {"end_turn": "stop", "max_tokens": "length"}.get(reply.get("stop_reason"), "stop")
+        return {"text": answer_text, "finish_reason": finish}
+
+    return answer
+
+
+def completion(body: dict[str, Any], reply: str | dict[str, Any]) -> dict[str, Any]:
+    """A chat.completion object answering `body`, with tokens counted at four characters each."""
+    fields = {"text": reply, "finish_reason": "stop"} if isinstance(reply, str) else reply
+    message = {"role": "assistant", "content": fields["text"]}
+    prompt = len(json.dumps(body.get("messages", ""))) // 4 + 1
+    output = len(fields["text"]) // 4 + 1
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake"),
+        "choices": [{"index": 0, "message": message, "finish_reason": fields["finish_reason"]}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": output,
+            "total_tokens": prompt + output,
+        },
+    }
+
+
+@dataclass
+class FakeOpenAI:
+    handler: Handler
+    latency: float = 0.0
+    faults: FaultPlan | None = None
+    requests: list[Seen] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), _make_handler(self))
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> FakeOpenAI:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def answered(self) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.requests if s.outcome == "ok"]
+
+    def _record(self, seen: Seen) -> int:
+        with self._lock:
+            self.requests.append(seen)
+            return len(self.requests) - 1
+
+
+def _error(kind: str, message: str) -> dict[str, Any]:
+    """The API's error body."""
+    return {"error": {"message": message, "type": ERROR_TYPE.get(kind, kind), "code": None}}
+
+
+def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+            self.wfile.flush()
+
+        def do_POST(self) -> None:  # noqa: N802 — http.server's naming
+            length = int(self.headers.get("content-length", "0"))
+            body = json.loads(self.rfile.read(length) or b"{}")
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            seen = Seen(body, headers, time.time(), path=self.path)
+            n = server._record(seen)
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                seen.outcome = "not_found"
+                self._send(404, _error("not_found", self.path), {})
+                return
+            fault = server.faults(body, n) if server.faults else None
+            if fault is not None and fault.kind == "drop":
+                seen.outcome = "fault:drop"
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault is not None and fault.kind in STATUS:
+                self._refuse(seen, fault)
+                return
+            time.sleep(server.latency + (fault.seconds if fault is not None else 0.0))
+            try:
+                reply = server.handler(body)
+            except Exception as e:  # the test's handler failed: make it visible, answer 500
+                server.errors.append(e)
+                seen.outcome = "handler_error"
+                self._send(500, _error("server_error", f"fake handler raised {e!r}"), {})
+                return
+            if isinstance(reply, Fault):
+                self._refuse(seen, reply)
+                return
+            try:
+                self._send(200, completion(body, reply), {})
+            except OSError:  # the client went away (killed, or timed out on a slow reply)
+                seen.outcome = "client_gone"
+                return
+            seen.answered, seen.outcome = time.time(), "ok"
+
+        def _refuse(self, seen: Seen, fault: Fault) -> None:
+            seen.outcome = f"fault:{fault.kind}"
+            headers = {"connection": "close"}
+            if fault.retry_after is not None:
+                headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
+            self.close_connection = True
+            status = STATUS.get(fault.kind, 500)
+            self._send(status, _error(fault.kind, f"injected {fault.kind}"), headers)
+
+    return Handler
