@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.fakes.wire import JsonHandler, Seen, Server
 from tests.limits import HANG_S
 
 
@@ -115,21 +114,6 @@ ERROR_TYPE = {
 }
 
 
-@dataclass
-class Seen:
-    body: dict[str, Any]
-    headers: dict[str, str]
-    received: float
-    answered: float | None = None
-    outcome: str = "pending"  # ok | fault:<kind> | handler_error
-    path: str = ""
-    method: str = "POST"
-
-    @property
-    def fingerprint(self) -> str:
-        return json.dumps(self.body, sort_keys=True)
-
-
 def text(t: str, stop_reason: str = "end_turn") -> dict[str, Any]:
     return {"content": [{"type": "text", "text": t}], "stop_reason": stop_reason}
 
@@ -192,11 +176,6 @@ class FakeBatch:
     results: list[dict[str, Any]] | None = None
 
 
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 256  # the default of 5 drops connection bursts into SYN retries
-    daemon_threads = True
-
-
 @dataclass
 class FakeAnthropic:
     handler: Handler
@@ -216,7 +195,7 @@ class FakeAnthropic:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _make_handler(self))
+        self._server = Server(("127.0.0.1", 0), _make_handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -373,30 +352,15 @@ def _message(
     }
 
 
-def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms ACK stalls
-
-        def log_message(self, *args: object) -> None:  # keep test output clean
-            pass
-
-        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-            self.wfile.flush()
+def _make_handler(server: FakeAnthropic) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        def error_reply(self, kind: str) -> tuple[int, dict[str, Any]]:
+            err = {"type": ERROR_TYPE[kind], "message": f"injected {kind}"}
+            return STATUS[kind], {"type": "error", "error": err}
 
         def do_POST(self) -> None:  # noqa: N802 — http.server's naming
-            length = int(self.headers.get("content-length", "0"))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            seen = Seen(body, headers, time.time(), path=self.path)
+            body = self._read_json()
+            seen = self._seen(body)
             n = server._record(seen)
             if self.path.rstrip("/") not in ("/v1/messages", BATCHES):
                 seen.outcome = "not_found"
@@ -404,9 +368,7 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
                 return
             fault = server.faults(body, n) if server.faults else None
             if fault is not None and fault.kind == "drop":
-                seen.outcome = "fault:drop"
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
+                self._drop(seen, "fault:drop")
                 return
             if fault is not None and fault.kind in STATUS:
                 self._refuse(seen, fault)
@@ -441,24 +403,12 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             seen.answered = time.time()
             seen.outcome = "ok"
 
-        def _refuse(self, seen: Seen, fault: Fault) -> None:
-            """Answer with the fault's error status instead of doing the work."""
-            seen.outcome = f"fault:{fault.kind}"
-            headers = {"connection": "close"}
-            if fault.retry_after is not None:
-                headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
-            err = {"type": ERROR_TYPE[fault.kind], "message": f"injected {fault.kind}"}
-            self.close_connection = True
-            self._send(STATUS[fault.kind], {"type": "error", "error": err}, headers)
-
         def _deliverable(self, seen: Seen, fault: Fault | None) -> bool:
             """Apply a fault that strikes after the work: False when the reply is dropped."""
             if fault is not None and fault.release is not None:
                 fault.release.wait(HANG_S)
             if fault is not None and fault.kind == "drop_reply":
-                seen.outcome = "fault:drop_reply"
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
+                self._drop(seen, "fault:drop_reply")
                 return False
             return True
 
@@ -479,8 +429,7 @@ def _make_handler(server: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             seen.answered, seen.outcome = time.time(), "ok"
 
         def do_GET(self) -> None:  # noqa: N802 — http.server's naming
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            seen = Seen({}, headers, time.time(), path=self.path, method="GET")
+            seen = self._seen({}, method="GET")
             n = server._record(seen)
             if _is_list(self.path):
                 fault = server.list_faults(n) if server.list_faults else None

@@ -19,16 +19,15 @@ to chat bodies, so one scripted world answers subjects on either provider.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.anthropic_server import STATUS, Fault, FaultPlan, Seen, _Server
+from tests.fakes.anthropic_server import STATUS, Fault, FaultPlan
+from tests.fakes.wire import JsonHandler, Seen, Server
 
 Reply = str | dict[str, Any] | Fault
 Handler = Callable[[dict[str, Any]], Reply]
@@ -82,7 +81,7 @@ class FakeOpenAI:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), _make_handler(self))
+        self._server = Server(("127.0.0.1", 0), _make_handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -113,30 +112,14 @@ def _error(kind: str, message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": ERROR_TYPE.get(kind, kind), "code": None}}
 
 
-def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-            self.wfile.flush()
+def _make_handler(server: FakeOpenAI) -> type[JsonHandler]:
+    class Handler(JsonHandler):
+        def error_reply(self, kind: str) -> tuple[int, dict[str, Any]]:
+            return STATUS.get(kind, 500), _error(kind, f"injected {kind}")
 
         def do_POST(self) -> None:  # noqa: N802 — http.server's naming
-            length = int(self.headers.get("content-length", "0"))
-            body = json.loads(self.rfile.read(length) or b"{}")
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            seen = Seen(body, headers, time.time(), path=self.path)
+            body = self._read_json()
+            seen = self._seen(body)
             n = server._record(seen)
             if self.path.rstrip("/") != "/v1/chat/completions":
                 seen.outcome = "not_found"
@@ -144,9 +127,7 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 return
             fault = server.faults(body, n) if server.faults else None
             if fault is not None and fault.kind == "drop":
-                seen.outcome = "fault:drop"
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
+                self._drop(seen, "fault:drop")
                 return
             if fault is not None and fault.kind in STATUS:
                 self._refuse(seen, fault)
@@ -168,14 +149,5 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 seen.outcome = "client_gone"
                 return
             seen.answered, seen.outcome = time.time(), "ok"
-
-        def _refuse(self, seen: Seen, fault: Fault) -> None:
-            seen.outcome = f"fault:{fault.kind}"
-            headers = {"connection": "close"}
-            if fault.retry_after is not None:
-                headers["retry-after-ms"] = str(int(fault.retry_after * 1000))
-            self.close_connection = True
-            status = STATUS.get(fault.kind, 500)
-            self._send(status, _error(fault.kind, f"injected {fault.kind}"), headers)
 
     return Handler
