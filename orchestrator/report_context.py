@@ -114,6 +114,9 @@ def judges_saw(protocol: Protocol) -> str:
     if ev.unblinded:
         out += f"; UNBLINDED: {', '.join(ev.unblinded)} (evaluation.unblinded: the evaluator view"
         out += " may show its level)"
+    if ev.show_task_fields:
+        out += f"; shown the task fields {', '.join(ev.show_task_fields)} with each item"
+        out += " (evaluation.show_task_fields: the same in every cell)"
     if (when := protocol.materials.plant_when) is not None:
         out += f"; the plant itself is in the input they judge, so {when.factor} shows through it"
         out += " (materials.plant_when)"

@@ -33,20 +33,29 @@ class Brief:
     pass_mark: float = 1.0
     chunk_size: int = 10
     truesight: bool = False
+    task_fields: tuple[str, ...] = ()
+    """Task fields (`evaluation.show_task_fields`) shown with every item, e.g. the expected
+    answer; the same for every cell, so they tell the judge nothing of the condition."""
 
     def system_prompt(self) -> str:
         return render("evaluator_system.j2", brief=self)
 
 
+TaskField = str | int | float | bool | None
+"""A shown task field's value; None where the item's task does not have the field."""
+
+
 @dataclass(frozen=True)
 class WorkItem:
-    """One entry of the assignment; `prompt` is the blinded input the subject saw."""
+    """One entry of the assignment; `prompt` is the blinded input the subject saw, and
+    `task_fields` the brief's `task_fields` of the item's task (None where it has none)."""
 
     item_id: str
     copy: int
     role: str
     prompt: str
     response: str
+    task_fields: dict[str, TaskField] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)

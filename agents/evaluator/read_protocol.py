@@ -1,6 +1,6 @@
 """`read_protocol`: confirms the protocol (in the system prompt, the prefix every evaluator shares
-and the API caches) and unlocks the other tools; returns the verdict fields, the comprehension
-questions and the assignment."""
+and the API caches) and unlocks the other tools; returns the verdict fields, the task fields
+shown with each item, the comprehension questions and the assignment."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ def read_protocol_tool(work: Assignment) -> Tool:
             "items_remaining": len(work.remaining),
             "chunk_size": work.brief.chunk_size,
         }
+        if work.brief.task_fields:
+            out["task_fields_shown"] = list(work.brief.task_fields)
         if work.passed:
             return {**out, "next": _text("next_batch")}
         out["comprehension_questions"] = [

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.ui import console
 from orchestrator.protocol import load_protocol
-from orchestrator.protocol.stimuli import build_stimuli, n_per_cell
+from orchestrator.protocol.schema import Scalar
+from orchestrator.protocol.stimuli import build_stimuli, n_per_cell, shown_task_fields
 
 
 def validate_cmd(
@@ -40,7 +42,24 @@ def validate_cmd(
         f"{n_per_cell(p, pilot)} per cell; {ev.evaluators} evaluators × batches of "
         f"{ev.batch_size}; checkpoints: {', '.join(p.checkpoints) or 'none'}"
     )
+    shown = shown_task_fields(p)
     for s in stimuli[:show]:
         console.rule(s.item_id)
         console.print(f"[bold]system[/]\n{s.system}\n[bold]user[/]\n{s.user}", highlight=False)
+        console.print(_judges_view(s.blind_user, shown[s.task_id]), highlight=False)
     console.print(f"[green]ok[/] {protocol} (sha256 {loaded.sha256[:12]})")
+
+
+ABSENT = "(absent: this task has no such field)"
+
+
+def _judges_view(blind_user: str, fields: dict[str, Scalar | None]) -> str:
+    """What evaluators are given of the item besides the response: the user message without
+    any blinded level, and the task fields the protocol shows them."""
+    out = f"[bold]evaluators see: user message (blinded)[/]\n{escape(blind_user)}"
+    if fields:
+        out += "\n[bold]evaluators see: task fields (evaluation.show_task_fields)[/]"
+    for name, value in fields.items():
+        shown = ABSENT if value is None else str(value)
+        out += f"\n{name}: {escape(shown)}"
+    return out

@@ -41,6 +41,7 @@ from orchestrator.context import RunContext
 from orchestrator.pending import pending_text
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Protocol, VerdictField
+from orchestrator.protocol.stimuli import shown_task_fields
 from orchestrator.records import (
     Assigned,
     BatchStatus,
@@ -126,6 +127,7 @@ def brief(protocol: Protocol, truesight: bool) -> Brief:
         pass_mark=ev.pass_mark,
         chunk_size=ev.chunk_size,
         truesight=truesight,
+        task_fields=tuple(ev.show_task_fields),
     )
 
 
@@ -212,8 +214,16 @@ def evaluate_batch(state: BatchState, runtime: Runtime[RunContext]) -> RunState:
     )
     items = {i.id: i for i in rec.items()}
     responses = rec.responses()
+    shown = shown_task_fields(ctx.protocol)
     work = [
-        WorkItem(a.item_id, a.copy, a.role, items[a.item_id].blind_user, responses[a.item_id].text)
+        WorkItem(
+            a.item_id,
+            a.copy,
+            a.role,
+            items[a.item_id].blind_user,
+            responses[a.item_id].text,
+            shown[items[a.item_id].task_id],
+        )
         for a in judgeable
     ]
     outage = ctx.run_async(_judge(ctx, batch.id, batch.evaluator, work)) if work else None

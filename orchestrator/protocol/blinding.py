@@ -6,6 +6,11 @@ rendered for them. This check runs at load time, before anything is called, and 
 one clear refusal: which template line, which factor, two of its levels that change what judges
 would see, and what to write instead. The subject's view may change with every factor (that is
 the manipulation); condition text meant for subjects only belongs in `materials.level_text`.
+
+`evaluation.show_task_fields` shows judges some of a task's `fields` (an expected answer, say)
+beside each item. That is blind-safe by construction: fields belong to the task, which every cell
+shares in the same seeded order, not to the cell, so they cannot carry a blinded factor's level or
+text (that lives in `level_text`, keyed by level). The only check is that each name is a field.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ def check_blinding(protocol: Protocol, path: Path, lines: dict[Path_, int]) -> N
                 line=line_of(lines, where),
                 field=dotted(where),
             )
+    _check_shown_fields(protocol, path, lines)
     source = protocol.materials.templates.user
     if check_syntax(source) is not None:
         return  # the template checks report it, with its line
@@ -46,6 +52,25 @@ def check_blinding(protocol: Protocol, path: Path, lines: dict[Path_, int]) -> N
                 raise _refusal(protocol, path, lines, task, e) from None
             except TemplateError:
                 return  # the template checks report it
+
+
+def _check_shown_fields(protocol: Protocol, path: Path, lines: dict[Path_, int]) -> None:
+    """Refuse a name in `evaluation.show_task_fields` that no task has among its `fields`
+    (a task lacking a name some other task has shows it to judges as absent)."""
+    known = sorted({name for task in protocol.materials.tasks for name in task.fields})
+    for i, name in enumerate(protocol.evaluation.show_task_fields):
+        if name in known:
+            continue
+        where = ("evaluation", "show_task_fields", i)
+        have = f"the tasks' fields are {', '.join(known)}" if known else "no task has fields"
+        raise ProtocolError(
+            f"no task has a field {name!r} ({have}). Give the tasks judges should see it for "
+            f"`fields: {{{name}: ...}}` in materials.tasks, or remove {name!r} from "
+            "evaluation.show_task_fields.",
+            file=path,
+            line=line_of(lines, where),
+            field=dotted(where),
+        )
 
 
 def _one_per_unblinded_levels(protocol: Protocol) -> list[Cell]:

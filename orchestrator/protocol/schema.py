@@ -64,7 +64,8 @@ class Task(Strict):
         default_factory=dict,
         description="Further data of the task (a question, its expected answer, a topic), "
         "available to templates as `fields.<name>`; blanked in what evaluators see, like "
-        "`level_text`.",
+        "`level_text`, unless named in `evaluation.show_task_fields` (then shown to them apart "
+        "from the input).",
     )
 
 
@@ -291,6 +292,14 @@ class Evaluation(Strict):
         description="Factors whose level the evaluator view of an item may show: the user "
         "template may branch on them. Evaluators are blind to every other factor: `validate` "
         "refuses a user template whose evaluator view changes with such a factor's level. "
+        "Named in the report's design section.",
+    )
+    show_task_fields: list[str] = Field(
+        default_factory=list,
+        description="Task fields (`tasks[*].fields`) shown to evaluators with each item, as a "
+        "labelled part of it apart from the input, e.g. the expected answer of a factual "
+        "question. Each must be a field some task has; a task without one shows it as absent. "
+        "Fields belong to the task, not the cell, so showing them cannot unblind a condition. "
         "Named in the report's design section.",
     )
 

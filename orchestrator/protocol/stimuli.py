@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.protocol.schema import Plant, Protocol, Task
+from orchestrator.protocol.schema import Plant, Protocol, Scalar, Task
 from orchestrator.protocol.templates import render
 
 
@@ -83,6 +83,13 @@ def insert_plant(document: str, plant_text: str, key: str) -> str:
 def blinded_factors(protocol: Protocol) -> list[str]:
     """The factors evaluators are blind to: every one not named in `evaluation.unblinded`."""
     return [f for f in protocol.design.factors if f not in protocol.evaluation.unblinded]
+
+
+def shown_task_fields(protocol: Protocol) -> dict[str, dict[str, Scalar | None]]:
+    """Per task id, the fields `evaluation.show_task_fields` shows judges beside each item (None
+    where the task lacks one). Task data, the same in every cell: nothing of the condition."""
+    names = protocol.evaluation.show_task_fields
+    return {t.id: {n: t.fields.get(n) for n in names} for t in protocol.materials.tasks}
 
 
 def template_context(

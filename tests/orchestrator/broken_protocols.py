@@ -87,6 +87,13 @@ CASES = [
         field="analysis.contrasts[0].treatment",
         fragment="unknown level",
     ),
+    ErrorCase(
+        name="shown task field no task has",
+        old="evaluation:\n  judge:",
+        new="evaluation:\n  show_task_fields: [answer]\n  judge:",
+        field="evaluation.show_task_fields[0]",
+        fragment="no task has a field 'answer' (no task has fields)",
+    ),
 ]
 
 
