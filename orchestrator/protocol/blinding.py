@@ -1,10 +1,11 @@
 """Blind by construction: the evaluator view of an item must not change with a blinded factor.
 
-Evaluators see an item's user message rendered from a context without any blinded factor's level
-(`template_context(..., blind=True)`), so a user template that reads such a level cannot be
-rendered for them. This check runs at load time, before anything is called, and turns that into
-one clear refusal: which template line, which factor, two of its levels that change what judges
-would see, and what to write instead. The subject's view may change with every factor (that is
+Evaluators see an item's user message (for a list of turns: every user and fixed assistant turn)
+rendered from a context without any blinded factor's level (`template_context(..., blind=True)`),
+so a template they see that reads such a level cannot be rendered for them. This check runs at
+load time, before anything is called, and turns that into one clear refusal: which template
+line, which factor, two of its levels that change what judges would see, and what to write
+instead. The subject's view may change with every factor (that is
 the manipulation); condition text meant for subjects only belongs in `materials.level_text`.
 
 `evaluation.show_task_fields` shows judges some of a task's `fields` (an expected answer, say)
@@ -21,11 +22,15 @@ from jinja2 import TemplateError, UndefinedError, nodes
 
 from orchestrator.errors import ProtocolError
 from orchestrator.protocol.schema import Protocol, Task
-from orchestrator.protocol.stimuli import Cell, blinded_factors, cells, template_context
+from orchestrator.protocol.stimuli import (
+    Cell,
+    blinded_factors,
+    cells,
+    template_context,
+    template_sources,
+)
 from orchestrator.protocol.templates import check_syntax, environment, render
 from orchestrator.protocol.yamlmap import Path_, dotted, line_of, template_line
-
-USER: Path_ = ("materials", "templates", "user")
 
 
 def check_blinding(protocol: Protocol, path: Path, lines: dict[Path_, int]) -> None:
@@ -41,7 +46,15 @@ def check_blinding(protocol: Protocol, path: Path, lines: dict[Path_, int]) -> N
                 field=dotted(where),
             )
     _check_shown_fields(protocol, path, lines)
-    source = protocol.materials.templates.user
+    for where, role, source in template_sources(protocol):
+        if role != "system":
+            _check_view(protocol, path, lines, where, source)
+
+
+def _check_view(
+    protocol: Protocol, path: Path, lines: dict[Path_, int], where: Path_, source: str
+) -> None:
+    """One template evaluators see renders without the blinded levels, for every task."""
     if check_syntax(source) is not None:
         return  # the template checks report it, with its line
     for task in protocol.materials.tasks:
@@ -49,7 +62,7 @@ def check_blinding(protocol: Protocol, path: Path, lines: dict[Path_, int]) -> N
             try:
                 render(source, template_context(protocol, cell, 0, task, None, blind=True))
             except UndefinedError as e:
-                raise _refusal(protocol, path, lines, task, e) from None
+                raise _refusal(protocol, path, lines, (where, source), task, e) from None
             except TemplateError:
                 return  # the template checks report it
 
@@ -83,19 +96,25 @@ def _one_per_unblinded_levels(protocol: Protocol) -> list[Cell]:
 
 
 def _refusal(
-    protocol: Protocol, path: Path, lines: dict[Path_, int], task: Task, error: TemplateError
+    protocol: Protocol,
+    path: Path,
+    lines: dict[Path_, int],
+    template: tuple[Path_, str],
+    task: Task,
+    error: TemplateError,
 ) -> ProtocolError:
-    source = protocol.materials.templates.user
-    found = _differing_levels(protocol, task)
+    where, source = template
+    found = _differing_levels(protocol, source, task)
     if found is None:
         return ProtocolError(
-            f"the evaluator view (the user template without blinded levels) cannot be rendered "
+            f"the evaluator view (the {where[-1]} template without blinded levels) cannot be "
+            "rendered "
             f"for task {task.id!r}: {error}. Evaluators see this template without the level of "
             f"any blinded factor ({', '.join(blinded_factors(protocol))}) or the subject. "
             + _ADVICE.format(factor="<factor>"),
             file=path,
-            line=_line(lines, source, None),
-            field=dotted(USER),
+            line=_line(lines, where, source, None),
+            field=dotted(where),
         )
     factor, a, b = found
     return ProtocolError(
@@ -103,8 +122,8 @@ def _refusal(
         f"differs between levels {a!r} and {b!r}, so judges could tell the conditions apart. "
         + _ADVICE.format(factor=factor),
         file=path,
-        line=_line(lines, source, factor),
-        field=dotted(USER),
+        line=_line(lines, where, source, factor),
+        field=dotted(where),
     )
 
 
@@ -115,15 +134,15 @@ _ADVICE = (
 )
 
 
-def _differing_levels(protocol: Protocol, task: Task) -> tuple[str, str, str] | None:
+def _differing_levels(protocol: Protocol, source: str, task: Task) -> tuple[str, str, str] | None:
     """(factor, level, level): two cells alike but for one blinded factor (or the subject) whose
-    user message, level text removed, differs for `task`; None if none is found."""
+    rendering of `source`, level text removed, differs for `task`; None if none is found."""
     views: dict[Cell, str] = {}
     for cell in cells(protocol):
         ctx = template_context(protocol, cell, 0, task, None, blind=False)
         ctx["text"] = dict.fromkeys(ctx["text"], "")
         try:
-            views[cell] = render(protocol.materials.templates.user, ctx)
+            views[cell] = render(source, ctx)
         except TemplateError:
             return None
     for factor in [*blinded_factors(protocol), "subject"]:
@@ -150,11 +169,11 @@ def _differ_only_in(a: Cell, b: Cell, factor: str) -> bool:
     )
 
 
-def _line(lines: dict[Path_, int], source: str, factor: str | None) -> int | None:
-    """The protocol-file line where the user template first reads `factor`, else the line of
-    the template itself."""
+def _line(lines: dict[Path_, int], where: Path_, source: str, factor: str | None) -> int | None:
+    """The protocol-file line where the template at `where` first reads `factor`, else the
+    line of the template itself."""
     for node in environment().parse(source).find_all((nodes.Name, nodes.Getattr)):
         read = node.name if isinstance(node, nodes.Name) else node.attr
         if factor is not None and read == factor:
-            return template_line(lines, USER, node.lineno)
-    return line_of(lines, USER)
+            return template_line(lines, where, node.lineno)
+    return line_of(lines, where)

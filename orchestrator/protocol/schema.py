@@ -12,11 +12,14 @@ from typing import Annotated, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     NonNegativeInt,
     PositiveInt,
+    Tag,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -85,6 +88,59 @@ class Templates(Strict):
     user: str = Field(min_length=1, description="Jinja2 template of the user message.")
 
 
+class Generate(Strict):
+    generate: Literal[True] = Field(
+        description="The subject writes this assistant turn: its reply in an earlier call."
+    )
+
+
+class Turn(Strict):
+    """One turn of a conversation template: exactly one of `system`, `user`, `assistant`."""
+
+    system: str | None = Field(None, description="Jinja2 template of the system prompt.")
+    user: str | None = Field(None, description="Jinja2 template of a user message.")
+    assistant: str | Generate | None = Field(
+        None,
+        description="Jinja2 template of a fixed assistant message, or `{generate: true}` for "
+        "one the subject writes.",
+    )
+
+    @model_validator(mode="after")
+    def _one_role(self) -> Turn:
+        given = [r for r in ("system", "user", "assistant") if getattr(self, r) is not None]
+        if len(given) != 1:
+            raise PydanticCustomError(
+                "turn_roles",
+                "a turn is one of `- system: ...`, `- user: ...` or `- assistant: ...` "
+                "(got {given}): write each as its own list entry",
+                {"given": ", ".join(given) or "none"},
+            )
+        return self
+
+    @property
+    def role(self) -> Literal["system", "user", "assistant"]:
+        if self.system is not None:
+            return "system"
+        return "user" if self.user is not None else "assistant"
+
+    @property
+    def source(self) -> str | None:
+        """The turn's template; None for a turn the subject generates."""
+        text = getattr(self, self.role)
+        return None if isinstance(text, Generate) else text
+
+
+def _template_form(value: object) -> str:
+    return "turns" if isinstance(value, list) else "keys"
+
+
+TemplateForm = Annotated[
+    Annotated[Templates, Tag("keys")] | Annotated[list[Turn], Tag("turns")],
+    Discriminator(_template_form),
+]
+"""`system:` and `user:` keys, or a list of turns for a longer conversation."""
+
+
 class Materials(Strict):
     tasks: list[Task] = Field(min_length=1, description="Tasks; cycled in a seeded order.")
     plants: list[Plant] = Field(
@@ -98,7 +154,11 @@ class Materials(Strict):
         description="Text per factor level, available to templates as `text.<factor>`; it is "
         "removed from what evaluators see, which keeps them blind to the condition.",
     )
-    templates: Templates
+    templates: TemplateForm = Field(
+        description="The subject's prompt: `system` and `user` templates, or a list of turns "
+        "(`- system:`, `- user:`, `- assistant:` with a template or `{generate: true}`) ending "
+        "with a user turn."
+    )
 
 
 class GenerationParams(Strict):

@@ -11,8 +11,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.protocol.schema import Plant, Protocol, Scalar, Task
+from orchestrator.protocol.schema import Plant, Protocol, Scalar, Task, Templates, Turn
 from orchestrator.protocol.templates import render
+from orchestrator.protocol.yamlmap import Path_
+
+Turns = tuple[tuple[str, str | None], ...]
+"""(role, text) for each user and assistant turn of a conversation template, in order; the text
+is None for a turn the subject generates."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,39 @@ class Stimulus:
     user: str
     blind_user: str = field(repr=False)
     """The user message as evaluators see it, rendered without any blinded factor's level."""
+    turns: Turns = ()
+    """The conversation after the system prompt, for a list of turns (empty for the two-key
+    form, whose conversation is `user` alone); `user` is then its last turn."""
+    blind_turns: Turns = field(default=(), repr=False)
+    """The conversation as evaluators see it, rendered like `blind_user`."""
+
+
+def template_sources(protocol: Protocol) -> list[tuple[Path_, str, str]]:
+    """(where in the file, role, template) for every template the subject's prompt is made of;
+    a generated turn has none."""
+    t = protocol.materials.templates
+    base: Path_ = ("materials", "templates")
+    if isinstance(t, Templates):
+        return [((*base, "system"), "system", t.system), ((*base, "user"), "user", t.user)]
+    return [
+        ((*base, i, turn.role), turn.role, turn.source)
+        for i, turn in enumerate(t)
+        if turn.source is not None
+    ]
+
+
+def generated_turns(protocol: Protocol) -> int:
+    """How many turns of the conversation the subject writes before its judged reply."""
+    t = protocol.materials.templates
+    return 0 if isinstance(t, Templates) else sum(1 for x in t if x.source is None)
+
+
+def _render_turns(turns: list[Turn], ctx: dict[str, Any]) -> Turns:
+    return tuple(
+        (x.role, None if x.source is None else render(x.source, ctx).strip())
+        for x in turns
+        if x.role != "system"
+    )
 
 
 def cells(protocol: Protocol) -> list[Cell]:
@@ -133,13 +171,27 @@ def _stimulus(
     t = protocol.materials.templates
     ctx = template_context(protocol, cell, replicate, task, plant, blind=False)
     blind = template_context(protocol, cell, replicate, task, plant, blind=True)
+    common = {
+        "item_id": f"{cell.key}.{replicate:03d}",
+        "cell": cell,
+        "replicate": replicate,
+        "task_id": task.id,
+        "plant_id": plant.id if plant else None,
+    }
+    if isinstance(t, Templates):
+        return Stimulus(
+            **common,
+            system=render(t.system, ctx).strip(),
+            user=render(t.user, ctx).strip(),
+            blind_user=render(t.user, blind).strip(),
+        )
+    system = next((render(x.source or "", ctx).strip() for x in t if x.role == "system"), "")
+    turns, blind_turns = _render_turns(t, ctx), _render_turns(t, blind)
     return Stimulus(
-        item_id=f"{cell.key}.{replicate:03d}",
-        cell=cell,
-        replicate=replicate,
-        task_id=task.id,
-        plant_id=plant.id if plant else None,
-        system=render(t.system, ctx).strip(),
-        user=render(t.user, ctx).strip(),
-        blind_user=render(t.user, blind).strip(),
+        **common,
+        system=system,
+        user=turns[-1][1] or "",
+        blind_user=blind_turns[-1][1] or "",
+        turns=turns,
+        blind_turns=blind_turns,
     )

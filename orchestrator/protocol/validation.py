@@ -23,7 +23,7 @@ def from_validation(e: ValidationError, path: Path, lines: dict[Path_, int]) -> 
     """The first error, with the others found in the same pass attached to it."""
     errors = []
     for err in e.errors():
-        loc = tuple(err["loc"])
+        loc = _without_form_tag(tuple(err["loc"]))
         kind, msg = err["type"], err["msg"]
         if kind == "extra_forbidden":
             msg = _unknown_field(loc)
@@ -37,12 +37,22 @@ def from_validation(e: ValidationError, path: Path, lines: dict[Path_, int]) -> 
     return first
 
 
+def _without_form_tag(loc: Path_) -> Path_:
+    """`materials.templates` is one of two forms; pydantic names the form in the location."""
+    if loc[:2] == ("materials", "templates") and len(loc) > 2 and loc[2] in ("keys", "turns"):
+        return loc[:2] + loc[3:]
+    return loc
+
+
 def _unknown_field(loc: Path_) -> str:
     if loc[:2] == ("materials", "templates") and len(loc) == 3:
         return (
-            "unknown template: templates take `system` and `user` (a list of turns for longer "
-            "conversations is planned, not yet supported)"
+            "unknown template: templates take `system` and `user`, or, for a longer "
+            "conversation, a list of turns (`- system: ...`, `- user: ...`, `- assistant: ...` "
+            "or `- assistant: {generate: true}`) ending with a user turn"
         )
+    if loc[:2] == ("materials", "templates") and len(loc) == 4:
+        return "unknown turn: a turn is `- system: ...`, `- user: ...` or `- assistant: ...`"
     if loc[:2] == ("materials", "tasks") and len(loc) == 4:
         return (
             "unknown field: tasks take id, kind, instruction and document; put further data "

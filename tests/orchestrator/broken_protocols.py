@@ -387,7 +387,7 @@ DESIGN_CASES = [
         new='    assistant: "Sure."\n    user: "{{ task.instruction }}',
         field="materials.templates.assistant",
         fragment="unknown template",
-        fix="templates take `system` and `user`",
+        fix="or, for a longer conversation, a list of turns",
         at='    assistant: "Sure."',
     ),
     FixCase(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from orchestrator.protocol.checks.base import Checker
 from orchestrator.protocol.schema import ModelRef, Protocol
+from orchestrator.protocol.stimuli import generated_turns
 from orchestrator.protocol.yamlmap import Path_
 
 
@@ -43,6 +44,13 @@ class _Calls(Checker):
                     "batch: true sends calls through Anthropic's Message Batches API, which "
                     "openai subjects cannot use: remove `batch: true` to call this subject "
                     "online, or use provider: anthropic",
+                )
+            if s.batch and generated_turns(self.p):
+                raise self.fail(
+                    ("subjects", i, "batch"),
+                    "batch: true cannot yet send a conversation with `generate` turns (each "
+                    "one needs the subject's earlier reply, one call after another): remove "
+                    "`batch: true` to call this subject online",
                 )
         agents: list[tuple[Path_, str, ModelRef]] = [
             (("evaluation", "judge"), "the evaluator agents use", self.p.evaluation.judge)
