@@ -22,16 +22,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from langgraph.runtime import Runtime
 
 from agents.batches import BatchCall, BatchRunner, BatchStatus, BatchStopped, Event
-from agents.client import CallSpec, Unavailable, retryable
+from agents.client import CallResult, CallSpec, Unavailable, retryable
 from orchestrator.context import RunContext
 from orchestrator.errors import UserError
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Subject
-from orchestrator.records import Item, Response
+from orchestrator.records import Item, Records, Response
 from orchestrator.state import RunState
 
 SHOWN = 20
@@ -41,8 +42,8 @@ SHOWN = 20
 def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
     items = ctx.run.records.items()
-    responses = ctx.run.records.responses()
-    todo = [i for i in items if responses.get(i.id) is None or responses[i.id].error]
+    responses = _responses(ctx.run.records, items)
+    todo = [i for i in items if i.id not in responses or responses[i.id].error]
     ctx.progress.start("collect", len(items), len(items) - len(todo))
     passes = 1 + len(ctx.retry.waits())
     for n in range(passes):
@@ -56,8 +57,9 @@ def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
             ctx.run_async(_collect(ctx, todo))
         except BatchStopped:
             raise KeyboardInterrupt from None
-        responses = ctx.run.records.responses()
-        todo = [i for i in items if _to_call(responses.get(i.id))]
+        final = ctx.run.records.responses()
+        responses = _responses(ctx.run.records, items)
+        todo = [i for i in items if _to_call(final.get(i.id))]
     ctx.progress.stop("collect")
     if todo:
         text = (
@@ -91,6 +93,17 @@ def _stop_if_all_refused(
             )
             ctx.log("collect", "incomplete", text[0].upper() + text[1:] + ".")
             raise UserError(text)
+
+
+def _responses(records: Records, items: list[Item]) -> dict[str, Response]:
+    """Each item's judged reply; for an item whose conversation stopped at a generated turn
+    that failed, that turn's failure (its item is called again like one never answered)."""
+    out = records.responses()
+    for k in range(1, max((i.generated() for i in items), default=0) + 1):
+        for item_id, r in records.responses(f"subject:turn-{k}").items():
+            if item_id not in out and r.error is not None:
+                out[item_id] = r
+    return out
 
 
 def _to_call(response: Response | None) -> bool:
@@ -145,13 +158,21 @@ async def _collect(ctx: RunContext, todo: list[Item]) -> None:
 
     async def one(item: Item) -> None:
         s = subjects[item.subject]
-        result = await clients[item.subject].call(
-            CallSpec("collect", item.id, "subject"),
-            model=s.model,
-            params=s.params.model_dump(),
-            system=item.system,
-            messages=[{"role": "user", "content": item.user}],
-        )
+        client = clients[item.subject]
+
+        async def call(role: str, messages: list[dict[str, str]]) -> CallResult:
+            return await client.call(
+                CallSpec("collect", item.id, role),
+                model=s.model,
+                params=s.params.model_dump(),
+                system=item.system,
+                messages=messages,
+            )
+
+        if item.turns:
+            result = await _conversation(item, call)
+        else:
+            result = await call("subject", [{"role": "user", "content": item.user}])
         if result.error is None:
             ctx.progress.advance("collect")
 
@@ -163,6 +184,27 @@ async def _collect(ctx: RunContext, todo: list[Item]) -> None:
     finally:
         for c in clients.values():
             await c.__aexit__(None, None, None)
+
+
+async def _conversation(
+    item: Item, call: Callable[[str, list[dict[str, str]]], Awaitable[CallResult]]
+) -> CallResult:
+    """An item's calls in order: the k-th generated turn is the subject's reply (role
+    `subject:turn-<k>`) to the conversation before it; the last call's reply (role `subject`)
+    is the item's response. Each is a ledger call of its own, so a resumed run pays for none
+    twice; a failed turn ends the chain for this pass (the item has no response yet)."""
+    messages: list[dict[str, str]] = []
+    k = 0
+    for turn in item.turns:
+        if turn.text is not None:
+            messages.append({"role": turn.role, "content": turn.text})
+            continue
+        k += 1
+        result = await call(f"subject:turn-{k}", list(messages))
+        if result.error is not None:
+            return result
+        messages.append({"role": "assistant", "content": result.text})
+    return await call("subject", messages)
 
 
 async def _batch(ctx: RunContext, s: Subject, items: list[Item]) -> None:

@@ -12,7 +12,7 @@ from orchestrator.context import RunContext
 from orchestrator.forecast import design_forecast, design_text
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.stimuli import build_stimuli
-from orchestrator.records import Item
+from orchestrator.records import Item, Turn
 from orchestrator.state import RunState
 
 
@@ -31,6 +31,8 @@ def design(state: RunState, runtime: Runtime[RunContext]) -> RunState:
             system=s.system,
             user=s.user,
             blind_user=s.blind_user,
+            turns=tuple(Turn(*t) for t in s.turns),
+            blind_turns=tuple(Turn(*t) for t in s.blind_turns),
         )
         for s in stimuli
     ]

@@ -18,7 +18,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS items(
   id TEXT PRIMARY KEY, cell TEXT NOT NULL, subject TEXT NOT NULL, levels TEXT NOT NULL,
   replicate INTEGER NOT NULL, task_id TEXT NOT NULL, plant_id TEXT,
-  system TEXT NOT NULL, user TEXT NOT NULL, blind_user TEXT NOT NULL);
+  system TEXT NOT NULL, user TEXT NOT NULL, blind_user TEXT NOT NULL,
+  turns TEXT NOT NULL DEFAULT '[]', blind_turns TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS calls(
   key TEXT PRIMARY KEY, stage TEXT NOT NULL, item TEXT NOT NULL, role TEXT NOT NULL,
   model TEXT NOT NULL, params TEXT NOT NULL, request TEXT NOT NULL, content TEXT NOT NULL,
@@ -107,6 +108,11 @@ class Database:
             for col in ("cache_write_tokens", "cache_read_tokens"):
                 if cols and col not in cols:
                     add = f"ALTER TABLE calls ADD COLUMN {col} INTEGER NOT NULL DEFAULT 0"
+                    self._db.execute(add)
+            cols = self._columns("items")
+            for col in ("turns", "blind_turns"):  # conversation templates (two-key form: [])
+                if cols and col not in cols:
+                    add = f"ALTER TABLE items ADD COLUMN {col} TEXT NOT NULL DEFAULT '[]'"
                     self._db.execute(add)
             cols = self._columns("batches")
             if cols and "extra" not in cols:

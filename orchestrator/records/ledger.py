@@ -176,10 +176,13 @@ class CallLedger(Database):
         )
         return bool(rows)
 
-    def responses(self) -> dict[str, Response]:
+    def responses(self, role: str = "subject") -> dict[str, Response]:
+        """Each item's subject reply: the judged one, or (`role="subject:turn-<k>"`) the k-th
+        turn the subject generated before it."""
         rows = self._all(
             "SELECT item, content, stop_reason, error, output_tokens FROM calls "
-            "WHERE stage='collect' AND role='subject'"
+            "WHERE stage='collect' AND role=?",
+            role,
         )
         out = {}
         for r in rows:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "AmendmentRow",
@@ -28,6 +28,7 @@ __all__ = [
     "SessionReason",
     "SessionRow",
     "StageRow",
+    "Turn",
     "StageStatus",
     "Verdict",
     "VerdictRole",
@@ -82,6 +83,15 @@ class SessionReason(StrEnum):
     """Its context filled up; it continues from the notes it wrote."""
 
 
+class Turn(NamedTuple):
+    """One user or assistant turn of an item's conversation."""
+
+    role: str
+    text: str | None
+    """None for a turn the subject generates (its reply is in the ledger, role
+    `subject:turn-<k>` for the k-th such turn)."""
+
+
 @dataclass(frozen=True)
 class Item:
     id: str
@@ -94,6 +104,15 @@ class Item:
     system: str
     user: str
     blind_user: str
+    turns: tuple[Turn, ...] = ()
+    """The conversation after the system prompt, for a template written as a list of turns;
+    empty for the two-key form (the conversation is `user` alone)."""
+    blind_turns: tuple[Turn, ...] = ()
+    """The conversation as evaluators see it (rendered without blinded levels)."""
+
+    def generated(self) -> int:
+        """How many turns the subject writes before its judged reply."""
+        return sum(1 for t in self.turns if t.text is None)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from orchestrator.records.rows import (
     SessionRow,
     StageRow,
     StageStatus,
+    Turn,
     Verdict,
     VerdictRole,
     VerdictStatus,
@@ -41,7 +42,10 @@ _AMENDMENT_COLUMNS = (
     "decided_at, decision_note"
 )
 _DECISION_COLUMNS = "checkpoint, decision, by, at, note"
-_ITEM_COLUMNS = "id, cell, subject, levels, replicate, task_id, plant_id, system, user, blind_user"
+_ITEM_COLUMNS = (
+    "id, cell, subject, levels, replicate, task_id, plant_id, system, user, blind_user, turns, "
+    "blind_turns"
+)
 
 
 def _build(cls: type[T], r: sqlite3.Row, **decoded: Any) -> T:
@@ -50,7 +54,17 @@ def _build(cls: type[T], r: sqlite3.Row, **decoded: Any) -> T:
 
 
 def _item(r: sqlite3.Row) -> Item:
-    return _build(Item, r, levels=json.loads(r["levels"]))
+    return _build(
+        Item,
+        r,
+        levels=json.loads(r["levels"]),
+        turns=_turns(r["turns"]),
+        blind_turns=_turns(r["blind_turns"]),
+    )
+
+
+def _turns(text: str) -> tuple[Turn, ...]:
+    return tuple(Turn(role, content) for role, content in json.loads(text))
 
 
 def _verdict(r: sqlite3.Row) -> Verdict:
@@ -83,11 +97,20 @@ class Records(CallLedger):
 
     # items --------------------------------------------------------------------------------
     def add_items(self, items: list[Item]) -> None:
-        rows = [asdict(i) | {"levels": json.dumps(i.levels)} for i in items]
+        rows = [
+            asdict(i)
+            | {
+                "levels": json.dumps(i.levels),
+                "turns": json.dumps([list(t) for t in i.turns]),
+                "blind_turns": json.dumps([list(t) for t in i.blind_turns]),
+            }
+            for i in items
+        ]
         with self._tx() as db:
             db.executemany(
                 f"INSERT OR IGNORE INTO items({_ITEM_COLUMNS}) VALUES (:id, :cell, :subject, "
-                ":levels, :replicate, :task_id, :plant_id, :system, :user, :blind_user)",
+                ":levels, :replicate, :task_id, :plant_id, :system, :user, :blind_user, :turns, "
+                ":blind_turns)",
                 rows,
             )
 
