@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
+from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from orchestrator import runner
-from orchestrator.errors import ProtocolError
+from orchestrator.errors import ApiUnavailable, ProtocolError
 from orchestrator.protocol.loader import load_protocol_text
 from orchestrator.records import Records
 from tests.conftest import DEU, without_probes
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.world import is_analyst
+from tests.fakes.anthropic_server import FakeAnthropic, Fault, Reply
+from tests.fakes.world import deu_world, is_analyst
 
 TWO_KEYS = (
     '  templates:\n    system: "You are a helpful assistant working for the user.'
@@ -136,3 +140,55 @@ def test_a_blinded_level_in_a_later_turn_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError, match="changes with blinded factor 'framing'") as e:
         load_protocol_text(text, tmp_path / "p.yaml")
     assert "materials.templates[1].assistant" in str(e.value)
+
+
+def test_a_run_stopped_between_turns_resumes_paying_for_no_turn_twice(
+    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every judged call fails (overloaded) until the API recovers: the run stops after collect's
+    passes with each item's first turn answered; the resumed run makes only the judged calls."""
+    answer = deu_world()
+    down = threading.Event()
+    down.set()
+
+    def handler(body: dict) -> Reply:
+        final = not body.get("tools") and len(body["messages"]) == 3
+        return Fault("overloaded") if final and down.is_set() else answer(body)
+
+    world.handler = handler
+    monkeypatch.setenv("RESEARCH_MAX_RETRIES", "0")  # fail fast: the outage is the test's
+    monkeypatch.setenv("RESEARCH_RETRY_PASSES", "0")
+    protocol = tmp_path / "deu-turns.yaml"
+    protocol.write_text(THREE_TURNS)
+    with pytest.raises(ApiUnavailable):
+        runner.start(protocol, pilot=True, yes=True, run_id="halfway")
+    rec = Records(runs / "halfway" / "records.sqlite")
+    assert len(rec.responses("subject:turn-1")) == 24
+    assert {r.error for r in rec.responses().values()} == {"HTTP 529: overloaded"}
+    rec.close()
+    down.clear()
+    assert runner.resume("halfway", yes=True).status == "complete"
+    subject = [r for r in world.answered() if not r.body.get("tools") and not is_analyst(r.body)]
+    counts = Counter(
+        json.dumps([r.body["model"], r.body.get("system"), r.body["messages"]]) for r in subject
+    )
+    assert len(counts) == 48 and set(counts.values()) == {1}, counts.most_common(2)
+    rec = Records(runs / "halfway" / "records.sqlite")
+    assert len(rec.responses()) == 24 and len(rec.responses("subject:turn-1")) == 24
+    rec.close()
+
+
+def test_records_from_before_conversations_open_with_no_turns(tmp_path: Path) -> None:
+    path = tmp_path / "records.sqlite"
+    with closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE items(id TEXT PRIMARY KEY, cell TEXT NOT NULL, subject TEXT NOT NULL, "
+            "levels TEXT NOT NULL, replicate INTEGER NOT NULL, task_id TEXT NOT NULL, "
+            "plant_id TEXT, system TEXT NOT NULL, user TEXT NOT NULL, blind_user TEXT NOT NULL)"
+        )
+        db.execute("INSERT INTO items VALUES ('a.000', 'a', 's', '{}', 0, 't', NULL, '', 'u', 'b')")
+        db.commit()
+    rec = Records(path)
+    [item] = rec.items()
+    assert (item.user, item.blind_user, item.turns, item.blind_turns) == ("u", "b", (), ())
+    rec.close()
