@@ -13,7 +13,7 @@ from orchestrator.nodes.evaluate import brief
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.stimuli import build_stimuli, cells, template_context
 from orchestrator.records import Records
-from tests.conftest import DEU, SINCERITY, research, without_probes
+from tests.conftest import DEU, SINCERITY, SYCOPHANCY, research, without_probes
 from tests.fakes.anthropic_server import FakeAnthropic
 
 PLAIN_USER = 'user: "{{ task.instruction }}\\n\\n<document>\\n{{ document }}\\n</document>"'
@@ -35,7 +35,9 @@ def leaky_deu(tmp_path: Path, *, unblinded: bool = False) -> Path:
     return path
 
 
-@pytest.mark.parametrize("protocol", [DEU, SINCERITY], ids=["deu", "sincerity"])
+@pytest.mark.parametrize(
+    "protocol", [DEU, SINCERITY, SYCOPHANCY], ids=["deu", "sincerity", "sycophancy"]
+)
 def test_the_evaluator_view_holds_no_blinded_level(protocol: Path) -> None:
     p = load_protocol(protocol).protocol
     task = p.materials.tasks[0]
@@ -47,7 +49,8 @@ def test_the_evaluator_view_holds_no_blinded_level(protocol: Path) -> None:
     # so the items of one task and plant look the same to judges in every cell
     views: dict[tuple, set[str]] = {}
     for s in build_stimuli(p, pilot=True):
-        views.setdefault((s.task_id, s.plant_id, s.replicate), set()).add(s.blind_user)
+        seen = s.blind_user + repr(s.blind_turns)  # a conversation's fixed turns too
+        views.setdefault((s.task_id, s.plant_id, s.replicate), set()).add(seen)
     assert all(len(v) == 1 for v in views.values())
 
 
