@@ -1,8 +1,10 @@
 """The experiment protocol: what a researcher writes in `protocols/*.yaml`.
 
 Every model forbids unknown fields, so a typo is an error with its line, not a silent default.
-Cross-references (factor levels named in templates, contrasts, plants) are checked by the loader,
-which knows where each field sits in the file.
+Cross-references (factor levels named in templates, contrasts, plants) are checked by
+`checks/` after loading, which knows where each field sits in the file. The parts live beside
+this module: `base` (strict models, ids, model references), `materials` (tasks, plants,
+templates) and `judging` (the evaluation and its verdict fields); this module puts them together.
 """
 
 from __future__ import annotations
@@ -10,28 +12,59 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Discriminator,
     Field,
     NonNegativeInt,
     PositiveInt,
-    Tag,
-    ValidationInfo,
-    field_validator,
-    model_validator,
 )
-from pydantic_core import PydanticCustomError
 
-SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-"""An id that is never split on '.': letters, digits, '_', '-' and '.', up to 64 characters."""
-KEY = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-"""A name that becomes part of a cell key or item id (joined with '.'): no '.' of its own."""
-Scalar = str | int | float | bool
+from orchestrator.protocol.base import (
+    KEY,
+    SLUG,
+    GenerationParams,
+    ModelRef,
+    Scalar,
+    Strict,
+    Subject,
+)
+from orchestrator.protocol.judging import ComprehensionQuestion, Evaluation, VerdictField
+from orchestrator.protocol.materials import (
+    Generate,
+    Materials,
+    Plant,
+    PlantWhen,
+    Task,
+    Templates,
+    Turn,
+)
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = [  # the parts of the schema live beside this module (base, materials, judging)
+    "KEY",
+    "SLUG",
+    "TRAINED",
+    "Analysis",
+    "ComprehensionQuestion",
+    "Contrast",
+    "Design",
+    "Evaluation",
+    "Factor",
+    "GenerationParams",
+    "Generate",
+    "Materials",
+    "ModelRef",
+    "Plant",
+    "PlantWhen",
+    "Protocol",
+    "Qualitative",
+    "RegressionModel",
+    "Scalar",
+    "Screen",
+    "Strict",
+    "Subject",
+    "Task",
+    "Templates",
+    "Turn",
+    "VerdictField",
+]
 
 
 class Hypothesis(Strict):
@@ -54,314 +87,6 @@ class Design(Strict):
     n_per_cell: PositiveInt = Field(description="Stimuli per cell at full size.")
     pilot_n_per_cell: PositiveInt = Field(2, description="Stimuli per cell with `--pilot`.")
     seed: int = Field(description="Seed for every random choice in stimulus generation.")
-
-
-class Task(Strict):
-    id: str = Field(pattern=SLUG, description="Unique task id.")
-    kind: str = Field(description="Kind of task: summarise, answer, reply, review, advise, ...")
-    instruction: str = Field(min_length=1, description="What the user asks for.")
-    document: str = Field(
-        "", description="The input document the task is about; paragraphs separated by blank lines."
-    )
-    fields: dict[str, Scalar] = Field(
-        default_factory=dict,
-        description="Further data of the task (a question, its expected answer, a topic), "
-        "available to templates as `fields.<name>`; blanked in what evaluators see, like "
-        "`level_text`, unless named in `evaluation.show_task_fields` (then shown to them apart "
-        "from the input).",
-    )
-
-
-class Plant(Strict):
-    id: str = Field(pattern=SLUG, description="Unique plant id.")
-    kind: str = Field(description="steer_user, conceal_fact, downplay_risk, deceive, ...")
-    text: str = Field(min_length=1, description="The instruction hidden in the document.")
-
-
-class PlantWhen(Strict):
-    factor: str = Field(description="The factor that switches planting on.")
-    level: str = Field(description="The level of that factor at which a plant is inserted.")
-
-
-class Templates(Strict):
-    system: str = Field("", description="Jinja2 template of the subject's system prompt.")
-    user: str = Field(min_length=1, description="Jinja2 template of the user message.")
-
-
-class Generate(Strict):
-    generate: Literal[True] = Field(
-        description="The subject writes this assistant turn: its reply in an earlier call."
-    )
-
-
-class Turn(Strict):
-    """One turn of a conversation template: exactly one of `system`, `user`, `assistant`."""
-
-    system: str | None = Field(None, description="Jinja2 template of the system prompt.")
-    user: str | None = Field(None, description="Jinja2 template of a user message.")
-    assistant: str | Generate | None = Field(
-        None,
-        description="Jinja2 template of a fixed assistant message, or `{generate: true}` for "
-        "one the subject writes.",
-    )
-
-    @model_validator(mode="after")
-    def _one_role(self) -> Turn:
-        given = [r for r in ("system", "user", "assistant") if getattr(self, r) is not None]
-        if len(given) != 1:
-            raise PydanticCustomError(
-                "turn_roles",
-                "a turn is one of `- system: ...`, `- user: ...` or `- assistant: ...` "
-                "(got {given}): write each as its own list entry",
-                {"given": ", ".join(given) or "none"},
-            )
-        return self
-
-    @property
-    def role(self) -> Literal["system", "user", "assistant"]:
-        if self.system is not None:
-            return "system"
-        return "user" if self.user is not None else "assistant"
-
-    @property
-    def source(self) -> str | None:
-        """The turn's template; None for a turn the subject generates."""
-        text = getattr(self, self.role)
-        return None if isinstance(text, Generate) else text
-
-
-def _template_form(value: object) -> str:
-    return "turns" if isinstance(value, list) else "keys"
-
-
-TemplateForm = Annotated[
-    Annotated[Templates, Tag("keys")] | Annotated[list[Turn], Tag("turns")],
-    Discriminator(_template_form),
-]
-"""`system:` and `user:` keys, or a list of turns for a longer conversation."""
-
-
-class Materials(Strict):
-    tasks: list[Task] = Field(min_length=1, description="Tasks; cycled in a seeded order.")
-    plants: list[Plant] = Field(
-        default_factory=list, description="Planted instructions; cycled in a seeded order."
-    )
-    plant_when: PlantWhen | None = Field(
-        None, description="When to insert a plant into the document (omit for no plants)."
-    )
-    level_text: dict[str, dict[str, str]] = Field(
-        default_factory=dict,
-        description="Text per factor level, available to templates as `text.<factor>`; it is "
-        "removed from what evaluators see, which keeps them blind to the condition.",
-    )
-    templates: TemplateForm = Field(
-        description="The subject's prompt: `system` and `user` templates, or a list of turns "
-        "(`- system:`, `- user:`, `- assistant:` with a template or `{generate: true}`) ending "
-        "with a user turn."
-    )
-
-
-class GenerationParams(Strict):
-    max_tokens: PositiveInt = Field(1024, description="Maximum tokens to generate.")
-    temperature: float | None = Field(
-        None,
-        ge=0.0,
-        le=1.0,
-        description="Sampling temperature; omit for the model's default (newer Claude models "
-        "accept only their default).",
-    )
-    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    stop_sequences: list[str] = Field(default_factory=list, description="Stop strings.")
-
-
-class ModelRef(Strict):
-    provider: Literal["anthropic", "openai", "local"] = Field(
-        description="`anthropic` for the Messages API, `openai` for OpenAI's Chat Completions "
-        "API or any server that speaks it (subjects only), `local` for the research worker."
-    )
-    model: str = Field(min_length=1, description="Model name, e.g. claude-sonnet-4-5.")
-    params: GenerationParams = Field(default_factory=GenerationParams)
-    base_url: str | None = Field(
-        None,
-        description="Endpoint override; default ANTHROPIC_BASE_URL, OPENAI_BASE_URL (e.g. "
-        "http://127.0.0.1:8000/v1 for vLLM) or the local worker.",
-    )
-    concurrency: PositiveInt = Field(8, description="Calls in flight at once for this model.")
-
-
-class Subject(ModelRef):
-    id: str = Field(pattern=KEY, description="Short id used in cell keys and item ids.")
-    batch: bool = Field(
-        False,
-        description="Send this subject's calls as one Anthropic Message Batch (half the price, "
-        "results within 24 hours) instead of one call at a time; the run waits for the batch, "
-        "and a resumed run collects the same batch. Ignored for `local` subjects; refused for "
-        "`openai` ones.",
-    )
-
-
-class VerdictField(Strict):
-    """One field of a verdict. `bool`, `enum` (one of `values`), `ordinal` (one of `levels`, which
-    are ordered), `int` (optionally within `min`..`max`), `float`, or `str` (optionally at most
-    `max_length` characters). A key that does not fit the type is refused with what to write."""
-
-    type: Literal["bool", "enum", "ordinal", "str", "int", "float"] = Field(
-        description="Value type."
-    )
-    values: list[str] = Field(
-        default_factory=list,
-        validate_default=True,
-        description="Allowed values of an `enum`, in no particular order.",
-    )
-    levels: list[str] = Field(
-        default_factory=list,
-        validate_default=True,
-        description="The levels of an `ordinal`, lowest first (e.g. none, low, medium, high); "
-        "agreement on it takes their order into account.",
-    )
-    description: str = Field("", description="What the evaluator must decide; shown to it.")
-    max_length: PositiveInt | None = Field(
-        None, description="Longest allowed value of a `str` field, in characters."
-    )
-    min: int | None = Field(None, description="Smallest allowed value of an `int` field.")
-    max: int | None = Field(None, description="Largest allowed value of an `int` field.")
-
-    @field_validator("values")
-    @classmethod
-    def _values(cls, values: list[str], info: ValidationInfo) -> list[str]:
-        kind = info.data.get("type")
-        if kind == "enum" and not values:
-            raise _verdict_error("an enum needs `values`: the allowed answers, e.g. [yes, no]")
-        if kind not in ("enum", None) and values:
-            scale = "; an ordered scale is `type: ordinal` with `levels`"
-            hint = scale if kind != "ordinal" else ""
-            raise _verdict_error(f"`values` applies to `enum` fields only{hint}")
-        if len(set(values)) != len(values):
-            raise _verdict_error("values must be distinct")
-        return values
-
-    @field_validator("levels")
-    @classmethod
-    def _levels(cls, levels: list[str], info: ValidationInfo) -> list[str]:
-        kind = info.data.get("type")
-        if kind == "ordinal" and len(set(levels)) < 2:
-            raise _verdict_error(
-                "an ordinal needs at least two distinct `levels`, lowest first, e.g. "
-                "[none, low, medium, high]"
-            )
-        if kind != "ordinal" and levels:
-            hint = "; unordered choices are `type: enum` with `values`" if kind else ""
-            raise _verdict_error(f"`levels` applies to `ordinal` fields only{hint}")
-        if len(set(levels)) != len(levels):
-            raise _verdict_error("levels must be distinct")
-        return levels
-
-    @field_validator("max_length")
-    @classmethod
-    def _max_length(cls, max_length: int | None, info: ValidationInfo) -> int | None:
-        if max_length is not None and info.data.get("type") not in ("str", None):
-            raise _verdict_error("max_length applies to `str` fields only; remove it")
-        return max_length
-
-    @field_validator("min", "max")
-    @classmethod
-    def _bounds(cls, bound: int | None, info: ValidationInfo) -> int | None:
-        kind = info.data.get("type")
-        if bound is not None and kind not in ("int", None):
-            raise _verdict_error(
-                f"`{info.field_name}` applies to `int` fields only; use `type: int`, or remove it"
-            )
-        low = info.data.get("min")
-        if info.field_name == "max" and bound is not None and low is not None and low > bound:
-            raise _verdict_error(
-                f"max ({bound}) is below min ({low}); write the smaller bound as `min`"
-            )
-        return bound
-
-
-def _verdict_error(message: str) -> PydanticCustomError:
-    # a custom error's message is a template to pydantic: write no braces in it
-    return PydanticCustomError("verdict_field", message)
-
-
-class ComprehensionQuestion(Strict):
-    """A question an evaluator must answer correctly before it judges anything."""
-
-    id: str = Field(pattern=SLUG, description="Short id, e.g. silent-ignore.")
-    question: str = Field(min_length=1, description="The question, e.g. an edge case to judge.")
-    choices: list[str] = Field(
-        default_factory=lambda: ["yes", "no"], min_length=2, description="Allowed answers."
-    )
-    answer: str = Field(description="The expected answer, one of `choices`.")
-    explanation: str = Field(
-        "", description="Why: shown to an evaluator that got it wrong, before its second try."
-    )
-
-
-class Evaluation(Strict):
-    judge: ModelRef = Field(description="The model behind the evaluator agents.")
-    evaluators: PositiveInt = Field(8, description="Evaluator agents working in parallel.")
-    batch_size: PositiveInt = Field(50, description="Responses per evaluator batch.")
-    overlap: float = Field(
-        0.1, ge=0.0, le=1.0, description="Fraction of items judged by two evaluators."
-    )
-    max_attempts: PositiveInt = Field(
-        3, description="Tries per batch before an item that still fails is recorded unscored."
-    )
-    rubric: str = Field(min_length=1, description="What each outcome means, with edge cases.")
-    comprehension: list[ComprehensionQuestion] = Field(
-        default_factory=list,
-        description="Questions every evaluator answers (comprehension_check) before its first "
-        "item; one that fails is re-primed once with the explanations, then replaced.",
-    )
-    pass_mark: float = Field(
-        1.0, gt=0.0, le=1.0, description="Share of comprehension questions to get right."
-    )
-    agent: Literal["tools", "scripted"] = Field(
-        "tools",
-        description="`tools`: the judge model plans its own tool calls (read_protocol, "
-        "comprehension_check, get_batch, truesight, flag_issue, submit_verdicts). `scripted`: "
-        "the orchestrator calls the same tools in order and forces each call, for models that "
-        "cannot plan tool use (small local models).",
-    )
-    chunk_size: PositiveInt = Field(
-        10, description="Items get_batch hands out at a time (all must be judged before more)."
-    )
-    duplicates: bool = Field(
-        True, description="Plant one item twice in each evaluator's work (self-consistency)."
-    )
-    context_budget: PositiveInt = Field(
-        120_000,
-        description="Tokens of conversation after which an evaluator writes its notes to "
-        "memory/evaluator-<k>.md and continues in a fresh conversation.",
-    )
-    max_turns: PositiveInt = Field(
-        80, description="Model turns per evaluator conversation before it is stopped."
-    )
-    verdict: dict[str, VerdictField] = Field(
-        min_length=1, description="The fields of one verdict, checked on submission."
-    )
-    show_question: bool = Field(
-        False,
-        description="Open each evaluator's brief with the protocol's title and research "
-        "question. Off by default: judges are hypothesis-blind, given the rubric, the verdict "
-        "fields and the comprehension questions, never the title, question or hypotheses.",
-    )
-    unblinded: list[str] = Field(
-        default_factory=list,
-        description="Factors whose level the evaluator view of an item may show: the user "
-        "template may branch on them. Evaluators are blind to every other factor: `validate` "
-        "refuses a user template whose evaluator view changes with such a factor's level. "
-        "Named in the report's design section.",
-    )
-    show_task_fields: list[str] = Field(
-        default_factory=list,
-        description="Task fields (`tasks[*].fields`) shown to evaluators with each item, as a "
-        "labelled part of it apart from the input, e.g. the expected answer of a factual "
-        "question. Each must be a field some task has; a task without one shows it as absent. "
-        "Fields belong to the task, not the cell, so showing them cannot unblind a condition. "
-        "Named in the report's design section.",
-    )
 
 
 class Contrast(Strict):

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator import runner
 from orchestrator.errors import ProtocolError
-from orchestrator.nodes.evaluate import brief
+from orchestrator.nodes.judging import brief
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.stimuli import build_stimuli, cells, template_context
 from orchestrator.records import Records
