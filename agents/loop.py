@@ -46,6 +46,10 @@ class Retry:
     def waits(self) -> list[float]:
         return [self.wait_s * 2**n for n in range(self.tries)]
 
+    def after(self) -> float:
+        """The wait that would come after the last try: before a whole round is made again."""
+        return self.wait_s * 2**self.tries
+
 
 @dataclass(frozen=True)
 class Chat:

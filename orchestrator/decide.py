@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agents.loop import Retry
 from orchestrator.flags import blocking_flags
 from orchestrator.forecast import forecast
 from orchestrator.panel import Approver, CheckpointDecision, panel
@@ -70,7 +71,7 @@ def send_back(run: RunDir, checkpoint: str, settings: Settings) -> bool:
     text = pending_text(run.records)
     if text is None:
         return False
-    wait = settings.retry_wait_s * 2**settings.retry_passes  # the step after the tries' waits
+    wait = Retry(settings.retry_passes, settings.retry_wait_s).after()
     run.log.append(
         "evaluate", "orchestrator", "retry", f"{text}: judging them again in {wait:g} s."
     )
