@@ -37,6 +37,7 @@ class BatchCall:
     messages: list[dict[str, Any]]
     system: str = ""
     key_extra: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,8 @@ def request(call: BatchCall) -> dict[str, Any]:
     }
     if call.system:
         out["system"] = call.system
+    if call.tools:
+        out["tools"] = call.tools
     return out
 
 

@@ -9,11 +9,15 @@ and recorded exactly as an Anthropic one, and its failures carry the same error 
 A Messages-style call maps onto a chat completion: the system prompt becomes a system message,
 text content blocks are joined into one string, `stop_sequences` becomes `stop`; the answer comes
 back as one text block, with `finish_reason` "stop" as "end_turn" and "length" as "max_tokens".
-Tools are not mapped: the evaluator and analyst agents stay on the Anthropic API.
+A conversation's tool calls and results map to the assistant's `tool_calls` and `tool`
+messages, the protocol's tools to functions, and function calls in the answer come back as
+`tool_use` blocks. `tool_choice` is not mapped: the evaluator and analyst agents stay on the
+Anthropic API.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
@@ -29,7 +33,7 @@ from agents.client import (
 )
 from agents.pricing import price_usd
 
-STOP_REASON = {"stop": "end_turn", "length": "max_tokens"}
+STOP_REASON = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 """finish_reason as the Messages API names it; others (content_filter, ...) pass as given."""
 PASSED = ("max_tokens", "temperature", "top_p")
 
@@ -47,17 +51,61 @@ def openai_sdk_client(endpoint: Endpoint) -> openai.AsyncOpenAI:
 
 
 def chat_request(
-    model: str, params: dict[str, Any], messages: list[dict[str, Any]], system: str
+    model: str,
+    params: dict[str, Any],
+    messages: list[dict[str, Any]],
+    system: str,
+    tools: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A Chat Completions body for a Messages-style call."""
-    chat: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
-    chat += [{"role": m["role"], "content": as_text(m["content"])} for m in messages]
+    chat: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    for m in messages:
+        chat += chat_messages(m)
     given = without_unset(params)
     request: dict[str, Any] = {"model": model, "messages": chat}
     request |= {k: given[k] for k in PASSED if k in given}
     if given.get("stop_sequences"):
         request["stop"] = given["stop_sequences"]
+    if tools:
+        request["tools"] = [function(t) for t in tools]
     return request
+
+
+def chat_messages(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """One Messages-style message as chat messages: an assistant's tool calls become its
+    `tool_calls`, each tool result a `tool` message answering its call's id (before the user's
+    own words, if the message has any)."""
+    content = message["content"]
+    if isinstance(content, str):
+        return [{"role": message["role"], "content": content}]
+    if message["role"] == "assistant":
+        out: dict[str, Any] = {"role": "assistant", "content": as_text(content) or None}
+        calls = [b for b in content if b.get("type") == "tool_use"]
+        if calls:
+            out["tool_calls"] = [
+                {
+                    "id": b["id"],
+                    "type": "function",
+                    "function": {"name": b["name"], "arguments": json.dumps(b.get("input") or {})},
+                }
+                for b in calls
+            ]
+        return [out]
+    results = [
+        {"role": "tool", "tool_call_id": b["tool_use_id"], "content": as_text(b.get("content", ""))}
+        for b in content
+        if b.get("type") == "tool_result"
+    ]
+    text = as_text(content)
+    return results + ([{"role": "user", "content": text}] if text or not results else [])
+
+
+def function(tool: dict[str, Any]) -> dict[str, Any]:
+    """A Messages API tool as a chat-completions function."""
+    spec = {"name": tool["name"], "parameters": tool.get("input_schema") or {"type": "object"}}
+    if tool.get("description"):
+        spec["description"] = tool["description"]
+    return {"type": "function", "function": spec}
 
 
 def as_text(content: str | list[dict[str, Any]]) -> str:
@@ -75,14 +123,29 @@ def completion_result(key: str, model: str, completion: ChatCompletion) -> CallR
     tokens_in = usage.prompt_tokens if usage else 0
     tokens_out = usage.completion_tokens if usage else 0
     reason = choice.finish_reason
+    content: list[dict[str, Any]] = [{"type": "text", "text": choice.message.content or ""}]
+    for call in choice.message.tool_calls or []:
+        if call.type == "function":
+            content.append(tool_use(call.id, call.function.name, call.function.arguments))
     return CallResult(
         key,
-        content=[{"type": "text", "text": choice.message.content or ""}],
+        content=content,
         stop_reason=STOP_REASON.get(reason, reason) if reason else None,
         input_tokens=tokens_in,
         output_tokens=tokens_out,
         cost_usd=price_usd(model, tokens_in, tokens_out),
     )
+
+
+def tool_use(id_: str, name: str, arguments: str) -> dict[str, Any]:
+    """A function call of a chat completion as a Messages API tool_use block. Arguments that are
+    not a JSON object are kept as they came, under `arguments`."""
+    try:
+        parsed = json.loads(arguments)
+    except json.JSONDecodeError:
+        parsed = None
+    args = parsed if isinstance(parsed, dict) else {"arguments": arguments}
+    return {"type": "tool_use", "id": id_, "name": name, "input": args}
 
 
 class OpenAIClient(LLMClient):
@@ -101,9 +164,9 @@ class OpenAIClient(LLMClient):
         tool_choice: dict[str, Any] | None,
         cache: bool,
     ) -> dict[str, Any]:
-        if tools or tool_choice:
-            raise ValueError("tools are not supported through the openai provider")
-        return chat_request(model, params, messages, system)  # `cache`: OpenAI caches itself
+        if tool_choice:
+            raise ValueError("tool_choice is not supported through the openai provider")
+        return chat_request(model, params, messages, system, tools)  # `cache`: OpenAI caches
 
     async def _create(self, key: str, model: str, request: dict[str, Any]) -> CallResult:
         try:

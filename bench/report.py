@@ -24,10 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 from agents.truesight import ProbeReadout  # noqa: E402
 from orchestrator.analysis import analyze_records  # noqa: E402
+from orchestrator.nodes.design import item_of  # noqa: E402
 from orchestrator.plots import make_plots  # noqa: E402
 from orchestrator.protocol import load_protocol  # noqa: E402
-from orchestrator.protocol.stimuli import Stimulus, build_stimuli  # noqa: E402
-from orchestrator.records import Item, Verdict  # noqa: E402
+from orchestrator.protocol.stimuli import build_stimuli  # noqa: E402
+from orchestrator.records import Verdict  # noqa: E402
 from orchestrator.report import write_report  # noqa: E402
 from orchestrator.rundir import RunDir  # noqa: E402
 
@@ -40,7 +41,7 @@ def build(runs: Path) -> RunDir:
         runs, loaded, run_id="bench", pilot=False, offline=False, local_model=None, models=[]
     )
     stimuli = build_stimuli(loaded.protocol, pilot=False)
-    run.records.add_items([_item(s) for s in stimuli])
+    run.records.add_items([item_of(s) for s in stimuli])
     rng = random.Random(0)
     verdicts = []
     for s in stimuli:
@@ -70,22 +71,6 @@ def build(runs: Path) -> RunDir:
             run.records.add_probe_result(readout)
     run.records.add_verdicts(verdicts)
     return run
-
-
-def _item(s: Stimulus) -> Item:
-    levels = dict(s.cell.levels)
-    return Item(
-        s.item_id,
-        s.cell.key,
-        s.cell.subject,
-        levels,
-        s.replicate,
-        s.task_id,
-        s.plant_id,
-        s.system,
-        s.user,
-        s.blind_user,
-    )
 
 
 def main() -> None:

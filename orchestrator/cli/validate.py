@@ -11,9 +11,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.ui import console
+from orchestrator.nodes.conversation import judged_text
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Scalar
 from orchestrator.protocol.stimuli import build_stimuli, n_per_cell, shown_task_fields
+from orchestrator.records import Turn
 
 
 def validate_cmd(
@@ -45,18 +47,28 @@ def validate_cmd(
     shown = shown_task_fields(p)
     for s in stimuli[:show]:
         console.rule(s.item_id)
-        console.print(f"[bold]system[/]\n{s.system}\n[bold]user[/]\n{s.user}", highlight=False)
-        console.print(_judges_view(s.blind_user, shown[s.task_id]), highlight=False)
+        if s.turns:
+            said = judged_text(tuple(Turn(*t) for t in s.turns), [GENERATED] * len(s.turns))
+            blind = judged_text(tuple(Turn(*t) for t in s.blind_turns), [GENERATED] * len(s.turns))
+            subject, judged = f"[bold]conversation[/]\n{escape(said)}", blind
+        else:
+            subject, judged = f"[bold]user[/]\n{escape(s.user)}", s.blind_user
+        console.print(f"[bold]system[/]\n{escape(s.system)}\n{subject}", highlight=False)
+        console.print(_judges_view(judged, shown[s.task_id], bool(s.turns)), highlight=False)
     console.print(f"[green]ok[/] {protocol} (sha256 {loaded.sha256[:12]})")
 
 
 ABSENT = "(absent: this task has no such field)"
 
 
-def _judges_view(blind_user: str, fields: dict[str, Scalar | None]) -> str:
-    """What evaluators are given of the item besides the response: the user message without
-    any blinded level, and the task fields the protocol shows them."""
-    out = f"[bold]evaluators see: user message (blinded)[/]\n{escape(blind_user)}"
+GENERATED = "(the subject writes this turn when the run calls it)"
+
+
+def _judges_view(blind: str, fields: dict[str, Scalar | None], conversation: bool) -> str:
+    """What evaluators are given of the item besides the response: the user message (or the
+    conversation) without any blinded level, and the task fields the protocol shows them."""
+    what = "conversation" if conversation else "user message"
+    out = f"[bold]evaluators see: {what} (blinded)[/]\n{escape(blind)}"
     if fields:
         out += "\n[bold]evaluators see: task fields (evaluation.show_task_fields)[/]"
     for name, value in fields.items():

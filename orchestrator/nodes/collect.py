@@ -23,6 +23,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from langgraph.runtime import Runtime
 
@@ -30,6 +31,7 @@ from agents.batches import BatchCall, BatchRunner, BatchStatus, BatchStopped, Ev
 from agents.client import CallResult, CallSpec, Unavailable, retryable
 from orchestrator.context import RunContext
 from orchestrator.errors import UserError
+from orchestrator.nodes.conversation import Messages
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Subject
 from orchestrator.records import Item, Records, Response
@@ -155,24 +157,23 @@ async def _collect(ctx: RunContext, todo: list[Item]) -> None:
             by_batch.setdefault(item.subject, []).append(item)
     online = [i for i in todo if not batched(subjects[i.subject])]
     clients = {sid: ctx.client(s) for sid, s in subjects.items() if not batched(s)}
+    tools = declared_tools(ctx)
 
     async def one(item: Item) -> None:
         s = subjects[item.subject]
         client = clients[item.subject]
 
-        async def call(role: str, messages: list[dict[str, str]]) -> CallResult:
+        async def call(role: str, messages: list[dict[str, Any]]) -> CallResult:
             return await client.call(
                 CallSpec("collect", item.id, role),
                 model=s.model,
                 params=s.params.model_dump(),
                 system=item.system,
                 messages=messages,
+                tools=tools,
             )
 
-        if item.turns:
-            result = await _conversation(item, call)
-        else:
-            result = await call("subject", [{"role": "user", "content": item.user}])
+        result = await _conversation(item, call)
         if result.error is None:
             ctx.progress.advance("collect")
 
@@ -186,25 +187,43 @@ async def _collect(ctx: RunContext, todo: list[Item]) -> None:
             await c.__aexit__(None, None, None)
 
 
+def declared_tools(ctx: RunContext) -> list[dict[str, Any]] | None:
+    """The protocol's `tools` as the Messages API takes them; None for none."""
+    return [t.model_dump() for t in ctx.protocol.tools] or None
+
+
+def fixed_messages(item: Item) -> list[dict[str, Any]]:
+    """The messages of an item whose conversation the subject writes no part of before its
+    judged reply (the two-key form's is its user message alone)."""
+    if not item.turns:
+        return [{"role": "user", "content": item.user}]
+    conversation = Messages()
+    for turn in item.turns:
+        conversation.turn(turn)
+    return conversation.copy()
+
+
 async def _conversation(
-    item: Item, call: Callable[[str, list[dict[str, str]]], Awaitable[CallResult]]
+    item: Item, call: Callable[[str, list[dict[str, Any]]], Awaitable[CallResult]]
 ) -> CallResult:
     """An item's calls in order: the k-th generated turn is the subject's reply (role
     `subject:turn-<k>`) to the conversation before it; the last call's reply (role `subject`)
     is the item's response. Each is a ledger call of its own, so a resumed run pays for none
     twice; a failed turn ends the chain for this pass (the item has no response yet)."""
-    messages: list[dict[str, str]] = []
+    if not item.generated():
+        return await call("subject", fixed_messages(item))
+    conversation = Messages()
     k = 0
     for turn in item.turns:
         if turn.text is not None:
-            messages.append({"role": turn.role, "content": turn.text})
+            conversation.turn(turn)
             continue
         k += 1
-        result = await call(f"subject:turn-{k}", list(messages))
+        result = await call(f"subject:turn-{k}", conversation.copy())
         if result.error is not None:
             return result
-        messages.append({"role": "assistant", "content": result.text})
-    return await call("subject", messages)
+        conversation.reply(result.content)
+    return await call("subject", conversation.copy())
 
 
 async def _batch(ctx: RunContext, s: Subject, items: list[Item]) -> None:
@@ -241,8 +260,9 @@ async def _batch(ctx: RunContext, s: Subject, items: list[Item]) -> None:
             CallSpec("collect", i.id, "subject"),
             model=s.model,
             params=s.params.model_dump(),
-            messages=[{"role": "user", "content": i.user}],
+            messages=fixed_messages(i),
             system=i.system,
+            tools=declared_tools(ctx),
         )
         for i in items
     ]

@@ -3,11 +3,12 @@ the templates that turn them into what a subject sees — two keys, or a list of
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Discriminator,
     Field,
+    NonNegativeInt,
     Tag,
     model_validator,
 )
@@ -26,9 +27,9 @@ class Task(Strict):
     fields: dict[str, Scalar] = Field(
         default_factory=dict,
         description="Further data of the task (a question, its expected answer, a topic), "
-        "available to templates as `fields.<name>`; blanked in what evaluators see, like "
-        "`level_text`, unless named in `evaluation.show_task_fields` (then shown to them apart "
-        "from the input).",
+        "available to templates as `fields.<name>`. Evaluators see what the templates put in "
+        "the input, as the subject did; `evaluation.show_task_fields` also shows them fields "
+        "apart from the input (an expected answer, say).",
     )
 
 
@@ -54,8 +55,37 @@ class Generate(Strict):
     )
 
 
+class Tool(Strict):
+    """A tool declared to the subject: sent with every subject call, as the Messages API takes
+    it (`tools`), and mapped to a function for `provider: openai` subjects."""
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$", description="The tool's name.")
+    description: str = Field(min_length=1, description="What the tool does, as the model reads it.")
+    input_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of the tool's input (an object).",
+    )
+
+
+class ToolUse(Strict):
+    """A fixed assistant turn that calls a tool: the conversation's tool call, whose result the
+    next turn (`tool_result`) gives."""
+
+    name: str = Field(description="The tool called; one of the protocol's `tools`.")
+    input: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The call's input; every string in it is a Jinja2 template.",
+    )
+    text: str = Field("", description="Jinja2 template of assistant text before the call.")
+
+
+ROLES = ("system", "user", "assistant", "tool_use", "tool_result")
+Role = Literal["system", "user", "assistant", "tool_use", "tool_result"]
+
+
 class Turn(Strict):
-    """One turn of a conversation template: exactly one of `system`, `user`, `assistant`."""
+    """One turn of a conversation template: exactly one of `system`, `user`, `assistant`,
+    `tool_use` or `tool_result`."""
 
     system: str | None = Field(None, description="Jinja2 template of the system prompt.")
     user: str | None = Field(None, description="Jinja2 template of a user message.")
@@ -64,30 +94,57 @@ class Turn(Strict):
         description="Jinja2 template of a fixed assistant message, or `{generate: true}` for "
         "one the subject writes.",
     )
+    tool_use: ToolUse | None = Field(
+        None, description="A fixed assistant turn calling a tool: `{name, input, text}`."
+    )
+    tool_result: str | None = Field(
+        None, description="Jinja2 template of the result of the tool called just before."
+    )
 
     @model_validator(mode="after")
     def _one_role(self) -> Turn:
-        given = [r for r in ("system", "user", "assistant") if getattr(self, r) is not None]
+        given = [r for r in ROLES if getattr(self, r) is not None]
         if len(given) != 1:
             raise PydanticCustomError(
                 "turn_roles",
-                "a turn is one of `- system: ...`, `- user: ...` or `- assistant: ...` "
-                "(got {given}): write each as its own list entry",
+                "a turn is one of `- system: ...`, `- user: ...`, `- assistant: ...`, "
+                "`- tool_use: {{name: ..., input: ...}}` or `- tool_result: ...` (got {given}): "
+                "write each as its own list entry",
                 {"given": ", ".join(given) or "none"},
             )
         return self
 
     @property
-    def role(self) -> Literal["system", "user", "assistant"]:
-        if self.system is not None:
-            return "system"
-        return "user" if self.user is not None else "assistant"
+    def role(self) -> Role:
+        return next(r for r in ROLES if getattr(self, r) is not None)
 
     @property
     def source(self) -> str | None:
-        """The turn's template; None for a turn the subject generates."""
+        """The turn's template (a tool call's text before it); None for a turn the subject
+        generates."""
         text = getattr(self, self.role)
+        if isinstance(text, ToolUse):
+            return text.text
         return None if isinstance(text, Generate) else text
+
+    def sources(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """(where below the turn, template) for every template of the turn: a tool call's
+        text and each string of its input."""
+        if self.tool_use is None:
+            return [] if self.source is None else [((self.role,), self.source)]
+        out: list[tuple[tuple[str | int, ...], str]] = [(("tool_use", "text"), self.tool_use.text)]
+        return out + [(("tool_use", "input", *at), s) for at, s in strings(self.tool_use.input)]
+
+
+def strings(value: Any, at: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    """(where, string) for every string inside a JSON-like value."""
+    if isinstance(value, str):
+        return [(at, value)]
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in strings(v, (*at, k))]
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in strings(v, (*at, i))]
+    return []
 
 
 def _template_form(value: object) -> str:
@@ -114,8 +171,15 @@ class Materials(Strict):
         description="Text per factor level, available to templates as `text.<factor>`; it is "
         "removed from what evaluators see, which keeps them blind to the condition.",
     )
+    plant_into: Literal["document"] | NonNegativeInt = Field(
+        "document",
+        description="Which part receives the plant: `document` (between two paragraphs of the "
+        "`document` templates read, wherever they put it), or the index of a turn in "
+        "`templates` (a list), e.g. a `tool_result` or an earlier `user` turn, between two of "
+        "its paragraphs.",
+    )
     templates: TemplateForm = Field(
         description="The subject's prompt: `system` and `user` templates, or a list of turns "
-        "(`- system:`, `- user:`, `- assistant:` with a template or `{generate: true}`) ending "
-        "with a user turn."
+        "(`- system:`, `- user:`, `- assistant:` with a template or `{generate: true}`, "
+        "`- tool_use:` and `- tool_result:`) ending with a user or tool_result turn."
     )

@@ -34,6 +34,8 @@ from orchestrator.protocol.materials import (
     PlantWhen,
     Task,
     Templates,
+    Tool,
+    ToolUse,
     Turn,
 )
 
@@ -62,6 +64,8 @@ __all__ = [  # the parts of the schema live beside this module (base, materials,
     "Subject",
     "Task",
     "Templates",
+    "Tool",
+    "ToolUse",
     "Turn",
     "VerdictField",
 ]
@@ -276,6 +280,11 @@ class Protocol(Strict):
     question: str = Field(min_length=1, description="The research question, in one or two lines.")
     hypotheses: list[Hypothesis] = Field(default_factory=list)
     design: Design
+    tools: list[Tool] = Field(
+        default_factory=list,
+        description="Tools declared to the subject with every call (its conversation may call "
+        "them in `tool_use` turns; a call in its reply is shown to judges).",
+    )
     materials: Materials
     subjects: list[Subject] = Field(min_length=1, description="Subject models; a factor of cells.")
     evaluation: Evaluation

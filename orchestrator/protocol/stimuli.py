@@ -15,9 +15,11 @@ from orchestrator.protocol.schema import Plant, Protocol, Scalar, Task, Template
 from orchestrator.protocol.templates import render
 from orchestrator.protocol.yamlmap import Path_
 
-Turns = tuple[tuple[str, str | None], ...]
-"""(role, text) for each user and assistant turn of a conversation template, in order; the text
-is None for a turn the subject generates."""
+RenderedTurn = tuple[str, str | None, str | None, dict[str, Any] | None]
+"""(role, text, tool, input) of one turn after the system prompt: the text is None for a turn the
+subject generates; a `tool_use` turn has its tool's name and rendered input (its text is what the
+assistant says before the call), a `tool_result` turn its tool's name."""
+Turns = tuple[RenderedTurn, ...]
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,9 @@ def template_sources(protocol: Protocol) -> list[tuple[Path_, str, str]]:
     if isinstance(t, Templates):
         return [((*base, "system"), "system", t.system), ((*base, "user"), "user", t.user)]
     return [
-        ((*base, i, turn.role), turn.role, turn.source)
+        ((*base, i, *at), turn.role, source)
         for i, turn in enumerate(t)
-        if turn.source is not None
+        for at, source in turn.sources()
     ]
 
 
@@ -73,12 +75,41 @@ def generated_turns(protocol: Protocol) -> int:
     return 0 if isinstance(t, Templates) else sum(1 for x in t if x.source is None)
 
 
-def _render_turns(turns: list[Turn], ctx: dict[str, Any]) -> Turns:
-    return tuple(
-        (x.role, None if x.source is None else render(x.source, ctx).strip())
-        for x in turns
-        if x.role != "system"
-    )
+def _render_turns(
+    turns: list[Turn], ctx: dict[str, Any], plant: tuple[int, str, str] | None
+) -> Turns:
+    """Every turn after the system prompt, rendered; `plant` (turn index, text, key) puts a
+    plant into one of them (`materials.plant_into`)."""
+    out: list[RenderedTurn] = []
+    tool: str | None = None
+    for i, x in enumerate(turns):
+        if x.role == "system":
+            continue
+        text = None if x.source is None else render(x.source, ctx).strip()
+        if plant is not None and plant[0] == i and text is not None:
+            text = insert_plant(text, plant[1], plant[2])
+        if x.tool_use is not None:
+            tool = x.tool_use.name
+            out.append((x.role, text, tool, _render_input(x.tool_use.input, ctx)))
+        else:
+            out.append((x.role, text, tool if x.role == "tool_result" else None, None))
+    return tuple(out)
+
+
+def _last_said(turns: Turns) -> str:
+    """The conversation's last user or tool_result turn: what the subject replies to."""
+    return next((t[1] or "" for t in reversed(turns) if t[0] in ("user", "tool_result")), "")
+
+
+def _render_input(value: Any, ctx: dict[str, Any]) -> Any:
+    """A tool call's input with every string in it rendered."""
+    if isinstance(value, str):
+        return render(value, ctx).strip()
+    if isinstance(value, dict):
+        return {k: _render_input(v, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_input(v, ctx) for v in value]
+    return value
 
 
 def cells(protocol: Protocol) -> list[Cell]:
@@ -118,6 +149,11 @@ def insert_plant(document: str, plant_text: str, key: str) -> str:
     return "\n\n".join(paras[:gap] + [plant_text.strip()] + paras[gap:])
 
 
+def plant_key(protocol: Protocol, task: Task, replicate: int) -> str:
+    """What chooses where a plant goes in its text: the same place in every cell."""
+    return f"{protocol.design.seed}:{task.id}:{replicate}"
+
+
 def blinded_factors(protocol: Protocol) -> list[str]:
     """The factors evaluators are blind to: every one not named in `evaluation.unblinded`."""
     return [f for f in protocol.design.factors if f not in protocol.evaluation.unblinded]
@@ -136,7 +172,8 @@ def template_context(
     """What the templates see: the subject's view, or (`blind`) the evaluator's.
 
     The evaluator's context is built without the level of any blinded factor, without the
-    subject and with every `text.<factor>` empty, so the evaluator view of an item cannot depend
+    subject and with every `text.<factor>` empty (a task's `fields` stay: they belong to the
+    task, which every cell shares), so the evaluator view of an item cannot depend
     on a blinded condition: a template that reads one fails to render (`validate` says which).
     Only the factors in `evaluation.unblinded` keep their level there.
     """
@@ -147,16 +184,15 @@ def template_context(
     else:
         text = {f: protocol.materials.level_text.get(f, {}).get(lv, "") for f, lv in levels.items()}
     document = task.document
-    if plant is not None:
-        key = f"{protocol.design.seed}:{task.id}:{replicate}"
-        document = insert_plant(document, plant.text, key)
+    if plant is not None and protocol.materials.plant_into == "document":
+        document = insert_plant(document, plant.text, plant_key(protocol, task, replicate))
     ctx = {
         **levels,
         "factors": levels,
         "text": text,
         "task": task.model_dump(exclude={"fields"}),
-        # like level text, a task's fields may give the condition or the answer away
-        "fields": {k: ("" if blind else v) for k, v in task.fields.items()},
+        # task data, the same in every cell: judges see what the subject was shown of it
+        "fields": dict(task.fields),
         "plant": plant.model_dump() if plant else None,
         "document": document,
         "replicate": replicate,
@@ -185,13 +221,19 @@ def _stimulus(
             user=render(t.user, ctx).strip(),
             blind_user=render(t.user, blind).strip(),
         )
+    into = protocol.materials.plant_into
+    at = None
+    if plant is not None and into != "document":
+        at = (into, plant.text, plant_key(protocol, task, replicate))
     system = next((render(x.source or "", ctx).strip() for x in t if x.role == "system"), "")
-    turns, blind_turns = _render_turns(t, ctx), _render_turns(t, blind)
+    if at is not None and t[into].role == "system":
+        system = insert_plant(system, plant.text, at[2])
+    turns, blind_turns = _render_turns(t, ctx, at), _render_turns(t, blind, at)
     return Stimulus(
         **common,
         system=system,
-        user=turns[-1][1] or "",
-        blind_user=blind_turns[-1][1] or "",
+        user=_last_said(turns),
+        blind_user=_last_said(blind_turns),
         turns=turns,
         blind_turns=blind_turns,
     )

@@ -49,10 +49,16 @@ def _unknown_field(loc: Path_) -> str:
         return (
             "unknown template: templates take `system` and `user`, or, for a longer "
             "conversation, a list of turns (`- system: ...`, `- user: ...`, `- assistant: ...` "
-            "or `- assistant: {generate: true}`) ending with a user turn"
+            "or `- assistant: {generate: true}`, `- tool_use: {name: ..., input: ...}`, "
+            "`- tool_result: ...`) ending with a user or tool_result turn"
         )
     if loc[:2] == ("materials", "templates") and len(loc) == 4:
-        return "unknown turn: a turn is `- system: ...`, `- user: ...` or `- assistant: ...`"
+        return (
+            "unknown turn: a turn is `- system: ...`, `- user: ...`, `- assistant: ...`, "
+            "`- tool_use: {name: ..., input: {...}, text: ...}` or `- tool_result: ...`"
+        )
+    if loc[:2] == ("materials", "templates") and len(loc) == 5 and loc[3] == "tool_use":
+        return "unknown field: a tool_use turn takes name, input and text"
     if loc[:2] == ("materials", "tasks") and len(loc) == 4:
         return (
             "unknown field: tasks take id, kind, instruction and document; put further data "

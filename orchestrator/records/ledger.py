@@ -21,7 +21,7 @@ from agents.client import CallResult, LedgerEntry, Started
 from agents.pricing import price_usd
 from memory import utc_stamp
 from orchestrator.records.db import Database
-from orchestrator.records.rows import PossiblyPaid, Response
+from orchestrator.records.rows import PossiblyPaid, Response, reply_text
 
 _STORE = (
     "INSERT INTO calls(key, stage, item, role, model, params, request, content, "
@@ -187,7 +187,7 @@ class CallLedger(Database):
         out = {}
         for r in rows:
             blocks = json.loads(r["content"])
-            text = "".join(b.get("text", "") for b in blocks if b["type"] == "text")
+            text = reply_text(blocks)
             out[r["item"]] = Response(
                 r["item"], text, r["stop_reason"], r["error"], r["output_tokens"]
             )

@@ -7,6 +7,7 @@ strings earlier versions wrote.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -33,6 +34,7 @@ __all__ = [
     "Verdict",
     "VerdictRole",
     "VerdictStatus",
+    "reply_text",
 ]
 
 
@@ -84,12 +86,18 @@ class SessionReason(StrEnum):
 
 
 class Turn(NamedTuple):
-    """One user or assistant turn of an item's conversation."""
+    """One turn of an item's conversation after the system prompt: `user`, `assistant`,
+    `tool_use` (a fixed assistant turn calling a tool) or `tool_result` (that call's result)."""
 
     role: str
     text: str | None
     """None for a turn the subject generates (its reply is in the ledger, role
-    `subject:turn-<k>` for the k-th such turn)."""
+    `subject:turn-<k>` for the k-th such turn); for `tool_use`, what the assistant says before
+    the call ("" for nothing)."""
+    tool: str | None = None
+    """The tool called (`tool_use`) or answering (`tool_result`)."""
+    input: dict[str, Any] | None = None
+    """A `tool_use` turn's input to the tool."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,17 @@ class Item:
     def generated(self) -> int:
         """How many turns the subject writes before its judged reply."""
         return sum(1 for t in self.turns if t.text is None)
+
+
+def reply_text(content: list[dict[str, Any]]) -> str:
+    """A reply as text: its text blocks, then each tool it called as `[tool call:
+    name({...})]` — how judges, SUMMARY and the report read a reply that called a tool."""
+    parts = ["".join(b.get("text", "") for b in content if b.get("type") == "text")]
+    for b in content:
+        if b.get("type") == "tool_use":
+            args = json.dumps(b.get("input") or {}, ensure_ascii=False)
+            parts.append(f"[tool call: {b.get('name')}({args})]")
+    return "\n\n".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def _item(r: sqlite3.Row) -> Item:
 
 
 def _turns(text: str) -> tuple[Turn, ...]:
-    return tuple(Turn(role, content) for role, content in json.loads(text))
+    return tuple(Turn(*row) for row in json.loads(text))
 
 
 def _verdict(r: sqlite3.Row) -> Verdict:

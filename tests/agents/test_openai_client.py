@@ -152,12 +152,107 @@ def test_bad_credentials_stop_the_run(records: Records) -> None:
     assert [tuple(r) for r in records._all("SELECT COUNT(*) FROM calls")] == [(0,)]
 
 
-def test_tools_are_refused(records: Records) -> None:
+def test_tool_choice_is_refused(records: Records) -> None:
     endpoint = Endpoint(base_url="http://127.0.0.1:9/v1", api_key="k")
+    tools = [{"name": "t", "description": "d", "input_schema": {"type": "object"}}]
 
     async def go() -> None:
         async with OpenAIClient(endpoint, records, "sha") as client:
-            await client.call(SPEC, model="gpt-4o", params={}, messages=[], tools=[{"name": "t"}])
+            await client.call(
+                SPEC,
+                model="gpt-4o",
+                params={},
+                messages=[],
+                tools=tools,
+                tool_choice={"type": "any"},
+            )
 
-    with pytest.raises(ValueError, match="tools"):
+    with pytest.raises(ValueError, match="tool_choice"):
         asyncio.run(go())
+
+
+READ_FILE = {
+    "name": "read_file",
+    "description": "Read a file.",
+    "input_schema": {"type": "object", "properties": {"path": {"type": "string"}}},
+}
+
+
+def test_a_conversation_with_a_tool_call_maps_to_chat_messages_and_back(records: Records) -> None:
+    """The tool call becomes the assistant's `tool_calls`, its result a `tool` message answering
+    its id (before the user's own words), the tools functions; a function call in the answer
+    comes back as a tool_use block with its arguments parsed."""
+    reply = {
+        "text": "Sending it now.",
+        "finish_reason": "tool_calls",
+        "tool_calls": [{"id": "call_9", "name": "read_file", "arguments": '{"path": "b.txt"}'}],
+    }
+    with FakeOpenAI(lambda body: reply) as server:
+        endpoint = Endpoint(base_url=server.url, api_key="k", max_retries=0)
+
+        async def go():
+            async with OpenAIClient(endpoint, records, "sha") as client:
+                return await client.call(
+                    SPEC,
+                    model="gpt-4o",
+                    params={"max_tokens": 50},
+                    system="be brief",
+                    tools=[READ_FILE],
+                    messages=[
+                        {"role": "user", "content": "What does a.txt say?"},
+                        {
+                            "role": "assistant",
+                            "content": [
+                                {"type": "text", "text": "Opening it."},
+                                {
+                                    "type": "tool_use",
+                                    "id": "toolu_01",
+                                    "name": "read_file",
+                                    "input": {"path": "a.txt"},
+                                },
+                            ],
+                        },
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "tool_result", "tool_use_id": "toolu_01", "content": "A"},
+                                {"type": "text", "text": "Be quick."},
+                            ],
+                        },
+                    ],
+                )
+
+        result = asyncio.run(go())
+        [seen] = server.requests
+    assert seen.body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "What does a.txt say?"},
+        {
+            "role": "assistant",
+            "content": "Opening it.",
+            "tool_calls": [
+                {
+                    "id": "toolu_01",
+                    "type": "function",
+                    "function": {"name": "read_file", "arguments": '{"path": "a.txt"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "toolu_01", "content": "A"},
+        {"role": "user", "content": "Be quick."},
+    ]
+    assert seen.body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "read_file",
+                "parameters": READ_FILE["input_schema"],
+                "description": "Read a file.",
+            },
+        }
+    ]
+    assert result.stop_reason == "tool_use"
+    assert result.content == [
+        {"type": "text", "text": "Sending it now."},
+        {"type": "tool_use", "id": "call_9", "name": "read_file", "input": {"path": "b.txt"}},
+    ]

@@ -7,7 +7,8 @@ ends in /v1 as vLLM's does), so tests exercise the SDK's retries, timeouts and p
         client = openai.OpenAI(base_url=server.url, api_key="x")
 
 The handler gets the request body (a dict) and returns a `str` (the answer, finish_reason
-"stop"), a `dict` of `text` and `finish_reason`, or a `Fault` (the same faults as
+"stop"), a `dict` of `text`, `finish_reason` and optionally `tool_calls` (each `id`, `name`,
+`arguments` as a JSON string), or a `Fault` (the same faults as
 `FakeAnthropic`'s: `rate_limit` 429, `server_error` 500, `overloaded` 529, `authentication` 401,
 `invalid_request` 400, `drop`, `slow`). `faults(body, n)` may inject one before the handler runs
 (n = requests seen so far). Every request is kept in `server.requests`.
@@ -39,22 +40,77 @@ def messages_handler(handler: Callable[[dict[str, Any]], Any]) -> Handler:
 
     def answer(body: dict[str, Any]) -> Reply:
         system = "".join(m["content"] for m in body["messages"] if m["role"] == "system")
-        turns = [m for m in body["messages"] if m["role"] != "system"]
-        reply = handler({**body, "system": system, "messages": turns})
+        turns = as_messages([m for m in body["messages"] if m["role"] != "system"])
+        tools = [
+            {"name": t["function"]["name"], "input_schema": t["function"].get("parameters")}
+            for t in body.get("tools") or []
+        ]
+        reply = handler({**body, "system": system, "messages": turns, "tools": tools})
         if isinstance(reply, str | Fault):
             return reply
         blocks = reply.get("content", [])
         answer_text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
-        finish = {"end_turn": "stop", "max_tokens": "length"}.get(reply.get("stop_reason"), "stop")
-        return {"text": answer_text, "finish_reason": finish}
+        calls = [
+            {"id": b["id"], "name": b["name"], "arguments": json.dumps(b.get("input") or {})}
+            for b in blocks
+            if b.get("type") == "tool_use"
+        ]
+        finish = {"end_turn": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+        out = {"text": answer_text, "finish_reason": finish.get(reply.get("stop_reason"), "stop")}
+        return out | ({"tool_calls": calls} if calls else {})
 
     return answer
+
+
+def as_messages(chat: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages (no system) as Messages API messages: `tool_calls` as tool_use blocks,
+    each `tool` message a tool_result block of the user message it opens."""
+    out: list[dict[str, Any]] = []
+    for m in chat:
+        if m["role"] == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": m["tool_call_id"],
+                "content": m["content"],
+            }
+            if out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list):
+                out[-1]["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
+        elif m["role"] == "assistant" and m.get("tool_calls"):
+            blocks = [{"type": "text", "text": m["content"]}] if m.get("content") else []
+            blocks += [
+                {
+                    "type": "tool_use",
+                    "id": c["id"],
+                    "name": c["function"]["name"],
+                    "input": json.loads(c["function"]["arguments"]),
+                }
+                for c in m["tool_calls"]
+            ]
+            out.append({"role": "assistant", "content": blocks})
+        elif (
+            out and out[-1]["role"] == m["role"] == "user" and isinstance(out[-1]["content"], list)
+        ):
+            out[-1]["content"].append({"type": "text", "text": m["content"]})
+        else:
+            out.append({"role": m["role"], "content": m["content"]})
+    return out
 
 
 def completion(body: dict[str, Any], reply: str | dict[str, Any]) -> dict[str, Any]:
     """A chat.completion object answering `body`, with tokens counted at four characters each."""
     fields = {"text": reply, "finish_reason": "stop"} if isinstance(reply, str) else reply
-    message = {"role": "assistant", "content": fields["text"]}
+    message: dict[str, Any] = {"role": "assistant", "content": fields["text"]}
+    if fields.get("tool_calls"):
+        message["tool_calls"] = [
+            {
+                "id": c["id"],
+                "type": "function",
+                "function": {"name": c["name"], "arguments": c["arguments"]},
+            }
+            for c in fields["tool_calls"]
+        ]
     prompt = len(json.dumps(body.get("messages", ""))) // 4 + 1
     output = len(fields["text"]) // 4 + 1
     return {

@@ -34,8 +34,38 @@ def _u(*parts: str) -> float:
 
 
 def _user_text(body: dict[str, Any]) -> str:
+    """The first user message, and what every tool the conversation called returned: where a
+    plant can be."""
     content = body["messages"][0]["content"]
+    text = content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+    results = [
+        _block_text(b.get("content", ""))
+        for m in body["messages"]
+        if isinstance(m["content"], list)
+        for b in m["content"]
+        if b.get("type") == "tool_result"
+    ]
+    return "\n\n".join([text, *results])
+
+
+def _block_text(content: str | list[dict[str, Any]]) -> str:
     return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+
+
+AGENT_TOOLS = {
+    "get_batch",
+    "submit_verdicts",
+    "read_protocol",
+    "comprehension_check",
+    "flag_issue",
+    "write_notes",
+    ANALYST_TOOL,
+}
+
+
+def is_agent(body: dict[str, Any]) -> bool:
+    """An evaluator's or the analyst's request (a subject's may declare tools of its own)."""
+    return any(t.get("name") in AGENT_TOOLS for t in body.get("tools") or [])
 
 
 def notice_probability(
@@ -84,7 +114,7 @@ def deu_world(
     def handler(body: dict[str, Any]) -> Reply:
         if is_analyst(body):
             return analysing(body)
-        if body.get("tools"):
+        if is_agent(body):
             return judging(body)
         system = body.get("system", "")
         if isinstance(system, list):

@@ -45,6 +45,14 @@ class _Calls(Checker):
                     "openai subjects cannot use: remove `batch: true` to call this subject "
                     "online, or use provider: anthropic",
                 )
+            turns = self.p.materials.templates
+            if s.provider == "openai" and isinstance(turns, list) and turns[-1].role == "assistant":
+                raise self.fail(
+                    ("subjects", i, "provider"),
+                    "the conversation ends with a fixed assistant turn (a prefill), which "
+                    "openai's chat completions cannot continue: end the templates with a user "
+                    "or tool_result turn, or use provider: anthropic for this subject",
+                )
             if s.batch and generated_turns(self.p):
                 raise self.fail(
                     ("subjects", i, "batch"),
