@@ -36,6 +36,7 @@ from orchestrator.records import Records
 from orchestrator.usage import possibly_paid_text
 from tests.conftest import API_KEY, DEU, ROOT, research, spawn
 from tests.fakes.anthropic_server import FakeAnthropic, Seen
+from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.world import deu_world
 from tests.limits import HANG_S
 from tests.orchestrator.test_run import STAGES, snapshot
@@ -61,16 +62,16 @@ def api_key(seen: Seen) -> str:
 
 
 class Progress:
-    """How far the run has come: the different requests answered. Not all answers: on a loaded
-    machine a kill costs more answers in flight, and counting their repeats would move the later
-    kills forward, all into the first stage."""
+    """How far the run has come: the different requests answered (by every fake it talks to).
+    Not all answers: on a loaded machine a kill costs more answers in flight, and counting their
+    repeats would move the later kills forward, all into the first stage."""
 
-    def __init__(self, server: FakeAnthropic) -> None:
-        self.server = server
+    def __init__(self, *servers: FakeAnthropic | FakeOpenAI) -> None:
+        self.servers = servers
         self.fingerprints: dict[int, str] = {}  # each request's, worked out once
 
     def __call__(self) -> int:
-        for seen in self.server.answered():
+        for seen in (s for server in self.servers for s in server.answered()):
             if id(seen) not in self.fingerprints:
                 self.fingerprints[id(seen)] = seen.fingerprint
         return len(set(self.fingerprints.values()))

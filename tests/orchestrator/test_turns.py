@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import threading
-from collections import Counter
+import time
+import uuid
+from collections import Counter, defaultdict
 from contextlib import closing
 from pathlib import Path
 
@@ -15,9 +18,16 @@ from orchestrator import runner
 from orchestrator.errors import ApiUnavailable, ProtocolError
 from orchestrator.protocol.loader import load_protocol_text
 from orchestrator.records import Records
-from tests.conftest import DEU, without_probes
+from tests.conftest import API_KEY, DEU, research, spawn, without_probes
 from tests.fakes.anthropic_server import FakeAnthropic, Fault, Reply
+from tests.fakes.wire import Seen
 from tests.fakes.world import deu_world, is_analyst
+from tests.limits import HANG_S
+from tests.orchestrator.test_crash import (
+    api_key,
+    assert_only_kills_cost_a_repeat,
+    stored_requests,
+)
 
 TWO_KEYS = (
     '  templates:\n    system: "You are a helpful assistant working for the user.'
@@ -178,6 +188,126 @@ def test_a_run_stopped_between_turns_resumes_paying_for_no_turn_twice(
     rec = Records(runs / "halfway" / "records.sqlite")
     assert len(rec.responses()) == 24 and len(rec.responses("subject:turn-1")) == 24
     rec.close()
+
+
+JUDGED_BEFORE_THE_KILL = 6
+"""Judged calls the fake answers before it holds the rest: items complete before the kill."""
+TURN_ONLY_AT_THE_KILL = 8
+"""Items with their first turn recorded and no judged reply the kill waits for. Every judged
+call after the first six is held, so the subjects' slots (8 each) fill with held judged calls,
+each sent only once its item's first turn was stored: at least 14 such items, in the end."""
+
+
+def collect_calls(run_dir: Path) -> list[tuple[str, str, str | None]]:
+    """(item, role, error) of each collect call in the ledger as it stands: none before the
+    ledger has its tables. Read while the run writes (WAL: a reader never waits for it)."""
+    path = run_dir / "records.sqlite"
+    if not path.exists():
+        return []
+    with closing(sqlite3.connect(path, timeout=HANG_S)) as db:
+        try:
+            return db.execute(
+                "SELECT item, role, error FROM calls WHERE stage='collect'"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no tables yet
+            return []
+
+
+def first_turn_only(run_dir: Path) -> tuple[set[str], set[str]]:
+    """The items whose judged reply the ledger holds, and those with only their first turn."""
+    answered = [(item, role) for item, role, error in collect_calls(run_dir) if error is None]
+    judged = {item for item, role in answered if role == "subject"}
+    first = {item for item, role in answered if role == "subject:turn-1"}
+    return judged, first - judged
+
+
+def test_a_run_killed_between_turns_resumes_each_conversation_from_its_recorded_turn(
+    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
+) -> None:
+    """SIGKILL while items have their first turn in the ledger and their judged call in flight
+    (held at the fake); `research resume` continues each conversation from the recorded turn:
+    no turn is paid twice but those the kill cut off, and no first turn is generated again."""
+    answer = deu_world()
+    release = threading.Event()
+    let_through = threading.Semaphore(JUDGED_BEFORE_THE_KILL)
+
+    def handler(body: dict) -> Reply:
+        if body.get("tools"):
+            return answer(body)
+        reply = answer(body)
+        if len(body["messages"]) == 1:  # a first turn: an answer no regenerated turn repeats
+            [block] = reply["content"]
+            return {**reply, "content": [{**block, "text": f"{block['text']} {uuid.uuid4()}"}]}
+        if not release.is_set() and not let_through.acquire(blocking=False):
+            release.wait(HANG_S)  # a judged call: held until the process that sent it is dead
+        return reply
+
+    world.handler = handler
+    protocol = tmp_path / "deu-turns.yaml"
+    protocol.write_text(THREE_TURNS)
+    run_dir = runs / "cut"
+    killed = f"{API_KEY}-killed"
+    output = tmp_path / "killed.out"
+    start = ["run", str(protocol), "--pilot", "--yes", "--run-id", "cut"]
+    proc = spawn(*start, env={**env, "ANTHROPIC_API_KEY": killed}, output=output)
+    try:
+        guard = time.monotonic() + HANG_S
+        while True:
+            judged, first_only = first_turn_only(run_dir)
+            if len(judged) == JUDGED_BEFORE_THE_KILL and len(first_only) >= TURN_ONLY_AT_THE_KILL:
+                break
+            assert proc.poll() is None, output.read_text()[-3000:]
+            assert time.monotonic() < guard, "the first turns never reached the ledger"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=HANG_S)
+    finally:
+        if proc.poll() is None:  # the test failed before its kill: leave nothing running
+            proc.kill()
+            proc.wait(timeout=HANG_S)
+        release.set()  # the held calls answer a dead process; the resumed run's, at once
+    stored_at_kill = {killed: stored_requests(run_dir)}
+    judged, first_only = first_turn_only(run_dir)
+    assert len(judged) == JUDGED_BEFORE_THE_KILL and len(first_only) >= TURN_ONLY_AT_THE_KILL
+    first_at_kill = len(judged | first_only)
+
+    resumed = research("resume", "cut", "--yes", env={**env, "ANTHROPIC_API_KEY": f"{API_KEY}-2"})
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    guard = time.monotonic() + HANG_S
+    while any(s.outcome == "pending" for s in list(world.requests)):  # the held replies' fate
+        assert time.monotonic() < guard, "a held request was never answered"
+        time.sleep(0.02)
+
+    calls = collect_calls(run_dir)
+    rec = Records(run_dir / "records.sqlite")
+    items = [i.id for i in rec.items()]
+    assert len(items) == 24
+    assert sorted(calls) == sorted(
+        (item, role, None) for item in items for role in ("subject", "subject:turn-1")
+    )
+    subject_requests = [s for s in world.requests if not s.body.get("tools")]
+    answered: dict[str, list[Seen]] = defaultdict(list)
+    for seen in subject_requests:
+        if seen.outcome == "ok":
+            answered[seen.fingerprint].append(seen)
+    assert_only_kills_cost_a_repeat(answered, stored_at_kill)
+    # the resumed run sent only what the ledger lacked: the missing first turns, then every
+    # judged call not recorded (no faults here: one request a call)
+    resumed_sent = [s for s in subject_requests if api_key(s) != killed]
+    sent_again = Counter(len(s.body["messages"]) for s in resumed_sent)
+    assert sent_again == Counter({1: 24 - first_at_kill, 3: 24 - JUDGED_BEFORE_THE_KILL})
+
+    # each judged call, the killed process's included, continued the conversation from the
+    # first turn the ledger holds: the turn was never generated again
+    first = rec.responses("subject:turn-1")
+    rows = rec._all("SELECT item, request FROM calls WHERE stage='collect' AND role='subject'")
+    rec.close()
+    recorded = set()
+    for row in rows:
+        request = json.loads(row["request"])
+        assert request["messages"][1] == {"role": "assistant", "content": first[row["item"]].text}
+        recorded.add(json.dumps(request, sort_keys=True))
+    assert {s.fingerprint for s in subject_requests if len(s.body["messages"]) == 3} == recorded
 
 
 def test_records_from_before_conversations_open_with_no_turns(tmp_path: Path) -> None:
