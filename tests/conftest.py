@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEU = ROOT / "protocols" / "deu.yaml"
 SINCERITY = ROOT / "protocols" / "sincerity.yaml"
 SYCOPHANCY = ROOT / "protocols" / "sycophancy.yaml"
+DEU_TOOLS = ROOT / "protocols" / "deu_tools.yaml"
 API_KEY = "sk-test-MARKER-7f3a9c1e5b"
 """The API key tests run with: it must never appear in a run directory."""
 

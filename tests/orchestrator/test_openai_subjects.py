@@ -145,8 +145,9 @@ def ledger_after(run_dir: Path, process: str, killed: bool) -> ProcessLedger:
 
 def subject_requests(server: FakeAnthropic | FakeOpenAI) -> list[Seen]:
     """Every subject request a fake received (those without tools: the judges' and the
-    analyst's have them)."""
-    return [s for s in server.requests if not s.body.get("tools")]
+    analyst's have them). A request whose body never arrived (its process was killed between
+    sending the headers and the body) was not one: the fake read `{}` and could answer nothing."""
+    return [s for s in server.requests if "messages" in s.body and not s.body.get("tools")]
 
 
 def assert_attempts_are_the_requests_sent(
