@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from orchestrator.records import Records
-from tests.conftest import DEU, research
+from tests.conftest import DEU, DEU_TOOLS, SYCOPHANCY, research
 from tests.fakes.tiny_model import build_tiny_model
 
 EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -40,7 +40,16 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("model") / "tiny", context_length=8192)
 
 
-def test_offline_pilot_runs_on_the_local_worker(tiny: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "turns"),
+    [(DEU, 1), (DEU_TOOLS, 1), (SYCOPHANCY, 2)],
+    ids=["deu", "deu_tools", "sycophancy"],
+)
+def test_offline_pilot_runs_on_the_local_worker(
+    protocol: Path, turns: int, tiny: Path, tmp_path: Path
+) -> None:
+    """Each shipped shape on the local worker: one document, a tool call and its result, a
+    conversation with a generated turn (`turns` subject calls per item)."""
     port = free_port()
     env = {
         "PATH": "/usr/bin:/bin",
@@ -50,7 +59,7 @@ def test_offline_pilot_runs_on_the_local_worker(tiny: Path, tmp_path: Path) -> N
         "RESEARCH_WORKER_URL": f"http://127.0.0.1:{port}",
         "RESEARCH_CACHE_DIR": str(tmp_path / "cache"),
     }  # no ANTHROPIC_API_KEY: offline needs none
-    r = research("run", str(DEU), "--pilot", "--offline", "--yes", "--run-id", "off", env=env)
+    r = research("run", str(protocol), "--pilot", "--offline", "--yes", "--run-id", "off", env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "off"
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -58,9 +67,11 @@ def test_offline_pilot_runs_on_the_local_worker(tiny: Path, tmp_path: Path) -> N
     assert manifest["models"] == [f"local=local:{tiny}", f"judge=local:{tiny}"]
     rec = Records(run_dir / "records.sqlite")
     items = {i.id for i in rec.items()}
-    assert len(items) == 12  # one local subject × 2 × 2 × 3
+    assert len(items) == 12  # one local subject × (2 × 2 × 3, or 3 × 2 × 2)
     responses = rec.responses()
     assert set(responses) == items and all(r.error is None for r in responses.values())
+    calls = rec._all("SELECT role FROM calls WHERE stage='collect' AND error IS NULL")
+    assert len(calls) == turns * 12
     verdicts = rec.verdicts()
     assert {v.item_id for v in verdicts} == items
     # a random model rarely writes valid verdicts: those items are unscored, with a reason
@@ -69,8 +80,9 @@ def test_offline_pilot_runs_on_the_local_worker(tiny: Path, tmp_path: Path) -> N
     assert (run_dir / "report.md").exists()
     log = (run_dir / "LOG.md").read_text()
     assert "Started the local worker" in log
-    # the worker it started cached probe results and trained probes under RESEARCH_CACHE_DIR
-    assert (tmp_path / "cache" / "probe-cache.sqlite").exists()
-    assert any((tmp_path / "cache" / "probes").iterdir())
+    if "\nprobes:" in protocol.read_text():
+        # the worker it started cached probe results and trained probes under RESEARCH_CACHE_DIR
+        assert (tmp_path / "cache" / "probe-cache.sqlite").exists()
+        assert any((tmp_path / "cache" / "probes").iterdir())
     with pytest.raises(httpx.HTTPError):  # the run stopped the worker it started
         httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
