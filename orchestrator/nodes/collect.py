@@ -59,9 +59,8 @@ def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
             ctx.run_async(_collect(ctx, todo))
         except BatchStopped:
             raise KeyboardInterrupt from None
-        final = ctx.run.records.responses()
         responses = _responses(ctx.run.records, items)
-        todo = [i for i in items if _to_call(final.get(i.id))]
+        todo = [i for i in items if _to_call(responses.get(i.id))]
     ctx.progress.stop("collect")
     if todo:
         text = (

@@ -17,6 +17,7 @@ import pytest
 from orchestrator import runner
 from orchestrator.errors import ApiUnavailable, ProtocolError
 from orchestrator.protocol.loader import load_protocol_text
+from orchestrator.protocol.stimuli import build_stimuli
 from orchestrator.records import Records
 from tests.conftest import API_KEY, DEU, research, spawn, without_probes
 from tests.fakes.anthropic_server import FakeAnthropic, Fault, Reply
@@ -324,3 +325,39 @@ def test_records_from_before_conversations_open_with_no_turns(tmp_path: Path) ->
     [item] = rec.items()
     assert (item.user, item.blind_user, item.turns, item.blind_turns) == ("u", "b", (), ())
     rec.close()
+
+
+def test_a_refused_earlier_turn_makes_an_errored_item_not_a_stopped_run(
+    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
+) -> None:
+    """The API refuses (400) the first turn of one task's conversations: like a refused
+    single-turn call, those items are errored and unscored with their reason, the judged call
+    is never made for them, and the run goes on with the rest."""
+    answer = deu_world()
+    protocol = tmp_path / "deu-turns.yaml"
+    protocol.write_text(THREE_TURNS)
+    p = load_protocol_text(THREE_TURNS, protocol).protocol
+    refused = build_stimuli(p, pilot=True)[0].task_id
+    marker = next(t.document for t in p.materials.tasks if t.id == refused).split("\n")[0]
+
+    def handler(body: dict) -> Reply:
+        first = not body.get("tools") and len(body.get("messages", [])) == 1
+        mine = first and marker in body["messages"][0]["content"]
+        return Fault.invalid_request() if mine else answer(body)
+
+    world.handler = handler
+    assert runner.start(protocol, pilot=True, yes=True, run_id="refused").status == "complete"
+    rec = Records(runs / "refused" / "records.sqlite")
+    try:
+        hit = {i.id for i in rec.items() if i.task_id == refused}
+        assert hit and len(hit) < 24
+        assert not hit & set(rec.responses())  # no judged call for them
+        first = rec.responses("subject:turn-1")
+        assert all(first[i].error.startswith("HTTP 400") for i in hit)
+        verdicts = {v.item_id: v for v in rec.verdicts() if v.role == "primary"}
+        assert {verdicts[i].status for i in hit} == {"unscored"}
+        assert all("errored" in (verdicts[i].reason or "") for i in hit)
+        rest = set(verdicts) - hit
+        assert rest and {verdicts[i].status for i in rest} == {"scored"}
+    finally:
+        rec.close()
