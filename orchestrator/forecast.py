@@ -8,6 +8,7 @@ API). Written to artifacts/forecast.json so the report can set it against what h
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -106,10 +107,13 @@ def cost_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
     online = batch = 0.0
     unknown: list[str] = []
     response_tokens = 0
+    tools = len(json.dumps([t.model_dump() for t in protocol.tools])) if protocol.tools else 0
     for s in protocol.subjects:
         its = [i for i in items if i.subject == s.id]
-        s_in = sum(len(i.system) + len(i.user) for i in its) // CHARS_PER_TOKEN
-        s_out = int(len(its) * s.params.max_tokens * EXPECTED_OUTPUT_SHARE)
+        reply = s.params.max_tokens * EXPECTED_OUTPUT_SHARE
+        calls = sum(1 + i.generated() for i in its)
+        s_in = sum(_input_chars(i, tools, reply) for i in its) // CHARS_PER_TOKEN
+        s_out = int(calls * reply)
         tin, tout, response_tokens = tin + s_in, tout + s_out, response_tokens + s_out
         if s.provider == "local":
             cost = "free (local worker)"
@@ -125,8 +129,8 @@ def cost_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
             unknown.append(s.model)
             cost = "cost unknown (model not in the price table)"
         lines.append(
-            f"collect: {len(its)} calls to {s.model}, ~{s_in:,} input tokens, ~{s_out:,} output "
-            f"(≤{len(its) * s.params.max_tokens:,}), {cost}"
+            f"collect: {calls} calls to {s.model}, ~{s_in:,} input tokens, ~{s_out:,} output "
+            f"(≤{calls * s.params.max_tokens:,}), {cost}"
         )
     j_fresh, j_cached, j_out = _judge_tokens(protocol, len(items), response_tokens)
     tin, tout = tin + j_fresh + j_cached, tout + j_out
@@ -157,6 +161,23 @@ def cost_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
         ),
         "lines": lines,
     }
+
+
+def _input_chars(item: Item, tools: int, reply_tokens: float) -> int:
+    """The characters an item's subject calls send: its system prompt and tools with each call,
+    and for a conversation each call's turns so far, the subject's own earlier replies (at the
+    expected length) included."""
+    fixed = len(item.system) + tools
+    if not item.turns:
+        return fixed + len(item.user)
+    total = so_far = 0
+    for turn in item.turns:
+        if turn.text is None:  # a generated turn: a call of its own, then its reply is sent on
+            total += fixed + so_far
+            so_far += int(reply_tokens * CHARS_PER_TOKEN)
+        else:
+            so_far += len(turn.text) + (len(json.dumps(turn.input)) if turn.input else 0)
+    return total + fixed + so_far
 
 
 def _judge_tokens(protocol: Protocol, n_items: int, response_tokens: int) -> tuple[int, int, int]:

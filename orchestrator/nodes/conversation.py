@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.records import Turn, reply_text
+from orchestrator.records import Item, Records, Turn, reply_text
 
 USER_SIDE = ("user", "tool_result")
 
@@ -96,3 +96,31 @@ def judged_text(turns: tuple[Turn, ...], generated: list[str]) -> str:
         else:
             parts.append(f"[{turn.role}]\n{turn.text}")
     return "\n\n".join(parts)
+
+
+def generated_replies(records: Records, items: list[Item]) -> dict[str, list[str]]:
+    """Per item, the turns the subject generated before its judged reply, in order."""
+    out: dict[str, list[str]] = {}
+    for k in range(1, max((i.generated() for i in items), default=0) + 1):
+        for item_id, r in records.responses(f"subject:turn-{k}").items():
+            out.setdefault(item_id, []).append(r.text)
+    return out
+
+
+def transcript(item: Item, generated: list[str]) -> str:
+    """What the subject read before its judged reply, as plain text: the system prompt and each
+    turn (a tool call as `[tool call: ...]`, each generated turn as the subject wrote it),
+    separated by blank lines. For the two-key form: the system prompt and the user message."""
+    if not item.turns:
+        return "\n\n".join(p for p in (item.system, item.user) if p)
+    replies = iter(generated)
+    parts = [item.system]
+    for turn in item.turns:
+        if turn.text is None:
+            parts.append(next(replies, ""))
+        elif turn.role == "tool_use":
+            call = reply_text([{"type": "tool_use", "name": turn.tool, "input": turn.input}])
+            parts += [turn.text, call]
+        else:
+            parts.append(turn.text)
+    return "\n\n".join(p for p in parts if p)

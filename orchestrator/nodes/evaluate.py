@@ -29,7 +29,7 @@ from agents.evaluator import (
 )
 from orchestrator.analysis import compute_agreement, headline, save_agreement
 from orchestrator.context import RunContext
-from orchestrator.nodes.conversation import judged_text
+from orchestrator.nodes.conversation import generated_replies, judged_text
 from orchestrator.nodes.judging import judge
 from orchestrator.pending import pending_text
 from orchestrator.progress import finish_stage
@@ -39,7 +39,6 @@ from orchestrator.records import (
     Assigned,
     BatchStatus,
     Item,
-    Records,
     Verdict,
     VerdictRole,
     VerdictStatus,
@@ -126,7 +125,7 @@ def evaluate_batch(state: BatchState, runtime: Runtime[RunContext]) -> RunState:
     )
     items = {i.id: i for i in rec.items()}
     responses = rec.responses()
-    generated = _generated(rec, list(items.values()))
+    generated = generated_replies(rec, list(items.values()))
     shown = shown_task_fields(ctx.protocol)
     work = [
         WorkItem(
@@ -178,15 +177,6 @@ def judged_prompt(item: Item, generated: list[str]) -> str:
     if not item.blind_turns:
         return item.blind_user
     return judged_text(item.blind_turns, generated)
-
-
-def _generated(rec: Records, items: list[Item]) -> dict[str, list[str]]:
-    """Per item, the turns the subject generated before its judged reply, in order."""
-    out: dict[str, list[str]] = {}
-    for k in range(1, max((i.generated() for i in items), default=0) + 1):
-        for item_id, r in rec.responses(f"subject:turn-{k}").items():
-            out.setdefault(item_id, []).append(r.text)
-    return out
 
 
 def _judgeable(screen: dict[str, list[str]], a: Assigned) -> bool:

@@ -27,6 +27,7 @@ from agents.truesight import (
 from memory import write_atomic
 from orchestrator.context import RunContext
 from orchestrator.errors import UserError
+from orchestrator.nodes.conversation import generated_replies, transcript
 from orchestrator.progress import finish_stage
 from orchestrator.records import Item
 from orchestrator.state import RunState
@@ -43,6 +44,7 @@ def probe(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     rec = ctx.run.records
     responses, screen = rec.responses(), rec.screen()
     items = [i for i in rec.items() if not set(screen.get(i.id, ["errored"])) & UNPROBEABLE]
+    contexts = _contexts(ctx, items)
     counts: dict[str, int] = {}
     client = ctx.truesight()
     try:
@@ -60,7 +62,7 @@ def probe(state: RunState, runtime: Runtime[RunContext]) -> RunState:
                     if ctx.stop.is_set():
                         raise KeyboardInterrupt
                     batch = todo[start : start + spec.batch_size]
-                    _run_batch(ctx, client, name, probe_name, params, batch, responses)
+                    _run_batch(ctx, client, name, probe_name, params, batch, responses, contexts)
                     ctx.progress.advance(f"probe {name}", len(batch))
                 ctx.progress.stop(f"probe {name}")
                 counts[name] = sum(1 for r in rec.probe_results(name) if r.error is None)
@@ -123,10 +125,14 @@ def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
     return names
 
 
-def _context(ctx: RunContext, item: Item) -> str | None:
+def _contexts(ctx: RunContext, items: list[Item]) -> dict[str, str] | None:
+    """Each item's context for the probes that read one (`probes.context`): what the subject
+    read before its reply — for a conversation, every turn of it, its own earlier turns
+    included."""
     if ctx.protocol.probes is None or ctx.protocol.probes.context == "none":
         return None
-    return "\n\n".join(p for p in (item.system, item.user) if p) + "\n\n"
+    generated = generated_replies(ctx.run.records, items)
+    return {i.id: transcript(i, generated.get(i.id, [])) + "\n\n" for i in items}
 
 
 CONDITIONED = {"surprisal", *TRAINED}
@@ -141,11 +147,12 @@ def _run_batch(
     params: dict,
     batch: list[Item],
     responses: dict,
+    by_item: dict[str, str] | None,
 ) -> None:
     texts = [responses[i.id].text for i in batch]
-    contexts = [_context(ctx, i) for i in batch] if probe in CONDITIONED else None
-    if contexts is not None and contexts[0] is None:
-        contexts = None
+    contexts = None
+    if probe in CONDITIONED and by_item is not None:
+        contexts = [by_item[i.id] for i in batch]
     try:
         reply = client.run(probe, texts, contexts, params)
     except WorkerError as e:
@@ -159,7 +166,7 @@ def _run_batch(
             ctx.log("probe", "error", f"{name} on {item.id}: {e.message}")
             return
         for one in batch:  # one text in the batch is unusable: find it, keep the others
-            _run_batch(ctx, client, name, probe, params, [one], responses)
+            _run_batch(ctx, client, name, probe, params, [one], responses, by_item)
         return
     for k, (item, result) in enumerate(zip(batch, reply.results, strict=True)):
         sha = text_sha256(texts[k], contexts[k] if contexts else None)

@@ -13,7 +13,9 @@ import pytest
 
 from orchestrator import runner
 from orchestrator.errors import ProtocolError
+from orchestrator.forecast import cost_forecast
 from orchestrator.nodes.collect import fixed_messages
+from orchestrator.nodes.conversation import transcript
 from orchestrator.nodes.design import item_of
 from orchestrator.protocol.loader import load_protocol_text
 from orchestrator.protocol.stimuli import build_stimuli
@@ -302,3 +304,21 @@ def test_item_rows_keep_tool_turns(tmp_path: Path) -> None:
     assert all(back[i.id].turns == i.turns for i in items)
     assert back[items[0].id].turns[1].tool == "read_file"
     assert back[items[0].id].turns[2].tool == "read_file"
+
+
+def test_probes_and_the_forecast_read_the_whole_conversation(tmp_path: Path) -> None:
+    """A probe's context is everything the subject read, its own earlier turn and the tool call
+    included; the forecast counts a call per generated turn and each call's growing input."""
+    turns = SYSTEM + READ + "    - assistant: {generate: true}\n" + '    - user: "Sure?"\n'
+    text = tool_protocol(turns)
+    protocol = load_protocol_text(text, tmp_path / "p.yaml").protocol
+    [item, *_] = items = items_of(text, tmp_path)
+    said = transcript(item, ["It is a summary."])
+    assert said.startswith(item.system) and said.endswith("It is a summary.\n\nSure?")
+    assert "[tool call: read_file(" in said and item.turns[2].text in said
+    one = cost_forecast(protocol, items)["lines"][0]
+    single = cost_forecast(protocol.model_copy(update={"tools": []}), items)["lines"][0]
+    calls = sum(1 for i in items if i.subject == protocol.subjects[0].id) * 2
+    assert one.startswith(f"collect: {calls} calls to ")
+    tokens = [int(line.split("~")[1].split(" ")[0].replace(",", "")) for line in (one, single)]
+    assert tokens[0] > tokens[1]  # the tools' declarations are sent with every call
