@@ -31,7 +31,7 @@ from agents.batches import BatchCall, BatchRunner, BatchStatus, BatchStopped, Ev
 from agents.client import CallResult, CallSpec, Unavailable, retryable
 from orchestrator.context import RunContext
 from orchestrator.errors import UserError
-from orchestrator.nodes.conversation import Messages
+from orchestrator.nodes.conversation import messages_for
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Subject
 from orchestrator.records import Item, Records, Response
@@ -191,17 +191,6 @@ def declared_tools(ctx: RunContext) -> list[dict[str, Any]] | None:
     return [t.model_dump() for t in ctx.protocol.tools] or None
 
 
-def fixed_messages(item: Item) -> list[dict[str, Any]]:
-    """The messages of an item whose conversation the subject writes no part of before its
-    judged reply (the two-key form's is its user message alone)."""
-    if not item.turns:
-        return [{"role": "user", "content": item.user}]
-    conversation = Messages()
-    for turn in item.turns:
-        conversation.turn(turn)
-    return conversation.copy()
-
-
 async def _conversation(
     item: Item, call: Callable[[str, list[dict[str, Any]]], Awaitable[CallResult]]
 ) -> CallResult:
@@ -209,61 +198,83 @@ async def _conversation(
     `subject:turn-<k>`) to the conversation before it; the last call's reply (role `subject`)
     is the item's response. Each is a ledger call of its own, so a resumed run pays for none
     twice; a failed turn ends the chain for this pass (the item has no response yet)."""
-    if not item.generated():
-        return await call("subject", fixed_messages(item))
-    conversation = Messages()
-    k = 0
-    for turn in item.turns:
-        if turn.text is not None:
-            conversation.turn(turn)
-            continue
-        k += 1
-        result = await call(f"subject:turn-{k}", conversation.copy())
+    replies: list[list[dict[str, Any]]] = []
+    for k in range(1, item.generated() + 1):
+        result = await call(f"subject:turn-{k}", messages_for(item, replies))
         if result.error is not None:
             return result
-        conversation.reply(result.content)
-    return await call("subject", conversation.copy())
+        replies.append(result.content)
+    return await call("subject", messages_for(item, replies))
 
 
 async def _batch(ctx: RunContext, s: Subject, items: list[Item]) -> None:
-    """One subject's calls as a message batch; its bar shows the batch's request counts."""
-    bar = f"collect: batch {s.id}"
+    """One subject's calls as message batches: one batch, or for a conversation with generated
+    turns one batch per turn, in order (each turn's calls need the replies of the turn before).
+    An item whose turn failed waits for the next pass; its later turns are not sent."""
+    turns = max((i.generated() for i in items), default=0)
+    replies: dict[str, list[list[dict[str, Any]]]] = {i.id: [] for i in items}
+    live = items
+    for k in range(1, turns + 2):
+        role = "subject" if k > turns else f"subject:turn-{k}"
+        results = await _batch_turn(ctx, s, live, replies, role, k if turns else None)
+        answered = [(i, r) for i, r in zip(live, results, strict=True) if r.error is None]
+        if role == "subject":
+            ctx.progress.advance("collect", len(answered))
+        for i, r in answered:
+            replies[i.id].append(r.content)
+        live = [i for i, _ in answered]
+        if not live:
+            return
+
+
+async def _batch_turn(
+    ctx: RunContext,
+    s: Subject,
+    items: list[Item],
+    replies: dict[str, list[list[dict[str, Any]]]],
+    role: str,
+    turn: int | None,
+) -> list[CallResult]:
+    """One batch of a subject's calls for `role`; its bar shows the batch's request counts.
+    A conversation's turns each keep their own state file (`<subject>.turn-<k>.json`)."""
+    which = s.id if turn is None else f"{s.id}, turn {turn}"
+    bar = f"collect: batch {which}"
 
     def observe(event: Event, b: BatchStatus) -> None:
         ctx.progress.start(bar, b.total, b.finished)
         counts = ", ".join(f"{k} {v}" for k, v in b.counts.items() if v)
         if event == "submitted":
             ctx.log(
-                "collect", "batch", f"Submitted message batch {b.id} for {s.id}: {b.total} calls."
+                "collect", "batch", f"Submitted message batch {b.id} for {which}: {b.total} calls."
             )
         elif event == "resumed":
-            ctx.log("collect", "batch", f"Resumed message batch {b.id} for {s.id} ({counts}).")
+            ctx.log("collect", "batch", f"Resumed message batch {b.id} for {which} ({counts}).")
         elif event == "ended":
-            ctx.log("collect", "batch", f"Message batch {b.id} for {s.id} ended: {counts}.")
+            ctx.log("collect", "batch", f"Message batch {b.id} for {which} ended: {counts}.")
             ctx.progress.stop(bar)
         elif event == "foreign":  # found after a lost reply, but another's: none of our calls
-            ctx.log("collect", "batch", f"Message batch {b.id} carried none of {s.id}'s calls.")
+            ctx.log("collect", "batch", f"Message batch {b.id} carried none of {which}'s calls.")
             ctx.progress.stop(bar)
 
+    name = s.id if role == "subject" else f"{s.id}.turn-{turn}"
     runner = BatchRunner(
         ctx.endpoint(s),
         ctx.run.records,
         ctx.sha,
-        ctx.run.path("artifacts", "batches", f"{s.id}.json"),
+        ctx.run.path("artifacts", "batches", f"{name}.json"),
         poll_s=ctx.settings.batch_poll_s,
         stop=ctx.stop.is_set,
         observe=observe,
     )
     calls = [
         BatchCall(
-            CallSpec("collect", i.id, "subject"),
+            CallSpec("collect", i.id, role),
             model=s.model,
             params=s.params.model_dump(),
-            messages=fixed_messages(i),
+            messages=messages_for(i, replies[i.id]),
             system=i.system,
             tools=declared_tools(ctx),
         )
         for i in items
     ]
-    results = await runner.run(calls)
-    ctx.progress.advance("collect", sum(1 for r in results if r.error is None))
+    return await runner.run(calls)

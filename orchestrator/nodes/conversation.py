@@ -78,6 +78,24 @@ class Messages:
         ]
 
 
+def messages_for(item: Item, replies: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The messages of an item's next call, once the subject has written its first
+    `len(replies)` generated turns (each reply's content blocks): up to the next generated turn,
+    or the whole conversation for the judged call. The two-key form's is its user message."""
+    if not item.turns:
+        return [{"role": "user", "content": item.user}]
+    conversation = Messages()
+    written = iter(replies)
+    for turn in item.turns:
+        if turn.text is not None:
+            conversation.turn(turn)
+        elif (reply := next(written, None)) is not None:
+            conversation.reply(reply)
+        else:
+            break
+    return conversation.copy()
+
+
 def judged_text(turns: tuple[Turn, ...], generated: list[str]) -> str:
     """A conversation as evaluators read it: each turn marked with who speaks ("[user]",
     "[assistant]", "[assistant calls tool read_file]", "[result of tool read_file]"), each

@@ -14,8 +14,7 @@ import pytest
 from orchestrator import runner
 from orchestrator.errors import ProtocolError
 from orchestrator.forecast import cost_forecast
-from orchestrator.nodes.collect import fixed_messages
-from orchestrator.nodes.conversation import transcript
+from orchestrator.nodes.conversation import messages_for, transcript
 from orchestrator.nodes.design import item_of
 from orchestrator.protocol.loader import load_protocol_text
 from orchestrator.protocol.stimuli import build_stimuli
@@ -200,7 +199,7 @@ def test_a_prefill_is_sent_as_the_last_assistant_message(tmp_path: Path) -> None
     turns = SYSTEM + '    - user: "{{ task.instruction }}\\n\\n{{ document }}"\n'
     turns += '    - assistant: "Before I start, one thing about this document:"\n'
     items = items_of(tool_protocol(turns, tools=""), tmp_path)
-    messages = fixed_messages(items[0])
+    messages = messages_for(items[0], [])
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[-1]["content"] == "Before I start, one thing about this document:"
     assert items[0].user.startswith(items[0].user.split("\n")[0])  # the last user turn

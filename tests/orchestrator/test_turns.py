@@ -137,12 +137,38 @@ def test_a_conversation_of_the_wrong_shape_is_refused(
     assert message.startswith(f"{path}:{line}: {field}: "), message
 
 
-def test_batch_subjects_refuse_generated_turns(tmp_path: Path) -> None:
-    model = "    model: claude-sonnet-4-6\n"
-    text = THREE_TURNS.replace(model, model + "    batch: true\n", 1)
-    assert "batch: true" in text
-    with pytest.raises(ProtocolError, match="batch: true cannot yet send a conversation"):
-        load_protocol_text(text, tmp_path / "p.yaml")
+def test_a_batch_subject_sends_a_conversation_one_batch_per_turn(
+    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`batch: true` with a generated turn: a batch of every item's first turn, then a batch of
+    the judged calls, each carrying the reply the ledger holds; no call of that subject goes
+    online."""
+    monkeypatch.setenv("RESEARCH_BATCH_POLL_S", "0.05")
+    model = "    model: claude-haiku-4-5\n"
+    protocol = tmp_path / "deu-turns.yaml"
+    protocol.write_text(THREE_TURNS.replace(model, model + "    batch: true\n", 1))
+    assert runner.start(protocol, pilot=True, yes=True, run_id="batched").status == "complete"
+    first, second = world.batch_creates()
+    assert [len(b.body["requests"]) for b in (first, second)] == [12, 12]
+    assert {len(r["params"]["messages"]) for r in first.body["requests"]} == {1}
+    assert {len(r["params"]["messages"]) for r in second.body["requests"]} == {3}
+    rec = Records(runs / "batched" / "records.sqlite")
+    try:
+        replies = rec.responses("subject:turn-1")
+        final = rec.responses()
+        rows = rec._all("SELECT item, role, request, cost_usd FROM calls WHERE stage='collect'")
+    finally:
+        rec.close()
+    haiku = {r["item"] for r in rows if r["item"].startswith("claude-haiku")}
+    assert len(haiku) == 12 and all(final[i].error is None for i in haiku)
+    for r in rows:
+        request = json.loads(r["request"])
+        if r["item"] in haiku and r["role"] == "subject":
+            assert request["messages"][1]["content"] == replies[r["item"]].text
+    online = [s for s in world.requests if s.body.get("model") == "claude-haiku-4-5"]
+    assert not online  # every haiku call went through a batch
+    log = (runs / "batched" / "LOG.md").read_text()
+    assert "for claude-haiku, turn 1: 12 calls" in log and "for claude-haiku, turn 2: 12" in log
 
 
 def test_a_blinded_level_in_a_later_turn_is_refused(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from orchestrator.protocol.checks.base import Checker
 from orchestrator.protocol.schema import ModelRef, Protocol
-from orchestrator.protocol.stimuli import generated_turns
 from orchestrator.protocol.yamlmap import Path_
 
 
@@ -52,13 +51,6 @@ class _Calls(Checker):
                     "the conversation ends with a fixed assistant turn (a prefill), which "
                     "openai's chat completions cannot continue: end the templates with a user "
                     "or tool_result turn, or use provider: anthropic for this subject",
-                )
-            if s.batch and generated_turns(self.p):
-                raise self.fail(
-                    ("subjects", i, "batch"),
-                    "batch: true cannot yet send a conversation with `generate` turns (each "
-                    "one needs the subject's earlier reply, one call after another): remove "
-                    "`batch: true` to call this subject online",
                 )
         agents: list[tuple[Path_, str, ModelRef]] = [
             (("evaluation", "judge"), "the evaluator agents use", self.p.evaluation.judge)
