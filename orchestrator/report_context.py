@@ -13,8 +13,8 @@ from typing import Any
 
 from orchestrator.analysis import AnalysisResult, load_agreement
 from orchestrator.analysis.result import ContrastResult
-from orchestrator.protocol.schema import Protocol
-from orchestrator.protocol.stimuli import blinded_factors
+from orchestrator.protocol.schema import Protocol, Templates, Turn
+from orchestrator.protocol.stimuli import blinded_factors, generated_turns
 from orchestrator.records import PossiblyPaid
 from orchestrator.report_notes import deviations, limitations, read_artifact
 from orchestrator.rundir import RunDir, analysis_sha256
@@ -77,6 +77,7 @@ def report_context(
         "factors": list(design.factors),
         "n_per_cell": design.pilot_n_per_cell if run.pilot else design.n_per_cell,
         "judges_saw": judges_saw(protocol),
+        "stimulus": stimulus_shape(protocol),
         "batches": {
             "n": len(batches),
             "largest": max((len(b.items) for b in batches), default=0),
@@ -121,6 +122,31 @@ def judges_saw(protocol: Protocol) -> str:
         out += f"; the plant itself is in the input they judge, so {when.factor} shows through it"
         out += " (materials.plant_when)"
     return out
+
+
+def stimulus_shape(protocol: Protocol) -> str:
+    """One sentence for the design section: what each item's input was made of."""
+    t = protocol.materials.templates
+    if isinstance(t, Templates):
+        out = "a system prompt and one user message"
+    else:
+        roles = [_turn_name(x) for x in t]
+        calls = 1 + generated_turns(protocol)
+        out = f"a conversation of {len(t)} turns ({', '.join(roles)}), {calls} subject call"
+        out += "s per item" if calls > 1 else " per item"
+    if protocol.tools:
+        out += f"; tools declared to the subject: {', '.join(x.name for x in protocol.tools)}"
+        out += " (never executed: a call in a reply is part of the response)"
+    if protocol.materials.plant_when is not None:
+        into = protocol.materials.plant_into
+        out += "; plants go into " + ("the document" if into == "document" else f"turn {into}")
+    return out
+
+
+def _turn_name(turn: Turn) -> str:
+    if turn.tool_use is not None:
+        return f"tool_use {turn.tool_use.name}"
+    return turn.role if turn.source is not None else "assistant (generated)"
 
 
 def _possibly_paid(by_stage: dict[str, PossiblyPaid]) -> dict[str, Any] | None:

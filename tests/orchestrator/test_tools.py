@@ -159,6 +159,10 @@ def test_a_plant_in_a_tool_result_reaches_subjects_on_both_providers_and_their_j
     rec = Records(runs / "tools" / "records.sqlite")
     assert {v.status for v in rec.verdicts()} == {"scored"}
     rec.close()
+    # the report's design section says what the input was and that the tools never ran
+    report = (runs / "tools" / "report.md").read_text()
+    shape = "- stimuli: a conversation of 4 turns (system, user, tool_use read_file, tool_result)"
+    assert shape in report and "tools declared to the subject: read_file, send_email" in report
 
 
 def _plants() -> list[dict[str, str]]:
