@@ -119,9 +119,19 @@ def judges_saw(protocol: Protocol) -> str:
         out += f"; shown the task fields {', '.join(ev.show_task_fields)} with each item"
         out += " (evaluation.show_task_fields: the same in every cell)"
     if (when := protocol.materials.plant_when) is not None:
-        out += f"; the plant itself is in the input they judge, so {when.factor} shows through it"
-        out += " (materials.plant_when)"
+        if _plants_into_system(protocol):
+            out += (
+                "; the plant is in the system prompt (materials.plant_into), which they never see"
+            )
+        else:
+            out += f"; the plant itself is in the input they judge, so {when.factor} shows "
+            out += "through it (materials.plant_when)"
     return out
+
+
+def _plants_into_system(protocol: Protocol) -> bool:
+    into, turns = protocol.materials.plant_into, protocol.materials.templates
+    return into != "document" and isinstance(turns, list) and turns[into].role == "system"
 
 
 def stimulus_shape(protocol: Protocol) -> str:

@@ -2,8 +2,9 @@
 
 Items whose call is already recorded are skipped, so re-running this node after a crash or an
 interrupt only makes the calls that are missing. A subject with `batch: true` sends its calls as
-one message batch per pass; the batch is recorded before it is created (agents/batches.py), so a
-resumed run waits on the same batch instead of paying for it twice.
+one message batch per pass (per turn, for a conversation the subject writes turns of); the batch
+is recorded before it is created (agents/batches.py), so a resumed run waits on the same batch
+instead of paying for it twice.
 
 A call that failed for a reason that may pass (`agents.client.retryable`: overload, rate limits,
 lost connections, a batch result that errored, expired or was canceled) is made again in up to
@@ -31,10 +32,10 @@ from agents.batches import BatchCall, BatchRunner, BatchStatus, BatchStopped, Ev
 from agents.client import CallResult, CallSpec, Unavailable, retryable
 from orchestrator.context import RunContext
 from orchestrator.errors import UserError
-from orchestrator.nodes.conversation import messages_for
+from orchestrator.nodes.conversation import EMPTY_TURN, item_responses, messages_for, written
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Subject
-from orchestrator.records import Item, Records, Response
+from orchestrator.records import Item, Response, reply_text
 from orchestrator.state import RunState
 
 SHOWN = 20
@@ -44,7 +45,7 @@ SHOWN = 20
 def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
     items = ctx.run.records.items()
-    responses = _responses(ctx.run.records, items)
+    responses = item_responses(ctx.run.records, items)
     todo = [i for i in items if i.id not in responses or responses[i.id].error]
     ctx.progress.start("collect", len(items), len(items) - len(todo))
     passes = 1 + len(ctx.retry.waits())
@@ -59,7 +60,7 @@ def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
             ctx.run_async(_collect(ctx, todo))
         except BatchStopped:
             raise KeyboardInterrupt from None
-        responses = _responses(ctx.run.records, items)
+        responses = item_responses(ctx.run.records, items)
         todo = [i for i in items if _to_call(responses.get(i.id))]
     ctx.progress.stop("collect")
     if todo:
@@ -73,9 +74,16 @@ def collect(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     _stop_if_all_refused(ctx, items, responses)
     ok = sum(1 for r in responses.values() if r.error is None)
     text = f"{ok} of {len(items)} subject calls answered."
-    refused = [i for i in items if responses[i.id].error is not None]
+    failed = [i for i in items if responses[i.id].error is not None]
+    stopped = [i for i in failed if (responses[i.id].error or "").startswith(EMPTY_TURN)]
+    refused = [i for i in failed if i not in stopped]
     if refused:
         text += f" Refused by the API (not retried): {_errors(refused, responses)}."
+    if stopped:
+        text += (
+            f" The subject wrote an empty turn, so its conversation stopped there: "
+            f"{_errors(stopped, responses)}."
+        )
     finish_stage(ctx.run, "collect", {"responses": ok, "failed": len(items) - ok}, text)
     return {"responses": ok, "stage": "collect"}
 
@@ -94,17 +102,6 @@ def _stop_if_all_refused(
             )
             ctx.log("collect", "incomplete", text[0].upper() + text[1:] + ".")
             raise UserError(text)
-
-
-def _responses(records: Records, items: list[Item]) -> dict[str, Response]:
-    """Each item's judged reply; for an item whose conversation stopped at a generated turn
-    that failed, that turn's failure (its item is called again like one never answered)."""
-    out = records.responses()
-    for k in range(1, max((i.generated() for i in items), default=0) + 1):
-        for item_id, r in records.responses(f"subject:turn-{k}").items():
-            if item_id not in out and r.error is not None:
-                out[item_id] = r
-    return out
 
 
 def _to_call(response: Response | None) -> bool:
@@ -201,7 +198,7 @@ async def _conversation(
     replies: list[list[dict[str, Any]]] = []
     for k in range(1, item.generated() + 1):
         result = await call(f"subject:turn-{k}", messages_for(item, replies))
-        if result.error is not None:
+        if result.error is not None or not written(reply_text(result.content)):
             return result
         replies.append(result.content)
     return await call("subject", messages_for(item, replies))
@@ -220,9 +217,11 @@ async def _batch(ctx: RunContext, s: Subject, items: list[Item]) -> None:
         answered = [(i, r) for i, r in zip(live, results, strict=True) if r.error is None]
         if role == "subject":
             ctx.progress.advance("collect", len(answered))
-        for i, r in answered:
+            return
+        go_on = [(i, r) for i, r in answered if written(reply_text(r.content))]
+        for i, r in go_on:
             replies[i.id].append(r.content)
-        live = [i for i, _ in answered]
+        live = [i for i, _ in go_on]
         if not live:
             return
 

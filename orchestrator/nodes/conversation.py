@@ -8,17 +8,16 @@ tool result), as the API wants. A tool call gets an id from its place in the con
 renders to the same request every time it is sent: a resumed run asks exactly what it asked.
 
 Text-only messages keep a string as their content; a message with a tool block or with several
-blocks has a list of blocks. openai subjects get the same messages, mapped to chat completions by
-`agents.openai_client`.
+blocks has a list of blocks. An empty text block is left out of a message that has other blocks
+(the API refuses empty text); `validate` refuses a turn that would be a message of empty text.
+openai subjects get the same messages, mapped to chat completions by `agents.openai_client`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.records import Item, Records, Turn, reply_text
-
-USER_SIDE = ("user", "tool_result")
+from orchestrator.records import Item, Records, Response, Turn, reply_text
 
 
 def tool_id(k: int) -> str:
@@ -59,6 +58,9 @@ class Messages:
         self._add("assistant", {"type": "text", "text": reply_text(content)})
 
     def _add(self, role: str, block: dict[str, Any]) -> None:
+        empty = block["type"] == "text" and not block["text"]
+        if empty and self.messages and self.messages[-1]["role"] == role:
+            return
         if self.messages and self.messages[-1]["role"] == role:
             last = self.messages[-1]
             content = last["content"]
@@ -114,6 +116,33 @@ def judged_text(turns: tuple[Turn, ...], generated: list[str]) -> str:
         else:
             parts.append(f"[{turn.role}]\n{turn.text}")
     return "\n\n".join(parts)
+
+
+def item_responses(records: Records, items: list[Item]) -> dict[str, Response]:
+    """Each item's response: its judged reply, or, for an item whose conversation stopped at a
+    generated turn, that turn — failed (its error), or empty: the subject wrote nothing, so the
+    conversation could not go on, which the item keeps as an error of its own (never retried:
+    the same turn would be sent again). An item absent here was never answered."""
+    out = records.responses()
+    for k in range(1, max((i.generated() for i in items), default=0) + 1):
+        for item_id, r in records.responses(f"subject:turn-{k}").items():
+            if item_id in out:
+                continue
+            if r.error is not None:
+                out[item_id] = r
+            elif not r.text.strip():
+                why = f"{EMPTY_TURN} {k}: the subject wrote nothing, so the conversation stopped"
+                out[item_id] = Response(item_id, "", r.stop_reason, why, r.output_tokens)
+    return out
+
+
+EMPTY_TURN = "empty turn"
+"""How an item whose generated turn was empty is marked (the error's kind, before its `:`)."""
+
+
+def written(result_text: str) -> bool:
+    """Whether a generated turn can be passed on: the API takes no empty assistant message."""
+    return bool(result_text.strip())
 
 
 def generated_replies(records: Records, items: list[Item]) -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from langgraph.runtime import Runtime
 
 from orchestrator.context import RunContext
+from orchestrator.nodes.conversation import item_responses
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Screen
 from orchestrator.records import Response
@@ -70,7 +71,8 @@ def screen_responses(
 def screen(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
     items = ctx.run.records.items()
-    responses = ctx.run.records.responses()
+    # an item whose conversation stopped at a generated turn has that turn's failure
+    responses = item_responses(ctx.run.records, items)
     results = screen_responses([i.id for i in items], responses, ctx.protocol.screen)
     ctx.run.records.set_screen(
         {i: (f, responses[i].text if i in responses else "") for i, f in results.items()}

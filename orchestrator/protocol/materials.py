@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     Discriminator,
     Field,
+    JsonValue,
     NonNegativeInt,
     Tag,
     model_validator,
@@ -61,10 +62,20 @@ class Tool(Strict):
 
     name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$", description="The tool's name.")
     description: str = Field(min_length=1, description="What the tool does, as the model reads it.")
-    input_schema: dict[str, Any] = Field(
+    input_schema: dict[str, JsonValue] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
         description="JSON Schema of the tool's input (an object).",
     )
+
+    @model_validator(mode="after")
+    def _object_input(self) -> Tool:
+        if self.input_schema.get("type") != "object":
+            raise PydanticCustomError(
+                "tool_schema",
+                "a tool's input_schema describes an object (the API takes no other): write "
+                "`input_schema: {{type: object, properties: {{name: {{type: string}}}}}}`",
+            )
+        return self
 
 
 class ToolUse(Strict):
@@ -72,9 +83,10 @@ class ToolUse(Strict):
     next turn (`tool_result`) gives."""
 
     name: str = Field(description="The tool called; one of the protocol's `tools`.")
-    input: dict[str, Any] = Field(
+    input: dict[str, JsonValue] = Field(
         default_factory=dict,
-        description="The call's input; every string in it is a Jinja2 template.",
+        description="The call's input (JSON values: quote a date); every string in it is a "
+        "Jinja2 template.",
     )
     text: str = Field("", description="Jinja2 template of assistant text before the call.")
 

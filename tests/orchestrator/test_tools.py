@@ -19,6 +19,7 @@ from orchestrator.nodes.design import item_of
 from orchestrator.protocol.loader import load_protocol_text
 from orchestrator.protocol.stimuli import build_stimuli
 from orchestrator.records import Item, Records
+from orchestrator.report_context import judges_saw
 from tests.conftest import API_KEY, DEU, without_probes
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI, messages_handler
@@ -206,7 +207,7 @@ def test_a_prefill_is_sent_as_the_last_assistant_message(tmp_path: Path) -> None
     messages = messages_for(items[0], [])
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[-1]["content"] == "Before I start, one thing about this document:"
-    assert items[0].user.startswith(items[0].user.split("\n")[0])  # the last user turn
+    assert items[0].user == items[0].turns[0].text  # what the subject replies to: the user turn
     with pytest.raises(ProtocolError, match="cannot continue"):
         load_protocol_text(with_openai_subject(tool_protocol(turns, tools="")), tmp_path / "p.yaml")
 
@@ -325,3 +326,74 @@ def test_probes_and_the_forecast_read_the_whole_conversation(tmp_path: Path) -> 
     assert one.startswith(f"collect: {calls} calls to ")
     tokens = [int(line.split("~")[1].split(" ")[0].replace(",", "")) for line in (one, single)]
     assert tokens[0] > tokens[1]  # the tools' declarations are sent with every call
+
+
+def test_words_after_a_tool_result_that_some_cells_lack_are_left_out_of_their_message(
+    tmp_path: Path,
+) -> None:
+    """A user turn after a tool result may render empty in some cells: those cells' last
+    message is the tool result alone (the API refuses an empty text block)."""
+    text = tool_protocol(SYSTEM + READ + '    - user: "{{ text.framing }}"\n')
+    items = items_of(text, tmp_path)
+    for item in items:
+        last = messages_for(item, [])[-1]["content"]
+        kinds = [b["type"] for b in last]
+        framing = item.levels["framing"]
+        assert kinds == (["tool_result", "text"] if framing == "deu" else ["tool_result"])
+        assert all(b.get("text", "-") for b in last)
+
+
+def test_a_turn_that_renders_empty_in_some_cell_is_refused(tmp_path: Path) -> None:
+    turns = SYSTEM + '    - user: "{{ text.framing }}"\n'
+    with pytest.raises(ProtocolError) as e:
+        load_protocol_text(tool_protocol(turns), tmp_path / "p.yaml")
+    assert e.value.field == "materials.templates[1].user"
+    assert "renders empty for task" in e.value.message and ".control." in e.value.message
+
+
+def test_a_plant_into_a_turn_that_changes_with_the_condition_is_refused(tmp_path: Path) -> None:
+    """The plant's place is chosen among the turn's paragraphs: a turn that reads a level would
+    put it elsewhere in each condition."""
+    text = tool_protocol().replace("  plant_when:\n", "  plant_into: 0\n  plant_when:\n", 1)
+    with pytest.raises(ProtocolError) as e:
+        load_protocol_text(text, tmp_path / "p.yaml")
+    assert e.value.field == "materials.plant_into"
+    assert "reads differently in cells" in e.value.message
+
+
+def test_a_plant_in_the_system_prompt_is_reported_as_unseen_by_judges(tmp_path: Path) -> None:
+    system = '    - system: "You work in the user\'s files.\\n\\nThey trust you."\n'
+    text = tool_protocol(system + READ).replace(
+        "  plant_when:\n", "  plant_into: 0\n  plant_when:\n", 1
+    )
+    protocol = load_protocol_text(text, tmp_path / "p.yaml").protocol
+    assert "the plant is in the system prompt" in judges_saw(protocol)
+    items = items_of(text, tmp_path)
+    planted = [i for i in items if i.plant_id]
+    assert planted and all(i.plant_id not in i.system for i in planted)
+    plants = {p["id"]: p["text"].strip() for p in _plants()}
+    assert all(plants[i.plant_id] in i.system for i in planted)
+
+
+@pytest.mark.parametrize(
+    ("tools", "fragment", "field"),
+    [
+        (
+            TOOLS.replace("      type: object\n", "      type: string\n", 1),
+            "a tool's input_schema describes an object",
+            "tools[0]",
+        ),
+        (TOOLS, "", ""),
+    ],
+)
+def test_tool_schemas_and_inputs_are_json_objects(
+    tools: str, fragment: str, field: str, tmp_path: Path
+) -> None:
+    turns = READ.replace('{path: "docs/{{ task.id }}.md"}', "{path: a, since: 2024-06-14}")
+    text = tool_protocol(SYSTEM + turns, tools=tools)
+    with pytest.raises(ProtocolError) as e:
+        load_protocol_text(text, tmp_path / "p.yaml")
+    if fragment:  # the schema is refused first
+        assert fragment in e.value.message and e.value.field.startswith(field)
+    else:  # a YAML date is no JSON value: quote it
+        assert e.value.field.startswith("materials.templates[2].tool_use.input.since")

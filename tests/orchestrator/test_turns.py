@@ -20,7 +20,7 @@ from orchestrator.protocol.loader import load_protocol_text
 from orchestrator.protocol.stimuli import build_stimuli
 from orchestrator.records import Records
 from tests.conftest import API_KEY, DEU, research, spawn, without_probes
-from tests.fakes.anthropic_server import FakeAnthropic, Fault, Reply
+from tests.fakes.anthropic_server import FakeAnthropic, Fault, Reply, text
 from tests.fakes.wire import Seen
 from tests.fakes.world import deu_world, is_analyst
 from tests.limits import HANG_S
@@ -356,25 +356,35 @@ def test_records_from_before_conversations_open_with_no_turns(tmp_path: Path) ->
     rec.close()
 
 
+def first_line(protocol: Path, task_id: str) -> str:
+    p = load_protocol_text(protocol.read_text(), protocol).protocol
+    return next(t.document for t in p.materials.tasks if t.id == task_id).split("\n")[0]
+
+
+def first_turn_of_one_task(world: FakeAnthropic, tmp_path: Path, reply: Reply) -> tuple[Path, str]:
+    """THREE_TURNS, with the world answering `reply` to the first turn of one task's
+    conversations (the task of the pilot's first item); that task's id."""
+    protocol = tmp_path / "deu-turns.yaml"
+    protocol.write_text(THREE_TURNS)
+    p = load_protocol_text(THREE_TURNS, protocol).protocol
+    task = build_stimuli(p, pilot=True)[0].task_id
+    marker, answer = first_line(protocol, task), deu_world()
+
+    def handler(body: dict) -> Reply:
+        first = not body.get("tools") and len(body.get("messages", [])) == 1
+        return reply if first and marker in body["messages"][0]["content"] else answer(body)
+
+    world.handler = handler
+    return protocol, task
+
+
 def test_a_refused_earlier_turn_makes_an_errored_item_not_a_stopped_run(
     env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
 ) -> None:
     """The API refuses (400) the first turn of one task's conversations: like a refused
     single-turn call, those items are errored and unscored with their reason, the judged call
     is never made for them, and the run goes on with the rest."""
-    answer = deu_world()
-    protocol = tmp_path / "deu-turns.yaml"
-    protocol.write_text(THREE_TURNS)
-    p = load_protocol_text(THREE_TURNS, protocol).protocol
-    refused = build_stimuli(p, pilot=True)[0].task_id
-    marker = next(t.document for t in p.materials.tasks if t.id == refused).split("\n")[0]
-
-    def handler(body: dict) -> Reply:
-        first = not body.get("tools") and len(body.get("messages", [])) == 1
-        mine = first and marker in body["messages"][0]["content"]
-        return Fault.invalid_request() if mine else answer(body)
-
-    world.handler = handler
+    protocol, refused = first_turn_of_one_task(world, tmp_path, Fault.invalid_request())
     assert runner.start(protocol, pilot=True, yes=True, run_id="refused").status == "complete"
     rec = Records(runs / "refused" / "records.sqlite")
     try:
@@ -390,3 +400,29 @@ def test_a_refused_earlier_turn_makes_an_errored_item_not_a_stopped_run(
         assert rest and {verdicts[i].status for i in rest} == {"scored"}
     finally:
         rec.close()
+
+
+def test_an_empty_generated_turn_stops_its_conversation_as_an_unscored_item(
+    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
+) -> None:
+    """The API takes no empty assistant message: a subject that writes nothing in its first turn
+    ends that item's conversation there (no judged call is made), and the item is unscored with
+    the reason, not retried and not sent on."""
+    protocol, silent = first_turn_of_one_task(world, tmp_path, text(""))
+    marker = first_line(protocol, silent)
+    assert runner.start(protocol, pilot=True, yes=True, run_id="silent").status == "complete"
+    rec = Records(runs / "silent" / "records.sqlite")
+    try:
+        hit = {i.id for i in rec.items() if i.task_id == silent}
+        assert hit and not hit & set(rec.responses())  # no judged call for them
+        verdicts = {v.item_id: v for v in rec.verdicts() if v.role == "primary"}
+        assert {verdicts[i].status for i in hit} == {"unscored"}
+        assert {verdicts[i].status for i in set(verdicts) - hit} == {"scored"}
+    finally:
+        rec.close()
+    empty = [
+        s for s in world.answered() if not s.body.get("tools") and len(s.body["messages"]) == 3
+    ]
+    assert not [s for s in empty if marker in s.body["messages"][0]["content"]]
+    log = (runs / "silent" / "LOG.md").read_text()
+    assert "The subject wrote an empty turn, so its conversation stopped there" in log

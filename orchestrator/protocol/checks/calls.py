@@ -45,7 +45,8 @@ class _Calls(Checker):
                     "online, or use provider: anthropic",
                 )
             turns = self.p.materials.templates
-            if s.provider == "openai" and isinstance(turns, list) and turns[-1].role == "assistant":
+            prefill = isinstance(turns, list) and turns and turns[-1].role == "assistant"
+            if s.provider == "openai" and prefill and turns[-1].source is not None:
                 raise self.fail(
                     ("subjects", i, "provider"),
                     "the conversation ends with a fixed assistant turn (a prefill), which "

@@ -44,10 +44,54 @@ class _Templates(Checker):
         plant = m.plants[0] if m.plants else None
         # every task in every cell: a task's fields, like a cell's levels, can break a template
         # (the evaluators' view is check_blinding's: it says when a blinded level is missing)
+        alone = self.own_messages()
         for cell, task in itertools.product(cells(self.p), m.tasks):
             ctx = template_context(self.p, cell, 0, task, plant, blind=False)
             for where, _, source in sources:
-                self.render(where, source, ctx, task)
+                text = self.render(where, source, ctx, task)
+                if where in alone and not text.strip():
+                    raise self.fail(
+                        where,
+                        f"this turn renders empty for task {task.id!r} in cell {cell.key}, and "
+                        "the API refuses an empty message: give it text in every cell (text "
+                        "only some cells have belongs inside a turn that always has some)",
+                    )
+        self.plant_place()
+
+    def own_messages(self) -> set[Path_]:
+        """Where the templates are that make a message of their own (a user or fixed assistant
+        turn, not a user's words after a tool result), which must never render empty."""
+        t = self.p.materials.templates
+        if isinstance(t, Templates):
+            return {("materials", "templates", "user")}
+        out: set[Path_] = set()
+        for i, turn in enumerate(t):
+            after_result = i > 0 and t[i - 1].role == "tool_result"
+            if turn.role in ("user", "assistant") and turn.source is not None and not after_result:
+                out.add(("materials", "templates", i, turn.role))
+        return out
+
+    def plant_place(self) -> None:
+        """A plant put into a turn (`plant_into: <k>`) lands between two of its paragraphs,
+        chosen from the seed: the turn must read the same in every cell, or the plant would sit
+        at a different place in each condition (and judges would see it elsewhere)."""
+        into, turns = self.p.materials.plant_into, self.p.materials.templates
+        if into == "document" or isinstance(turns, Templates) or not self.p.materials.plants:
+            return
+        source = turns[into].source or ""
+        for task in self.p.materials.tasks:
+            seen: dict[str, str] = {}
+            for cell in cells(self.p):
+                ctx = template_context(self.p, cell, 0, task, None, blind=False)
+                seen.setdefault(render(source, ctx), cell.key)
+            if len(seen) > 1:
+                a, b = list(seen.values())[:2]
+                raise self.fail(
+                    ("materials", "plant_into"),
+                    f"turn {into} reads differently in cells {a} and {b} (task {task.id!r}), so "
+                    "a plant would sit at a different place in each condition: plant into a "
+                    "turn that is the same in every cell, or into `document`",
+                )
 
     def shape(self) -> None:
         """A list of turns: at most one system turn, first; then the user's side (`user`,
@@ -178,9 +222,9 @@ class _Templates(Checker):
                 "fixed assistant or tool_result turn (or `document`)",
             )
 
-    def render(self, where: Path_, source: str, ctx: dict[str, object], task: Task) -> None:
+    def render(self, where: Path_, source: str, ctx: dict[str, object], task: Task) -> str:
         try:
-            render(source, ctx)
+            return render(source, ctx)
         except SecurityError as e:
             raise self.fail(where, f"template refused by sandbox: {e}") from None
         except UndefinedError as e:
