@@ -150,6 +150,8 @@ class ProbeReadout:
     text_sha256: str
     result: dict[str, Any] | None
     error: str | None = None
+    source: str = "stage"
+    """Who asked: the probe stage (`stage`) or an agent's tool (`agent`)."""
 
 
 class ProbeResultSink(Protocol):
@@ -163,21 +165,22 @@ TRUESIGHT = "truesight"
 """The tool's name."""
 
 
-def truesight_tool(handler: Handler) -> Tool:
+def truesight_tool(handler: Handler, offered: list[str]) -> Tool:
     """The `truesight` tool an agent sees, run by `handler` (a `TruesightTool`, or one that
-    checks something first)."""
+    checks something first), offering exactly the probes it can serve (`TruesightTool.offered`):
+    the trained ones only when the run trained some."""
 
-    def text(macro: str) -> str:
-        return say("tools/truesight.j2", macro)
+    def text(macro: str, **kw: Any) -> str:
+        return say("tools/truesight.j2", macro, **kw)
 
-    probes = {"type": "string", "enum": list(PROBES)}
+    probes = {"type": "string", "enum": offered}
     properties = {
         "response_id": {"type": "string", "description": text("response_id")},
         "text": {"type": "string", "description": text("text")},
         "probes": {"type": "array", "items": probes, "description": text("probes")},
     }
     schema = {"type": "object", "properties": properties}
-    return Tool(TRUESIGHT, text("description"), schema, handler)
+    return Tool(TRUESIGHT, text("description", linear="linear" in offered), schema, handler)
 
 
 class TruesightTool:
@@ -197,6 +200,11 @@ class TruesightTool:
         self.params = params or {}
         self.trained = trained or {}
 
+    @property
+    def offered(self) -> list[str]:
+        """The probes this tool serves: the trained ones only with the run's trained probes."""
+        return [p for p in PROBES if p not in TRAINED or self.trained]
+
     def __call__(self, tool_input: dict[str, Any]) -> dict[str, Any]:
         ref, text = tool_input.get("response_id"), tool_input.get("text")
         if (ref is None) == (text is None):
@@ -206,7 +214,7 @@ class TruesightTool:
             if ref not in self.responses:
                 raise ToolInputError(say("tools/truesight.j2", "unknown_ref", ref=repr(ref)))
             item_id, text = self.responses[ref]
-        offered = [p for p in PROBES if p not in TRAINED or self.trained]
+        offered = self.offered
         probes = tool_input.get("probes") or offered
         unknown = [p for p in probes if p not in offered]
         if unknown:
@@ -232,7 +240,8 @@ class TruesightTool:
                 refused = say("tools/truesight.j2", "worker_refused", error=e)
                 raise ToolInputError(refused) from e
             result = response.results[0]
-            kept = ProbeReadout(item_id, name, response.model, params, text_sha256(text), result)
+            sha = text_sha256(text)
+            kept = ProbeReadout(item_id, name, response.model, params, sha, result, source="agent")
             pid = self.store.add_probe_result(kept)
             out[name] = {"probe_result_id": pid, **compact(probe, result)}
             out["model"] = response.model

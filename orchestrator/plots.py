@@ -20,6 +20,7 @@ from memory import write_atomic
 from orchestrator.analysis import AnalysisResult, load_agreement, probe_metrics
 from orchestrator.analysis.result import Agreement, Cell, ProbeSummary
 from orchestrator.protocol.schema import Protocol
+from orchestrator.records import ProbeSource
 from orchestrator.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -195,7 +196,7 @@ def probe_values(run: RunDir) -> dict[str, dict[str, list[float]]]:
     """Per-item probe metric values by metric, then cell (the probe stage's readouts only)."""
     cell_of = {i.id: i.cell for i in run.records.items()}
     out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in run.records.probe_results():
+    for row in run.records.probe_results(source=ProbeSource.STAGE):
         if row.item_id in cell_of and row.result is not None:
             for metric, v in probe_metrics(row.probe, row.result).items():
                 if math.isfinite(v):

@@ -141,7 +141,7 @@ class EvaluatorAgent:
             tools.append(comprehension_tool(work))
         tools.append(get_batch_tool(work))
         if self.truesight is not None:
-            tools.append(truesight_tool(self._truesight))
+            tools.append(truesight_tool(self._truesight, self.truesight.offered))
         return [*tools, flag_issue_tool(work), submit_verdicts_tool(work)]
 
     def _truesight(self, tool_input: dict[str, Any]) -> dict[str, Any]:

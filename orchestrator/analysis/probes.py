@@ -9,7 +9,7 @@ from typing import Any
 
 from orchestrator.analysis.rates import is_scored
 from orchestrator.analysis.result import Association, ProbeStat, ProbeSummary
-from orchestrator.records import Item, ProbeRow, Records, Verdict
+from orchestrator.records import Item, ProbeRow, ProbeSource, Records, Verdict
 
 
 def probe_metrics(probe: str, result: dict[str, Any]) -> dict[str, float]:
@@ -40,7 +40,7 @@ def summarise_probes(records: Records, items: list[Item]) -> ProbeSummary:
     cell_of = {i.id: i.cell for i in items}
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     models: set[str] = set()
-    rows = records.probe_results()
+    rows = records.probe_results(source=ProbeSource.STAGE)
     for row in rows:
         if row.item_id in cell_of and row.result is not None:
             models.add(row.model)
@@ -58,7 +58,7 @@ def summarise_probes(records: Records, items: list[Item]) -> ProbeSummary:
         models=sorted(models),
         metrics=metrics,
         groups=dict(groups),
-        labels=_labels(records.probe_results("followup"), rows),
+        labels=_labels(records.probe_results("followup", ProbeSource.STAGE), rows),
         cells=cells,
     )
 
@@ -105,7 +105,7 @@ def associate(
             labels[item.id] = v.fields[outcome]
     known = {i.id for i in items}
     values: dict[str, dict[str, float]] = defaultdict(dict)
-    for row in records.probe_results():
+    for row in records.probe_results(source=ProbeSource.STAGE):
         if row.item_id in known and row.result is not None:
             for metric, x in probe_metrics(row.probe, row.result).items():
                 values[metric][row.item_id] = x

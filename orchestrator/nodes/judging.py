@@ -21,6 +21,7 @@ from agents.evaluator import (
 from agents.truesight import TruesightTool
 from memory import append_note, read_notes
 from orchestrator.context import RunContext
+from orchestrator.nodes.probe import trained_probes
 from orchestrator.protocol.schema import Protocol, VerdictField
 from orchestrator.records import (
     Records,
@@ -151,7 +152,8 @@ def _truesight_tool(ctx: RunContext) -> TruesightTool | None:
     """The truesight tool for a tool-using evaluator, when the protocol has probes."""
     if ctx.protocol.probes is None or ctx.protocol.evaluation.agent != "tools":
         return None
-    return TruesightTool(ctx.truesight(), ctx.run.records, {}, params=_probe_params(ctx))
+    trained = trained_probes(ctx)
+    return TruesightTool(ctx.truesight(), ctx.run.records, {}, _probe_params(ctx), trained)
 
 
 def _agent(

@@ -29,7 +29,7 @@ from orchestrator.context import RunContext
 from orchestrator.errors import UserError
 from orchestrator.nodes.conversation import generated_replies, transcript
 from orchestrator.progress import finish_stage
-from orchestrator.records import Item
+from orchestrator.records import Item, ProbeSource
 from orchestrator.state import RunState
 
 UNPROBEABLE = {"errored", "empty"}
@@ -55,7 +55,7 @@ def probe(state: RunState, runtime: Runtime[RunContext]) -> RunState:
             else:
                 plan = [(probe_name, spec.params.get(probe_name, {}))]
             for name, params in plan:
-                done = {r.item_id for r in rec.probe_results(name)}
+                done = {r.item_id for r in rec.probe_results(name, ProbeSource.STAGE)}
                 todo = [i for i in items if i.id not in done]
                 ctx.progress.start(f"probe {name}", len(items), len(items) - len(todo))
                 for start in range(0, len(todo), spec.batch_size):
@@ -65,15 +65,36 @@ def probe(state: RunState, runtime: Runtime[RunContext]) -> RunState:
                     _run_batch(ctx, client, name, probe_name, params, batch, responses, contexts)
                     ctx.progress.advance(f"probe {name}", len(batch))
                 ctx.progress.stop(f"probe {name}")
-                counts[name] = sum(1 for r in rec.probe_results(name) if r.error is None)
+                stage = rec.probe_results(name, ProbeSource.STAGE)
+                counts[name] = sum(1 for r in stage if r.error is None)
     finally:
         client.close()
-    failed = sum(1 for r in rec.probe_results() if r.error)
+    failed = sum(1 for r in rec.probe_results(source=ProbeSource.STAGE) if r.error)
     text = f"Probed {len(items)} responses: " + ", ".join(f"{k} {v}" for k, v in counts.items())
     if failed:
         text += f"; {failed} readouts failed (see probe_results.error)"
     finish_stage(ctx.run, "probe", {**counts, "failed": failed}, text)
     return {"stage": "probe"}
+
+
+def trained_name(ctx: RunContext, name: str) -> str:
+    """The worker's name for the protocol's trained probe `name`: its recipe and the hashes of
+    its data, so a changed dataset is a new probe."""
+    t = ctx.protocol.probes.train[name]
+    sha = hashlib.sha256(ctx.run.path(t.dataset).read_bytes()).hexdigest()
+    control = ctx.run.path(t.control).read_bytes() if t.control else None
+    control_sha = hashlib.sha256(control).hexdigest() if control is not None else None
+    return worker_probe_name(name, sha, t.variant, t.layer, t.c, control_sha)
+
+
+def trained_probes(ctx: RunContext) -> dict[str, str]:
+    """The protocol's probes the probe stage trained (their probe.json is in artifacts/probes),
+    by their names on the worker: what an evaluator's tool may apply."""
+    spec = ctx.protocol.probes
+    if spec is None:
+        return {}
+    folder = ctx.run.path("artifacts", "probes")
+    return {n: trained_name(ctx, n) for n in spec.train if (folder / f"{n}.json").exists()}
 
 
 def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
@@ -87,9 +108,7 @@ def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
     for name, t in spec.train.items():
         data = ctx.run.path(t.dataset).read_bytes()
         control = ctx.run.path(t.control).read_bytes() if t.control else None
-        sha = hashlib.sha256(data).hexdigest()
-        control_sha = hashlib.sha256(control).hexdigest() if control is not None else None
-        worker_name = worker_probe_name(name, sha, t.variant, t.layer, t.c, control_sha)
+        worker_name = trained_name(ctx, name)
         ctx.progress.start(f"train probe {name}", 1, 0)
         try:
             reply = client.train(

@@ -1,8 +1,9 @@
 """Blind by construction: the evaluator view of an item must not change with a blinded factor.
 
 Evaluators see an item's user message (for a list of turns: every turn but the system prompt,
-tool calls and results included) rendered from a context without any blinded factor's level (`template_context(..., blind=True)`),
-so a template they see that reads such a level cannot be rendered for them. This check runs at
+tool calls and results included) rendered from a context without any blinded factor's level
+(`template_context(..., blind=True)`), so a template they see that reads such a level cannot be
+rendered for them. This check runs at
 load time, before anything is called, and turns that into one clear refusal: which template
 line, which factor, two of its levels that change what judges would see, and what to write
 instead. The subject's view may change with every factor (that is

@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS decisions(
 CREATE TABLE IF NOT EXISTS probe_results(
   id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT, probe TEXT NOT NULL, model TEXT NOT NULL,
   params TEXT NOT NULL, text_sha256 TEXT NOT NULL, result TEXT NOT NULL, error TEXT,
-  created TEXT NOT NULL, UNIQUE(item_id, probe, params, text_sha256));
+  created TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'stage',
+  UNIQUE(item_id, probe, params, text_sha256));
 CREATE TABLE IF NOT EXISTS amendments(
   n INTEGER PRIMARY KEY AUTOINCREMENT, proposed_at TEXT NOT NULL, by TEXT NOT NULL,
   note TEXT NOT NULL, old_sha256 TEXT NOT NULL, new_sha256 TEXT NOT NULL, diff TEXT NOT NULL,
@@ -114,6 +115,10 @@ class Database:
                 if cols and col not in cols:
                     add = f"ALTER TABLE items ADD COLUMN {col} TEXT NOT NULL DEFAULT '[]'"
                     self._db.execute(add)
+            cols = self._columns("probe_results")  # who asked: the probe stage or an agent
+            if cols and "source" not in cols:
+                add = "ALTER TABLE probe_results ADD COLUMN source TEXT NOT NULL DEFAULT 'stage'"
+                self._db.execute(add)
             cols = self._columns("batches")
             if cols and "extra" not in cols:
                 self._db.execute("ALTER TABLE batches ADD COLUMN extra TEXT NOT NULL DEFAULT '[]'")

@@ -25,6 +25,7 @@ __all__ = [
     "Item",
     "PossiblyPaid",
     "ProbeRow",
+    "ProbeSource",
     "Response",
     "SessionReason",
     "SessionRow",
@@ -45,6 +46,13 @@ class VerdictStatus(StrEnum):
     PENDING = "pending"
     """Not judged yet: the judge API kept failing (`reason` says how). The item waits for the
     next pass or `research resume`; an outage is never a verdict."""
+
+
+class ProbeSource(StrEnum):
+    STAGE = "stage"
+    """The probe stage: every probeable item, read as the protocol says (the figures)."""
+    AGENT = "agent"
+    """An evaluator's `truesight` tool: a response it asked about, read alone."""
 
 
 class VerdictRole(StrEnum):
@@ -248,6 +256,9 @@ class ProbeRow:
     model: str
     result: dict[str, Any] | None
     error: str | None
+    source: str = "stage"
+    """`ProbeSource`: the probe stage's readout (with the prompt as context where the protocol
+    says) or one an evaluator asked for through its tool (the response alone)."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from orchestrator.records.rows import (
     FlagRow,
     Item,
     ProbeRow,
+    ProbeSource,
     SessionRow,
     StageRow,
     StageStatus,
@@ -292,21 +293,26 @@ class Records(CallLedger):
                 json.dumps(readout.result),
                 readout.error,
                 utc_stamp(),
+                readout.source,
             )
             cur = db.execute(
                 "INSERT OR REPLACE INTO probe_results(item_id, probe, model, params, text_sha256, "
-                "result, error, created) VALUES (?,?,?,?,?,?,?,?)",
+                "result, error, created, source) VALUES (?,?,?,?,?,?,?,?,?)",
                 row,
             )
             return int(cur.lastrowid)
 
-    def probe_results(self, probe: str | None = None) -> list[ProbeRow]:
-        sql = "SELECT id, item_id, probe, model, result, error FROM probe_results"
-        rows = (
-            self._all(sql + " WHERE probe=? ORDER BY id", probe)
-            if probe
-            else self._all(sql + " ORDER BY id")
-        )
+    def probe_results(
+        self, probe: str | None = None, source: ProbeSource | None = None
+    ) -> list[ProbeRow]:
+        """Readouts (of `probe`, from `source`: the probe stage or an agent's tool), oldest
+        first."""
+        sql = "SELECT id, item_id, probe, model, result, error, source FROM probe_results"
+        where = [("probe=?", probe), ("source=?", source)]
+        given = [(cond, value) for cond, value in where if value is not None]
+        if given:
+            sql += " WHERE " + " AND ".join(cond for cond, _ in given)
+        rows = self._all(sql + " ORDER BY id", *(value for _, value in given))
         return [_build(ProbeRow, r, result=json.loads(r["result"])) for r in rows]
 
     # flags and decisions ------------------------------------------------------------------

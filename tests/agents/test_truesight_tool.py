@@ -43,7 +43,7 @@ def run_loop(
             spec = CallSpec("evaluate", "batch-01", "evaluator-1")
             chat = Chat(client, spec, "claude-sonnet-4-6", {"max_tokens": 200}, "judge")
             opening = [{"role": "user", "content": "Judge R01."}]
-            return await tool_loop(chat, opening, [truesight_tool(tool)])
+            return await tool_loop(chat, opening, [truesight_tool(tool, tool.offered)])
 
     return asyncio.run(go())
 
@@ -89,6 +89,8 @@ def test_the_runs_trained_probes_through_the_tool(probe_worker: Worker, tmp_path
         readout["linear:performative"]["probe_result_id"]
     ]
     assert row.probe == "linear:performative" and row.result["probe"] == "tool-performative"
+    assert row.source == "agent"  # never mixed into the probe stage's per-cell figures
+    assert "linear" in offered_probes(server) and "trained linear probes" in described(server)
     fields = {"probe_result_id", "score", "probability", "above_threshold"}
     assert set(readout["linear:performative"]) == fields
     # without trained probes in the run, linear is not offered
@@ -96,3 +98,14 @@ def test_the_runs_trained_probes_through_the_tool(probe_worker: Worker, tmp_path
     with FakeAnthropic(scripted({"response_id": "R01", "probes": ["linear"]})) as server:
         final = run_loop(server, probe_worker, fresh).final.text
     assert final.startswith("ERROR ") and "this run offers" in final
+    # ... nor advertised: the tool offers exactly what it can serve
+    assert "linear" not in offered_probes(server) and "linear" not in described(server)
+
+
+def offered_probes(server: FakeAnthropic) -> list[str]:
+    [tool] = server.requests[0].body["tools"]
+    return tool["input_schema"]["properties"]["probes"]["items"]["enum"]
+
+
+def described(server: FakeAnthropic) -> str:
+    return server.requests[0].body["tools"][0]["description"]

@@ -380,3 +380,16 @@ def test_probe_association_auroc_by_hand(tmp_path: Path, protocol: Protocol) -> 
     assert auroc([3.0, 2.0], [1.0]) == (1.0, pytest.approx(2 / 3))
     assert auroc([1.0], []) == (None, None)
     json.dumps(result.model_dump(mode="json"), allow_nan=False)  # analysis.json stays valid JSON
+
+    # an evaluator's tool readout of the same response (read alone, without the prompt) is
+    # kept for its verdicts but never mixed into the figures: the same n, the same AUROC
+    for k, item in enumerate(rec.items()):
+        odd = {"mean_nll": 100.0 - k}
+        rec.add_probe_result(
+            ProbeReadout(item.id, "surprisal", "m", {}, f"t{k}", odd, None, "agent")
+        )
+    again = analyze_records(protocol, rec)
+    nll_again = {a.metric: a for a in again.probes.association}["surprisal.mean_nll"]
+    assert (nll_again.n, nll_again.auroc) == (6, 0.0)
+    stats = {c: v["surprisal.mean_nll"].n for c, v in again.probes.cells.items()}
+    assert sum(stats.values()) == 7
