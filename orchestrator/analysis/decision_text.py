@@ -139,14 +139,21 @@ def rule(tests: list[TestResult], alpha: float) -> str:
     return text + f"not supported if {no}it {r['other']}; otherwise inconclusive"
 
 
-def summary(tests: list[TestResult], decision: Decision) -> str:
+def summary(tests: list[TestResult], decision: Decision, alpha: float) -> str:
     """What decided the hypothesis: the estimates that made its decision, with their reasons."""
+    components = [c for t in tests for c in t.components]
+    if len(components) > 1 and all(c.decision == "supported" for c in components):
+        largest = max(c.p_adjusted or 0.0 for c in components)
+        return (
+            f"all {len(components)} intervals lie on their predicted side, adj. p < {alpha:g} "
+            f"(largest {_p(largest)})"
+        )
     lines = []
-    for t in tests:
+    for n, t in enumerate(tests, 1):
         if len(tests) > 1 and t.decision != decision:
             continue
         deciding = [c for c in t.components if c.decision == t.decision] or t.components
-        prefix = f"{t.statistic}: " if len(tests) > 1 else ""
+        prefix = f"({n}) " if len(tests) > 1 else ""
         for c in deciding:
             label = f"{c.label}: " if len(t.components) > 1 else ""
             lines.append(f"{prefix}{label}{c.reason}")

@@ -78,7 +78,7 @@ def decide_hypotheses(data: Inputs) -> Decisions:
                 text=h.text.strip(),
                 decision=decision,
                 rule=rule(tests, alpha) if tests else "not tested (no test named)",
-                reason=summary(tests, decision) if tests else "no test named",
+                reason=summary(tests, decision, alpha) if tests else "no test named",
                 alpha=alpha,
                 tests=tests,
             )

@@ -16,8 +16,9 @@ from statsmodels.stats.proportion import confint_proportions_2indep
 from orchestrator import runner
 from orchestrator.analysis import analyze_records
 from orchestrator.analysis.result import AnalysisResult, HypothesisDecision
+from orchestrator.cli.ui import console, show_panel
 from orchestrator.errors import ProtocolError
-from orchestrator.panel import panel
+from orchestrator.panel import Panel, panel
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.loader import load_protocol_text
 from orchestrator.protocol.stimuli import build_stimuli
@@ -221,7 +222,7 @@ def test_between_subjects_with_a_margin_and_a_model_term(tmp_path: Path) -> None
         """  - {id: H3, text: The effect differs by at least 10 points.,
      test: {between_subjects: on_detection, direction: differ, margin: 0.10}}
   - {id: term, text: The effect is smaller in b (log-odds).,
-     test: {model: by_model, term: "framing[deu]:subject[b]", direction: decrease}}
+     test: {model: by_model, term: "subject[T.b]:framing[T.deu]", direction: decrease}}
 """,
         UP + DOWN,
     )
@@ -242,7 +243,12 @@ def test_between_subjects_with_a_margin_and_a_model_term(tmp_path: Path) -> None
 
     coef = (logit(10, 50) - logit(30, 50)) - (logit(40, 50) - logit(20, 50))
     se = math.sqrt(sum(1 / k + 1 / (50 - k) for k in (40, 20, 10, 30)))
-    assert (t.scale, t.estimate) == ("log_odds", pytest.approx(coef))
+    # named as statsmodels names it, in either order: the report's name for it
+    assert (t.label, t.scale, t.estimate) == (
+        "framing[deu]:subject[b]",
+        "log_odds",
+        pytest.approx(coef),
+    )
     assert (t.lo, t.hi) == pytest.approx((coef - 1.959964 * se, coef + 1.959964 * se), abs=1e-5)
     assert t.p == pytest.approx(2 * norm.sf(abs(coef) / se))
     assert t.hi < 0 and decided["term"].decision == "supported"
@@ -267,7 +273,18 @@ def test_a_list_of_tests_must_all_hold(tmp_path: Path) -> None:
     assert decided["both"].decision == "supported"
     assert [t.decision for t in decided["half"].tests] == ["supported", "not_supported"]
     assert decided["half"].decision == "not_supported"
-    assert decided["half"].reason == "on_detection: interval lies below 0"
+    assert decided["half"].reason == "(2) interval lies below 0"  # the part that refutes it
+    assert decided["both"].reason.startswith("all 2 intervals lie on their predicted side")
+
+
+def test_the_final_checkpoint_prints_model_terms_as_they_are() -> None:
+    """A decision line holds brackets (intervals, `framing[deu]`) that rich must not read as
+    markup."""
+    usage = {"calls": 1, "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.0}
+    line = "supported — m: framing[deu]:subject[b] +1.90 [+0.33, +3.47] (interval lies above 0)"
+    with console.capture() as out:
+        show_panel(Panel("r", "report", [], [], usage, "", {"hypothesis H1": line}))
+    assert f"hypothesis H1: {line}" in " ".join(re.sub("[│╭╮╰╯─]", " ", out.get()).split())
 
 
 # --- the loader ----------------------------------------------------------------------------
@@ -316,8 +333,32 @@ def test_a_list_of_tests_must_all_hold(tmp_path: Path) -> None:
             "unknown field",
             "",
         ),
+        (
+            "      control: control\n      within:\n        planted: none\n",
+            "      control: control\n",
+            "hypotheses[1].test.difference",
+            "difference: [deu_effect_on_false_alarms, deu_effect_on_detection]",
+            "share some items but not all",
+            "hold the same factors in both contrasts' `within`",
+        ),
+        (
+            "outcome: detected, direction: increase}",
+            "outcome: detected, direction: equal}",
+            "hypotheses[0].test.direction",
+            "direction: equal}",
+            "a margin of 0 can never show",
+            "e.g. margin: 0.05",
+        ),
     ],
-    ids=["missing contrast", "missing term", "missing second contrast", "two kinds", "typo"],
+    ids=[
+        "missing contrast",
+        "missing term",
+        "missing second contrast",
+        "two kinds",
+        "typo",
+        "arms overlapping in part",
+        "equal without a margin",
+    ],
 )
 def test_a_test_naming_what_the_analysis_lacks_is_refused_at_its_line(
     tmp_path: Path, old: str, new: str, field: str, at: str, fragment: str, fix: str

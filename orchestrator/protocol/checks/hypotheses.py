@@ -149,15 +149,12 @@ class _Hypotheses(Checker):
             )
         m = models[t.model]
         names = [coefficient_name(pairs) for pairs in m.coefficients(self._levels(m))]
-        if t.term is None or term_key(t.term) not in {term_key(n) for n in names}:
-            problem = (
-                "name the coefficient tested" if t.term is None else f"unknown term {t.term!r}"
-            )
-            raise self.fail(
-                where + (("term",) if t.term is not None else ("model",)),
-                f"{problem}: model {m.name}'s coefficients are {', '.join(names)}; write e.g. "
-                f"term: {names[-1]!r}",
-            )
+        known = f"model {m.name}'s coefficients are {', '.join(names)}; write e.g. "
+        known += f"term: {names[-1]!r}"
+        if t.term is None:
+            raise self.fail(where + ("model",), f"name the coefficient tested: {known}")
+        if term_key(t.term) not in {term_key(n) for n in names}:
+            raise self.fail(where + ("term",), f"unknown term {t.term!r}: {known}")
         fitted = m.outcome or self.p.analysis.primary
         if t.outcome is not None and t.outcome != fitted:
             raise self.fail(
