@@ -53,8 +53,15 @@ def panel(run: RunDir, checkpoint: str, forecast: str) -> Panel:
         flags=flag_groups(run),
         usage=usage_totals(run),
         forecast=forecast,
-        numbers={k: v for k, v in s.numbers.items() if k.startswith("agreement")},
+        numbers={k: v for k, v in s.numbers.items() if _shown(k, checkpoint)},
         pending=pending_text(run.records) if checkpoint == "evaluate" else None,
+    )
+
+
+def _shown(number: str, checkpoint: str) -> bool:
+    """Agreement at every checkpoint; the hypotheses' decisions at the last one, to approve."""
+    return number.startswith("agreement") or (
+        checkpoint == "report" and number.startswith("hypothesis ")
     )
 
 

@@ -19,6 +19,7 @@ from markupsafe import Markup, escape
 
 from memory import write_atomic
 from orchestrator.analysis import AnalysisResult
+from orchestrator.analysis.decision_text import decision_word, interval_text, short
 from orchestrator.plots import drawn_figures, make_plots
 from orchestrator.protocol.schema import Protocol
 from orchestrator.report_context import report_context
@@ -100,6 +101,9 @@ _env.filters.update(
     tokens=_tokens,
     usd=_usd,
     yesno=_yesno,
+    short=short,
+    estimate=interval_text,
+    decision=decision_word,
 )
 
 

@@ -21,6 +21,7 @@ from orchestrator.rundir import RunDir, analysis_sha256
 from orchestrator.usage import possibly_paid_text, usage_totals
 
 SECTIONS = {
+    "hypotheses": "Hypotheses decided",
     "question": "Question",
     "design": "Design",
     "deviations": "Deviations and amendments",
@@ -44,6 +45,8 @@ SECTIONS = {
 """Anchor and heading of every section, in order (both documents, and the table of contents)."""
 
 NOT_AVAILABLE = {
+    "decisions": "the analysis decided no hypotheses (an analysis.json older than version 2: "
+    "`research report RUN` recomputes it)",
     "forecast": "no `artifacts/forecast.json` (the design checkpoint writes it)",
     "models": "the analysis has no regression models",
     "false_alarms": "the analysis has no false-alarm table",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from memory import DecisionEntry, Flag, StageProgress, Summary, write_summary
 from orchestrator.analysis import AnalysisResult, headline, load_agreement, load_analysis
+from orchestrator.analysis.decision_text import headline as decision_headline
 from orchestrator.pending import pending_text
 from orchestrator.records import AmendmentStatus, StageStatus
 from orchestrator.rundir import RunDir
@@ -31,8 +32,17 @@ def key_numbers(run: RunDir) -> dict[str, str]:
         numbers[f"agreement on {primary}"] = headline(agreement, primary)
     analysis = run.path("artifacts", "analysis.json")
     if analysis.exists():
-        numbers.update(_rate_numbers(load_analysis(analysis)))
+        result = load_analysis(analysis)
+        numbers.update(decision_numbers(result))
+        numbers.update(_rate_numbers(result))
     return numbers
+
+
+def decision_numbers(analysis: AnalysisResult) -> dict[str, str]:
+    """Each hypothesis' decision, keyed `hypothesis <id>` (the final checkpoint shows them)."""
+    if analysis.decisions is None:
+        return {}
+    return {f"hypothesis {h.id}": decision_headline(h) for h in analysis.decisions.hypotheses}
 
 
 def _amendment_numbers(run: RunDir) -> dict[str, str]:

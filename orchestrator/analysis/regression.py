@@ -13,12 +13,12 @@ import math
 import re
 import warnings
 from collections import defaultdict
-from itertools import combinations, product
+from itertools import product
 from typing import Any
 
 from orchestrator.analysis.rates import ALPHA, is_scored
 from orchestrator.analysis.result import Coefficient, ModelFit
-from orchestrator.protocol.schema import Protocol, RegressionModel
+from orchestrator.protocol.schema import Protocol, RegressionModel, coefficient_name
 from orchestrator.records import Item, Verdict
 
 Row = tuple[Item, bool]
@@ -79,7 +79,7 @@ def fit_logistic(
     except _FitFailed as e:
         out.error = str(e)
         return out
-    names = _term_names(spec.terms, columns, levels)
+    names = _term_names(spec, columns, levels)
     highest = len(spec.terms)
     top = [names[c.term][0] for c in fitted if c.term in names and names[c.term][1] == highest]
     for c in fitted:
@@ -213,15 +213,12 @@ def _coefficient(term: str, row: Any) -> Coefficient:
 
 
 def _term_names(
-    terms: list[str], columns: dict[str, str], levels: dict[str, list[str]]
+    spec: RegressionModel, columns: dict[str, str], levels: dict[str, list[str]]
 ) -> dict[str, tuple[str, int]]:
     """Coefficient names as statsmodels gives them (`framing[T.deu]:subject[T.b]`) → the
     report's (`framing[deu]:subject[b]`) and the number of terms they interact (0: intercept)."""
     names = {"Intercept": ("Intercept", 0)}
-    for r in range(1, len(terms) + 1):
-        for subset in combinations(terms, r):
-            for lvs in product(*(levels[t][1:] for t in subset)):
-                pairs = list(zip(subset, lvs, strict=True))
-                raw = ":".join(f"{columns[t]}[T.{lv}]" for t, lv in pairs)
-                names[raw] = (":".join(f"{t}[{lv}]" for t, lv in pairs), r)
+    for pairs in spec.coefficients(levels):
+        raw = ":".join(f"{columns[t]}[T.{lv}]" for t, lv in pairs)
+        names[raw] = (coefficient_name(pairs), len(pairs))
     return names

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from memory import write_atomic
 
-SCHEMA_VERSION = 1
-"""Bumped whenever a field changes meaning or goes away (adding an optional one does not)."""
+SCHEMA_VERSION = 2
+"""Bumped whenever the layout changes: 2 added `decisions` (older files read with it None)."""
 
 
 class _Result(BaseModel):
@@ -192,6 +192,82 @@ class ProbeSummary(_Result):
     )
 
 
+Decision = Literal["supported", "not_supported", "inconclusive"]
+"""What the pre-registered rule makes of a test: the interval lies on the predicted side of the
+boundary (and the adjusted p is below alpha), on the other side, or neither."""
+
+
+class ArmTerm(_Result):
+    """One arm's rate in a sum of arm rates (a contrast is +treatment −control)."""
+
+    coef: int = Field(description="Its coefficient in the sum: +1, −1 (+2 if it counts twice).")
+    subject: str = Field(description="Subject id.")
+    levels: dict[str, str] = Field(description="The levels that select the arm's items.")
+    k: int = Field(description="Items judged positive.")
+    n: int = Field(description="Scored items.")
+
+
+class TestComponent(_Result):
+    """One estimate a test is decided on: a subject's effect, one subject's effect minus
+    another's, or a model's coefficient."""
+
+    label: str = Field(description="Whose estimate: a subject, `a − b`, or the model term.")
+    scale: Literal["points", "log_odds"] = Field(
+        description="points: a difference of rates (shares; 0.10 is 10 points); log_odds: a "
+        "regression coefficient."
+    )
+    estimate: float | None = Field(description="Δ; None when an arm has no scored items.")
+    lo: float | None = Field(description="Lower end of its 1 − alpha interval.")
+    hi: float | None = Field(description="Upper end of its 1 − alpha interval.")
+    p: float | None = Field(description="p of the test at the boundary (see the test's method).")
+    p_adjusted: float | None = Field(description="p corrected over every hypothesis test.")
+    decision: Decision = Field(description="What the rule makes of this estimate.")
+    reason: str = Field(description="Why, in words: where the interval lies, and the p.")
+    arms: list[ArmTerm] = Field(description="The arm rates summed (empty for a model term).")
+
+
+class TestResult(_Result):
+    """One pre-registered test of a hypothesis (protocol `HypothesisTest`), decided."""
+
+    kind: Literal["contrast", "difference", "between_subjects", "model"] = Field(
+        description="Which statistic the test names."
+    )
+    statistic: str = Field(description="The statistic, e.g. `a − b` for a difference.")
+    outcome: str = Field(description="The outcome it is computed on.")
+    direction: str = Field(description="The predicted direction (protocol `direction`).")
+    margin: float = Field(description="The margin, as a share of items (0: none).")
+    combine: Literal["all", "any"] | None = Field(
+        description="Per-subject tests: every subject must show it, or one; None for one estimate."
+    )
+    prediction: str = Field(description="What is predicted of the estimate, in symbols.")
+    method: str = Field(description="How the interval and p were computed.")
+    components: list[TestComponent] = Field(description="One per subject (or one).")
+    decision: Decision = Field(description="The components combined (see `combine`).")
+
+
+class HypothesisDecision(_Result):
+    """A hypothesis and what its pre-registered test decided."""
+
+    id: str = Field(description="The hypothesis' id.")
+    text: str = Field(description="The prediction as the protocol states it.")
+    decision: Decision | Literal["not_tested"] = Field(
+        description="supported, not_supported or inconclusive; not_tested without a test."
+    )
+    rule: str = Field(description="The decision rule, in words, as fixed before the data.")
+    reason: str = Field(description="What decided it: which estimates, where their intervals lie.")
+    alpha: float = Field(description="The level the adjusted p is compared with.")
+    tests: list[TestResult] = Field(description="Its test's parts (empty when not tested).")
+
+
+class Decisions(_Result):
+    """The hypotheses decided, with the correction over their tests."""
+
+    correction: Correction = Field(
+        description="How the p of every estimate of every tested hypothesis was corrected."
+    )
+    hypotheses: list[HypothesisDecision] = Field(description="In the protocol's order.")
+
+
 class Totals(_Result):
     """Item counts over the whole run."""
 
@@ -204,7 +280,7 @@ class AnalysisResult(_Result):
     """Everything the analyze stage computes from the records: artifacts/analysis.json."""
 
     schema_version: int = Field(
-        default=SCHEMA_VERSION, description="Version of this layout (files before it: 1)."
+        default=1, description="Version of this layout; a file without one is version 1."
     )
     probes: ProbeSummary | None = Field(default=None, description="Probe readouts.")
     primary: str = Field(description="The primary outcome.")
@@ -218,6 +294,9 @@ class AnalysisResult(_Result):
     )
     missing: list[Missing] | None = Field(default=None, description="Unscored items per cell.")
     totals: Totals = Field(description="Item counts.")
+    decisions: Decisions | None = Field(
+        default=None, description="The hypotheses decided (None in files before version 2)."
+    )
 
     def cell(self, key: str) -> Cell | None:
         """The cell with this key, if the analysis has it."""

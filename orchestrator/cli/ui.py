@@ -6,6 +6,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel as RichPanel
 from rich.progress import (
     BarColumn,
@@ -93,7 +94,8 @@ def show_panel(p: Panel) -> None:
         done.add_row(stage, status, counts)
     parts: list = [done]
     for name, value in p.numbers.items():
-        parts.append(f"{name}: {value}")
+        # numbers hold brackets of their own: intervals, model terms like framing[deu]
+        parts.append(escape(f"{name}: {value}"))
     if p.flags:
         flags = Table(
             title="open flags", title_justify="left", header_style="bold", show_lines=True

@@ -6,6 +6,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from orchestrator.analysis import AnalysisResult, analyze_records, save_analysis
+from orchestrator.analysis.decision_text import headline
 from orchestrator.analysis.result import ContrastResult, ModelFit
 from orchestrator.context import RunContext
 from orchestrator.nodes.qualitative import write_qualitative
@@ -38,9 +39,11 @@ def analyze(state: RunState, runtime: Runtime[RunContext]) -> RunState:
 
 
 def summary_lines(result: AnalysisResult) -> list[str]:
-    """The primary outcome per cell, its contrasts and the models' interactions, one a line."""
+    """The hypotheses' decisions, the primary outcome per cell, its contrasts and the models'
+    interactions, one a line."""
     primary = result.primary
-    lines = []
+    hypotheses = result.decisions.hypotheses if result.decisions else []
+    lines = [f"- {h.id}: {headline(h)}" for h in hypotheses]
     for c in result.cells:
         o = c.outcomes[primary]
         rate = "n/a" if o.rate is None else f"{o.rate:.2f} [{o.lo:.2f}, {o.hi:.2f}]"

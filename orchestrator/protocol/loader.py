@@ -20,6 +20,7 @@ from orchestrator.errors import ProtocolError
 from orchestrator.protocol.blinding import check_blinding
 from orchestrator.protocol.checks.analysis import check_analysis
 from orchestrator.protocol.checks.calls import check_calls
+from orchestrator.protocol.checks.hypotheses import check_hypotheses
 from orchestrator.protocol.checks.probes import check_probes
 from orchestrator.protocol.checks.references import check_references
 from orchestrator.protocol.checks.templates import check_templates
@@ -84,6 +85,7 @@ def load_protocol_text(text: str, path: Path, *, sha256: str | None = None) -> L
     # cross-references between sections, each rule in turn; the first broken one raises
     check_references(protocol, path, lines)
     check_analysis(protocol, path, lines)
+    check_hypotheses(protocol, path, lines)  # each test names what the analysis computes
     check_calls(protocol, path, lines)
     check_templates(protocol, path, lines)  # the subject's view, every task in every cell
     check_blinding(protocol, path, lines)  # the evaluators' view

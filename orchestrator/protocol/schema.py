@@ -4,11 +4,13 @@ Every model forbids unknown fields, so a typo is an error with its line, not a s
 Cross-references (factor levels named in templates, contrasts, plants) are checked by
 `checks/` after loading, which knows where each field sits in the file. The parts live beside
 this module: `base` (strict models, ids, model references), `materials` (tasks, plants,
-templates) and `judging` (the evaluation and its verdict fields); this module puts them together.
+templates), `judging` (the evaluation and its verdict fields) and `hypotheses` (the predictions
+and their pre-registered tests); this module puts them together.
 """
 
 from __future__ import annotations
 
+from itertools import combinations, product
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -26,6 +28,7 @@ from orchestrator.protocol.base import (
     Strict,
     Subject,
 )
+from orchestrator.protocol.hypotheses import Hypothesis, HypothesisTest
 from orchestrator.protocol.judging import ComprehensionQuestion, Evaluation, VerdictField
 from orchestrator.protocol.materials import (
     Generate,
@@ -51,6 +54,8 @@ __all__ = [  # the parts of the schema live beside this module (base, materials,
     "Factor",
     "GenerationParams",
     "Generate",
+    "Hypothesis",
+    "HypothesisTest",
     "Materials",
     "ModelRef",
     "Plant",
@@ -69,11 +74,6 @@ __all__ = [  # the parts of the schema live beside this module (base, materials,
     "Turn",
     "VerdictField",
 ]
-
-
-class Hypothesis(Strict):
-    id: str = Field(pattern=SLUG, description="Short label, e.g. H1.")
-    text: str = Field(min_length=1, description="The prediction, stated so that it can fail.")
 
 
 class Factor(Strict):
@@ -105,6 +105,11 @@ class Contrast(Strict):
         default_factory=dict, description="Other factors held at a level, e.g. planted: planted."
     )
 
+    def arm(self, level: str) -> dict[str, str]:
+        """The levels that select one arm's items (of each subject): `factor` at `level`, and
+        the factors held in `within`."""
+        return {self.factor: level, **self.within}
+
 
 class RegressionModel(Strict):
     """A logistic regression of one outcome on crossed factors, with clustered standard errors."""
@@ -125,6 +130,21 @@ class RegressionModel(Strict):
         description="Cluster standard errors by the task an item was built from (items of one "
         "task are not independent), or not at all.",
     )
+
+    def coefficients(self, levels: dict[str, list[str]]) -> list[list[tuple[str, str]]]:
+        """Each coefficient but the intercept as its (term, level) pairs, in the fit's order:
+        main effects, then two-way interactions, ...; a term's reference level has none."""
+        out = []
+        for r in range(1, len(self.terms) + 1):
+            for subset in combinations(self.terms, r):
+                for lvs in product(*(levels[t][1:] for t in subset)):
+                    out.append(list(zip(subset, lvs, strict=True)))
+        return out
+
+
+def coefficient_name(pairs: list[tuple[str, str]]) -> str:
+    """How the report names a coefficient: `framing[deu]:subject[claude-haiku]`."""
+    return ":".join(f"{term}[{level}]" for term, level in pairs)
 
 
 class AssumedRate(Strict):

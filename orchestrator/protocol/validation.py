@@ -38,9 +38,12 @@ def from_validation(e: ValidationError, path: Path, lines: dict[Path_, int]) -> 
 
 
 def _without_form_tag(loc: Path_) -> Path_:
-    """`materials.templates` is one of two forms; pydantic names the form in the location."""
+    """`materials.templates` and a hypothesis' `test` are each one of two forms; pydantic names
+    the form in the location."""
     if loc[:2] == ("materials", "templates") and len(loc) > 2 and loc[2] in ("keys", "turns"):
         return loc[:2] + loc[3:]
+    if loc[:1] == ("hypotheses",) and loc[2:3] == ("test",) and loc[3:4] in (("one",), ("all",)):
+        return loc[:3] + loc[4:]
     return loc
 
 

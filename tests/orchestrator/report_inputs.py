@@ -167,3 +167,55 @@ def analysis_extras(analysis: dict) -> None:
             "mean_neg": -2.25,
         },
     ]
+    analysis["decisions"] = decisions()
+
+
+def decisions() -> dict:
+    """A model-term hypothesis at its own alpha, decided, and one without a test."""
+    component = {
+        "label": "framing[deu]:subject[claude-haiku]",
+        "scale": "log_odds",
+        "estimate": 1.9,
+        "lo": 0.33,
+        "hi": 3.47,
+        "p": 0.004,
+        "p_adjusted": 0.004,
+        "decision": "supported",
+        "reason": "interval lies above 0, adj. p 0.004",
+        "arms": [],
+    }
+    test = {
+        "kind": "model",
+        "statistic": "framing_by_model: framing[deu]:subject[claude-haiku]",
+        "outcome": "detected",
+        "direction": "increase",
+        "margin": 0.0,
+        "combine": None,
+        "prediction": "Δ > 0",
+        "method": "Wald interval and p of the fitted coefficient (log-odds)",
+        "components": [component],
+        "decision": "supported",
+    }
+    return {
+        "correction": {"method": "holm", "alpha": 0.05, "family": "every estimate", "tests": 1},
+        "hypotheses": [
+            {
+                "id": "H1",
+                "text": "DEU helps haiku more | on the odds scale.",
+                "decision": "supported",
+                "rule": "supported if the 99% interval lies above 0 and adj. p < 0.01",
+                "reason": "interval lies above 0, adj. p 0.004",
+                "alpha": 0.01,
+                "tests": [test],
+            },
+            {
+                "id": "H2",
+                "text": "Something nobody tests.",
+                "decision": "not_tested",
+                "rule": "not tested (no test named)",
+                "reason": "no test named",
+                "alpha": 0.05,
+                "tests": [],
+            },
+        ],
+    }

@@ -30,6 +30,7 @@ from tests.orchestrator.report_inputs import analysis_extras, forecast, qualitat
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SECTIONS = [
+    "Hypotheses decided",
     "Question",
     "Design",
     "Deviations and amendments",
@@ -192,6 +193,17 @@ def test_every_input_is_rendered(pilot: Path, tmp_path: Path) -> None:
     assert "| evaluator-1 | evaluator-2 | 12 | 90.0% | 0.71 |" in md
     assert "| 1 | approved |" in md and "add the false-alarm model" in md
     assert "```diff\n-old\n+new\n```" in md
+    # the hypotheses decided open the report: a model term in log-odds at its own alpha
+    first = md.split("\n## ", 2)[1]
+    assert first.startswith("Hypotheses decided\n")
+    assert "| H | prediction | test | estimate [1 − α CI] |" in first
+    assert (
+        "| **H1** | DEU helps haiku more \\| on the odds scale. | `framing_by_model: "
+        "framing[deu]:subject[claude-haiku]` on detected: Δ > 0 | "
+        "framing[deu]:subject[claude-haiku] +1.90 [+0.33, +3.47] | 0.004 | **supported**: "
+    ) in first
+    assert "| **H2** | Something nobody tests. | — | — | — | **not tested** | not tested" in first
+    assert '<span class="tag supported">supported</span>' in html
     assert self_contained(html) == []
 
 
@@ -201,7 +213,7 @@ def test_absent_inputs_say_not_available(pilot: Path, tmp_path: Path) -> None:
     def change(run: RunDir, analysis: dict) -> None:
         for name in ("agreement.json", "forecast.json", "qualitative.json"):
             run.path("artifacts", name).unlink(missing_ok=True)
-        for key in ("correction", "models", "false_alarms", "missing", "probes"):
+        for key in ("correction", "models", "false_alarms", "missing", "probes", "decisions"):
             analysis.pop(key, None)
         for c in analysis["contrasts"]:
             c.pop("p_adjusted", None)
@@ -210,6 +222,7 @@ def test_absent_inputs_say_not_available(pilot: Path, tmp_path: Path) -> None:
     md, html = rerender(run_dir, change)
     assert headings(md) == SECTIONS
     absent = [
+        "Hypotheses decided",
         "Forecast vs. actual",
         "Regression models",
         "False alarms",
