@@ -1,17 +1,19 @@
 """`analyze_records`: the whole pre-registered analysis of a run's records → `AnalysisResult`.
 
 Intervals, the corrections and the regressions come from statsmodels; the exact tests from
-scipy. Each part lives in its own module (rates, contrasts, regression, missing, probes).
+scipy. Each part lives in its own module (rates, contrasts, regression, missing, probes,
+calibration).
 """
 
 from __future__ import annotations
 
+from orchestrator.analysis.calibration import calibrate
 from orchestrator.analysis.contrasts import contrast, correct
 from orchestrator.analysis.missing import false_alarms, missing
 from orchestrator.analysis.probes import associate, summarise_probes
 from orchestrator.analysis.rates import cell_rates, group_by_cell, is_scored, primary_verdicts
 from orchestrator.analysis.regression import logistic
-from orchestrator.analysis.result import AnalysisResult, Totals
+from orchestrator.analysis.result import SCHEMA_VERSION, AnalysisResult, Totals
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Records
 
@@ -32,15 +34,18 @@ def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
     probes = summarise_probes(records, items)
     probes.association = associate(records, items, verdicts, primary)
     scored = sum(1 for i in items if is_scored(verdicts.get(i.id)))
+    cells = cell_rates(protocol, by_cell, verdicts, records.screen())
     return AnalysisResult(
+        schema_version=SCHEMA_VERSION,
         probes=probes,
         primary=primary,
         outcomes=protocol.outcomes,
-        cells=cell_rates(protocol, by_cell, verdicts, records.screen()),
+        cells=cells,
         contrasts=contrasts,
         correction=correction,
         models=[logistic(protocol, m, items, verdicts) for m in protocol.analysis.models],
         false_alarms=false_alarms(primary, by_cell, verdicts),
         missing=missing(protocol.outcomes, by_cell, verdicts),
         totals=Totals(items=len(items), scored=scored, unscored=len(items) - scored),
+        calibration=calibrate(protocol, items, verdicts, records.labels(), cells),
     )
