@@ -136,7 +136,7 @@ def limitations(
             "rates; the missing-data bounds show how far they could move them, and "
             "`artifacts/verdicts.jsonl` gives each reason."
         )
-    out += _agreement_limits(agreement, a.primary)
+    out += _agreement_limits(agreement, a.primary) + _human_limits(a)
     if a.probes and a.probes.metrics:
         readers = ", ".join(f"`{x}`" for x in a.probes.models)
         out.append(
@@ -150,16 +150,56 @@ def limitations(
     return out
 
 
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
 def _agreement_limits(agreement: Agreement | None, primary: str) -> list[str]:
+    """How far the judges agree with each other on the primary outcome: always said."""
     if agreement is None:
         return ["Agreement between evaluators was not measured for this run."]
     f = agreement.fields.get(primary)
-    n = f.overlap_n if f is not None else agreement.overlap_items
-    if f is None or f.kappa is None:
+    if f is None or not f.overlap_n:
         return [
-            f"Agreement between evaluators rests on {n} overlap item(s); Cohen's κ "
-            "is undefined there, so only raw agreement is reported."
+            "No item was judged by two evaluators, so agreement between them on "
+            f"`{primary}` is unknown."
         ]
-    if n < 30:
-        return [f"Agreement between evaluators rests on only {n} overlap items."]
-    return []
+    kappa = "undefined: one category only" if f.kappa is None else f"{f.kappa:.2f}"
+    text = (
+        f"Evaluators agreed with each other on `{primary}` in {_pct(f.agree)} of "
+        f"{f.overlap_n} item(s) judged twice (Cohen's κ {kappa})"
+    )
+    few = f.overlap_n < 30
+    return [text + ("; too few items for a firm figure." if few else ".")]
+
+
+def _human_limits(a: AnalysisResult) -> list[str]:
+    """The judges' error against a researcher's labels, where it is known."""
+    cal = a.calibration
+    if cal is None:
+        return [
+            "The judges were not checked against human labels (`research label`): their "
+            "error is unmeasured, and every rate is the judges' own, uncorrected."
+        ]
+    out = []
+    for name in a.outcomes:
+        f = cal.fields.get(name)
+        if f is None or not f.n:
+            continue
+        se, sp = f.sensitivity, f.specificity
+        if se is None or sp is None or se.value is None or sp.value is None:
+            which = "true" if se is None or se.value is None else "false"
+            out.append(
+                f"`{name}` has {f.n} human label(s) but none {which}, so the judges' error on "
+                "it is only partly known and its rates are not corrected."
+            )
+            continue
+        out.append(
+            f"Against {f.n} human label(s) of `{name}`, the judges' sensitivity was "
+            f"{_pct(se.value)} [{_pct(se.lo)}, {_pct(se.hi)}] and specificity {_pct(sp.value)} "
+            f"[{_pct(sp.lo)}, {_pct(sp.hi)}]; the corrected rates (Judges against a human) "
+            "carry that error, the raw ones do not."
+        )
+    return out or [
+        f"{cal.items} item(s) have human labels, but none of an outcome: no rate is corrected."
+    ]

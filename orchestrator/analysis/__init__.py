@@ -4,12 +4,15 @@
 artifacts/analysis.json with `save_analysis` and read back with `load_analysis`; the evaluators'
 agreement is an `Agreement` (agreement.py → artifacts/agreement.json). Modules by concern:
 rates (per-cell Wilson rates, which verdict counts), contrasts (Newcombe, Fisher, corrections),
-regression (logistic models), missing (false alarms, bounds), probes (readouts, AUROC).
+regression (logistic models), missing (false alarms, bounds), probes (readouts, AUROC),
+calibration and misclassification (the judges against human labels; Rogan–Gladen rates).
 """
 
 from orchestrator.analysis.agreement import compute_agreement, headline
+from orchestrator.analysis.calibration import calibrate
 from orchestrator.analysis.compute import analyze_records
 from orchestrator.analysis.contrasts import adjust, arm_items
+from orchestrator.analysis.misclassification import rogan_gladen, wilson
 from orchestrator.analysis.missing import bounds
 from orchestrator.analysis.probes import auroc, probe_metrics
 from orchestrator.analysis.rates import group_by_cell, primary_verdicts, rate
@@ -32,6 +35,7 @@ __all__ = [
     "arm_items",
     "auroc",
     "bounds",
+    "calibrate",
     "compute_agreement",
     "group_by_cell",
     "headline",
@@ -40,6 +44,8 @@ __all__ = [
     "primary_verdicts",
     "probe_metrics",
     "rate",
+    "rogan_gladen",
     "save_agreement",
     "save_analysis",
+    "wilson",
 ]

@@ -2,11 +2,12 @@
 
 Intervals, the corrections and the regressions come from statsmodels; the exact tests from
 scipy. Each part lives in its own module (rates, contrasts, regression, missing, probes,
-decisions).
+decisions, calibration).
 """
 
 from __future__ import annotations
 
+from orchestrator.analysis.calibration import calibrate
 from orchestrator.analysis.contrasts import contrast, correct
 from orchestrator.analysis.decisions import Inputs, decide_hypotheses
 from orchestrator.analysis.missing import false_alarms, missing
@@ -36,12 +37,13 @@ def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
     scored = sum(1 for i in items if is_scored(verdicts.get(i.id)))
     models = [logistic(protocol, m, items, verdicts) for m in protocol.analysis.models]
     decisions = decide_hypotheses(Inputs(protocol, items, verdicts, contrasts, models))
+    cells = cell_rates(protocol, by_cell, verdicts, records.screen())
     return AnalysisResult(
         schema_version=SCHEMA_VERSION,
         probes=probes,
         primary=primary,
         outcomes=protocol.outcomes,
-        cells=cell_rates(protocol, by_cell, verdicts, records.screen()),
+        cells=cells,
         contrasts=contrasts,
         correction=correction,
         models=models,
@@ -49,4 +51,5 @@ def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
         missing=missing(protocol.outcomes, by_cell, verdicts),
         totals=Totals(items=len(items), scored=scored, unscored=len(items) - scored),
         decisions=decisions,
+        calibration=calibrate(protocol, items, verdicts, records.labels(), cells),
     )

@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from memory import write_atomic
 
 SCHEMA_VERSION = 2
-"""Bumped whenever the layout changes: 2 added `decisions` (older files read with it None)."""
+"""Bumped whenever a field changes meaning or goes away, or a part of the analysis is added (2:
+the hypotheses decided, `decisions`, and the judges against human labels, `calibration`; older
+files read with both None). A file without one is version 1."""
 
 
 class _Result(BaseModel):
@@ -276,11 +278,83 @@ class Totals(_Result):
     unscored: int = Field(description="Items without one.")
 
 
+class Estimate(_Result):
+    """A share among human-labelled items, weighted back to the run's mix of strata (cell × the
+    judges' primary verdict), with a Wilson 95% interval at the Kish effective sample size (the
+    plain Wilson interval when the weights are equal)."""
+
+    value: float | None = Field(description="The weighted share; None without items.")
+    lo: float | None = Field(description="Lower end of the 95% interval.")
+    hi: float | None = Field(description="Upper end of the 95% interval.")
+    n: int = Field(description="Labelled items in the denominator.")
+    n_eff: float | None = Field(description="Their Kish effective sample size, (Σw)² / Σw².")
+
+
+class Confusion(_Result):
+    """Judges against the human on one bool field: labelled items, unweighted."""
+
+    tp: int = Field(description="Both true.")
+    fp: int = Field(description="The judges true, the human false.")
+    fn: int = Field(description="The judges false, the human true.")
+    tn: int = Field(description="Both false.")
+
+
+class FieldCalibration(_Result):
+    """How the judges' verdicts on one field agree with a researcher's labels of the same items."""
+
+    type: str = Field(description="The verdict field's type.")
+    n: int = Field(description="Items with both a human label and a scored judges' verdict.")
+    agree: float | None = Field(description="Weighted share of those items judged alike.")
+    kappa: float | None = Field(
+        description="Cohen's kappa, judges against the human, over the weighted table "
+        "(unweighted across categories); None with a single category."
+    )
+    sensitivity: Estimate | None = Field(
+        description="bool fields: share judged true among items the human labelled true."
+    )
+    specificity: Estimate | None = Field(
+        description="bool fields: share judged false among items the human labelled false."
+    )
+    confusion: Confusion | None = Field(description="bool fields: the unweighted 2 × 2 table.")
+
+
+class CorrectedRate(_CellKey):
+    """An outcome's rate in one cell, corrected for the judges' error (Rogan–Gladen)."""
+
+    outcome: str = Field(description="The outcome (a bool verdict field).")
+    n: int = Field(description="Scored items in the cell.")
+    raw: float | None = Field(description="The judges' rate, k / n.")
+    corrected: float | None = Field(
+        description="(raw + Sp − 1) / (Se + Sp − 1), clipped to [0, 1]; None when not estimable."
+    )
+    lo: float | None = Field(description="Lower end of the delta-method 95% interval.")
+    hi: float | None = Field(description="Upper end of the delta-method 95% interval.")
+    clipped: bool = Field(description="Whether the unclipped estimate fell outside [0, 1].")
+    error: str | None = Field(description="Why there is no corrected rate, in words.")
+
+
+class Calibration(_Result):
+    """The judges against a researcher's labels (`research label`), per field, and the
+    outcomes' rates corrected for the judges' error where a field has labels."""
+
+    items: int = Field(description="Items with at least one human label (skips aside).")
+    labels: int = Field(description="Field values labelled (skips aside).")
+    by: list[str] = Field(description="Who labelled.")
+    strata: int = Field(description="Strata (cell × the judges' primary verdict) in the run.")
+    strata_labelled: int = Field(description="Of them, strata with a labelled item.")
+    fields: dict[str, FieldCalibration] = Field(description="By verdict field, schema order.")
+    corrected: list[CorrectedRate] = Field(
+        description="Per outcome with labels, per cell in design order."
+    )
+
+
 class AnalysisResult(_Result):
     """Everything the analyze stage computes from the records: artifacts/analysis.json."""
 
     schema_version: int = Field(
-        default=1, description="Version of this layout; a file without one is version 1."
+        default=1,
+        description="Version of this layout (`SCHEMA_VERSION` when written; a file written "
+        "before it existed reads as 1).",
     )
     probes: ProbeSummary | None = Field(default=None, description="Probe readouts.")
     primary: str = Field(description="The primary outcome.")
@@ -296,6 +370,9 @@ class AnalysisResult(_Result):
     totals: Totals = Field(description="Item counts.")
     decisions: Decisions | None = Field(
         default=None, description="The hypotheses decided (None in files before version 2)."
+    )
+    calibration: Calibration | None = Field(
+        default=None, description="The judges against human labels; None without labels."
     )
 
     def cell(self, key: str) -> Cell | None:

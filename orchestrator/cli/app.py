@@ -3,6 +3,7 @@
 research validate protocols/deu.yaml
 research run protocols/deu.yaml --pilot --offline
 research status
+research label RUN
 """
 
 from __future__ import annotations
@@ -12,7 +13,17 @@ import sys
 import typer
 from rich.console import Console
 
-from orchestrator.cli import amend, compare, probes, report, run, status, validate, worker
+from orchestrator.cli import (
+    amend,
+    compare,
+    label,
+    probes,
+    report,
+    run,
+    status,
+    validate,
+    worker,
+)
 from orchestrator.errors import ProtocolError, UserError
 
 app = typer.Typer(
@@ -28,6 +39,7 @@ app.command("resume")(run.resume_cmd)
 app.command("approve")(run.approve_cmd)
 app.command("status")(status.status_cmd)
 app.command("report")(report.report_cmd)
+app.command("label")(label.label_cmd)
 app.command("amend")(amend.amend_cmd)
 app.command("compare")(compare.compare_cmd)
 app.command("validate")(validate.validate_cmd)

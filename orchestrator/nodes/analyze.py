@@ -56,7 +56,24 @@ def summary_lines(result: AnalysisResult) -> list[str]:
         line = _model_line(m)
         if line is not None:
             lines.append(line)
+    if (line := _human_line(result)) is not None:
+        lines.append(line)
     return lines
+
+
+def _human_line(result: AnalysisResult) -> str | None:
+    """The judges against human labels on the primary outcome, when there are labels."""
+    f = result.calibration.fields.get(result.primary) if result.calibration else None
+    if f is None or not f.n or f.sensitivity is None or f.specificity is None:
+        return None
+    se, sp = f.sensitivity.value, f.specificity.value
+    num = "n/a" if se is None else f"{se:.2f}"
+    spec = "n/a" if sp is None else f"{sp:.2f}"
+    kappa = "n/a" if f.kappa is None else f"{f.kappa:.2f}"
+    return (
+        f"- judges vs human labels on {result.primary}: sensitivity {num}, specificity {spec}, "
+        f"κ {kappa} (n={f.n}); corrected rates in analysis.json `calibration`"
+    )
 
 
 def _contrast_line(c: ContrastResult, method: str | None) -> str:

@@ -68,6 +68,9 @@ CREATE TABLE IF NOT EXISTS amendments(
   decided_at TEXT, decision_note TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS stages(
   stage TEXT PRIMARY KEY, status TEXT NOT NULL, counts TEXT NOT NULL, updated TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS labels(
+  item_id TEXT NOT NULL, field TEXT NOT NULL, value TEXT, skipped INTEGER NOT NULL DEFAULT 0,
+  by TEXT NOT NULL, source TEXT NOT NULL, created TEXT NOT NULL, PRIMARY KEY(item_id, field));
 """
 
 _VERDICTS_V1 = (
@@ -100,7 +103,7 @@ class Database:
 
     def _migrate(self) -> None:
         """Bring a records file from an earlier version up to SCHEMA (idempotent). Tables added
-        since (`started`) need nothing here: SCHEMA creates them if they do not exist."""
+        since (`started`, `labels`) need nothing here: SCHEMA creates them if they do not exist."""
         with self._lock:
             cols = self._columns("verdicts")
             if cols and "copy" not in cols:

@@ -23,6 +23,7 @@ __all__ = [
     "DecisionRow",
     "FlagRow",
     "Item",
+    "Label",
     "PossiblyPaid",
     "ProbeRow",
     "ProbeSource",
@@ -196,6 +197,24 @@ class Verdict:
         # a mistyped status or role fails here, not later as a silently uncounted verdict
         object.__setattr__(self, "status", VerdictStatus(self.status))
         object.__setattr__(self, "role", VerdictRole(self.role))
+
+
+@dataclass(frozen=True)
+class Label:
+    """A researcher's verdict on one field of one item (`research label`), or that they skipped
+    it. One per (item, field): a later label replaces an earlier one."""
+
+    item_id: str
+    field: str
+    value: Any
+    """Typed as the protocol's verdict field (bool, enum value, ordinal level, number, text);
+    None when skipped."""
+    by: str
+    """Who labelled it."""
+    source: str
+    """`terminal`, or `file:<name>` for labels read with `research label --from`."""
+    skipped: bool = False
+    created: str = ""
 
 
 @dataclass(frozen=True)

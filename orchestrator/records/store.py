@@ -1,5 +1,5 @@
 """The run's records store: items, screening, batches, verdicts, agent sessions, probe results,
-flags, decisions, amendments and stage progress, over the call ledger.
+flags, decisions, amendments and stage progress, over the call ledger and the human labels.
 
 The graph state holds ids and counts; everything else a run produces lives here.
 """
@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from agents.truesight import ProbeReadout
 from memory import utc_stamp
+from orchestrator.records.labels import LabelStore
 from orchestrator.records.ledger import CallLedger
 from orchestrator.records.rows import (
     AmendmentRow,
@@ -93,8 +94,9 @@ def _amendment(r: sqlite3.Row) -> AmendmentRow:
     return _build(AmendmentRow, r, status=AmendmentStatus(r["status"]))
 
 
-class Records(CallLedger):
-    """The run's records store; also the call ledger the LLM client writes through."""
+class Records(CallLedger, LabelStore):
+    """The run's records store; also the call ledger the LLM client writes through, and where
+    `research label` keeps a researcher's labels."""
 
     # items --------------------------------------------------------------------------------
     def add_items(self, items: list[Item]) -> None:
