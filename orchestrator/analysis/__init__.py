@@ -12,7 +12,7 @@ from orchestrator.analysis.compute import analyze_records
 from orchestrator.analysis.contrasts import adjust, arm_items
 from orchestrator.analysis.missing import bounds
 from orchestrator.analysis.probes import auroc, probe_metrics
-from orchestrator.analysis.rates import group_by_cell, primary_verdicts, rate
+from orchestrator.analysis.rates import group_by_cell, in_design_order, primary_verdicts, rate
 from orchestrator.analysis.result import (
     SCHEMA_VERSION,
     Agreement,
@@ -34,6 +34,7 @@ __all__ = [
     "bounds",
     "compute_agreement",
     "group_by_cell",
+    "in_design_order",
     "headline",
     "load_agreement",
     "load_analysis",

@@ -6,24 +6,32 @@ scipy. Each part lives in its own module (rates, contrasts, regression, missing,
 
 from __future__ import annotations
 
+from orchestrator.analysis.constraints import check_constraints
 from orchestrator.analysis.contrasts import contrast, correct
 from orchestrator.analysis.missing import false_alarms, missing
 from orchestrator.analysis.probes import associate, summarise_probes
-from orchestrator.analysis.rates import cell_rates, group_by_cell, is_scored, primary_verdicts
+from orchestrator.analysis.rates import (
+    cell_rates,
+    group_by_cell,
+    in_design_order,
+    is_scored,
+    primary_verdicts,
+)
 from orchestrator.analysis.regression import logistic
-from orchestrator.analysis.result import AnalysisResult, Totals
+from orchestrator.analysis.result import SCHEMA_VERSION, AnalysisResult, Totals
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Records
 
 
 def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
-    """Every statistic the protocol pre-registers, from the records as they stand."""
-    items = records.items()
+    """Every statistic the protocol pre-registers, from the records as they stand; every list
+    in design order."""
+    items = in_design_order(protocol, records.items())
     verdicts = primary_verdicts(records.verdicts())
     by_cell = group_by_cell(items)
     primary = protocol.analysis.primary
     contrasts = [
-        contrast(c, subject.id, outcome, items, verdicts)
+        contrast(c, subject.id, outcome, items, verdicts, named=outcome in c.named_for(primary))
         for c in protocol.analysis.contrasts
         for subject in protocol.subjects
         for outcome in protocol.outcomes
@@ -33,6 +41,7 @@ def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
     probes.association = associate(records, items, verdicts, primary)
     scored = sum(1 for i in items if is_scored(verdicts.get(i.id)))
     return AnalysisResult(
+        schema_version=SCHEMA_VERSION,
         probes=probes,
         primary=primary,
         outcomes=protocol.outcomes,
@@ -42,5 +51,6 @@ def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
         models=[logistic(protocol, m, items, verdicts) for m in protocol.analysis.models],
         false_alarms=false_alarms(primary, by_cell, verdicts),
         missing=missing(protocol.outcomes, by_cell, verdicts),
+        constraints=check_constraints(protocol, items, verdicts),
         totals=Totals(items=len(items), scored=scored, unscored=len(items) - scored),
     )
