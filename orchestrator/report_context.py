@@ -53,6 +53,7 @@ NOT_AVAILABLE = {
     "association": "the analysis did not relate readouts to verdicts",
     "qualitative": "no `artifacts/qualitative.json` (the protocol asks for no qualitative "
     "analysis, or it has not run)",
+    "constraints": "the analysis did not check constraints (it predates them)",
 }
 """Why a section whose input is absent is empty."""
 
@@ -77,6 +78,8 @@ def report_context(
         "factors": list(design.factors),
         "n_per_cell": design.pilot_n_per_cell if run.pilot else design.n_per_cell,
         "judges_saw": judges_saw(protocol),
+        "contrasts": contrast_rows(analysis),
+        "no_false_alarms": no_false_alarms(protocol, analysis.primary),
         "stimulus": stimulus_shape(protocol),
         "batches": {
             "n": len(batches),
@@ -127,6 +130,32 @@ def judges_saw(protocol: Protocol) -> str:
             out += f"; the plant itself is in the input they judge, so {when.factor} shows "
             out += "through it (materials.plant_when)"
     return out
+
+
+def contrast_rows(a: AnalysisResult) -> dict[str, list[ContrastResult]]:
+    """The contrasts on the outcomes they are named for (`named`), and the same comparisons on
+    the other outcomes (`others`), grouped by outcome in the analysis' order."""
+    rank = {o: n for n, o in enumerate(a.outcomes)}
+    others = [c for c in a.contrasts if not c.named]
+    return {
+        "named": [c for c in a.contrasts if c.named],
+        "others": sorted(others, key=lambda c: rank.get(c.outcome, len(rank))),
+    }
+
+
+def no_false_alarms(protocol: Protocol, primary: str) -> str:
+    """Why the false-alarm table is empty: nothing was planted anywhere, or nowhere was left
+    without a plant."""
+    if protocol.materials.plant_when is None:
+        return (
+            "The design plants nothing (no `materials.plant_when`): every cell is without a "
+            "planted instruction, so there is no planted condition to set false alarms against; "
+            f"`{primary}` in each cell is under Results."
+        )
+    return (
+        "Every cell carries a planted instruction: the design has no cell without one, so "
+        "false alarms cannot be counted."
+    )
 
 
 def _plants_into_system(protocol: Protocol) -> bool:

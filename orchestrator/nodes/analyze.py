@@ -38,7 +38,8 @@ def analyze(state: RunState, runtime: Runtime[RunContext]) -> RunState:
 
 
 def summary_lines(result: AnalysisResult) -> list[str]:
-    """The primary outcome per cell, its contrasts and the models' interactions, one a line."""
+    """The primary outcome per cell, each contrast on the outcomes it is named for, and the
+    models' interactions, one a line."""
     primary = result.primary
     lines = []
     for c in result.cells:
@@ -47,7 +48,7 @@ def summary_lines(result: AnalysisResult) -> list[str]:
         lines.append(f"- {c.cell}: {primary} {rate} (n={o.n}, unscored {o.unscored})")
     method = result.correction.method if result.correction else None
     for c in result.contrasts:
-        if c.diff is not None and c.outcome == primary:
+        if c.diff is not None and c.named:  # on the outcomes it is named for
             lines.append(_contrast_line(c, method))
     for m in result.models or []:
         line = _model_line(m)
@@ -59,7 +60,7 @@ def summary_lines(result: AnalysisResult) -> list[str]:
 def _contrast_line(c: ContrastResult, method: str | None) -> str:
     assert c.diff is not None and c.lo is not None and c.hi is not None
     line = (
-        f"- {c.name} ({c.subject}): {100 * c.diff:+.1f} points "
+        f"- {c.name} ({c.subject}, {c.outcome}): {100 * c.diff:+.1f} points "
         f"[{100 * c.lo:+.1f}, {100 * c.hi:+.1f}], p={c.fisher_p:.3g}"
     )
     if c.p_adjusted is not None:
