@@ -90,7 +90,7 @@ def report_context(
         "amendments": amendments,
         "forecast": forecast_rows(read_artifact(run, "forecast.json"), analysis),
         "agreement": agreement,
-        "qualitative": _qualitative(qualitative),
+        "qualitative": _qualitative(qualitative, [c.cell for c in analysis.cells]),
         "figures": figures,
         "flags": rec.flags(),
         "decisions": rec.decisions(),
@@ -204,9 +204,12 @@ def _rows(rows: list[dict[str, Any]] | None, keys: str) -> list[dict[str, Any]] 
     return [{**dict.fromkeys(keys.split()), **r} for r in rows]
 
 
-def _qualitative(data: dict[str, Any] | None) -> dict[str, Any] | None:
+def _qualitative(data: dict[str, Any] | None, order: list[str]) -> dict[str, Any] | None:
+    """The analyst's section with every expected key; the cells it sampled in `order`."""
     if data is None or "skipped" in data:
         return data
+    sampled = data.get("sampled") or {}
+    rank = {cell: n for n, cell in enumerate(order)}
     sections = []
     for s in data.get("sections") or []:
         quotes = _rows(s.get("quotes") or [], "item_id quote cell")
@@ -217,7 +220,7 @@ def _qualitative(data: dict[str, Any] | None) -> dict[str, Any] | None:
         **data,
         "sections": sections,
         "removed": _rows(data.get("removed") or [], "item_id quote reason"),
-        "sampled": data.get("sampled") or {},
+        "sampled": dict(sorted(sampled.items(), key=lambda kv: rank.get(kv[0], len(rank)))),
     }
 
 

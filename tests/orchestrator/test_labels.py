@@ -61,6 +61,7 @@ analysis:
     - {name: angry_vs_plain, factor: tone, treatment: angry, control: plain}
     - {name: urgent_vs_plain, factor: tone, treatment: urgent, control: plain,
        outcomes: [detected, complied]}
+  qualitative: {focus: How did tone change the replies?, sample_per_cell: 1}
 """
 """One subject, a 3-level factor whose levels are not in alphabetical order, no plants."""
 
@@ -88,6 +89,8 @@ def test_rows_follow_the_design_and_names_their_outcomes(tones_run: Path, runs: 
     assert positions(results, rows) == sorted(positions(results, rows))
     other = md.split("## Other outcomes", 1)[1].split("\n## ", 1)[0]
     assert positions(other, order) == sorted(positions(other, order))
+    read = "Responses the analyst read: solo.plain (1), solo.urgent (1), solo.angry (1)."
+    assert read in md
     # a contrast's name stands only beside the outcomes it is named for
     contrasts = md.split("## Contrasts", 1)[1].split("\n## ", 1)[0]
     named, others = contrasts.split("### The same comparisons on other outcomes")
