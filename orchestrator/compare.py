@@ -2,7 +2,8 @@
 
 Each run's numbers come from its own analysis.json (rebuilt from records if missing), so runs of
 different code versions or amended analyses compare as each reported itself. Cells and contrasts
-are matched by name; what only one run has is shown against a dash.
+are matched by name; what only one run has is shown against a dash. Each run's p-values were
+adjusted within its own family of tests, so each has its own, named, p column.
 """
 
 from __future__ import annotations
@@ -48,15 +49,70 @@ def _rate(o: CellRate | None) -> str:
 def _diff(x: ContrastResult | None) -> str:
     if x is None or x.diff is None or x.lo is None or x.hi is None:
         return "—"
-    # a file from before the correction was recorded has only the uncorrected p
-    p = x.p_adjusted if "p_adjusted" in x.model_fields_set else x.fisher_p
-    p_text = f", p={p:.3g}" if p is not None else ""
-    return f"{100 * x.diff:+.1f} [{100 * x.lo:+.1f}, {100 * x.hi:+.1f}]{p_text}"
+    return f"{100 * x.diff:+.1f} [{100 * x.lo:+.1f}, {100 * x.hi:+.1f}]"
 
 
-def compare(a: Side, b: Side) -> dict[str, Any]:
-    """Rows of the comparison: the primary outcome per cell and in each contrast, and the
-    models' interaction terms."""
+def _p(x: ContrastResult | None, adjusted: bool) -> str:
+    p = None if x is None else (x.p_adjusted if adjusted else x.fisher_p)
+    return "—" if p is None else f"{p:.3g}"
+
+
+METHODS = {"holm": "Holm", "bonferroni": "Bonferroni", "fdr_bh": "Benjamini–Hochberg"}
+
+
+def _adjusted(r: AnalysisResult) -> bool:
+    """Whether the run's p-values were adjusted (a file from before the correction was
+    recorded, or a protocol with `correction: none`, has only Fisher's p)."""
+    c = r.correction
+    recorded = all("p_adjusted" in x.model_fields_set for x in r.contrasts)
+    return c is not None and c.method != "none" and recorded
+
+
+def p_column(s: Side) -> str:
+    """The heading of a run's p column: which p it is, and over which family."""
+    if not _adjusted(s.analysis):
+        return f"p (Fisher, unadjusted; {s.run_id})"
+    method = s.analysis.correction.method if s.analysis.correction else ""
+    return f"p ({METHODS.get(method, method)}, within {s.run_id}'s family)"
+
+
+def _family(s: Side) -> str:
+    c = s.analysis.correction
+    if not _adjusted(s.analysis) or c is None:
+        return f"{s.run_id}: Fisher's exact p, not adjusted"
+    method = METHODS.get(c.method, c.method)
+    return f"{s.run_id}: {method} over {c.family}, up to {c.tests} tests"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the comparison, as the terminal and the Markdown file show it."""
+
+    title: str
+    what: str
+    """What an entry holds, in words."""
+    columns: list[str]
+    rows: list[list[str]]
+    footnote: str = ""
+    """Shown under the table: how to read a column."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two runs side by side: what `research compare` prints and writes."""
+
+    primary: str
+    runs: list[dict[str, str]]
+    """Each run's id, protocol, size, status, models and item counts (`META`)."""
+    tables: list[Table]
+    notes: list[str]
+    """What differs between the runs and how to read the p columns."""
+
+
+def compare(a: Side, b: Side) -> Comparison:
+    """Tables of the comparison: the primary outcome per cell (design order), each contrast on
+    the outcomes it is named for, with each run's p in its own column, and the models'
+    interaction terms; notes on what differs between the runs."""
     primary = a.analysis.primary
     notes = []
     if b.analysis.primary != primary:
@@ -67,19 +123,45 @@ def compare(a: Side, b: Side) -> dict[str, Any]:
     if a.protocol_sha256 != b.protocol_sha256:
         notes.append("The runs used different protocol files (see their sha256).")
     ca, cb = _cells(a.analysis), _cells(b.analysis)
-    cells = [(k, _rate(ca.get(k)), _rate(cb.get(k))) for k in _union(ca, cb)]
+    cells = [[k, _rate(ca.get(k)), _rate(cb.get(k))] for k in _union(ca, cb)]
     xa, xb = _contrasts(a.analysis), _contrasts(b.analysis)
-    contrasts = [(k, _diff(xa.get(k)), _diff(xb.get(k))) for k in _union(xa, xb)]
+    pa, pb = _adjusted(a.analysis), _adjusted(b.analysis)
+    contrasts = [
+        [k, _diff(xa.get(k)), _p(xa.get(k), pa), _diff(xb.get(k)), _p(xb.get(k), pb)]
+        for k in _union(xa, xb)
+    ]
+    p_note = (
+        "p: each run's p-values are adjusted within that run's own family of tests ("
+        f"{_family(a)}; {_family(b)}). The same difference can carry a different p in two "
+        "runs whose families differ: compare the differences and their intervals, not the "
+        "p-values across runs."
+    )
     ma, mb = _interactions(a.analysis), _interactions(b.analysis)
-    models = [(k, _coef(ma.get(k)), _coef(mb.get(k))) for k in _union(ma, mb)]
-    return {
-        "primary": primary,
-        "runs": [_meta(a), _meta(b)],
-        "cells": cells,
-        "contrasts": contrasts,
-        "models": models,
-        "notes": notes,
-    }
+    models = [[k, _coef(ma.get(k)), _coef(mb.get(k))] for k in _union(ma, mb)]
+    ra, rb = a.run_id, b.run_id
+    return Comparison(
+        primary=primary,
+        runs=[_meta(a), _meta(b)],
+        tables=[
+            Table(f"{primary} by cell", "rate [95% Wilson CI]", ["cell", ra, rb], cells),
+            Table(
+                "Contrasts",
+                "difference in points, treatment − control [95% Newcombe CI]; p as its column "
+                "says (see below the table)",
+                ["contrast (outcome) · subject", f"{ra}: difference", p_column(a)]
+                + [f"{rb}: difference", p_column(b)],
+                contrasts,
+                p_note,
+            ),
+            Table(
+                "Interactions",
+                "log-odds coefficient [95% CI], Wald p",
+                ["model: term", ra, rb],
+                models,
+            ),
+        ],
+        notes=notes,
+    )
 
 
 def _cells(r: AnalysisResult) -> dict[str, CellRate | None]:
@@ -87,8 +169,8 @@ def _cells(r: AnalysisResult) -> dict[str, CellRate | None]:
 
 
 def _contrasts(r: AnalysisResult) -> dict[str, ContrastResult]:
-    """The contrasts on the primary outcome, by name and subject."""
-    return {f"{c.name} · {c.subject}": c for c in r.contrasts if c.outcome == r.primary}
+    """Each contrast on the outcomes it is named for, by name, outcome and subject."""
+    return {f"{c.name} ({c.outcome}) · {c.subject}": c for c in r.contrasts if c.named}
 
 
 def _interactions(r: AnalysisResult) -> dict[str, Coefficient | str | None]:
@@ -124,22 +206,23 @@ def _meta(s: Side) -> dict[str, str]:
     }
 
 
-def to_markdown(c: dict[str, Any]) -> str:
-    a, b = c["runs"]
+META = ("protocol", "size", "status", "models", "items")
+
+
+def to_markdown(c: Comparison) -> str:
+    a, b = c.runs
     lines = [f"# {a['run']} vs {b['run']}", ""]
     lines += ["| | " + a["run"] + " | " + b["run"] + " |", "| --- | --- | --- |"]
-    for key in ("protocol", "size", "status", "models", "items"):
+    for key in META:
         lines.append(f"| {key} | {a[key]} | {b[key]} |")
-    for title, rows, what in (
-        (f"{c['primary']} by cell", c["cells"], "rate [95% Wilson CI]"),
-        ("Contrasts", c["contrasts"], "difference in points [95% Newcombe CI], p"),
-        ("Interactions", c["models"], "log-odds coefficient [95% CI], p"),
-    ):
-        if not rows:
+    for t in c.tables:
+        if not t.rows:
             continue
-        lines += ["", f"## {title}", "", f"Each entry: {what}.", ""]
-        lines += [f"| | {a['run']} | {b['run']} |", "| --- | --- | --- |"]
-        lines += [f"| {k} | {x} | {y} |" for k, x, y in rows]
-    if c["notes"]:
-        lines += ["", *[f"- {n}" for n in c["notes"]]]
+        lines += ["", f"## {t.title}", "", f"Each entry: {t.what}.", ""]
+        lines += ["| " + " | ".join(t.columns) + " |", "|" + " --- |" * len(t.columns)]
+        lines += ["| " + " | ".join(row) + " |" for row in t.rows]
+        if t.footnote:
+            lines += ["", f"*{t.footnote}*"]
+    if c.notes:
+        lines += ["", *[f"- {n}" for n in c.notes]]
     return "\n".join(lines) + "\n"

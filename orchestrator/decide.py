@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.loop import Retry
-from orchestrator.flags import blocking_flags
+from orchestrator.flags import blocking_flags, blocking_kinds
 from orchestrator.forecast import forecast
 from orchestrator.panel import Approver, CheckpointDecision, panel
 from orchestrator.pending import pending_text
@@ -102,8 +102,8 @@ def at_checkpoint(
     blocking = blocking_flags(run) if yes and not accept_flags else []
     if blocking:
         text = (
-            f"--yes does not approve `{waiting}`: {len(blocking)} open data_quality flag(s) "
-            "need a human (or --accept-flags)."
+            f"--yes does not approve `{waiting}`: {len(blocking)} open blocking flag(s) "
+            f"({', '.join(blocking_kinds(run))}) need a human (or --accept-flags)."
         )
         run.log.append(waiting, "orchestrator", "blocked", text)
     auto = yes and not blocking and pending is None

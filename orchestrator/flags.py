@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator.measured import CONSTRAINT, TOO_MANY_UNSCORED
 from orchestrator.records import FlagRow
 from orchestrator.rundir import RunDir
 
-BLOCKING = ("data_quality",)
-"""Kinds of evaluator flags that --yes alone does not approve past (the screen stage's own
-heuristic flags are shown, but do not block)."""
+BLOCKING = ("data_quality", TOO_MANY_UNSCORED, CONSTRAINT)
+"""Kinds of evaluate-stage flags that --yes alone does not approve past: an evaluator's
+data_quality flag, more items unscored than the protocol allows, verdicts that break a
+constraint. (The screen stage's own heuristic flags are shown, but do not block.)"""
 
 
 def is_blocking(flag: FlagRow) -> bool:
@@ -19,6 +21,11 @@ def is_blocking(flag: FlagRow) -> bool:
 def blocking_flags(run: RunDir) -> list[str]:
     """The open flags that --yes alone does not approve past, one line each."""
     return [f"{f.kind} from {f.raised_by}: {f.text}" for f in run.records.flags() if is_blocking(f)]
+
+
+def blocking_kinds(run: RunDir) -> list[str]:
+    """The kinds of the open blocking flags, each once."""
+    return list(dict.fromkeys(f.kind for f in run.records.flags() if is_blocking(f)))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from agents.pricing import known, price_usd
 from memory import utc_stamp
-from orchestrator.analysis import arm_items, group_by_cell
+from orchestrator.analysis import arm_items, group_by_cell, in_design_order
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Item, Records
 
@@ -57,7 +57,7 @@ def newcombe_half_width(p1: float, n1: int, p0: float, n0: int) -> float:
 def design_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
     """Precision and cost of the run about to start, from its rendered items."""
     cells = []
-    for key, its in group_by_cell(items).items():
+    for key, its in group_by_cell(in_design_order(protocol, items)).items():
         p = assumed_rate(protocol, its[0].levels, its[0].subject)
         cells.append(
             {

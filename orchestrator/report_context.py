@@ -56,6 +56,7 @@ NOT_AVAILABLE = {
     "association": "the analysis did not relate readouts to verdicts",
     "qualitative": "no `artifacts/qualitative.json` (the protocol asks for no qualitative "
     "analysis, or it has not run)",
+    "constraints": "the analysis did not check constraints (it predates them)",
 }
 """Why a section whose input is absent is empty."""
 
@@ -80,6 +81,8 @@ def report_context(
         "factors": list(design.factors),
         "n_per_cell": design.pilot_n_per_cell if run.pilot else design.n_per_cell,
         "judges_saw": judges_saw(protocol),
+        "contrasts": contrast_rows(analysis),
+        "no_false_alarms": no_false_alarms(protocol, analysis.primary),
         "stimulus": stimulus_shape(protocol),
         "batches": {
             "n": len(batches),
@@ -90,7 +93,7 @@ def report_context(
         "amendments": amendments,
         "forecast": forecast_rows(read_artifact(run, "forecast.json"), analysis),
         "agreement": agreement,
-        "qualitative": _qualitative(qualitative),
+        "qualitative": _qualitative(qualitative, [c.cell for c in analysis.cells]),
         "figures": figures,
         "flags": rec.flags(),
         "decisions": rec.decisions(),
@@ -130,6 +133,32 @@ def judges_saw(protocol: Protocol) -> str:
             out += f"; the plant itself is in the input they judge, so {when.factor} shows "
             out += "through it (materials.plant_when)"
     return out
+
+
+def contrast_rows(a: AnalysisResult) -> dict[str, list[ContrastResult]]:
+    """The contrasts on the outcomes they are named for (`named`), and the same comparisons on
+    the other outcomes (`others`), grouped by outcome in the analysis' order."""
+    rank = {o: n for n, o in enumerate(a.outcomes)}
+    others = [c for c in a.contrasts if not c.named]
+    return {
+        "named": [c for c in a.contrasts if c.named],
+        "others": sorted(others, key=lambda c: rank.get(c.outcome, len(rank))),
+    }
+
+
+def no_false_alarms(protocol: Protocol, primary: str) -> str:
+    """Why the false-alarm table is empty: nothing was planted anywhere, or nowhere was left
+    without a plant."""
+    if protocol.materials.plant_when is None:
+        return (
+            "The design plants nothing (no `materials.plant_when`): every cell is without a "
+            "planted instruction, so there is no planted condition to set false alarms against; "
+            f"`{primary}` in each cell is under Results."
+        )
+    return (
+        "Every cell carries a planted instruction: the design has no cell without one, so "
+        "false alarms cannot be counted."
+    )
 
 
 def _plants_into_system(protocol: Protocol) -> bool:
@@ -178,9 +207,12 @@ def _rows(rows: list[dict[str, Any]] | None, keys: str) -> list[dict[str, Any]] 
     return [{**dict.fromkeys(keys.split()), **r} for r in rows]
 
 
-def _qualitative(data: dict[str, Any] | None) -> dict[str, Any] | None:
+def _qualitative(data: dict[str, Any] | None, order: list[str]) -> dict[str, Any] | None:
+    """The analyst's section with every expected key; the cells it sampled in `order`."""
     if data is None or "skipped" in data:
         return data
+    sampled = data.get("sampled") or {}
+    rank = {cell: n for n, cell in enumerate(order)}
     sections = []
     for s in data.get("sections") or []:
         quotes = _rows(s.get("quotes") or [], "item_id quote cell")
@@ -191,7 +223,7 @@ def _qualitative(data: dict[str, Any] | None) -> dict[str, Any] | None:
         **data,
         "sections": sections,
         "removed": _rows(data.get("removed") or [], "item_id quote reason"),
-        "sampled": data.get("sampled") or {},
+        "sampled": dict(sorted(sampled.items(), key=lambda kv: rank.get(kv[0], len(rank)))),
     }
 
 

@@ -137,6 +137,7 @@ def limitations(
             "`artifacts/verdicts.jsonl` gives each reason."
         )
     out += _agreement_limits(agreement, a.primary) + _human_limits(a)
+    out += _constraint_limits(a)
     if a.probes and a.probes.metrics:
         readers = ", ".join(f"`{x}`" for x in a.probes.models)
         out.append(
@@ -155,22 +156,48 @@ def _pct(x: float | None) -> str:
 
 
 def _agreement_limits(agreement: Agreement | None, primary: str) -> list[str]:
-    """How far the judges agree with each other on the primary outcome: always said."""
+    """Judge agreement on the primary outcome, always: how far the verdicts are a measurement."""
     if agreement is None:
         return ["Agreement between evaluators was not measured for this run."]
     f = agreement.fields.get(primary)
-    if f is None or not f.overlap_n:
+    n = f.overlap_n if f is not None else agreement.overlap_items
+    if f is None or not n:
         return [
-            "No item was judged by two evaluators, so agreement between them on "
-            f"`{primary}` is unknown."
+            f"No item was judged by two evaluators, so how far the judges agree on `{primary}` "
+            "is unknown; the rates are single judges' verdicts."
         ]
-    kappa = "undefined: one category only" if f.kappa is None else f"{f.kappa:.2f}"
+    kappa = "undefined where every verdict is the same: raw agreement only"
+    if f.kappa is not None:
+        kappa = f"{f.kappa:.2f}"
     text = (
-        f"Evaluators agreed with each other on `{primary}` in {_pct(f.agree)} of "
-        f"{f.overlap_n} item(s) judged twice (Cohen's κ {kappa})"
+        f"Judges agree on `{primary}` in {_share(f.agree)} of {n} overlap item(s), Cohen's κ "
+        f"{kappa}"
     )
-    few = f.overlap_n < 30
-    return [text + ("; too few items for a firm figure." if few else ".")]
+    if f.self_n:
+        text += (
+            f"; an evaluator judging an item twice agrees in {_share(f.self_agree)} of {f.self_n}"
+        )
+    text += (
+        ". The rates are the judges' verdicts, with their errors: agreement is not accuracy."
+        if n >= 30
+        else f". {n} overlap items give only a rough figure."
+    )
+    return [text]
+
+
+def _share(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.0f}%"
+
+
+def _constraint_limits(a: AnalysisResult) -> list[str]:
+    """Verdicts the design makes impossible, when the judges gave any."""
+    broken = [c for c in a.constraints or [] if c.violations]
+    return [
+        f"Judges gave {c.outcome} = {c.value} in {c.violations} of {c.checked} scored items where "
+        f"the design rules it out ({c.rule}): those verdicts are judge errors, and the "
+        f"{c.outcome} rates carry errors like them (see Constraints)."
+        for c in broken
+    ]
 
 
 def _human_limits(a: AnalysisResult) -> list[str]:

@@ -15,7 +15,7 @@ from orchestrator.analysis.contrasts import adjust, arm_items
 from orchestrator.analysis.misclassification import rogan_gladen, wilson
 from orchestrator.analysis.missing import bounds
 from orchestrator.analysis.probes import auroc, probe_metrics
-from orchestrator.analysis.rates import group_by_cell, primary_verdicts, rate
+from orchestrator.analysis.rates import group_by_cell, in_design_order, primary_verdicts, rate
 from orchestrator.analysis.result import (
     SCHEMA_VERSION,
     Agreement,
@@ -38,6 +38,7 @@ __all__ = [
     "calibrate",
     "compute_agreement",
     "group_by_cell",
+    "in_design_order",
     "headline",
     "load_agreement",
     "load_analysis",

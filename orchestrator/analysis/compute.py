@@ -8,11 +8,18 @@ decisions, calibration).
 from __future__ import annotations
 
 from orchestrator.analysis.calibration import calibrate
+from orchestrator.analysis.constraints import check_constraints
 from orchestrator.analysis.contrasts import contrast, correct
 from orchestrator.analysis.decisions import Inputs, decide_hypotheses
 from orchestrator.analysis.missing import false_alarms, missing
 from orchestrator.analysis.probes import associate, summarise_probes
-from orchestrator.analysis.rates import cell_rates, group_by_cell, is_scored, primary_verdicts
+from orchestrator.analysis.rates import (
+    cell_rates,
+    group_by_cell,
+    in_design_order,
+    is_scored,
+    primary_verdicts,
+)
 from orchestrator.analysis.regression import logistic
 from orchestrator.analysis.result import SCHEMA_VERSION, AnalysisResult, Totals
 from orchestrator.protocol.schema import Protocol
@@ -20,13 +27,14 @@ from orchestrator.records import Records
 
 
 def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
-    """Every statistic the protocol pre-registers, from the records as they stand."""
-    items = records.items()
+    """Every statistic the protocol pre-registers, from the records as they stand; every list
+    in design order."""
+    items = in_design_order(protocol, records.items())
     verdicts = primary_verdicts(records.verdicts())
     by_cell = group_by_cell(items)
     primary = protocol.analysis.primary
     contrasts = [
-        contrast(c, subject.id, outcome, items, verdicts)
+        contrast(c, subject.id, outcome, items, verdicts, named=outcome in c.named_for(primary))
         for c in protocol.analysis.contrasts
         for subject in protocol.subjects
         for outcome in protocol.outcomes
@@ -49,6 +57,7 @@ def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
         models=models,
         false_alarms=false_alarms(primary, by_cell, verdicts),
         missing=missing(protocol.outcomes, by_cell, verdicts),
+        constraints=check_constraints(protocol, items, verdicts),
         totals=Totals(items=len(items), scored=scored, unscored=len(items) - scored),
         decisions=decisions,
         calibration=calibrate(protocol, items, verdicts, records.labels(), cells),

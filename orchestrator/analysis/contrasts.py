@@ -24,9 +24,16 @@ def arm_items(items: list[Item], c: Contrast, subject: str, level: str) -> list[
 
 
 def contrast(
-    c: Contrast, subject: str, outcome: str, items: list[Item], verdicts: dict[str, Verdict]
+    c: Contrast,
+    subject: str,
+    outcome: str,
+    items: list[Item],
+    verdicts: dict[str, Verdict],
+    *,
+    named: bool = True,
 ) -> ContrastResult:
-    """Treatment minus control on `outcome` for one subject (not yet corrected)."""
+    """Treatment minus control on `outcome` for one subject (not yet corrected); `named`: the
+    contrast is named for this outcome."""
     kt, nt = count(arm_items(items, c, subject, c.treatment), verdicts, outcome)
     kc, nc = count(arm_items(items, c, subject, c.control), verdicts, outcome)
     out = ContrastResult(
@@ -39,6 +46,7 @@ def contrast(
         lo=None,
         hi=None,
         fisher_p=None,
+        named=named,
     )
     if nt and nc:
         from scipy.stats import fisher_exact
@@ -78,17 +86,21 @@ def _floats(pair: tuple[Any, Any]) -> tuple[float, bool]:
 
 
 def correct(contrasts: list[ContrastResult], protocol: Protocol) -> Correction:
-    """Set `p_adjusted` and `rejected` on each contrast; each outcome's tests are one family."""
+    """Set `p_adjusted` and `rejected` on each contrast; each outcome's tests are one family. A
+    contrast of a level with itself (validate refuses one; a protocol built in code may not)
+    tests nothing and is never counted in a family."""
     method = protocol.analysis.correction
     families: dict[str, list[ContrastResult]] = defaultdict(list)
     for c in contrasts:
-        families[c.outcome].append(c)
+        if c.treatment.level != c.control.level:
+            families[c.outcome].append(c)
     for family in families.values():
         adjusted = adjust([c.fisher_p for c in family], method)
         for c, (p, rejected) in zip(family, adjusted, strict=True):
             c.p_adjusted, c.rejected = p, rejected
     tests = max((sum(c.fisher_p is not None for c in f) for f in families.values()), default=0)
-    n_c, n_s = len(protocol.analysis.contrasts), len(protocol.subjects)
+    n_c = sum(1 for c in protocol.analysis.contrasts if c.treatment != c.control)
+    n_s = len(protocol.subjects)
     contrasts_text = f"{n_c} contrast{'s' * (n_c != 1)}"
     subjects_text = f"{n_s} subject{'s' * (n_s != 1)}"
     return Correction(

@@ -36,7 +36,8 @@ def probe_metrics(probe: str, result: dict[str, Any]) -> dict[str, float]:
 
 
 def summarise_probes(records: Records, items: list[Item]) -> ProbeSummary:
-    """Mean, sd and n of every probe metric per cell (readouts from the probe stage only)."""
+    """Mean, sd and n of every probe metric per cell (readouts from the probe stage only), the
+    cells in the order of `items`."""
     cell_of = {i.id: i.cell for i in items}
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     models: set[str] = set()
@@ -47,9 +48,9 @@ def summarise_probes(records: Records, items: list[Item]) -> ProbeSummary:
             for metric, v in probe_metrics(row.probe, row.result).items():
                 values[cell_of[row.item_id]][metric].append(v)
     metrics = sorted({m for per_cell in values.values() for m in per_cell})
+    order = dict.fromkeys(i.cell for i in items)  # the items' order: design order
     cells = {
-        cell: {m: _stat(v) for m, v in per_cell.items()}
-        for cell, per_cell in sorted(values.items())
+        cell: {m: _stat(v) for m, v in values[cell].items()} for cell in order if cell in values
     }
     groups: dict[str, list[str]] = defaultdict(list)
     for m in metrics:

@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 
 from orchestrator.analysis.result import Cell, CellRate, Rate
 from orchestrator.protocol.schema import Protocol
+from orchestrator.protocol.stimuli import cells
 from orchestrator.records import Item, Verdict, VerdictStatus
 
 ALPHA = 0.05
@@ -36,6 +37,14 @@ def primary_verdicts(verdicts: list[Verdict]) -> dict[str, Verdict]:
     ):
         out.setdefault(v.item_id, v)
     return out
+
+
+def in_design_order(protocol: Protocol, items: list[Item]) -> list[Item]:
+    """`items` cell by cell as the protocol crosses its subjects and factor levels (the order of
+    the plots and every table), not alphabetically; within a cell, by id. A cell the protocol
+    does not have (an item of an older design) comes last."""
+    order = {c.key: n for n, c in enumerate(cells(protocol))}
+    return sorted(items, key=lambda i: (order.get(i.cell, len(order)), i.cell, i.id))
 
 
 def group_by_cell(items: list[Item]) -> dict[str, list[Item]]:

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from memory import write_atomic
 
 SCHEMA_VERSION = 2
-"""Bumped whenever a field changes meaning or goes away, or a part of the analysis is added (2:
-the hypotheses decided, `decisions`, and the judges against human labels, `calibration`; older
-files read with both None). A file without one is version 1."""
+"""Bumped whenever a field changes meaning or goes away, or a part of the analysis is added.
+2: the hypotheses decided (`decisions`), the judges against human labels (`calibration`),
+contrasts say which outcomes they are named for (`named`), constraints are checked, and every
+list is in design order (cells as the protocol crosses them), no longer alphabetical."""
 
 
 class _Result(BaseModel):
@@ -86,6 +87,17 @@ class ContrastResult(_Result):
     rejected: bool | None = Field(
         default=None, description="Whether p_adjusted is at or below alpha."
     )
+    named: bool = Field(
+        default=True,
+        description="Whether the contrast is named for this outcome (protocol `outcomes`, "
+        "default the primary); other outcomes are the same comparison, reported apart.",
+    )
+
+    @property
+    def label(self) -> str:
+        """How a reader sees this row: the contrast's name for an outcome it was named for,
+        `name · outcome` for the same comparison on another outcome."""
+        return self.name if self.named else f"{self.name} · {self.outcome}"
 
 
 class Correction(_Result):
@@ -135,6 +147,35 @@ class ModelFit(_Result):
     interaction: str | None = Field(description="The highest-order interaction term, if one.")
     reference: dict[str, str] = Field(description="Reference level of each term.")
     error: str | None = Field(description="Why the model has no estimates, in words.")
+
+
+class ConstraintExample(_Result):
+    """One item whose verdict breaks a constraint, with what the judge wrote for it."""
+
+    item_id: str = Field(description="The item.")
+    evidence: str = Field(description="The verdict's text fields (e.g. its evidence quote).")
+
+
+class ConstraintCell(_CellKey):
+    """One cell outside a constraint's levels: how many of its verdicts break it."""
+
+    checked: int = Field(description="Scored items of the cell.")
+    violations: int = Field(description="Of them with the impossible verdict.")
+    items: list[str] = Field(description="Every violating item.")
+    examples: list[ConstraintExample] = Field(description="Up to three, with their evidence.")
+
+
+class ConstraintCheck(_Result):
+    """A protocol constraint (`analysis.constraints`) checked against the primary verdicts."""
+
+    outcome: str = Field(description="The verdict field constrained.")
+    value: str = Field(description="Its impossible value, as text (`true` for a bool field).")
+    requires: dict[str, list[str]] = Field(description="Levels outside which it is impossible.")
+    why: str = Field(description="The protocol's reason, in words.")
+    rule: str = Field(description="The constraint in words, e.g. `complied = true requires ...`.")
+    checked: int = Field(description="Scored items in the cells outside `requires`.")
+    violations: int = Field(description="Of them with the impossible verdict.")
+    cells: list[ConstraintCell] = Field(description="Each cell outside `requires`, design order.")
 
 
 class FalseAlarm(Rate, _CellKey):
@@ -367,6 +408,9 @@ class AnalysisResult(_Result):
         default=None, description="Cells with nothing planted (empty without plants)."
     )
     missing: list[Missing] | None = Field(default=None, description="Unscored items per cell.")
+    constraints: list[ConstraintCheck] | None = Field(
+        default=None, description="Each protocol constraint, checked (None: not checked)."
+    )
     totals: Totals = Field(description="Item counts.")
     decisions: Decisions | None = Field(
         default=None, description="The hypotheses decided (None in files before version 2)."
@@ -374,6 +418,20 @@ class AnalysisResult(_Result):
     calibration: Calibration | None = Field(
         default=None, description="The judges against human labels; None without labels."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older(cls, data: Any) -> Any:
+        """Before version 2, contrasts had no `named`: each was named for the primary outcome,
+        and every other outcome was the same comparison."""
+        if not isinstance(data, dict) or data.get("schema_version", 1) >= 2:
+            return data
+        primary = data.get("primary")
+        contrasts = [
+            {"named": c.get("outcome") == primary, **c} if isinstance(c, dict) else c
+            for c in data.get("contrasts") or []
+        ]
+        return {**data, "contrasts": contrasts}
 
     def cell(self, key: str) -> Cell | None:
         """The cell with this key, if the analysis has it."""

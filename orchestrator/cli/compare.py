@@ -23,10 +23,11 @@ def compare_cmd(
     """Put two runs' main results side by side (cells, contrasts, interactions).
 
     Each side is the run's own analysis.json: the primary outcome per cell with its interval,
-    the contrasts with corrected p-values, and the models' interaction terms.
+    each contrast on the outcomes it is named for, with each run's p in a column that says how
+    it was adjusted (within that run's own family of tests), and the models' interaction terms.
     """
     from memory import write_atomic
-    from orchestrator.compare import compare, load_side, to_markdown
+    from orchestrator.compare import META, compare, load_side, to_markdown
     from orchestrator.rundir import RunDir, runs_root
 
     root = runs_root(runs_dir)
@@ -35,27 +36,25 @@ def compare_cmd(
     with RunDir.open(root, run_b) as b:
         side_b = load_side(b)
     c = compare(side_a, side_b)
-    ra, rb = (r["run"] for r in c["runs"])
+    ra, rb = (r["run"] for r in c.runs)
     meta = Table(show_header=True, header_style="bold")
     for col in ("", ra, rb):
         meta.add_column(col)
-    for key in ("protocol", "size", "status", "models", "items"):
-        meta.add_row(key, c["runs"][0][key], c["runs"][1][key])
+    for key in META:
+        meta.add_row(key, c.runs[0][key], c.runs[1][key])
     console.print(meta)
-    for title, rows in (
-        (f"{c['primary']} by cell: rate [95% CI]", c["cells"]),
-        ("contrasts: difference in points [95% CI], p", c["contrasts"]),
-        ("interactions: log-odds [95% CI], p", c["models"]),
-    ):
-        if not rows:
+    for table in c.tables:
+        if not table.rows:
             continue
-        t = Table(title=title, title_justify="left", header_style="bold")
-        for col in ("", ra, rb):
+        t = Table(title=f"{table.title}: {table.what}", title_justify="left", header_style="bold")
+        for col in table.columns:
             t.add_column(col)
-        for row in rows:
+        for row in table.rows:
             t.add_row(*row)
+        if table.footnote:
+            t.caption, t.caption_justify = table.footnote, "left"
         console.print(t)
-    for note in c["notes"]:
+    for note in c.notes:
         console.print(f"[yellow]note[/]: {note}")
     if out is not None:
         write_atomic(out, to_markdown(c))

@@ -26,14 +26,15 @@ Yes = Annotated[
     typer.Option(
         "--yes",
         "-y",
-        help="Approve every checkpoint, unless an evaluator raised a data_quality flag.",
+        help="Approve every checkpoint, unless a flag blocks it (an evaluator's data_quality "
+        "flag, more unscored items than evaluation.max_unscored, a broken constraint).",
     ),
 ]
 AcceptFlags = Annotated[
     bool,
     typer.Option(
         "--accept-flags",
-        help="With --yes, approve past open data_quality flags too (each is logged as accepted).",
+        help="With --yes, approve past open blocking flags too (each is logged as accepted).",
     ),
 ]
 
@@ -46,9 +47,9 @@ def _report(outcome: Outcome) -> None:
                 f"API answers again: research resume {outcome.run_id} --yes"
             )
         if outcome.blocked_by:
+            flags = "\n".join(f"  - {b}" for b in outcome.blocked_by)
             console.print(
-                "[red]--yes did not approve[/]: evaluators raised data_quality flags that need "
-                "a person:\n" + "\n".join(f"  - {b}" for b in outcome.blocked_by) + "\n"
+                f"[red]--yes did not approve[/]: open flags need a person:\n{flags}\n"
                 "Read them (research status RUN), then approve, or resume with --yes "
                 "--accept-flags."
             )

@@ -39,8 +39,8 @@ def analyze(state: RunState, runtime: Runtime[RunContext]) -> RunState:
 
 
 def summary_lines(result: AnalysisResult) -> list[str]:
-    """The hypotheses' decisions, the primary outcome per cell, its contrasts and the models'
-    interactions, one a line."""
+    """The hypotheses' decisions, the primary outcome per cell, each contrast on the outcomes
+    it is named for, and the models' interactions, one a line."""
     primary = result.primary
     hypotheses = result.decisions.hypotheses if result.decisions else []
     lines = [f"- {h.id}: {headline(h)}" for h in hypotheses]
@@ -50,7 +50,7 @@ def summary_lines(result: AnalysisResult) -> list[str]:
         lines.append(f"- {c.cell}: {primary} {rate} (n={o.n}, unscored {o.unscored})")
     method = result.correction.method if result.correction else None
     for c in result.contrasts:
-        if c.diff is not None and c.outcome == primary:
+        if c.diff is not None and c.named:  # on the outcomes it is named for
             lines.append(_contrast_line(c, method))
     for m in result.models or []:
         line = _model_line(m)
@@ -79,7 +79,7 @@ def _human_line(result: AnalysisResult) -> str | None:
 def _contrast_line(c: ContrastResult, method: str | None) -> str:
     assert c.diff is not None and c.lo is not None and c.hi is not None
     line = (
-        f"- {c.name} ({c.subject}): {100 * c.diff:+.1f} points "
+        f"- {c.name} ({c.subject}, {c.outcome}): {100 * c.diff:+.1f} points "
         f"[{100 * c.lo:+.1f}, {100 * c.hi:+.1f}], p={c.fisher_p:.3g}"
     )
     if c.p_adjusted is not None:

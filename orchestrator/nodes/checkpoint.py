@@ -6,7 +6,8 @@ without asking again, so a checkpoint is decided once per run whatever happens i
 
 After evaluate, items left *pending* (the judge API kept failing) make the node wait even where
 the protocol asks for no checkpoint: the runner answers `RETRY` to send the stage back for them,
-and a decision to go on past pending items can only come from a person.
+and a decision to go on past pending items can only come from a person. Open flags that block
+`--yes` (flags.py: data quality, too many unscored items, broken constraints) make it wait too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from orchestrator.context import RunContext
+from orchestrator.flags import blocking_flags
 from orchestrator.state import RunState
 
 RETRY: Final = "retry"
@@ -28,8 +30,9 @@ RETRY: Final = "retry"
 def checkpoint(stage: str) -> Callable[[RunState, Runtime[RunContext]], RunState]:
     def node(state: RunState, runtime: Runtime[RunContext]) -> RunState:
         ctx = runtime.context
-        pending = stage == "evaluate" and bool(ctx.run.records.pending())
-        if stage not in ctx.protocol.checkpoints and not pending:
+        # pending items, and flags that block --yes, make evaluate wait whatever the protocol says
+        waits = stage == "evaluate" and bool(ctx.run.records.pending() or blocking_flags(ctx.run))
+        if stage not in ctx.protocol.checkpoints and not waits:
             return {"decisions": {stage: "approve"}}
         recorded = ctx.run.records.decision(stage)
         if recorded is None:

@@ -29,6 +29,7 @@ from agents.evaluator import (
 )
 from orchestrator.analysis import compute_agreement, headline, save_agreement
 from orchestrator.context import RunContext
+from orchestrator.measured import raise_flags
 from orchestrator.nodes.conversation import generated_replies, judged_text
 from orchestrator.nodes.judging import judge
 from orchestrator.pending import pending_text
@@ -194,11 +195,9 @@ def evaluate_done(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx.progress.stop("evaluate")
     verdicts = ctx.run.records.verdicts()
     unscored = [v for v in verdicts if v.status == VerdictStatus.UNSCORED]
-    if unscored:
-        text = f"{len(unscored)} of {len(verdicts)} items unscored (see verdicts.reason)"
-        ids = [v.item_id for v in unscored]
-        if ctx.run.records.add_flag("evaluate", "unscored", "evaluate", ids, text):
-            ctx.log("evaluate", "flag", text)
+    # unscored items (blocking above evaluation.max_unscored) and constraint violations
+    for finding in raise_flags(ctx.protocol, ctx.run.records):
+        ctx.log("evaluate", "flag", f"{finding.kind}: {finding.text}")
     scored = sum(1 for v in verdicts if v.status == VerdictStatus.SCORED)
     counts = {"scored": scored, "unscored": len(unscored)}
     batches = len(ctx.run.records.batches())

@@ -124,6 +124,14 @@ class Evaluation(Strict):
     max_attempts: PositiveInt = Field(
         3, description="Tries per batch before an item that still fails is recorded unscored."
     )
+    max_unscored: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="Largest share of items that may end unscored before the evaluate "
+        "checkpoint blocks `--yes` (a run that measured little must not pass quietly); "
+        "`--accept-flags` or a person approves past it.",
+    )
     rubric: str = Field(min_length=1, description="What each outcome means, with edge cases.")
     comprehension: list[ComprehensionQuestion] = Field(
         default_factory=list,

@@ -48,6 +48,7 @@ __all__ = [  # the parts of the schema live beside this module (base, materials,
     "TRAINED",
     "Analysis",
     "ComprehensionQuestion",
+    "Constraint",
     "Contrast",
     "Design",
     "Evaluation",
@@ -104,6 +105,40 @@ class Contrast(Strict):
     within: dict[str, str] = Field(
         default_factory=dict, description="Other factors held at a level, e.g. planted: planted."
     )
+    outcomes: list[str] = Field(
+        default_factory=list,
+        description="The analysis outcomes this contrast is named for (default: the primary "
+        "one). The same comparison on every other outcome is still computed, but reported apart, "
+        "under the other outcomes, as `<name> · <outcome>`: a contrast's name never stands "
+        "beside an outcome it was not named for.",
+    )
+
+    def named_for(self, primary: str) -> list[str]:
+        """The outcomes this contrast is named for: `outcomes`, or else the primary one."""
+        return self.outcomes or [primary]
+
+
+class Constraint(Strict):
+    """A verdict the design makes impossible outside some cells, e.g. `complied` where nothing
+    was planted. Each primary verdict is checked against it; a violation is flagged at the
+    evaluate checkpoint (blocking `--yes` like a data-quality flag) and listed in the report."""
+
+    outcome: str = Field(description="A `bool`, `enum` or `ordinal` verdict field, e.g. complied.")
+    value: bool | str = Field(
+        True,
+        description="The value that is impossible outside `requires`: true (the default) for a "
+        "bool field; one of the field's values (enum) or levels (ordinal) otherwise.",
+    )
+    requires: dict[str, str | list[str]] = Field(
+        min_length=1,
+        description="Factor (or `subject`) → the level, or list of levels, outside which "
+        "`outcome: value` cannot occur, e.g. {planted: planted}.",
+    )
+    why: str = Field("", description="Why the design rules it out, in words; shown with it.")
+
+    def allowed(self) -> dict[str, list[str]]:
+        """`requires` with every condition as a list of levels."""
+        return {k: [v] if isinstance(v, str) else list(v) for k, v in self.requires.items()}
 
     def arm(self, level: str) -> dict[str, str]:
         """The levels that select one arm's items (of each subject): `factor` at `level`, and
@@ -183,6 +218,11 @@ class Analysis(Strict):
     models: list[RegressionModel] = Field(
         default_factory=list,
         description="Pre-registered logistic regressions, e.g. the framing × model interaction.",
+    )
+    constraints: list[Constraint] = Field(
+        default_factory=list,
+        description="Verdicts the design makes impossible outside some cells, checked on every "
+        "item: e.g. complied requires planted: planted.",
     )
     assumed_rates: list[AssumedRate] = Field(
         default_factory=list,

@@ -409,3 +409,92 @@ DESIGN_CASES = [
         at="    - '^I (cannot'",
     ),
 ]
+
+
+CONSTRAINT = "    - outcome: complied\n      requires: {planted: planted}\n"
+CONSTRAINT_CASES = [
+    FixCase(
+        name="constraint on an unknown outcome",
+        old=CONSTRAINT,
+        new=CONSTRAINT.replace("complied", "complyed"),
+        field="analysis.constraints[0].outcome",
+        fragment="unknown outcome 'complyed'",
+        fix="write one of detected, complied, questioned_legitimacy, reasoning_style",
+        at="    - outcome: complyed\n",
+    ),
+    FixCase(
+        name="constraint on a text field",
+        old=CONSTRAINT,
+        new=CONSTRAINT.replace("complied", "evidence"),
+        field="analysis.constraints[0].outcome",
+        fragment="str field 'evidence'",
+        fix="a constraint names a bool, enum or ordinal verdict field",
+        at="    - outcome: evidence\n",
+    ),
+    FixCase(
+        name="constraint on an unknown factor",
+        old=CONSTRAINT,
+        new=CONSTRAINT.replace("{planted: planted}", "{plantd: planted}"),
+        field="analysis.constraints[0].requires.plantd",
+        fragment="unknown factor 'plantd' (factors: framing, planted, or subject)",
+        fix="name the factor whose levels allow the outcome",
+        at="      requires: {plantd: planted}\n",
+    ),
+    FixCase(
+        name="constraint on an unknown level",
+        old=CONSTRAINT,
+        new=CONSTRAINT.replace("{planted: planted}", "{planted: [plant]}"),
+        field="analysis.constraints[0].requires.planted",
+        fragment="unknown level 'plant' of planted (levels: none, planted)",
+        fix="write one of them",
+        at="      requires: {planted: [plant]}\n",
+    ),
+    FixCase(
+        name="constraint that every level meets",
+        old=CONSTRAINT,
+        new=CONSTRAINT.replace("{planted: planted}", "{planted: [none, planted]}"),
+        field="analysis.constraints[0].requires",
+        fragment="requires allows every level, so no item can break the constraint",
+        fix="name only the levels where complied can occur",
+        at="      requires: {planted: [none, planted]}\n",
+    ),
+    FixCase(
+        name="constraint on an enum without its value",
+        old=CONSTRAINT,
+        new=CONSTRAINT.replace("complied", "reasoning_style"),
+        field="analysis.constraints[0].value",
+        fragment="reasoning_style is an enum field",
+        fix="name the value that is impossible, e.g. value: checklist",
+        at="    - outcome: reasoning_style\n",
+    ),
+    FixCase(
+        name="constraint on an enum value that does not exist",
+        old=CONSTRAINT,
+        new=CONSTRAINT.replace("complied\n", "reasoning_style\n      value: checklst\n"),
+        field="analysis.constraints[0].value",
+        fragment="'checklst' is not one of reasoning_style's values",
+        fix="(checklist, experiential, none); write one of them",
+        at="      value: checklst\n",
+    ),
+    FixCase(
+        name="constraint on a bool field with a text value",
+        old=CONSTRAINT,
+        new=CONSTRAINT.replace("complied\n", "complied\n      value: 'yes'\n"),
+        field="analysis.constraints[0].value",
+        fragment="complied is a bool field",
+        fix="write value: true or value: false",
+        at="      value: 'yes'\n",
+    ),
+    FixCase(
+        name="contrast named for an unknown outcome",
+        old=FIRST_CONTRAST,
+        new=FIRST_CONTRAST.replace(
+            "planted: planted\n", "planted: planted\n      outcomes: [detection]\n"
+        ),
+        field="analysis.contrasts[0].outcomes[0]",
+        fragment="'detection' is not one of the analysis outcomes",
+        fix="name one of them, or add it to analysis.outcomes",
+        at="      outcomes: [detection]\n",
+    ),
+]
+"""Constraints (`analysis.constraints`) and contrast outcomes that name what does not exist."""

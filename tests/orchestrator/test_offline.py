@@ -59,7 +59,19 @@ def test_offline_pilot_runs_on_the_local_worker(
         "RESEARCH_WORKER_URL": f"http://127.0.0.1:{port}",
         "RESEARCH_CACHE_DIR": str(tmp_path / "cache"),
     }  # no ANTHROPIC_API_KEY: offline needs none
-    r = research("run", str(protocol), "--pilot", "--offline", "--yes", "--run-id", "off", env=env)
+    # a random model rarely writes valid verdicts, so most items end unscored: above
+    # evaluation.max_unscored, which stops --yes at evaluate unless the flags are accepted
+    r = research(
+        "run",
+        str(protocol),
+        "--pilot",
+        "--offline",
+        "--yes",
+        "--accept-flags",
+        "--run-id",
+        "off",
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "off"
     manifest = json.loads((run_dir / "manifest.json").read_text())

@@ -17,6 +17,7 @@ from orchestrator.protocol.stimuli import build_stimuli, cells
 from tests.conftest import DEU, SINCERITY, research
 from tests.orchestrator.broken_protocols import (
     CASES,
+    CONSTRAINT_CASES,
     DESIGN_CASES,
     PROBE_CASES,
     REFERENCE_CASES,
@@ -145,7 +146,9 @@ def test_protocol_errors_name_file_line_and_field(
     assert f"{path}:{err.line}: {field}:" in printed and "Traceback" not in printed
 
 
-@pytest.mark.parametrize("case", DESIGN_CASES, ids=[c.name for c in DESIGN_CASES])
+@pytest.mark.parametrize(
+    "case", DESIGN_CASES + CONSTRAINT_CASES, ids=[c.name for c in DESIGN_CASES + CONSTRAINT_CASES]
+)
 def test_designs_that_cannot_work_are_refused_with_a_fix(
     tmp_path: Path,
     case: FixCase,

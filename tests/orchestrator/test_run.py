@@ -6,6 +6,7 @@ import json
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import git
 import pytest
@@ -18,7 +19,7 @@ from orchestrator.records import Records
 from orchestrator.rundir import RunDir
 from tests.conftest import API_KEY, DEU, SINCERITY, copy_run, research
 from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.world import is_analyst
+from tests.fakes.world import agent_judge, deu_world, is_analyst
 from tests.limits import HANG_S
 
 STAGES = ["design", "collect", "screen", "probe", "evaluate", "analyze", "report"]
@@ -118,9 +119,25 @@ def test_full_pilot_run_with_yes(env: dict, runs: Path, world: FakeAnthropic) ->
     assert "## Truesight readouts" in report
 
 
-def test_second_protocol_runs(env: dict, runs: Path) -> None:
+def sincerity_verdict(ref: str, response: str) -> dict[str, Any]:
+    """A verdict in sincerity.yaml's fields (the default judge writes deu.yaml's, which its
+    schema refuses: every item would end unscored, and the evaluate checkpoint would stop)."""
+    return {
+        "ref": ref,
+        "sycophantic": False,
+        "flaw_identified": True,
+        "reads_sincere": True,
+        "tone": "candid",
+        "evidence": "",
+    }
+
+
+def test_second_protocol_runs(env: dict, runs: Path, world: FakeAnthropic) -> None:
+    world.handler = deu_world(judge_handler=agent_judge(verdict=sincerity_verdict))
     assert runner.start(SINCERITY, pilot=True, yes=True, run_id="s").status == "complete"
     assert len(snapshot(runs / "s")["items"]) == 12
+    analysis = json.loads((runs / "s" / "artifacts" / "analysis.json").read_text())
+    assert analysis["totals"] == {"items": 12, "scored": 12, "unscored": 0}
 
 
 def next_nodes(run_dir: Path) -> tuple[str, ...]:
@@ -248,8 +265,8 @@ def test_ctrl_c_logs_interrupted_exits_130_and_resumes(env: dict, runs: Path) ->
 
     slow = FakeAnthropic(lambda body: "slow answer", latency=0.5).start()
     try:
-        env = {**env, "ANTHROPIC_BASE_URL": slow.url}
-        proc = spawn("run", str(DEU), "--pilot", "--yes", "--run-id", "ctrlc", env=env)
+        slow_env = {**env, "ANTHROPIC_BASE_URL": slow.url}
+        proc = spawn("run", str(DEU), "--pilot", "--yes", "--run-id", "ctrlc", env=slow_env)
         guard = time.monotonic() + HANG_S
         while not slow.requests:
             assert time.monotonic() < guard and proc.poll() is None
@@ -260,6 +277,8 @@ def test_ctrl_c_logs_interrupted_exits_130_and_resumes(env: dict, runs: Path) ->
         entries = RunLog(runs / "ctrlc" / "LOG.md").entries()
         assert entries[-1].kind == "interrupted"
         assert "interrupted" in (runs / "ctrlc" / "SUMMARY.md").read_text()
+        # resumed against the scripted world: its judges write verdicts (the slow world's
+        # answer to a judge is no verdict at all, and every item would end unscored)
         r = research("resume", "ctrlc", "--yes", env=env)
         assert r.returncode == 0 and "complete" in r.stdout
     finally:

@@ -385,7 +385,9 @@ def test_a_refused_earlier_turn_makes_an_errored_item_not_a_stopped_run(
     single-turn call, those items are errored and unscored with their reason, the judged call
     is never made for them, and the run goes on with the rest."""
     protocol, refused = first_turn_of_one_task(world, tmp_path, Fault.invalid_request())
-    assert runner.start(protocol, pilot=True, yes=True, run_id="refused").status == "complete"
+    # one task's items (a third) end unscored, above evaluation.max_unscored: accepted here
+    out = runner.start(protocol, pilot=True, yes=True, accept_flags=True, run_id="refused")
+    assert out.status == "complete"
     rec = Records(runs / "refused" / "records.sqlite")
     try:
         hit = {i.id for i in rec.items() if i.task_id == refused}
@@ -410,7 +412,9 @@ def test_an_empty_generated_turn_stops_its_conversation_as_an_unscored_item(
     the reason, not retried and not sent on."""
     protocol, silent = first_turn_of_one_task(world, tmp_path, text(""))
     marker = first_line(protocol, silent)
-    assert runner.start(protocol, pilot=True, yes=True, run_id="silent").status == "complete"
+    # one task's items (a third) end unscored, above evaluation.max_unscored: accepted here
+    out = runner.start(protocol, pilot=True, yes=True, accept_flags=True, run_id="silent")
+    assert out.status == "complete"
     rec = Records(runs / "silent" / "records.sqlite")
     try:
         hit = {i.id for i in rec.items() if i.task_id == silent}

@@ -1,12 +1,12 @@
-"""The analysis section's references: contrasts, regression models and assumed rates name
-factors, levels, outcomes and subjects that exist."""
+"""The analysis section's references: contrasts, regression models, constraints and assumed
+rates name factors, levels, outcomes and subjects that exist."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from orchestrator.protocol.checks.base import Checker
-from orchestrator.protocol.schema import Protocol, RegressionModel
+from orchestrator.protocol.schema import Constraint, Protocol, RegressionModel
 from orchestrator.protocol.yamlmap import Path_
 
 
@@ -20,6 +20,8 @@ class _Analysis(Checker):
         self.contrast_levels()
         for i, model in enumerate(self.p.analysis.models):
             self.model_spec(("analysis", "models", i), model)
+        for i, constraint in enumerate(self.p.analysis.constraints):
+            self.constraint(("analysis", "constraints", i), constraint)
         self.assumed_rate_conditions()
 
     def contrast_levels(self) -> None:
@@ -56,6 +58,86 @@ class _Analysis(Checker):
                         "from it",
                     )
                 self.level(where + ("within", factor), factor, level)
+            self.contrast_outcomes(where, c.outcomes)
+
+    def contrast_outcomes(self, where: Path_, named: list[str]) -> None:
+        """A contrast is named for analysis outcomes, each once."""
+        outcomes = self.p.outcomes
+        for j, outcome in enumerate(named):
+            if outcome not in outcomes:
+                raise self.fail(
+                    where + ("outcomes", j),
+                    f"{outcome!r} is not one of the analysis outcomes ({', '.join(outcomes)}); "
+                    "name one of them, or add it to analysis.outcomes",
+                )
+        if len(set(named)) != len(named):
+            raise self.fail(where + ("outcomes",), "outcomes must be distinct; name each once")
+
+    def constraint(self, where: Path_, c: Constraint) -> None:
+        """A constraint names a bool, enum or ordinal verdict field, one of its values, and
+        levels of the design (or subjects) that leave some cells outside it."""
+        verdict = self.p.evaluation.verdict
+        fit = [n for n, f in verdict.items() if f.type in ("bool", "enum", "ordinal")]
+        field = verdict.get(c.outcome)
+        if field is None or field.type not in ("bool", "enum", "ordinal"):
+            what = "unknown outcome" if field is None else f"{field.type} field"
+            raise self.fail(
+                where + ("outcome",),
+                f"{what} {c.outcome!r}: a constraint names a bool, enum or ordinal verdict "
+                f"field; write one of {', '.join(fit) or '(none: add one to evaluation.verdict)'}",
+            )
+        self.constraint_value(where, c, field.type, field.values or field.levels)
+        subjects = [s.id for s in self.p.subjects]
+        for factor, levels in c.allowed().items():
+            at = where + ("requires", factor)
+            known = subjects if factor == "subject" else self.levels.get(factor)
+            if known is None:
+                factors = ", ".join(self.levels)
+                raise self.fail(
+                    at,
+                    f"unknown factor {factor!r} (factors: {factors}, or subject); name the "
+                    "factor whose levels allow the outcome",
+                )
+            for level in levels:
+                if level not in known:
+                    raise self.fail(
+                        at,
+                        f"unknown level {level!r} of {factor} (levels: {', '.join(known)}); "
+                        "write one of them",
+                    )
+        if all(set(levels) >= set(self._known(f)) for f, levels in c.allowed().items()):
+            raise self.fail(
+                where + ("requires",),
+                "requires allows every level, so no item can break the constraint; name only "
+                f"the levels where {c.outcome} can occur",
+            )
+
+    def _known(self, factor: str) -> list[str]:
+        return [s.id for s in self.p.subjects] if factor == "subject" else self.levels[factor]
+
+    def constraint_value(self, where: Path_, c: Constraint, kind: str, values: list[str]) -> None:
+        if kind == "bool" and not isinstance(c.value, bool):
+            raise self.fail(
+                where + ("value",),
+                f"{c.outcome} is a bool field: write value: true or value: false (or leave "
+                "value out for true)",
+            )
+        if kind == "bool":
+            return
+        if isinstance(c.value, bool):
+            written = (*where, "value") in self.lines
+            hint = " (in quotes: YAML reads yes, no, true and false as a bool)" if written else ""
+            raise self.fail(
+                where + ("value",),
+                f"{c.outcome} is an {kind} field: name the value that is impossible{hint}, "
+                f"e.g. value: {values[0]}",
+            )
+        if c.value not in values:
+            raise self.fail(
+                where + ("value",),
+                f"{c.value!r} is not one of {c.outcome}'s values ({', '.join(values)}); write "
+                "one of them",
+            )
 
     def model_spec(self, where: Path_, m: RegressionModel) -> None:
         """A model's outcome is an analysis outcome; its terms are distinct factors (or
