@@ -117,6 +117,11 @@ class Contrast(Strict):
         """The outcomes this contrast is named for: `outcomes`, or else the primary one."""
         return self.outcomes or [primary]
 
+    def arm(self, level: str) -> dict[str, str]:
+        """The levels that select one arm's items (of each subject): `factor` at `level`, and
+        the factors held in `within`."""
+        return {self.factor: level, **self.within}
+
 
 class Constraint(Strict):
     """A verdict the design makes impossible outside some cells, e.g. `complied` where nothing
@@ -139,11 +144,6 @@ class Constraint(Strict):
     def allowed(self) -> dict[str, list[str]]:
         """`requires` with every condition as a list of levels."""
         return {k: [v] if isinstance(v, str) else list(v) for k, v in self.requires.items()}
-
-    def arm(self, level: str) -> dict[str, str]:
-        """The levels that select one arm's items (of each subject): `factor` at `level`, and
-        the factors held in `within`."""
-        return {self.factor: level, **self.within}
 
 
 class RegressionModel(Strict):
