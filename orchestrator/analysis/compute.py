@@ -6,18 +6,24 @@ scipy. Each part lives in its own module (rates, contrasts, regression, missing,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from orchestrator.analysis.contrasts import contrast, correct
 from orchestrator.analysis.missing import false_alarms, missing
 from orchestrator.analysis.probes import associate, summarise_probes
 from orchestrator.analysis.rates import cell_rates, group_by_cell, is_scored, primary_verdicts
 from orchestrator.analysis.regression import logistic
-from orchestrator.analysis.result import AnalysisResult, Totals
+from orchestrator.analysis.result import SCHEMA_VERSION, AnalysisResult, Totals
+from orchestrator.analysis.validity import read_validity
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Records
 
 
-def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
-    """Every statistic the protocol pre-registers, from the records as they stand."""
+def analyze_records(
+    protocol: Protocol, records: Records, *, probe_artifacts: Path | None = None
+) -> AnalysisResult:
+    """Every statistic the protocol pre-registers, from the records as they stand; with
+    `probe_artifacts` (the run's artifacts/probes), the trained probes' validity too."""
     items = records.items()
     verdicts = primary_verdicts(records.verdicts())
     by_cell = group_by_cell(items)
@@ -31,8 +37,12 @@ def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
     correction = correct(contrasts, protocol)
     probes = summarise_probes(records, items)
     probes.association = associate(records, items, verdicts, primary)
+    validity = read_validity(protocol, probe_artifacts) if probe_artifacts else None
+    if validity is not None:
+        probes.validity, probes.readout_transfer = validity
     scored = sum(1 for i in items if is_scored(verdicts.get(i.id)))
     return AnalysisResult(
+        schema_version=SCHEMA_VERSION,
         probes=probes,
         primary=primary,
         outcomes=protocol.outcomes,
