@@ -138,7 +138,8 @@ def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
         finally:
             ctx.progress.stop(f"train probe {name}")
         names[name] = worker_name
-    readouts = transfer_readouts(ctx, client, CONDITIONED)
+    frozen = ctx.run.path  # the run's copies of the data files
+    readouts = transfer_readouts(spec, lambda rel: frozen(rel).read_bytes(), client, CONDITIONED)
     for name, t in spec.train.items():
         record_probe(ctx, name, t, replies[name], readouts.get(t.transfer or "", []))
     log_readouts(ctx, readouts)

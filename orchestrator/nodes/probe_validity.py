@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from agents.truesight import TRAINED, TruesightClient, WorkerError
@@ -17,7 +18,7 @@ from orchestrator.analysis.result import ProbeTransfer, ReadoutTransfer
 from orchestrator.analysis.validity import probe_validity, readout_transfer
 from orchestrator.context import RunContext
 from orchestrator.errors import UserError
-from orchestrator.protocol.schema import TrainedProbe
+from orchestrator.protocol.schema import Probes, TrainedProbe
 
 RANDOM_SEED = 0
 """Seed of the random-weight copy every trained probe is compared with."""
@@ -45,17 +46,20 @@ def read_set(raw: bytes) -> tuple[tuple[str, str], list[Example]]:
 
 
 def transfer_readouts(
-    ctx: RunContext, client: TruesightClient, conditioned: set[str]
+    spec: Probes,
+    read_file: Callable[[str], bytes],
+    client: TruesightClient,
+    conditioned: set[str],
 ) -> dict[str, list[ReadoutTransfer]]:
-    """Each zero-shot metric the protocol runs, on each transfer set, by set. Probes in
-    `conditioned` read the set's context as they read the prompt in the stage."""
-    spec = ctx.protocol.probes
+    """Each zero-shot metric the protocol runs, on each transfer set (read with `read_file`
+    from its protocol-relative path), by set. Probes in `conditioned` read the set's context as
+    they read the prompt in the stage."""
     zero_shot = [p for p in spec.run if p not in TRAINED]
     out: dict[str, list[ReadoutTransfer]] = {}
     for t in spec.train.values():
         if t.transfer is None or t.transfer in out:
             continue
-        labels, rows = read_set(ctx.run.path(t.transfer).read_bytes())
+        labels, rows = read_set(read_file(t.transfer))
         values: dict[str, list[tuple[int, float]]] = defaultdict(list)
         for probe in zero_shot:
             with_context = probe in conditioned and spec.context == "prompt"
