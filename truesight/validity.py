@@ -138,7 +138,9 @@ def _cached_random(root: Path, probe: linear.LinearProbe, seed: int) -> linear.L
     return None
 
 
-def _cached_transfer(path: Path, probe: linear.LinearProbe, rnd: linear.LinearProbe | None):
+def _cached_transfer(
+    path: Path, probe: linear.LinearProbe, rnd: linear.LinearProbe | None
+) -> Transfer | None:
     try:
         have = Transfer.model_validate_json(path.read_bytes())
     except (OSError, ValueError):
