@@ -91,13 +91,19 @@ class TruesightClient:
         layer: int | None = None,
         c: float = 1.0,
         control: str | None = None,
+        transfer: str | None = None,
+        transfer_source: str = "transfer.jsonl",
+        random_seed: int | None = None,
     ) -> dict[str, Any]:
-        """Have the worker train (or find, if identical) a linear probe on its model.
+        """Have the worker train (or find, if identical) a linear probe on its model; with a
+        `transfer` set or a `random_seed`, also its controls (see truesight.validity).
 
-        Returns {"probe": probe.json, "trained": bool, "seconds": float}.
+        Returns {"probe": probe.json, "trained": bool, "seconds": float, "validity": ...}.
         """
         body = {"name": name, "dataset": dataset, "source": source, "variant": variant}
-        body |= {"layer": layer, "c": c, "control": control}
+        body |= {"layer": layer, "c": c, "control": control, "random_seed": random_seed}
+        if transfer is not None:
+            body |= {"transfer": transfer, "transfer_source": transfer_source}
         return self._check(self._http.post("/v1/trained-probes", json=body))
 
     @staticmethod

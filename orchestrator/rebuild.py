@@ -19,7 +19,8 @@ def rebuild_report(run: RunDir, reason: str = "rebuilt from records") -> Path:
     if "evaluate" in run.records.stages():
         agreement = compute_agreement(protocol, run.records)
         save_agreement(run.path("artifacts", "agreement.json"), agreement)
-    analysis = analyze_records(protocol, run.records)
+    folder = run.path("artifacts", "probes")
+    analysis = analyze_records(protocol, run.records, probe_artifacts=folder)
     save_analysis(run.path("artifacts", "analysis.json"), analysis)
     path = write_report(run, protocol, analysis)
     run.log.append("report", "orchestrator", "report", f"Report rebuilt: {reason}.")

@@ -144,6 +144,7 @@ def limitations(
             f"Truesight readouts come from {readers}; their associations with verdicts are "
             "exploratory (p-values not corrected for the number of metrics)."
         )
+    out += _probe_validity_limits(a)
     if a.correction is None and a.contrasts:
         out.append("Contrast p-values are not corrected for multiple comparisons.")
     if qualitative and qualitative.get("limitations"):
@@ -153,6 +154,30 @@ def limitations(
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.0f}%"
+
+
+def _probe_validity_limits(a: AnalysisResult) -> list[str]:
+    """A line per trained probe without the positive verdict, and one naming the zero-shot
+    readouts that separate none of the transfer sets."""
+    if a.probes is None:
+        return []
+    out = [
+        f"Trained probe `{v.name}`: {v.verdict}. Do not read its per-cell figures "
+        f"(`linear.{v.name}`) as {v.positive} vs {v.negative}."
+        for v in a.probes.validity or []
+        if not v.reads_more
+    ]
+    separating = {
+        r.metric for r in a.probes.readout_transfer or [] if r.p is not None and r.p < 0.05
+    }
+    blind = sorted({r.metric for r in a.probes.readout_transfer or []} - separating)
+    if blind:
+        listed = ", ".join(f"`{m}`" for m in blind)
+        out.append(
+            f"Zero-shot readouts that separate none of the transfer sets (Mann–Whitney p ≥ "
+            f"0.05): {listed}; their per-cell figures say little about these labels."
+        )
+    return out
 
 
 def _agreement_limits(agreement: Agreement | None, primary: str) -> list[str]:

@@ -7,6 +7,8 @@ decisions, calibration).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from orchestrator.analysis.calibration import calibrate
 from orchestrator.analysis.constraints import check_constraints
 from orchestrator.analysis.contrasts import contrast, correct
@@ -22,13 +24,17 @@ from orchestrator.analysis.rates import (
 )
 from orchestrator.analysis.regression import logistic
 from orchestrator.analysis.result import SCHEMA_VERSION, AnalysisResult, Totals
+from orchestrator.analysis.validity import read_validity
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Records
 
 
-def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
-    """Every statistic the protocol pre-registers, from the records as they stand; every list
-    in design order."""
+def analyze_records(
+    protocol: Protocol, records: Records, *, probe_artifacts: Path | None = None
+) -> AnalysisResult:
+    """Every statistic the protocol pre-registers, from the records as they stand, every list
+    in design order; with `probe_artifacts` (the run's artifacts/probes), the trained probes'
+    validity too."""
     items = in_design_order(protocol, records.items())
     verdicts = primary_verdicts(records.verdicts())
     by_cell = group_by_cell(items)
@@ -42,6 +48,9 @@ def analyze_records(protocol: Protocol, records: Records) -> AnalysisResult:
     correction = correct(contrasts, protocol)
     probes = summarise_probes(records, items)
     probes.association = associate(records, items, verdicts, primary)
+    validity = read_validity(protocol, probe_artifacts) if probe_artifacts else None
+    if validity is not None:
+        probes.validity, probes.readout_transfer = validity
     scored = sum(1 for i in items if is_scored(verdicts.get(i.id)))
     models = [logistic(protocol, m, items, verdicts) for m in protocol.analysis.models]
     decisions = decide_hypotheses(Inputs(protocol, items, verdicts, contrasts, models))

@@ -20,8 +20,9 @@ from memory import write_atomic
 SCHEMA_VERSION = 2
 """Bumped whenever a field changes meaning or goes away, or a part of the analysis is added.
 2: the hypotheses decided (`decisions`), the judges against human labels (`calibration`),
-contrasts say which outcomes they are named for (`named`), constraints are checked, and every
-list is in design order (cells as the protocol crosses them), no longer alphabetical."""
+contrasts say which outcomes they are named for (`named`), constraints are checked, probe
+validity (`ProbeSummary.validity`, `readout_transfer`), and every list is in design order
+(cells as the protocol crosses them), no longer alphabetical."""
 
 
 class _Result(BaseModel):
@@ -222,6 +223,67 @@ class Association(_Result):
     mean_neg: float | None = Field(description="Mean among negatives.")
 
 
+class ProbeTransfer(_Result):
+    """A trained probe on its out-of-distribution (transfer) set, beside the same baselines."""
+
+    set: str = Field(
+        description="The set's file, relative to the protocol (`probes.train.*.transfer`)."
+    )
+    n_pos: int = Field(description="Examples with the positive label.")
+    n_neg: int = Field(description="Examples with the negative label.")
+    auroc: float = Field(description="The probe's AUROC on the set.")
+    bow_auroc: float = Field(description="The bag of words fitted on the train split, on the set.")
+    random_auroc: float | None = Field(
+        description="The random-weight control's probe on the set; None without the control."
+    )
+    threshold: float = Field(description="The probe's 1%-FPR threshold, set on its test split.")
+    false_positives: int = Field(description="The set's negatives above the threshold.")
+    fpr: float = Field(description="false_positives / n_neg: the threshold's FPR on new data.")
+    tpr: float = Field(description="Share of the set's positives above the threshold.")
+
+
+class ProbeValidity(_Result):
+    """What one trained probe reads: held-out, against baselines, and out of distribution."""
+
+    name: str = Field(description="The probe's name under `probes.train`.")
+    positive: str = Field(description="What its positive label means.")
+    negative: str = Field(description="What its negative label means.")
+    model: str = Field(description="The model it was trained on.")
+    layer: int = Field(description="Residual-stream layer.")
+    dataset: str = Field(description="Training set, relative to the protocol.")
+    heldout_auroc: float = Field(description="AUROC on the training set's test split.")
+    bow_auroc: float | None = Field(description="Bag of words on the same split.")
+    random_auroc: float | None = Field(
+        description="The same recipe on a random-weight copy of the model, on the same split."
+    )
+    random_seed: int | None = Field(description="Seed of the random-weight copy.")
+    n_threshold: int = Field(description="Negatives the 1%-FPR threshold was set on.")
+    transfer: ProbeTransfer | None = Field(description="None when no transfer set is named.")
+    margin: float = Field(description="By how much the transfer AUROC must beat a baseline.")
+    beats_words: bool | None = Field(
+        description="Transfer AUROC above the bag of words' on the set by the margin."
+    )
+    beats_random: bool | None = Field(
+        description="Transfer AUROC above the random-weight control's on the set by the margin."
+    )
+    reads_more: bool = Field(description="Both: the one positive verdict.")
+    verdict: str = Field(description="The verdict in one line.")
+
+
+class ReadoutTransfer(_Result):
+    """A zero-shot readout on a transfer set: does it separate the labels, and which way?"""
+
+    metric: str = Field(description="Metric name, `probe.metric`, as in the per-cell tables.")
+    set: str = Field(description="The transfer set, relative to the protocol.")
+    positive: str = Field(description="The set's positive label.")
+    negative: str = Field(description="The set's negative label.")
+    n_pos: int = Field(description="Positives with a finite value.")
+    n_neg: int = Field(description="Negatives with a finite value.")
+    auroc: float | None = Field(description="P(a positive reads higher than a negative).")
+    p: float | None = Field(description="Two-sided Mann-Whitney p, uncorrected.")
+    direction: str = Field(description="`higher = <label>`, or `none` at exactly 0.5.")
+
+
 class ProbeSummary(_Result):
     """The truesight readouts of the probe stage, per cell and against the verdicts."""
 
@@ -232,6 +294,14 @@ class ProbeSummary(_Result):
     cells: dict[str, dict[str, ProbeStat]] = Field(description="Per cell, per metric.")
     association: list[Association] | None = Field(
         default=None, description="Each metric against the primary outcome."
+    )
+    validity: list[ProbeValidity] | None = Field(
+        default=None,
+        description="Each trained probe's validity (artifacts/probes/<name>.json); None for "
+        "runs before it was measured.",
+    )
+    readout_transfer: list[ReadoutTransfer] | None = Field(
+        default=None, description="Each zero-shot metric on each transfer set."
     )
 
 

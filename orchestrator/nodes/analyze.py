@@ -16,7 +16,8 @@ from orchestrator.state import RunState
 
 def analyze(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
-    result = analyze_records(ctx.protocol, ctx.run.records)
+    folder = ctx.run.path("artifacts", "probes")
+    result = analyze_records(ctx.protocol, ctx.run.records, probe_artifacts=folder)
     save_analysis(ctx.run.path("artifacts", "analysis.json"), result)
     lines = summary_lines(result)
     qualitative = write_qualitative(ctx, result)

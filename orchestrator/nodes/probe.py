@@ -11,7 +11,6 @@ summarises them per cell and verdicts can cite them by id.
 from __future__ import annotations
 
 import hashlib
-import json
 
 from langgraph.runtime import Runtime
 
@@ -24,10 +23,15 @@ from agents.truesight import (
     text_sha256,
     worker_probe_name,
 )
-from memory import write_atomic
 from orchestrator.context import RunContext
 from orchestrator.errors import UserError
 from orchestrator.nodes.conversation import generated_replies, transcript
+from orchestrator.nodes.probe_validity import (
+    RANDOM_SEED,
+    log_readouts,
+    record_probe,
+    transfer_readouts,
+)
 from orchestrator.progress import finish_stage
 from orchestrator.records import Item, ProbeSource
 from orchestrator.state import RunState
@@ -98,20 +102,24 @@ def trained_probes(ctx: RunContext) -> dict[str, str]:
 
 
 def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
-    """Have the worker train the protocol's probes (or find them); their names on the worker.
+    """Have the worker train the protocol's probes (or find them), with their random-weight
+    controls and transfer sets; their names on the worker.
 
-    Each probe's probe.json goes to artifacts/probes/<name>.json and its held-out AUROC, with
-    the bag-of-words baseline beside it, into LOG.md.
+    Each probe's probe.json, with what the controls found and the zero-shot readouts on its
+    transfer set, goes to artifacts/probes/<name>.json, and its figures and verdict into LOG.md
+    (see probe_validity).
     """
     spec = ctx.protocol.probes
     names: dict[str, str] = {}
+    replies: dict[str, dict] = {}
     for name, t in spec.train.items():
         data = ctx.run.path(t.dataset).read_bytes()
         control = ctx.run.path(t.control).read_bytes() if t.control else None
+        transfer = ctx.run.path(t.transfer).read_bytes() if t.transfer else None
         worker_name = trained_name(ctx, name)
         ctx.progress.start(f"train probe {name}", 1, 0)
         try:
-            reply = client.train(
+            replies[name] = client.train(
                 worker_name,
                 data.decode("utf-8", errors="replace"),
                 source=t.dataset,
@@ -119,6 +127,9 @@ def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
                 layer=t.layer,
                 c=t.c,
                 control=control.decode("utf-8", errors="replace") if control is not None else None,
+                transfer=transfer.decode("utf-8", errors="replace") if transfer else None,
+                transfer_source=t.transfer or "transfer.jsonl",
+                random_seed=RANDOM_SEED,
             )
         except WorkerError as e:
             if e.status >= 500:
@@ -126,21 +137,12 @@ def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
             raise UserError(f"probes.train.{name}: the worker cannot train it: {e.message}") from e
         finally:
             ctx.progress.stop(f"train probe {name}")
-        meta = reply["probe"]
-        folder = ctx.run.path("artifacts", "probes")
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / f"{name}.json", json.dumps(meta, indent=2) + "\n")
-        how = f"trained in {reply['seconds']:.0f} s" if reply["trained"] else "already trained"
-        bow = meta.get("bow_auroc")
-        ctx.log(
-            "probe",
-            "probe",
-            f"linear probe {name} ({meta['positive_label']} vs {meta['negative_label']}, "
-            f"{t.dataset}, {meta['variant']}, layer {meta['layer']}, on {meta['model']['name']}) "
-            f"{how}: held-out AUROC {meta['heldout_auroc']:.3f}"
-            + (f" (bag-of-words baseline {bow:.3f})" if bow is not None else ""),
-        )
         names[name] = worker_name
+    frozen = ctx.run.path  # the run's copies of the data files
+    readouts = transfer_readouts(spec, lambda rel: frozen(rel).read_bytes(), client, CONDITIONED)
+    for name, t in spec.train.items():
+        record_probe(ctx, name, t, replies[name], readouts.get(t.transfer or "", []))
+    log_readouts(ctx, readouts)
     return names
 
 

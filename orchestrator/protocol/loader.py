@@ -43,8 +43,7 @@ class LoadedProtocol:
         files = set()
         for t in self.protocol.probes.train.values():
             files.add(t.dataset)
-            if t.control is not None:
-                files.add(t.control)
+            files.update(f for f in (t.control, t.transfer) if f is not None)
         return sorted(files)
 
 

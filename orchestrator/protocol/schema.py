@@ -263,6 +263,14 @@ class TrainedProbe(Strict):
         description="JSONL of negatives for the 1%-FPR threshold (default: the test split's "
         "negatives), relative to the protocol file.",
     )
+    transfer: str | None = Field(
+        None,
+        description="Out-of-distribution set (JSONL as `dataset`, every line read) in which the "
+        "label is stated neither in the text nor in its context, relative to the protocol file. "
+        "The probe stage scores the probe, a bag of words and the same recipe on a random-weight "
+        "copy of the model on it, and the report gives the probe's verdict from them; without "
+        "one the probe is reported as not tested out of distribution.",
+    )
 
 
 class Probes(Strict):

@@ -98,6 +98,7 @@ CASES = [
 
 
 PROBES_OLD = "      dataset: data/instructed_pairs.jsonl"
+TRANSFER_OLD = "      transfer: data/ood_deception.jsonl"
 PROBE_CASES = [
     ErrorCase(
         name="missing dataset",
@@ -119,6 +120,27 @@ PROBE_CASES = [
         new="      dataset: /etc/passwd",
         field="probes.train.deception.dataset",
         fragment="relative path",
+    ),
+    ErrorCase(
+        name="missing transfer set",
+        old=TRANSFER_OLD,
+        new="      transfer: data/ood_nope.jsonl",
+        field="probes.train.deception.transfer",
+        fragment="no file 'data/ood_nope.jsonl'",
+    ),
+    ErrorCase(
+        name="transfer set outside the folder",
+        old=TRANSFER_OLD,
+        new="      transfer: ../data/ood_deception.jsonl",
+        field="probes.train.deception.transfer",
+        fragment="inside the protocol's folder",
+    ),
+    ErrorCase(
+        name="transfer set not a path",
+        old=TRANSFER_OLD,
+        new="      transfer: [data/ood_deception.jsonl]",
+        field="probes.train.deception.transfer",
+        fragment="string",
     ),
     ErrorCase(
         name="unknown variant",

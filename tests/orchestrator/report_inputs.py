@@ -219,3 +219,87 @@ def decisions() -> dict:
             },
         ],
     }
+
+
+def probe_validity() -> dict:
+    """Two trained probes' validity, one with the positive verdict and one without, and the
+    zero-shot readouts on a transfer set, as analysis/validity.py writes them."""
+
+    def transfer(set_path: str, auroc: float, bow: float, random: float) -> dict:
+        return {
+            "set": set_path,
+            "n_pos": 25,
+            "n_neg": 25,
+            "auroc": auroc,
+            "bow_auroc": bow,
+            "random_auroc": random,
+            "threshold": 1.25,
+            "false_positives": 5,
+            "fpr": 0.2,
+            "tpr": 0.48,
+        }
+
+    def probe(name: str, positive: str, negative: str, t: dict, verdict: str) -> dict:
+        reads_more = verdict.startswith("reads more")
+        return {
+            "name": name,
+            "positive": positive,
+            "negative": negative,
+            "model": "tiny",
+            "layer": 22,
+            "dataset": f"data/{name}.jsonl",
+            "heldout_auroc": 0.969,
+            "bow_auroc": 0.533,
+            "random_auroc": 0.989,
+            "random_seed": 0,
+            "n_threshold": 44,
+            "transfer": t,
+            "margin": 0.05,
+            "beats_words": reads_more,
+            "beats_random": reads_more,
+            "reads_more": reads_more,
+            "verdict": verdict,
+        }
+
+    return {
+        "validity": [
+            probe(
+                "deception",
+                "deceptive",
+                "honest",
+                transfer("data/ood_deception.jsonl", 0.8123, 0.55, 0.61),
+                "reads more than words and more than the instruction (transfer AUROC 0.81)",
+            ),
+            probe(
+                "performative",
+                "performative",
+                "sincere",
+                transfer("data/ood_performative.jsonl", 0.62, 0.9, 0.7),
+                "reads the words (the bag of words matches it held-out) (transfer AUROC 0.62)",
+            ),
+        ],
+        "readout_transfer": [
+            {
+                "metric": "author.sincere_vs_insincere",
+                "set": "data/ood_performative.jsonl",
+                "positive": "performative",
+                "negative": "sincere",
+                "n_pos": 25,
+                "n_neg": 25,
+                "auroc": 0.1875,
+                "p": 0.0002,
+                "direction": "higher = sincere",
+            },
+            {
+                "metric": "followup.q1",
+                "set": "data/ood_deception.jsonl",
+                "positive": "deceptive",
+                "negative": "honest",
+                "n_pos": 25,
+                "n_neg": 25,
+                "auroc": 0.52,
+                "p": 0.81,
+                "direction": "higher = deceptive",
+            },
+        ],
+    }

@@ -29,7 +29,8 @@ def test_a_completed_pilots_analysis_json_is_what_the_records_give(
     with RunDir(completed_pilot) as run:
         m = run.manifest
         protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
-        computed = analyze_records(protocol, run.records)
+        folder = run.path("artifacts", "probes")
+        computed = analyze_records(protocol, run.records, probe_artifacts=folder)
         agreement = compute_agreement(protocol, run.records)
     assert stored == computed
     assert stored.totals.items == len(stored.cells) * 3 and stored.cells and stored.contrasts

@@ -275,7 +275,21 @@ def test_linear_needs_a_trained_probe(tmp_path: Path) -> None:
 
 def test_data_files_are_listed_for_freezing() -> None:
     loaded = load_protocol(DEU)
-    assert loaded.data_files() == ["data/instructed_pairs.jsonl", "data/sincere_performative.jsonl"]
+    assert loaded.data_files() == [
+        "data/instructed_pairs.jsonl",
+        "data/ood_deception.jsonl",
+        "data/ood_performative.jsonl",
+        "data/sincere_performative.jsonl",
+    ]
+
+
+def test_a_missing_transfer_set_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = mutate(tmp_path, "transfer: data/ood_performative", "transfer: data/ood_gone")
+    with pytest.raises(ProtocolError) as e:
+        load_protocol(path)
+    assert e.value.field == "probes.train.performative.transfer"
+    assert e.value.line == line_of(path.read_text(), "transfer: data/ood_gone")
+    assert str(e.value).startswith(f"{path}:{e.value.line}: probes.train.performative.transfer")
 
 
 def test_a_run_freezes_its_data_files_and_refuses_edits(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from orchestrator.report import write_report
 from orchestrator.rundir import RunDir
 from tests.browser import Browser, find_chromium
 from tests.conftest import DEU, copy_run
-from tests.orchestrator.report_inputs import analysis_extras, forecast, qualitative
+from tests.orchestrator.report_inputs import analysis_extras, forecast, probe_validity, qualitative
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SECTIONS = [
@@ -72,12 +72,10 @@ def rerender(run_dir: Path, change: callable) -> tuple[str, str]:  # type: ignor
     return path.read_text(), (run_dir / "report.html").read_text()
 
 
-def png_ok(path: Path) -> bool:
+def png_ok(path: Path, most: int = 2_000_000) -> bool:
     data = path.read_bytes()
     return (
-        data[:8] == PNG
-        and 5_000 < len(data) < 2_000_000
-        and data.rstrip().endswith(b"IEND\xaeB`\x82")
+        data[:8] == PNG and 5_000 < len(data) < most and data.rstrip().endswith(b"IEND\xaeB`\x82")
     )
 
 
@@ -138,7 +136,7 @@ def test_html_renders_in_chromium_without_missing_images(pilot: Path, tmp_path: 
     assert [u for u in page.requests if u != page_url and not u.startswith("data:")] == []
     assert page.errors == []
     assert page.title.startswith("Deliberate Epistemic Uncertainty")
-    assert png_ok(shot) and page.height > 3000
+    assert png_ok(shot, most=8_000_000) and page.height > 3000  # the whole page, not a plot
 
 
 def test_every_input_is_rendered(pilot: Path, tmp_path: Path) -> None:
@@ -204,6 +202,48 @@ def test_every_input_is_rendered(pilot: Path, tmp_path: Path) -> None:
     ) in first
     assert "| **H2** | Something nobody tests. | — | — | — | **not tested** | not tested" in first
     assert '<span class="tag supported">supported</span>' in html
+    assert self_contained(html) == []
+
+
+def section(md: str, title: str) -> str:
+    return md.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_probe_validity_comes_before_the_per_cell_readouts(pilot: Path, tmp_path: Path) -> None:
+    # the pilot's own: both trained probes, measured on the tiny model by the worker
+    truesight = section((pilot / "report.md").read_text(), "Truesight readouts")
+    assert truesight.lstrip().startswith("### Probe validity\n")
+    assert truesight.index("### Probe validity") < truesight.index("| cell |")
+    for name in ("deception", "performative"):
+        assert f"| `{name}` (" in truesight and f"- `{name}`: " in truesight
+    assert "`data/ood_deception.jsonl` (25 / 25)" in truesight
+    assert "| author.sincere_vs_insincere | `data/ood_performative.jsonl` | 25 / 25 |" in truesight
+
+    run_dir = shutil.copytree(pilot, tmp_path / "pilot")
+
+    def change(run: RunDir, analysis: dict) -> None:
+        analysis["probes"].update(probe_validity())
+
+    md, html = rerender(run_dir, change)
+    truesight = section(md, "Truesight readouts")
+    assert (
+        "| `deception` (deceptive vs honest, layer 22) | 0.969 | 0.533 | 0.989 | "
+        "`data/ood_deception.jsonl` (25 / 25) | 0.812 | 0.550 | 0.610 | 5 / 25 (20.0%) | 48.0% |"
+    ) in truesight
+    assert "- `deception`: reads more than words and more than the instruction" in truesight
+    assert "- `performative`: reads the words (the bag of words matches it held-out)" in truesight
+    assert "by 0.05" in truesight
+    assert (
+        "| author.sincere_vs_insincere | `data/ood_performative.jsonl` | 25 / 25 | 0.19 | "
+        "higher = sincere | <0.001 |"
+    ) in truesight
+    limits = section(md, "Limitations")
+    assert "Trained probe `performative`: reads the words" in limits
+    assert "Trained probe `deception`" not in limits  # the positive verdict needs no caveat
+    assert "readouts that separate none of the transfer sets" in limits
+    assert "`followup.q1`" in limits and "`author.sincere_vs_insincere`" not in limits
+    assert "<h3>Probe validity</h3>" in html and '<tr class="hl"><td><code>performative' in html
+    assert html.index("<h3>Probe validity</h3>") < html.index("<h3>author</h3>")
     assert self_contained(html) == []
 
 

@@ -108,12 +108,23 @@ def test_full_pilot_run_with_yes(env: dict, runs: Path, world: FakeAnthropic) ->
     # the trained probes: trained by the worker from the data frozen in the run directory
     data = run_dir / "data" / "instructed_pairs.jsonl"
     assert data.read_bytes() == (DEU.parent / "data" / "instructed_pairs.jsonl").read_bytes()
-    frozen = {"data/instructed_pairs.jsonl", "data/sincere_performative.jsonl"}
+    frozen = {
+        "data/instructed_pairs.jsonl",
+        "data/sincere_performative.jsonl",
+        "data/ood_deception.jsonl",
+        "data/ood_performative.jsonl",
+    }
     assert set(manifest["data_sha256"]) == frozen
     meta = json.loads((run_dir / "artifacts" / "probes" / "deception.json").read_text())
     assert meta["positive_label"] == "deceptive" and 0 <= meta["heldout_auroc"] <= 1
     trained_log = [e.text for e in log if e.kind == "probe"]
     assert len(trained_log) == 2 and all("held-out AUROC" in t for t in trained_log)
+    # each with its random-weight control and transfer set, and a verdict
+    assert all("random-weight control" in t and "Verdict: " in t for t in trained_log)
+    assert meta["validity"]["random_weights"]["seed"] == 0
+    assert meta["validity"]["transfer"]["source"] == "data/ood_deception.jsonl"
+    assert {v["name"] for v in analysis["probes"]["validity"]} == {"deception", "performative"}
+    assert "### Probe validity" in report
     assert "author.sincere_vs_insincere" in analysis["probes"]["metrics"]
     assert len(analysis["probes"]["cells"]) == 8
     assert "## Truesight readouts" in report

@@ -33,6 +33,14 @@ class ModelRef(BaseModel):
     fingerprint: str = Field(description="truesight.probes.cache.weights_fingerprint.")
 
 
+class RandomInit(BaseModel):
+    """A probe trained on a random-weight copy of a model: the same architecture and config,
+    weights re-initialised from `seed` (see truesight.validity)."""
+
+    seed: int = Field(description="torch.manual_seed before the weights were initialised.")
+    of_model: ModelRef = Field(description="The model whose config was copied.")
+
+
 class ProbeMeta(BaseModel):
     """probe.json: what a probe was trained on and how well it did."""
 
@@ -61,6 +69,9 @@ class ProbeMeta(BaseModel):
         default=None,
         description="Held-out AUROC of a bag-of-words baseline on the same texts: how much of "
         "the label the words alone give away.",
+    )
+    random_init: RandomInit | None = Field(
+        default=None, description="Set when the model was a random-weight copy (a control)."
     )
 
 
@@ -141,7 +152,8 @@ def threshold_at_fpr(control_scores: np.ndarray, fpr: float = 0.01) -> float:
     return float(ordered[min(max(k, 0), len(ordered) - 1)])
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
+    """Write by temp file and rename: a reader sees the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
@@ -159,7 +171,7 @@ def save(probe: LinearProbe, root: Path) -> Path:
     weights_sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
     os.replace(tmp, folder / WEIGHTS_FILE)
     meta = probe.meta.model_copy(update={"weights_sha256": weights_sha})
-    _write(folder / META_FILE, (meta.model_dump_json(indent=2) + "\n").encode())
+    write_file(folder / META_FILE, (meta.model_dump_json(indent=2) + "\n").encode())
     return folder
 
 

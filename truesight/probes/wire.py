@@ -81,6 +81,19 @@ class TrainRequest(BaseModel):
     control: str | None = Field(
         default=None, description="JSONL of negatives for the 1%-FPR threshold (else test split)."
     )
+    transfer: str | None = Field(
+        default=None,
+        description="A transfer (out-of-distribution) set's contents, JSONL as the dataset: the "
+        "probe, its random-weight control and the bag of words are scored on every line.",
+    )
+    transfer_source: str = Field(
+        default="transfer.jsonl", description="Names the transfer set in errors and results."
+    )
+    random_seed: int | None = Field(
+        default=None,
+        description="Also train the recipe on a random-weight copy of the model, its weights "
+        "initialised from this seed (once; kept beside the probe).",
+    )
 
 
 class TrainResponse(BaseModel):
@@ -89,3 +102,7 @@ class TrainResponse(BaseModel):
     probe: dict[str, Any] = Field(description="The probe's probe.json (ProbeMeta).")
     trained: bool = Field(description="False when an identical probe was already there.")
     seconds: float
+    validity: dict[str, Any] | None = Field(
+        default=None,
+        description="truesight.validity.Validity, when a transfer set or random_seed was given.",
+    )

@@ -10,10 +10,10 @@ from functools import partial
 from fastapi import APIRouter
 from starlette.exceptions import HTTPException
 
-from truesight import train
+from truesight import train, validity
 from truesight.probes import dataset
 from truesight.probes.inputs import ProbeInput
-from truesight.probes.linear import ProbeMeta
+from truesight.probes.linear import LinearProbe, ProbeMeta
 from truesight.probes.wire import (
     ProbeInfo,
     ProbeListing,
@@ -23,7 +23,7 @@ from truesight.probes.wire import (
     TrainRequest,
     TrainResponse,
 )
-from truesight.routes.state import WorkerDep
+from truesight.routes.state import WorkerDep, WorkerState
 from truesight.wire import InvalidRequest
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,12 @@ async def train_probe(body: TrainRequest, worker: WorkerDep) -> TrainResponse:
         control = None
         if body.control is not None:
             control = dataset.parse(body.control.encode(), "control.jsonl", control=True)
-        probe, trained = await worker.batcher.run_exclusive(
-            partial(
-                train.ensure,
-                worker.loaded,
-                worker.store.root,
-                data,
-                name=body.name,
-                layer=body.layer,
-                control=control,
-                c=body.c,
-            )
+        transfer = None
+        if body.transfer is not None:
+            transfer = dataset.parse(body.transfer.encode(), body.transfer_source)
+            validity.check_transfer_set(transfer)
+        probe, trained, assessed = await worker.batcher.run_exclusive(
+            partial(_train_and_assess, worker, body, data, control, transfer)
         )
     except dataset.DatasetError as e:
         raise InvalidRequest(str(e)) from e
@@ -89,7 +84,33 @@ async def train_probe(body: TrainRequest, worker: WorkerDep) -> TrainResponse:
         probe=probe.meta.model_dump(mode="json"),
         trained=trained,
         seconds=time.perf_counter() - started,
+        validity=assessed.model_dump(mode="json") if assessed is not None else None,
     )
+
+
+def _train_and_assess(
+    worker: WorkerState,
+    body: TrainRequest,
+    data: dataset.Dataset,
+    control: dataset.Dataset | None,
+    transfer: dataset.Dataset | None,
+) -> tuple[LinearProbe, bool, validity.Validity | None]:
+    """Train (or find) the probe, then its controls when asked for; in the model thread."""
+    root = worker.store.root
+    recipe = {"name": body.name, "layer": body.layer, "control": control, "c": body.c}
+    probe, trained = train.ensure(worker.loaded, root, data, **recipe)
+    assessed = None
+    if transfer is not None or body.random_seed is not None:
+        assessed = validity.assess(
+            worker.loaded,
+            root,
+            probe,
+            data,
+            control=control,
+            transfer=transfer,
+            seed=body.random_seed,
+        )
+    return probe, trained, assessed
 
 
 @router.post("/v1/probes/{name}")

@@ -38,7 +38,7 @@ def check_probes(protocol: Protocol, path: Path, lines: dict[Path_, int]) -> Non
                 where + ("train", name),
                 f"probe name {name!r}: use up to 41 letters, digits, '_' and '-'",
             )
-        for field in ("dataset", "control"):
+        for field in ("dataset", "control", "transfer"):
             rel = getattr(trained, field)
             if rel is None:
                 continue
