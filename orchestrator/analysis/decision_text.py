@@ -27,8 +27,8 @@ def describe(t: HypothesisTest, subjects: list[str]) -> tuple[str, str, str]:
         method = "Wald interval and p of the fitted coefficient (log-odds)"
         return statistic, _prediction(t.direction, t.margin, "log_odds"), method
     if t.between_subjects is not None:
-        a, b = subjects[:2]
-        statistic, interval = f"{t.between_subjects}: {a} − {b}", MOVER
+        pair = " − ".join(subjects[:2])  # one subject (offline): nothing to compare with
+        statistic, interval = f"{t.between_subjects}: {pair}", MOVER
     elif t.difference is not None:
         statistic, interval = " − ".join(t.difference), MOVER
     else:

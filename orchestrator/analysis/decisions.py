@@ -114,6 +114,11 @@ def _test(data: Inputs, t: HypothesisTest, alpha: float) -> TestResult:
         fit = next(m for m in data.models if m.name == t.model)
         components = [_model_term(fit, t.term or "", alpha)]
         outcome = fit.outcome
+    elif t.between_subjects is not None and len(subjects) < 2:
+        # an offline run has one local subject: there is no second one to compare with
+        component = _component(" − ".join(subjects), "points", [])
+        component.reason = f"needs two subjects; this run has {len(subjects)}"
+        components = [component]
     elif t.between_subjects is not None:
         c, (a, b) = contrasts[t.between_subjects], subjects[:2]
         arms = _arms(c, a, 1) + _arms(c, b, -1)

@@ -90,6 +90,8 @@ def test_offline_pilot_runs_on_the_local_worker(
     assert all(v.status == "scored" or v.reason for v in verdicts)
     assert rec.usage()["collect"]["cost_usd"] == 0.0
     assert (run_dir / "report.md").exists()
+    if protocol != SYCOPHANCY:  # H3 compares two subjects; offline there is one, and it says so
+        assert "needs two subjects; this run has 1" in (run_dir / "report.md").read_text()
     log = (run_dir / "LOG.md").read_text()
     assert "Started the local worker" in log
     if "\nprobes:" in protocol.read_text():
