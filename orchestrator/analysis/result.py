@@ -13,9 +13,40 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from memory import write_atomic
+from orchestrator.analysis.result_base import (  # noqa: F401 (re-exported)
+    ArmRate,
+    CellRate,
+    Correction,
+    Rate,
+    _CellKey,
+    _Result,
+)
+from orchestrator.analysis.result_calibration import (  # noqa: F401 (re-exported)
+    Calibration,
+    Confusion,
+    CorrectedRate,
+    Estimate,
+    FieldCalibration,
+)
+from orchestrator.analysis.result_decisions import (  # noqa: F401 (re-exported)
+    ArmTerm,
+    Decision,
+    Decisions,
+    HypothesisDecision,
+    TestComponent,
+    TestResult,
+)
+from orchestrator.analysis.result_probes import (  # noqa: F401 (re-exported)
+    Association,
+    ProbeStat,
+    ProbeSummary,
+    ProbeTransfer,
+    ProbeValidity,
+    ReadoutTransfer,
+)
 
 SCHEMA_VERSION = 2
 """Bumped whenever a field changes meaning or goes away, or a part of the analysis is added.
@@ -23,40 +54,6 @@ SCHEMA_VERSION = 2
 contrasts say which outcomes they are named for (`named`), constraints are checked, probe
 validity (`ProbeSummary.validity`, `readout_transfer`), and every list is in design order
 (cells as the protocol crosses them), no longer alphabetical."""
-
-
-class _Result(BaseModel):
-    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
-
-
-class Rate(_Result):
-    """k positives of n scored items, with a Wilson 95% interval (None without items)."""
-
-    n: int = Field(description="Scored items (unscored ones are left out).")
-    k: int = Field(description="Items judged positive.")
-    rate: float | None = Field(description="k / n; None when n is 0.")
-    lo: float | None = Field(description="Lower end of the Wilson 95% interval.")
-    hi: float | None = Field(description="Upper end of the Wilson 95% interval.")
-
-
-class CellRate(Rate):
-    """One outcome's rate in one cell, with the cell's unscored items beside it."""
-
-    unscored: int = Field(description="Items of the cell without a scored verdict.")
-
-
-class _Level(_Result):
-    level: str = Field(description="The contrast factor's level in this arm.")
-
-
-class ArmRate(Rate, _Level):
-    """One arm of a contrast: its level and the outcome's rate among its scored items."""
-
-
-class _CellKey(_Result):
-    cell: str = Field(description="Cell key, e.g. `claude.deu.planted`.")
-    subject: str = Field(description="The subject model's id in the protocol.")
-    levels: dict[str, str] = Field(description="Each design factor's level in this cell.")
 
 
 class Cell(_CellKey):
@@ -99,15 +96,6 @@ class ContrastResult(_Result):
         """How a reader sees this row: the contrast's name for an outcome it was named for,
         `name · outcome` for the same comparison on another outcome."""
         return self.name if self.named else f"{self.name} · {self.outcome}"
-
-
-class Correction(_Result):
-    """How the contrasts' p-values were corrected for multiple comparisons."""
-
-    method: str = Field(description="statsmodels multipletests method, or `none`.")
-    alpha: float = Field(description="Level of the corrected tests.")
-    family: str = Field(description="What one family of tests is, in words.")
-    tests: int = Field(description="Tests in the largest family.")
 
 
 class Coefficient(_Result):
@@ -201,262 +189,12 @@ class Missing(_CellKey):
     bounds: dict[str, Bounds] = Field(description="Bounds on each outcome's rate.")
 
 
-class ProbeStat(_Result):
-    """Mean, sd and count of one probe metric in one cell."""
-
-    mean: float = Field(description="Mean over the cell's readouts.")
-    sd: float | None = Field(description="Sample sd; None with a single readout.")
-    n: int = Field(description="Readouts.")
-
-
-class Association(_Result):
-    """How well one probe metric separates items judged positive from negative."""
-
-    metric: str = Field(description="Metric name, `probe.metric`.")
-    outcome: str = Field(description="The verdict field it is compared with.")
-    n: int = Field(description="Items with a finite value and a verdict.")
-    n_pos: int = Field(description="Of them judged positive.")
-    n_neg: int = Field(description="Of them judged negative.")
-    auroc: float | None = Field(description="Mann-Whitney U / (n_pos * n_neg).")
-    p: float | None = Field(description="Two-sided Mann-Whitney p, uncorrected.")
-    mean_pos: float | None = Field(description="Mean among positives.")
-    mean_neg: float | None = Field(description="Mean among negatives.")
-
-
-class ProbeTransfer(_Result):
-    """A trained probe on its out-of-distribution (transfer) set, beside the same baselines."""
-
-    set: str = Field(
-        description="The set's file, relative to the protocol (`probes.train.*.transfer`)."
-    )
-    n_pos: int = Field(description="Examples with the positive label.")
-    n_neg: int = Field(description="Examples with the negative label.")
-    auroc: float = Field(description="The probe's AUROC on the set.")
-    bow_auroc: float = Field(description="The bag of words fitted on the train split, on the set.")
-    random_auroc: float | None = Field(
-        description="The random-weight control's probe on the set; None without the control."
-    )
-    threshold: float = Field(description="The probe's 1%-FPR threshold, set on its test split.")
-    false_positives: int = Field(description="The set's negatives above the threshold.")
-    fpr: float = Field(description="false_positives / n_neg: the threshold's FPR on new data.")
-    tpr: float = Field(description="Share of the set's positives above the threshold.")
-
-
-class ProbeValidity(_Result):
-    """What one trained probe reads: held-out, against baselines, and out of distribution."""
-
-    name: str = Field(description="The probe's name under `probes.train`.")
-    positive: str = Field(description="What its positive label means.")
-    negative: str = Field(description="What its negative label means.")
-    model: str = Field(description="The model it was trained on.")
-    layer: int = Field(description="Residual-stream layer.")
-    dataset: str = Field(description="Training set, relative to the protocol.")
-    heldout_auroc: float = Field(description="AUROC on the training set's test split.")
-    bow_auroc: float | None = Field(description="Bag of words on the same split.")
-    random_auroc: float | None = Field(
-        description="The same recipe on a random-weight copy of the model, on the same split."
-    )
-    random_seed: int | None = Field(description="Seed of the random-weight copy.")
-    n_threshold: int = Field(description="Negatives the 1%-FPR threshold was set on.")
-    transfer: ProbeTransfer | None = Field(description="None when no transfer set is named.")
-    margin: float = Field(description="By how much the transfer AUROC must beat a baseline.")
-    beats_words: bool | None = Field(
-        description="Transfer AUROC above the bag of words' on the set by the margin."
-    )
-    beats_random: bool | None = Field(
-        description="Transfer AUROC above the random-weight control's on the set by the margin."
-    )
-    reads_more: bool = Field(description="Both: the one positive verdict.")
-    verdict: str = Field(description="The verdict in one line.")
-
-
-class ReadoutTransfer(_Result):
-    """A zero-shot readout on a transfer set: does it separate the labels, and which way?"""
-
-    metric: str = Field(description="Metric name, `probe.metric`, as in the per-cell tables.")
-    set: str = Field(description="The transfer set, relative to the protocol.")
-    positive: str = Field(description="The set's positive label.")
-    negative: str = Field(description="The set's negative label.")
-    n_pos: int = Field(description="Positives with a finite value.")
-    n_neg: int = Field(description="Negatives with a finite value.")
-    auroc: float | None = Field(description="P(a positive reads higher than a negative).")
-    p: float | None = Field(description="Two-sided Mann-Whitney p, uncorrected.")
-    direction: str = Field(description="`higher = <label>`, or `none` at exactly 0.5.")
-
-
-class ProbeSummary(_Result):
-    """The truesight readouts of the probe stage, per cell and against the verdicts."""
-
-    models: list[str] = Field(description="Models that produced the readouts.")
-    metrics: list[str] = Field(description="Every metric seen, sorted.")
-    groups: dict[str, list[str]] = Field(description="Metrics by probe.")
-    labels: dict[str, str] = Field(description="What a metric means, where its name is terse.")
-    cells: dict[str, dict[str, ProbeStat]] = Field(description="Per cell, per metric.")
-    association: list[Association] | None = Field(
-        default=None, description="Each metric against the primary outcome."
-    )
-    validity: list[ProbeValidity] | None = Field(
-        default=None,
-        description="Each trained probe's validity (artifacts/probes/<name>.json); None for "
-        "runs before it was measured.",
-    )
-    readout_transfer: list[ReadoutTransfer] | None = Field(
-        default=None, description="Each zero-shot metric on each transfer set."
-    )
-
-
-Decision = Literal["supported", "not_supported", "inconclusive"]
-"""What the pre-registered rule makes of a test: the interval lies on the predicted side of the
-boundary (and the adjusted p is below alpha), on the other side, or neither."""
-
-
-class ArmTerm(_Result):
-    """One arm's rate in a sum of arm rates (a contrast is +treatment −control)."""
-
-    coef: int = Field(description="Its coefficient in the sum: +1, −1 (+2 if it counts twice).")
-    subject: str = Field(description="Subject id.")
-    levels: dict[str, str] = Field(description="The levels that select the arm's items.")
-    k: int = Field(description="Items judged positive.")
-    n: int = Field(description="Scored items.")
-
-
-class TestComponent(_Result):
-    """One estimate a test is decided on: a subject's effect, one subject's effect minus
-    another's, or a model's coefficient."""
-
-    label: str = Field(description="Whose estimate: a subject, `a − b`, or the model term.")
-    scale: Literal["points", "log_odds"] = Field(
-        description="points: a difference of rates (shares; 0.10 is 10 points); log_odds: a "
-        "regression coefficient."
-    )
-    estimate: float | None = Field(description="Δ; None when an arm has no scored items.")
-    lo: float | None = Field(description="Lower end of its 1 − alpha interval.")
-    hi: float | None = Field(description="Upper end of its 1 − alpha interval.")
-    p: float | None = Field(description="p of the test at the boundary (see the test's method).")
-    p_adjusted: float | None = Field(description="p corrected over every hypothesis test.")
-    decision: Decision = Field(description="What the rule makes of this estimate.")
-    reason: str = Field(description="Why, in words: where the interval lies, and the p.")
-    arms: list[ArmTerm] = Field(description="The arm rates summed (empty for a model term).")
-
-
-class TestResult(_Result):
-    """One pre-registered test of a hypothesis (protocol `HypothesisTest`), decided."""
-
-    kind: Literal["contrast", "difference", "between_subjects", "model"] = Field(
-        description="Which statistic the test names."
-    )
-    statistic: str = Field(description="The statistic, e.g. `a − b` for a difference.")
-    outcome: str = Field(description="The outcome it is computed on.")
-    direction: str = Field(description="The predicted direction (protocol `direction`).")
-    margin: float = Field(description="The margin, as a share of items (0: none).")
-    combine: Literal["all", "any"] | None = Field(
-        description="Per-subject tests: every subject must show it, or one; None for one estimate."
-    )
-    prediction: str = Field(description="What is predicted of the estimate, in symbols.")
-    method: str = Field(description="How the interval and p were computed.")
-    components: list[TestComponent] = Field(description="One per subject (or one).")
-    decision: Decision = Field(description="The components combined (see `combine`).")
-
-
-class HypothesisDecision(_Result):
-    """A hypothesis and what its pre-registered test decided."""
-
-    id: str = Field(description="The hypothesis' id.")
-    text: str = Field(description="The prediction as the protocol states it.")
-    decision: Decision | Literal["not_tested"] = Field(
-        description="supported, not_supported or inconclusive; not_tested without a test."
-    )
-    rule: str = Field(description="The decision rule, in words, as fixed before the data.")
-    reason: str = Field(description="What decided it: which estimates, where their intervals lie.")
-    alpha: float = Field(description="The level the adjusted p is compared with.")
-    tests: list[TestResult] = Field(description="Its test's parts (empty when not tested).")
-
-
-class Decisions(_Result):
-    """The hypotheses decided, with the correction over their tests."""
-
-    correction: Correction = Field(
-        description="How the p of every estimate of every tested hypothesis was corrected."
-    )
-    hypotheses: list[HypothesisDecision] = Field(description="In the protocol's order.")
-
-
 class Totals(_Result):
     """Item counts over the whole run."""
 
     items: int = Field(description="Items.")
     scored: int = Field(description="Items with a scored verdict.")
     unscored: int = Field(description="Items without one.")
-
-
-class Estimate(_Result):
-    """A share among human-labelled items, weighted back to the run's mix of strata (cell × the
-    judges' primary verdict), with a Wilson 95% interval at the Kish effective sample size (the
-    plain Wilson interval when the weights are equal)."""
-
-    value: float | None = Field(description="The weighted share; None without items.")
-    lo: float | None = Field(description="Lower end of the 95% interval.")
-    hi: float | None = Field(description="Upper end of the 95% interval.")
-    n: int = Field(description="Labelled items in the denominator.")
-    n_eff: float | None = Field(description="Their Kish effective sample size, (Σw)² / Σw².")
-
-
-class Confusion(_Result):
-    """Judges against the human on one bool field: labelled items, unweighted."""
-
-    tp: int = Field(description="Both true.")
-    fp: int = Field(description="The judges true, the human false.")
-    fn: int = Field(description="The judges false, the human true.")
-    tn: int = Field(description="Both false.")
-
-
-class FieldCalibration(_Result):
-    """How the judges' verdicts on one field agree with a researcher's labels of the same items."""
-
-    type: str = Field(description="The verdict field's type.")
-    n: int = Field(description="Items with both a human label and a scored judges' verdict.")
-    agree: float | None = Field(description="Weighted share of those items judged alike.")
-    kappa: float | None = Field(
-        description="Cohen's kappa, judges against the human, over the weighted table "
-        "(unweighted across categories); None with a single category."
-    )
-    sensitivity: Estimate | None = Field(
-        description="bool fields: share judged true among items the human labelled true."
-    )
-    specificity: Estimate | None = Field(
-        description="bool fields: share judged false among items the human labelled false."
-    )
-    confusion: Confusion | None = Field(description="bool fields: the unweighted 2 × 2 table.")
-
-
-class CorrectedRate(_CellKey):
-    """An outcome's rate in one cell, corrected for the judges' error (Rogan–Gladen)."""
-
-    outcome: str = Field(description="The outcome (a bool verdict field).")
-    n: int = Field(description="Scored items in the cell.")
-    raw: float | None = Field(description="The judges' rate, k / n.")
-    corrected: float | None = Field(
-        description="(raw + Sp − 1) / (Se + Sp − 1), clipped to [0, 1]; None when not estimable."
-    )
-    lo: float | None = Field(description="Lower end of the delta-method 95% interval.")
-    hi: float | None = Field(description="Upper end of the delta-method 95% interval.")
-    clipped: bool = Field(description="Whether the unclipped estimate fell outside [0, 1].")
-    error: str | None = Field(description="Why there is no corrected rate, in words.")
-
-
-class Calibration(_Result):
-    """The judges against a researcher's labels (`research label`), per field, and the
-    outcomes' rates corrected for the judges' error where a field has labels."""
-
-    items: int = Field(description="Items with at least one human label (skips aside).")
-    labels: int = Field(description="Field values labelled (skips aside).")
-    by: list[str] = Field(description="Who labelled.")
-    strata: int = Field(description="Strata (cell × the judges' primary verdict) in the run.")
-    strata_labelled: int = Field(description="Of them, strata with a labelled item.")
-    fields: dict[str, FieldCalibration] = Field(description="By verdict field, schema order.")
-    corrected: list[CorrectedRate] = Field(
-        description="Per outcome with labels, per cell in design order."
-    )
 
 
 class AnalysisResult(_Result):
