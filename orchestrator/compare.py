@@ -117,8 +117,8 @@ class Comparison:
 
 def compare(a: Side, b: Side) -> Comparison:
     """Tables of the comparison: the primary outcome per cell (design order), each contrast on
-    the outcomes it is named for, with each run's p in its own column, and the models'
-    interaction terms; notes on what differs between the runs."""
+    the outcomes it is named for (per subject, then pooled over subjects), with each run's p in
+    its own column, and the models' interaction terms; notes on what differs between the runs."""
     primary = a.analysis.primary
     notes = []
     if b.analysis.primary != primary:
