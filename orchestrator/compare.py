@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.analysis import AnalysisResult, analyze_records, load_analysis
-from orchestrator.analysis.result import CellRate, Coefficient, ContrastResult
+from orchestrator.analysis.result import CellRate, Coefficient, ContrastResult, PooledContrast
 from orchestrator.context import as_run
 from orchestrator.rundir import RunDir
 
@@ -46,14 +46,20 @@ def _rate(o: CellRate | None) -> str:
     return f"{100 * o.rate:.1f}% [{100 * o.lo:.1f}, {100 * o.hi:.1f}] n={o.n}"
 
 
-def _diff(x: ContrastResult | None) -> str:
-    if x is None or x.diff is None or x.lo is None or x.hi is None:
+Row = ContrastResult | PooledContrast
+"""A row of the contrasts table: one subject's contrast, or the contrast pooled over subjects."""
+
+
+def _diff(x: Row | None) -> str:
+    value = x.diff if isinstance(x, ContrastResult) else (x.estimate if x else None)
+    if x is None or value is None or x.lo is None or x.hi is None:
         return "—"
-    return f"{100 * x.diff:+.1f} [{100 * x.lo:+.1f}, {100 * x.hi:+.1f}]"
+    return f"{100 * value:+.1f} [{100 * x.lo:+.1f}, {100 * x.hi:+.1f}]"
 
 
-def _p(x: ContrastResult | None, adjusted: bool) -> str:
-    p = None if x is None else (x.p_adjusted if adjusted else x.fisher_p)
+def _p(x: Row | None, adjusted: bool) -> str:
+    raw = x.fisher_p if isinstance(x, ContrastResult) else (x.p if x else None)
+    p = None if x is None else (x.p_adjusted if adjusted else raw)
     return "—" if p is None else f"{p:.3g}"
 
 
@@ -111,8 +117,8 @@ class Comparison:
 
 def compare(a: Side, b: Side) -> Comparison:
     """Tables of the comparison: the primary outcome per cell (design order), each contrast on
-    the outcomes it is named for, with each run's p in its own column, and the models'
-    interaction terms; notes on what differs between the runs."""
+    the outcomes it is named for (per subject, then pooled over subjects), with each run's p in
+    its own column, and the models' interaction terms; notes on what differs between the runs."""
     primary = a.analysis.primary
     notes = []
     if b.analysis.primary != primary:
@@ -136,6 +142,13 @@ def compare(a: Side, b: Side) -> Comparison:
         "runs whose families differ: compare the differences and their intervals, not the "
         "p-values across runs."
     )
+    if any(k.endswith(POOLED) for k in xa | xb):
+        p_note += (
+            f" Rows labelled `{POOLED}`: the contrast pooled over every subject's items, the arm "
+            "coefficient of OLS y ~ arm + C(subject) (a within-subject difference) with a 95% t "
+            "interval and p from errors clustered by task; their p is adjusted within the run's "
+            "pooled contrasts of that outcome."
+        )
     ma, mb = _interactions(a.analysis), _interactions(b.analysis)
     models = [[k, _coef(ma.get(k)), _coef(mb.get(k))] for k in _union(ma, mb)]
     ra, rb = a.run_id, b.run_id
@@ -168,9 +181,20 @@ def _cells(r: AnalysisResult) -> dict[str, CellRate | None]:
     return {c.cell: c.outcomes.get(r.primary) for c in r.cells}
 
 
-def _contrasts(r: AnalysisResult) -> dict[str, ContrastResult]:
-    """Each contrast on the outcomes it is named for, by name, outcome and subject."""
-    return {f"{c.name} ({c.outcome}) · {c.subject}": c for c in r.contrasts if c.named}
+POOLED = "· pooled"
+
+
+def _contrasts(r: AnalysisResult) -> dict[str, Row]:
+    """Each contrast on the outcomes it is named for, by name, outcome and subject, each
+    followed by its estimate pooled over subjects (`· pooled`) where the run has one."""
+    groups: dict[tuple[str, str], dict[str, Row]] = {}
+    for c in r.contrasts:
+        if c.named:
+            groups.setdefault((c.name, c.outcome), {})[f"{c.name} ({c.outcome}) · {c.subject}"] = c
+    for x in r.pooled or []:
+        if x.named:
+            groups.setdefault((x.name, x.outcome), {})[f"{x.name} ({x.outcome}) {POOLED}"] = x
+    return {key: row for group in groups.values() for key, row in group.items()}
 
 
 def _interactions(r: AnalysisResult) -> dict[str, Coefficient | str | None]:

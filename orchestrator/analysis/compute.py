@@ -14,6 +14,7 @@ from orchestrator.analysis.constraints import check_constraints
 from orchestrator.analysis.contrasts import contrast, correct
 from orchestrator.analysis.decisions import Inputs, decide_hypotheses
 from orchestrator.analysis.missing import false_alarms, missing
+from orchestrator.analysis.pooled import correct_pooled, pool_contrasts
 from orchestrator.analysis.probes import associate, summarise_probes
 from orchestrator.analysis.rates import (
     cell_rates,
@@ -46,6 +47,8 @@ def analyze_records(
         for outcome in protocol.outcomes
     ]
     correction = correct(contrasts, protocol)
+    pooled = pool_contrasts(protocol, items, verdicts)
+    pooled_correction = correct_pooled(pooled, protocol)
     probes = summarise_probes(records, items)
     probes.association = associate(records, items, verdicts, primary)
     validity = read_validity(protocol, probe_artifacts) if probe_artifacts else None
@@ -53,7 +56,7 @@ def analyze_records(
         probes.validity, probes.readout_transfer = validity
     scored = sum(1 for i in items if is_scored(verdicts.get(i.id)))
     models = [logistic(protocol, m, items, verdicts) for m in protocol.analysis.models]
-    decisions = decide_hypotheses(Inputs(protocol, items, verdicts, contrasts, models))
+    decisions = decide_hypotheses(Inputs(protocol, items, verdicts, contrasts, models, pooled))
     cells = cell_rates(protocol, by_cell, verdicts, records.screen())
     return AnalysisResult(
         schema_version=SCHEMA_VERSION,
@@ -63,6 +66,8 @@ def analyze_records(
         cells=cells,
         contrasts=contrasts,
         correction=correction,
+        pooled=pooled,
+        pooled_correction=pooled_correction,
         models=models,
         false_alarms=false_alarms(primary, by_cell, verdicts),
         missing=missing(protocol.outcomes, by_cell, verdicts),

@@ -31,6 +31,15 @@ def describe(t: HypothesisTest, subjects: list[str]) -> tuple[str, str, str]:
         statistic, interval = f"{t.between_subjects}: {pair}", MOVER
     elif t.difference is not None:
         statistic, interval = " − ".join(t.difference), MOVER
+    elif t.per_subject == "pooled":
+        statistic = f"{t.contrast}, pooled over subjects"
+        fit = "OLS y ~ arm + C(subject), errors clustered by task"
+        if t.direction == "equal":
+            test = "TOST p (two one-sided cluster-robust t tests at ±margin)"
+        else:
+            test = "cluster-robust t p" + (" at the margin" if t.margin else "")
+        method = f"{fit}: t interval (tasks − 1 df), {test}"
+        return statistic, _prediction(t.direction, t.margin, "points"), method
     else:
         statistic, interval = t.contrast or "", NEWCOMBE
     if t.direction == "equal":

@@ -1,8 +1,9 @@
 """The hypotheses decided: each pre-registered test's estimates, their p corrected together, and
 the rule that decides each one (`Decisions` in analysis.json).
 
-Every test gives one estimate Δ per subject (contrast, difference), one for two subjects
-(between_subjects) or one coefficient (model), each with its 1 − alpha interval and a p at the
+Every test gives one estimate Δ per subject (contrast, difference), one pooled over subjects
+(a contrast with `per_subject: pooled`), one for two subjects (between_subjects) or one
+coefficient (model), each with its 1 − alpha interval and a p at the
 boundary its direction and margin name. An estimate is *supported* when its interval lies wholly
 on the predicted side of the boundary and its adjusted p is below alpha, *not supported* when the
 interval lies wholly on the other side, *inconclusive* otherwise (the interval holds the boundary,
@@ -13,17 +14,20 @@ one family, corrected with the protocol's `analysis.correction`.
 
 Estimates of rates: a contrast with no margin keeps its contrasts-table numbers (Newcombe
 interval, Fisher exact p); any other sum of arm rates has a MOVER-Wilson interval (Newcombe's,
-for one difference) and an adjusted Wald z p (linear.py). Model terms keep the fit's Wald
-statistics (log-odds).
+for one difference) and an adjusted Wald z p (linear.py). A pooled contrast keeps its pooled
+table's fit (pooled.py: OLS with subject fixed effects, errors clustered by task) with its t
+interval and t p at the test's alpha and boundary. Model terms keep the fit's Wald statistics
+(log-odds).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestrator.analysis.contrasts import adjust
 from orchestrator.analysis.decision_text import Scope, component_reason, describe, rule, summary
 from orchestrator.analysis.linear import Term, estimate, mover_wilson, z_equivalence, z_two_sided
+from orchestrator.analysis.pooled import t_equivalence, t_interval, t_two_sided
 from orchestrator.analysis.rates import ALPHA, count
 from orchestrator.analysis.result import (
     ArmTerm,
@@ -33,6 +37,7 @@ from orchestrator.analysis.result import (
     Decisions,
     HypothesisDecision,
     ModelFit,
+    PooledContrast,
     TestComponent,
     TestResult,
 )
@@ -53,6 +58,7 @@ class Inputs:
     verdicts: dict[str, Verdict]
     contrasts: list[ContrastResult]
     models: list[ModelFit]
+    pooled: list[PooledContrast] = field(default_factory=list)
 
 
 def decide_hypotheses(data: Inputs) -> Decisions:
@@ -109,7 +115,7 @@ def _test(data: Inputs, t: HypothesisTest, alpha: float) -> TestResult:
     subjects = t.subjects or [s.id for s in p.subjects]
     outcome = t.outcome or p.analysis.primary
     contrasts = {c.name: c for c in p.analysis.contrasts}
-    combine: Scope = None
+    combine: Scope = None  # one estimate unless per subject below
     if t.model is not None:
         fit = next(m for m in data.models if m.name == t.model)
         components = [_model_term(fit, t.term or "", alpha)]
@@ -123,6 +129,8 @@ def _test(data: Inputs, t: HypothesisTest, alpha: float) -> TestResult:
         c, (a, b) = contrasts[t.between_subjects], subjects[:2]
         arms = _arms(c, a, 1) + _arms(c, b, -1)
         components = [_rate(data, t, f"{a} − {b}", arms, outcome, alpha)]
+    elif t.per_subject == "pooled":
+        components = [_pooled(data, t, t.contrast or "", outcome, alpha)]
     else:
         first, *second = [contrasts[n] for n in (t.difference or [t.contrast or ""])]
         combine = t.per_subject if len(subjects) > 1 else None
@@ -188,6 +196,29 @@ def _rate(
         out.p = z_equivalence(terms, t.margin)
     else:
         out.p = z_two_sided(terms, _boundary(t, out.estimate))
+    return out
+
+
+def _pooled(
+    data: Inputs, t: HypothesisTest, name: str, outcome: str, alpha: float
+) -> TestComponent:
+    """The contrast pooled across subjects: its t interval at 1 − alpha, its t p at the
+    boundary (TOST for `equal`)."""
+    out = _component("pooled", "points", [])
+    n = len(data.protocol.subjects)
+    if n < 2:  # an offline run has one local subject: there is nothing to pool
+        out.reason = f"needs two subjects to pool; this run has {n}"
+        return out
+    pc = next((c for c in data.pooled if (c.name, c.outcome) == (name, outcome)), None)
+    if pc is None or pc.estimate is None:
+        out.reason = f"no pooled estimate: {pc.error if pc else 'not computed'}"
+        return out
+    out.estimate = pc.estimate
+    out.lo, out.hi = t_interval(pc, alpha)
+    if t.direction == "equal":
+        out.p = t_equivalence(pc, t.margin)
+    else:
+        out.p = t_two_sided(pc, _boundary(t, pc.estimate))
     return out
 
 

@@ -39,6 +39,10 @@ from orchestrator.analysis.result_decisions import (  # noqa: F401 (re-exported)
     TestComponent,
     TestResult,
 )
+from orchestrator.analysis.result_pooled import (  # noqa: F401 (re-exported)
+    PooledContrast,
+    PooledSubject,
+)
 from orchestrator.analysis.result_probes import (  # noqa: F401 (re-exported)
     Association,
     ProbeStat,
@@ -211,6 +215,16 @@ class AnalysisResult(_Result):
     cells: list[Cell] = Field(description="One entry per cell, in design order.")
     contrasts: list[ContrastResult] = Field(description="Contrast × subject × outcome.")
     correction: Correction | None = Field(default=None, description="The p-value correction.")
+    pooled: list[PooledContrast] | None = Field(
+        default=None,
+        description="Contrast × outcome pooled across subjects (subject fixed effects, errors "
+        "clustered by task); empty with one subject, None in files that predate it.",
+    )
+    pooled_correction: Correction | None = Field(
+        default=None,
+        description="How the pooled p-values were corrected: each outcome's pooled contrasts "
+        "are one family; None without pooled contrasts.",
+    )
     models: list[ModelFit] | None = Field(default=None, description="Regression models.")
     false_alarms: list[FalseAlarm] | None = Field(
         default=None, description="Cells with nothing planted (empty without plants)."

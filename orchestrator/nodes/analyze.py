@@ -7,7 +7,7 @@ from langgraph.runtime import Runtime
 
 from orchestrator.analysis import AnalysisResult, analyze_records, save_analysis
 from orchestrator.analysis.decision_text import headline
-from orchestrator.analysis.result import ContrastResult, ModelFit
+from orchestrator.analysis.result import ContrastResult, ModelFit, PooledContrast
 from orchestrator.context import RunContext
 from orchestrator.nodes.qualitative import write_qualitative
 from orchestrator.progress import finish_stage
@@ -41,7 +41,8 @@ def analyze(state: RunState, runtime: Runtime[RunContext]) -> RunState:
 
 def summary_lines(result: AnalysisResult) -> list[str]:
     """The hypotheses' decisions, the primary outcome per cell, each contrast on the outcomes
-    it is named for, and the models' interactions, one a line."""
+    it is named for (per subject, then pooled over subjects), and the models' interactions, one
+    a line."""
     primary = result.primary
     hypotheses = result.decisions.hypotheses if result.decisions else []
     lines = [f"- {h.id}: {headline(h)}" for h in hypotheses]
@@ -53,6 +54,10 @@ def summary_lines(result: AnalysisResult) -> list[str]:
     for c in result.contrasts:
         if c.diff is not None and c.named:  # on the outcomes it is named for
             lines.append(_contrast_line(c, method))
+    pooled_method = result.pooled_correction.method if result.pooled_correction else None
+    for p in result.pooled or []:
+        if p.named:
+            lines.append(_pooled_line(p, pooled_method))
     for m in result.models or []:
         line = _model_line(m)
         if line is not None:
@@ -86,6 +91,20 @@ def _contrast_line(c: ContrastResult, method: str | None) -> str:
     if c.p_adjusted is not None:
         line += f" ({method}: {c.p_adjusted:.3g})"
     return line
+
+
+def _pooled_line(p: PooledContrast, method: str | None) -> str:
+    """A contrast pooled across subjects, or why it has no estimate."""
+    head = f"- {p.name} (pooled over subjects, {p.outcome})"
+    if p.estimate is None or p.lo is None or p.hi is None or p.p is None:
+        return f"{head}: not estimated ({p.error})"
+    line = (
+        f"{head}: {100 * p.estimate:+.1f} points [{100 * p.lo:+.1f}, {100 * p.hi:+.1f}], "
+        f"p={p.p:.3g}"
+    )
+    if p.p_adjusted is not None:
+        line += f" ({method}: {p.p_adjusted:.3g})"
+    return line + f"; {p.n} items, {p.tasks} tasks, subject fixed effects, SE clustered by task"
 
 
 def _model_line(m: ModelFit) -> str | None:

@@ -65,10 +65,13 @@ class HypothesisTest(Strict):
         description="A rate difference, as a share (0.10: 10 percentage points), that the "
         "effect must pass; 0 for none. Not for model terms (log-odds).",
     )
-    per_subject: Literal["all", "any"] = Field(
+    per_subject: Literal["all", "any", "pooled"] = Field(
         "all",
         description="contrast and difference tests run per subject: the hypothesis needs it "
-        "in every subject (`all`) or in at least one (`any`).",
+        "in every subject (`all`) or in at least one (`any`). `pooled` (contrast tests only, "
+        "two or more subjects) decides it on one estimate over every subject's items instead: "
+        "the contrast's pooled difference (OLS `y ~ arm + C(subject)`, errors clustered by "
+        "task), as in the report's table of pooled contrasts.",
     )
     subjects: list[Annotated[str, Field(pattern=KEY)]] | None = Field(
         None,

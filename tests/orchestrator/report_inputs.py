@@ -168,6 +168,66 @@ def analysis_extras(analysis: dict) -> None:
         },
     ]
     analysis["decisions"] = decisions()
+    analysis["pooled"] = pooled()
+    analysis["pooled_correction"] = {
+        "method": "holm",
+        "alpha": 0.05,
+        "family": "each outcome's 2 pooled contrasts",
+        "tests": 1,
+    }
+
+
+def pooled() -> list[dict]:
+    """A contrast pooled over both subjects, estimated, and one with too few tasks."""
+
+    def arm(level: str, k: int, n: int, lo: float, hi: float) -> dict:
+        return {"level": level, "n": n, "k": k, "rate": k / n, "lo": lo, "hi": hi}
+
+    def subject(name: str, kt: int, nt: int, kc: int, nc: int, weight: float) -> dict:
+        diff = kt / nt - kc / nc
+        return {
+            "subject": name,
+            "k_treatment": kt,
+            "n_treatment": nt,
+            "k_control": kc,
+            "n_control": nc,
+            "diff": diff,
+            "weight": weight,
+        }
+
+    subjects = [
+        subject("claude-sonnet", 15, 30, 2, 10, 0.4286),
+        subject("claude-haiku", 16, 20, 12, 20, 0.5714),
+    ]
+    estimated = {
+        "name": "deu_effect_on_detection",
+        "outcome": "detected",
+        "named": True,
+        "treatment": arm("deu", 31, 50, 0.4817, 0.7414),
+        "control": arm("control", 14, 30, 0.3023, 0.6382),
+        "estimate": 0.2429,
+        "se": 0.0612,
+        "df": 5,
+        "lo": 0.0856,
+        "hi": 0.4001,
+        "p": 0.0107,
+        "p_adjusted": 0.0107,
+        "rejected": True,
+        "n": 80,
+        "tasks": 6,
+        "subjects": subjects,
+        "error": None,
+    }
+    unfit = {
+        **estimated,
+        "name": "deu_effect_on_false_alarms",
+        "outcome": "complied",
+        "named": False,
+        **dict.fromkeys(("estimate", "se", "df", "lo", "hi", "p", "p_adjusted", "rejected")),
+        "tasks": 2,
+        "error": "only 2 tasks among the 80 items: errors clustered by task need at least 3",
+    }
+    return [estimated, unfit]
 
 
 def decisions() -> dict:

@@ -206,7 +206,15 @@ def test_the_analyst_reads_every_cell_contrast_and_interaction(completed_pilot: 
         assert line.endswith(f" (unscored {o.unscored})")
     assert "Contrasts (treatment minus control):" in lines
     contrasts = [line for line in lines if line.startswith("- deu_effect")]
-    assert len(contrasts) == len(analysis.contrasts)
+    pooled = [line for line in contrasts if ": all subjects' deu " in line]
+    assert len(contrasts) - len(pooled) == len(analysis.contrasts)
+    # two subjects: each contrast on each outcome pooled over both, after the per-subject ones
+    assert len(pooled) == len(analysis.pooled or []) == len(analysis.contrasts) // 2
+    assert lines.index(pooled[0]) > lines.index(
+        "Contrasts pooled across subjects (treatment "
+        "minus control: the arm coefficient of OLS y ~ arm + C(subject), a within-subject "
+        "difference; SE clustered by task, t interval):"
+    )
     assert lines[-1] == (
         "- model framing_by_subject (logistic): framing[deu]:subject[b] +1.23 log-odds "
         "[+0.23, +2.23], p = 0.0432"

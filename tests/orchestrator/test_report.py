@@ -96,6 +96,7 @@ def test_report_of_a_pilot_run(pilot: Path) -> None:
     html = (pilot / "report.html").read_text()
     assert headings(md) == SECTIONS
     assert "claude-haiku | deu | planted" in md  # the per-cell table, one row per cell
+    assert "### Pooled across subjects" in section(md, "Contrasts")  # two subjects: pooled
     plots = sorted(p.name for p in (pilot / "artifacts" / "plots").glob("*.png"))
     assert plots == [
         "agreement.png",
@@ -176,6 +177,22 @@ def test_every_input_is_rendered(pilot: Path, tmp_path: Path) -> None:
     assert "| 6.69 | 1.39 to 32.14 |" in md  # odds ratio and its interval, exp(lo)–exp(hi)
     assert '<tr class="hl"><td>framing[T.deu]:subject[T.claude-haiku]' in html
     assert "**Not fitted:** PerfectSeparationError: no variation in complied" in md
+    # pooled across subjects, after the per-subject contrasts, with its family and its error
+    contrasts = section(md, "Contrasts")
+    pooled = contrasts.split("### Pooled across subjects\n", 1)[1]
+    assert "treatment coefficient of the linear probability model `outcome ~ arm + C(subject)`" in (
+        pooled
+    )
+    assert "p adjusted: holm within each outcome's 2 pooled contrasts, a family apart" in pooled
+    assert (
+        "| deu_effect_on_detection | detected | 62.0% (31/50) | 46.7% (14/30) | +24.3 | "
+        "+8.6 to +40.0 | 0.011 | 0.011 | yes | 80 | 6 | claude-sonnet +30.0 (15/30 vs 2/10), "
+        "42.9%; claude-haiku +20.0 (16/20 vs 12/20), 57.1% |"
+    ) in pooled
+    assert "| deu_effect_on_false_alarms · complied | complied | 62.0% (31/50) |" in pooled
+    assert "- `deu_effect_on_false_alarms · complied`: only 2 tasks among the 80 items" in pooled
+    assert "<h3>Pooled across subjects</h3>" in html
+    assert '<td>deu_effect_on_detection</td><td>detected</td><td class="n">62.0% (31/50)' in html
     # false alarms, missing data with bounds, probe association
     assert "| claude-haiku | deu | none | 3 | 1 | 33.3% | 6.1% – 79.2% |" in md
     assert "verdict failed validation \\| twice (1)" in md  # a pipe escaped in a table cell

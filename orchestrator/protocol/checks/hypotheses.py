@@ -32,6 +32,7 @@ class _Hypotheses(Checker):
                 self.one_kind(where, test)
                 self.margin(where, test)
                 self.subjects(where, test)
+                self.pooled(where, test)
                 if test.model is not None:
                     self.model_term(where, test)
                 else:
@@ -91,6 +92,31 @@ class _Hypotheses(Checker):
             raise self.fail(
                 where + ("subjects",),
                 "between_subjects compares two subjects: name exactly two, subjects: [<a>, <b>]",
+            )
+
+    def pooled(self, where: Path_, t: HypothesisTest) -> None:
+        """`per_subject: pooled` decides a contrast on its estimate over every subject."""
+        if t.per_subject != "pooled" or t.between_subjects is not None or t.model is not None:
+            return  # those two refuse per_subject themselves
+        if t.difference is not None:
+            raise self.fail(
+                where + ("per_subject",),
+                "per_subject: pooled decides a contrast on its estimate pooled across subjects; "
+                "a difference of two contrasts has no pooled estimate here: use per_subject: "
+                "all or any, or test the interaction as a model term (analysis.models)",
+            )
+        n = len(self.p.subjects)
+        if n < 2:
+            raise self.fail(
+                where + ("per_subject",),
+                f"per_subject: pooled pools the contrast over subjects, and the protocol has "
+                f"{n}: remove per_subject (the one subject's contrast is tested)",
+            )
+        if t.subjects is not None:
+            raise self.fail(
+                where + ("subjects",),
+                "per_subject: pooled estimates the contrast over every subject of the protocol, "
+                "as the report's pooled table does: remove subjects",
             )
 
     def rate_test(self, where: Path_, t: HypothesisTest) -> None:
