@@ -39,6 +39,11 @@ from orchestrator.analysis.result_decisions import (  # noqa: F401 (re-exported)
     TestComponent,
     TestResult,
 )
+from orchestrator.analysis.result_levels import (  # noqa: F401 (re-exported)
+    Distribution,
+    LevelShare,
+    Mean,
+)
 from orchestrator.analysis.result_probes import (  # noqa: F401 (re-exported)
     Association,
     ProbeStat,
@@ -57,12 +62,24 @@ validity (`ProbeSummary.validity`, `readout_transfer`), and every list is in des
 
 
 class Cell(_CellKey):
-    """Per-cell counts: every outcome's rate, enum verdict tallies, screening flags."""
+    """Per-cell counts: every outcome's rate, how the enum and ordinal verdict fields spread,
+    the int and float fields' means, screening flags."""
 
     items: int = Field(description="Items in the cell, scored or not.")
     outcomes: dict[str, CellRate] = Field(description="Rate of each outcome, by name.")
     enums: dict[str, dict[str, int]] = Field(
-        description="For each enum verdict field, how many scored items took each value."
+        description="For each enum verdict field, how many scored items took each value (the "
+        "counts of `distributions`, kept for readers of older files)."
+    )
+    distributions: dict[str, Distribution] = Field(
+        default_factory=dict,
+        description="For each enum and ordinal verdict field, every level's count and share "
+        "with simultaneous 95% intervals (empty in files written before them).",
+    )
+    means: dict[str, Mean] = Field(
+        default_factory=dict,
+        description="For each int and float verdict field, the mean with its 95% t interval "
+        "(empty in files written before them).",
     )
     screen: dict[str, int] = Field(description="Screening flags raised in the cell, by kind.")
 
