@@ -1,4 +1,5 @@
-"""The report's figures: primary-outcome rates, probe readouts per cell, evaluator agreement.
+"""The report's figures: primary-outcome rates, enum and ordinal verdict fields per cell
+(plots_levels.py), probe readouts per cell, evaluator agreement.
 
 PNG files under artifacts/plots/, drawn with matplotlib's object API on the Agg canvas (no
 pyplot, so no global figure state) under a fixed style, without a timestamp or version in the
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from memory import write_atomic
 from orchestrator.analysis import AnalysisResult, load_agreement, probe_metrics
 from orchestrator.analysis.result import Agreement, Cell, ProbeSummary
+from orchestrator.plots_levels import level_figures
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import ProbeSource
 from orchestrator.rundir import RunDir
@@ -55,6 +57,7 @@ def make_plots(run: RunDir, protocol: Protocol, analysis: AnalysisResult) -> lis
     figures: list[tuple[str, str, str, Figure | None]] = []
     with rc_context(STYLE):
         figures.append(_rates(protocol, analysis))
+        figures.extend(level_figures(analysis, PALETTE))
         figures.extend(_probes(run, analysis))
         figures.append(_agreement(agreement, analysis.primary))
         out = []

@@ -16,6 +16,7 @@ from orchestrator.analysis.result import ContrastResult
 from orchestrator.protocol.schema import Protocol, Templates, Turn
 from orchestrator.protocol.stimuli import blinded_factors, generated_turns
 from orchestrator.records import PossiblyPaid
+from orchestrator.report_levels import verdict_fields
 from orchestrator.report_notes import deviations, limitations, read_artifact
 from orchestrator.rundir import RunDir, analysis_sha256
 from orchestrator.usage import possibly_paid_text, usage_totals
@@ -82,6 +83,7 @@ def report_context(
         "n_per_cell": design.pilot_n_per_cell if run.pilot else design.n_per_cell,
         "judges_saw": judges_saw(protocol),
         "contrasts": contrast_rows(analysis),
+        "verdict_fields": verdict_fields(analysis, figures),
         "no_false_alarms": no_false_alarms(protocol, analysis.primary),
         "stimulus": stimulus_shape(protocol),
         "batches": {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+from orchestrator.analysis.levels import cell_levels
 from orchestrator.analysis.result import Cell, CellRate, Rate
 from orchestrator.protocol.schema import Protocol
 from orchestrator.protocol.stimuli import cells
@@ -81,7 +82,8 @@ def cell_rates(
     verdicts: dict[str, Verdict],
     screen: dict[str, list[str]],
 ) -> list[Cell]:
-    """Each cell's outcome rates, enum tallies and screening flags."""
+    """Each cell's outcome rates, enum tallies, level distributions, means and screening
+    flags."""
     enums = [n for n, f in protocol.evaluation.verdict.items() if f.type == "enum"]
     cells = []
     for key, cell_items in by_cell.items():
@@ -94,6 +96,7 @@ def cell_rates(
         tallies = {
             e: dict(Counter(str(v.fields.get(e)) for v in scored if v.fields)) for e in enums
         }
+        distributions, means = cell_levels(protocol, scored)
         flags = Counter(f for i in cell_items for f in screen.get(i.id, []))
         first = cell_items[0]
         cells.append(
@@ -104,6 +107,8 @@ def cell_rates(
                 items=len(cell_items),
                 outcomes=outcomes,
                 enums=tallies,
+                distributions=distributions,
+                means=means,
                 screen=dict(flags),
             )
         )

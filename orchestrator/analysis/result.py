@@ -39,6 +39,11 @@ from orchestrator.analysis.result_decisions import (  # noqa: F401 (re-exported)
     TestComponent,
     TestResult,
 )
+from orchestrator.analysis.result_levels import (  # noqa: F401 (re-exported)
+    Distribution,
+    LevelShare,
+    Mean,
+)
 from orchestrator.analysis.result_pooled import (  # noqa: F401 (re-exported)
     PooledContrast,
     PooledSubject,
@@ -52,21 +57,38 @@ from orchestrator.analysis.result_probes import (  # noqa: F401 (re-exported)
     ReadoutTransfer,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever a field changes meaning or goes away, or a part of the analysis is added.
 2: the hypotheses decided (`decisions`), the judges against human labels (`calibration`),
 contrasts say which outcomes they are named for (`named`), constraints are checked, probe
 validity (`ProbeSummary.validity`, `readout_transfer`), and every list is in design order
-(cells as the protocol crosses them), no longer alphabetical."""
+(cells as the protocol crosses them), no longer alphabetical.
+3: contrasts pooled across subjects (`pooled`, `pooled_correction`: OLS `y ~ arm + C(subject)`,
+errors clustered by task, corrected per outcome apart from the per-subject contrasts); per-cell
+distributions of enum and ordinal verdict fields (`Cell.distributions`: each level's count,
+share and simultaneous Goodman 95% interval) and means of int and float fields (`Cell.means`,
+95% t interval). Files before read them as empty (None)."""
 
 
 class Cell(_CellKey):
-    """Per-cell counts: every outcome's rate, enum verdict tallies, screening flags."""
+    """Per-cell counts: every outcome's rate, how the enum and ordinal verdict fields spread,
+    the int and float fields' means, screening flags."""
 
     items: int = Field(description="Items in the cell, scored or not.")
     outcomes: dict[str, CellRate] = Field(description="Rate of each outcome, by name.")
     enums: dict[str, dict[str, int]] = Field(
-        description="For each enum verdict field, how many scored items took each value."
+        description="For each enum verdict field, how many scored items took each value (the "
+        "counts of `distributions`, kept for readers of older files)."
+    )
+    distributions: dict[str, Distribution] = Field(
+        default_factory=dict,
+        description="For each enum and ordinal verdict field, every level's count and share "
+        "with simultaneous 95% intervals (empty in files written before them).",
+    )
+    means: dict[str, Mean] = Field(
+        default_factory=dict,
+        description="For each int and float verdict field, the mean with its 95% t interval "
+        "(empty in files written before them).",
     )
     screen: dict[str, int] = Field(description="Screening flags raised in the cell, by kind.")
 

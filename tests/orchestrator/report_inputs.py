@@ -5,6 +5,11 @@ test_report.py adds them to a copy of a real run and checks every one is rendere
 
 from __future__ import annotations
 
+from orchestrator.analysis.levels import distribution, mean
+from orchestrator.protocol.schema import VerdictField
+
+CONFIDENCE = VerdictField(type="ordinal", levels=["none", "low", "medium", "high"])
+
 
 def forecast() -> dict:
     return {
@@ -363,3 +368,14 @@ def probe_validity() -> dict:
             },
         ],
     }
+
+
+def verdict_fields(analysis: dict) -> None:
+    """An ordinal `confidence` and an int `turns` in every cell, as analysis/levels.py writes
+    them: the first cell has no scored item, the second one item and a value the protocol does
+    not declare; the others five items each."""
+    for n, cell in enumerate(analysis["cells"]):
+        values = [[], ["high", "unsure"]][n] if n < 2 else ["low", "medium", "high", "high", "high"]
+        turns = [[], [3]][n] if n < 2 else [1, 2, 4, 2, 6]
+        cell["distributions"]["confidence"] = distribution(CONFIDENCE, values).model_dump()
+        cell["means"] = {"turns": mean(turns).model_dump()}

@@ -16,7 +16,7 @@ import pytest
 
 from memory import RunLog
 from orchestrator import runner
-from orchestrator.analysis import compute_agreement
+from orchestrator.analysis import compute_agreement, load_analysis
 from orchestrator.analysis.agreement import _alpha
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import VerdictField
@@ -360,6 +360,16 @@ def test_int_and_ordinal_verdict_fields_run_through_a_pilot(
     assert data["fields"]["confidence"]["agree"] == 1.0
     report = (runs / "typed" / "report.md").read_text()
     assert "| confidence |" in report and "| turns |" in report
+    # per cell, the ordinal's levels in their order and the int's mean, as the verdicts give them
+    analysis = load_analysis(runs / "typed" / "artifacts" / "analysis.json")
+    for cell in analysis.cells:
+        o = cell.outcomes["detected"]
+        levels = [(x.level, x.count) for x in cell.distributions["confidence"].levels]
+        assert levels == [("none", o.n - o.k), ("low", 0), ("medium", 0), ("high", o.k)]
+        assert cell.means["turns"].n == o.n > 0
+        assert cell.means["turns"].mean == pytest.approx((o.k + 3 * (o.n - o.k)) / o.n)
+    assert "#### `confidence` (ordinal: none < low < medium < high)" in report
+    assert (runs / "typed" / "artifacts" / "plots" / "levels-confidence.png").exists()
 
 
 def test_ordinal_alpha_counts_near_misses_as_nearer_than_nominal() -> None:

@@ -199,4 +199,4 @@ def test_an_analysis_file_from_before_version_2_reads(tmp_path: Path) -> None:
     ]
     assert [c.label for c in old.contrasts][:2] == ["angry_vs_plain", "angry_vs_plain · complied"]
     assert AnalysisResult.model_validate(data).schema_version == 1
-    assert re.search(r'"schema_version": 2', result.model_dump_json(indent=2))
+    assert re.search(r'"schema_version": 3', result.model_dump_json(indent=2))

@@ -119,7 +119,7 @@ def test_analysis_json_carries_the_validity_and_older_files_still_read(
 ) -> None:
     path = completed_pilot / "artifacts" / "analysis.json"
     a = load_analysis(path)
-    assert a.schema_version == SCHEMA_VERSION == 2
+    assert a.schema_version == SCHEMA_VERSION == 3
     assert a.probes is not None and a.probes.validity is not None
     assert [v.name for v in a.probes.validity] == ["deception", "performative"]
     for v in a.probes.validity:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import shutil
@@ -16,6 +17,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from scipy import stats
+from statsmodels.stats.proportion import multinomial_proportions_confint
 
 from orchestrator.analysis import AnalysisResult, load_analysis
 from orchestrator.context import as_run
@@ -26,7 +29,13 @@ from orchestrator.report import write_report
 from orchestrator.rundir import RunDir
 from tests.browser import Browser, find_chromium
 from tests.conftest import DEU, copy_run
-from tests.orchestrator.report_inputs import analysis_extras, forecast, probe_validity, qualitative
+from tests.orchestrator.report_inputs import (
+    analysis_extras,
+    forecast,
+    probe_validity,
+    qualitative,
+    verdict_fields,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 SECTIONS = [
@@ -97,9 +106,11 @@ def test_report_of_a_pilot_run(pilot: Path) -> None:
     assert headings(md) == SECTIONS
     assert "claude-haiku | deu | planted" in md  # the per-cell table, one row per cell
     assert "### Pooled across subjects" in section(md, "Contrasts")  # two subjects: pooled
+    assert "#### `reasoning_style` (enum)\n" in md  # the enum's values per cell
     plots = sorted(p.name for p in (pilot / "artifacts" / "plots").glob("*.png"))
     assert plots == [
         "agreement.png",
+        "levels-reasoning_style.png",
         "probes-author.png",
         "probes-followup.png",
         "probes-linear.png",
@@ -146,6 +157,7 @@ def test_every_input_is_rendered(pilot: Path, tmp_path: Path) -> None:
 
     def change(run: RunDir, analysis: dict) -> None:
         analysis_extras(analysis)
+        verdict_fields(analysis)
         artifacts = run.path("artifacts")
         (artifacts / "forecast.json").write_text(json.dumps(forecast()))
         (artifacts / "qualitative.json").write_text(json.dumps(qualitative(item)))
@@ -220,6 +232,34 @@ def test_every_input_is_rendered(pilot: Path, tmp_path: Path) -> None:
     assert "| **H2** | Something nobody tests. | — | — | — | **not tested** | not tested" in first
     assert '<span class="tag supported">supported</span>' in html
     assert self_contained(html) == []
+    # enum and ordinal fields per cell with simultaneous intervals, int means with t intervals
+    other = section(md, "Other outcomes")
+    assert "#### `confidence` (ordinal: none < low < medium < high)" in other
+    assert "| cell | n | none | low | medium | high | unsure (undeclared) |" in other
+    assert "| claude-sonnet.control.none | 0 | — | — | — | — | — |" in other
+    counts = [0, 1, 1, 3]
+    ci = multinomial_proportions_confint(counts, alpha=0.05, method="goodman")
+    shares = " | ".join(
+        f"{100 * k / 5:.1f}% [{100 * lo:.1f}–{100 * hi:.1f}]"
+        for k, (lo, hi) in zip(counts, ci, strict=True)
+    )
+    assert f"| claude-sonnet.deu.none | 5 † | {shares} | — |" in other
+    assert "| claude-sonnet.control.planted | 2 † | 0.0% [0.0–" in other
+    assert "Goodman's chi-square approximation is rough there" in other
+    lo, hi = stats.t.interval(0.95, 4, loc=3, scale=2 / math.sqrt(5))
+    assert f"| claude-sonnet.deu.none | 3.00 [{lo:.2f}, {hi:.2f}] (sd 2.00, n=5) |" in other
+    assert "| claude-sonnet.control.planted | 3.00 (n=1) |" in other
+    assert "| claude-sonnet.control.none | — (n=0) |" in other
+    # each drawn as stacked bars, registered as a figure and linked from its table
+    assert png_ok(run_dir / "artifacts" / "plots" / "levels-confidence.png")
+    assert "Figure 3 under [Plots](#plots) stacks these shares per cell." in other
+    plots = section(md, "Plots")
+    assert "**Figure 3. confidence: levels per cell.** How each cell's scored" in plots
+    assert "simultaneous 95% interval (Goodman)" in plots
+    assert "](artifacts/plots/levels-confidence.png)" in plots
+    assert '<h3 id="other-verdict-fields">Other verdict fields</h3>' in html
+    assert '<a href="#fig-levels-confidence">Figure 3</a>' in html
+    assert '<figure id="fig-levels-confidence">' in html
 
 
 def section(md: str, title: str) -> str:
@@ -272,6 +312,8 @@ def test_absent_inputs_say_not_available(pilot: Path, tmp_path: Path) -> None:
             run.path("artifacts", name).unlink(missing_ok=True)
         for key in ("correction", "models", "false_alarms", "missing", "probes", "decisions"):
             analysis.pop(key, None)
+        for cell in analysis["cells"]:  # an analysis from before the level distributions
+            del cell["distributions"], cell["means"]
         for c in analysis["contrasts"]:
             c.pop("p_adjusted", None)
             c.pop("rejected", None)
@@ -294,6 +336,7 @@ def test_absent_inputs_say_not_available(pilot: Path, tmp_path: Path) -> None:
     assert "Agreement between evaluators was not measured" in md
     plots = sorted(p.name for p in (run_dir / "artifacts" / "plots").glob("*.png"))
     assert plots == ["rates.png"]  # figures without data are gone, not left stale
+    assert "Other verdict fields" not in md + html  # nothing to show: no empty part
     assert html.count("<img ") == 1 and self_contained(html) == []
 
 
