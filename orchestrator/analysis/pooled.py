@@ -170,7 +170,8 @@ def _fit(out: PooledContrast, rows: list[Row]) -> None:
         )
         return
     # an estimate of exactly no difference comes out of the solver as ±1e-17: show it as 0
-    out.estimate, out.se, out.p = float(round(estimate, 12)), float(se), float(p)
+    # (+ 0.0 turns a rounded -0.0 into 0.0, which the report would print as "-0.0")
+    out.estimate, out.se, out.p = float(round(estimate, 12)) + 0.0, float(se), float(p)
     out.lo, out.hi, out.df = float(lo), float(hi), int(res.df_resid_inference)
 
 
