@@ -9,7 +9,6 @@ by either reads back.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +37,12 @@ from orchestrator.analysis.result_decisions import (  # noqa: F401 (re-exported)
     HypothesisDecision,
     TestComponent,
     TestResult,
+)
+from orchestrator.analysis.result_models import (  # noqa: F401 (re-exported)
+    Coefficient,
+    ModelFit,
+    TermTest,
+    Threshold,
 )
 from orchestrator.analysis.result_probes import (  # noqa: F401 (re-exported)
     Association,
@@ -96,46 +101,6 @@ class ContrastResult(_Result):
         """How a reader sees this row: the contrast's name for an outcome it was named for,
         `name · outcome` for the same comparison on another outcome."""
         return self.name if self.named else f"{self.name} · {self.outcome}"
-
-
-class Coefficient(_Result):
-    """One coefficient of a logistic regression, on the log-odds scale."""
-
-    term: str = Field(description="Term as the report names it, e.g. `framing[deu]`.")
-    coef: float = Field(description="Estimate (log-odds).")
-    se: float = Field(description="Standard error (clustered when the model says so).")
-    z: float = Field(description="Wald z.")
-    p: float = Field(description="Two-sided Wald p.")
-    lo: float = Field(description="Lower end of the 95% interval (log-odds).")
-    hi: float = Field(description="Upper end of the 95% interval (log-odds).")
-    odds_ratio: float = Field(description="exp(coef).")
-
-    @property
-    def or_lo(self) -> float:
-        """Lower end of the odds ratio's interval (capped where exp would overflow)."""
-        return math.exp(min(self.lo, 700.0))
-
-    @property
-    def or_hi(self) -> float:
-        """Upper end of the odds ratio's interval (capped where exp would overflow)."""
-        return math.exp(min(self.hi, 700.0))
-
-
-class ModelFit(_Result):
-    """A pre-registered logistic regression, fitted or with the reason it could not be."""
-
-    name: str = Field(description="The model's name in the protocol.")
-    outcome: str = Field(description="The outcome regressed.")
-    formula: str = Field(description="The patsy formula fitted.")
-    terms: list[str] = Field(description="Factors crossed (treatment coding).")
-    within: dict[str, str] = Field(description="Levels the items were restricted to.")
-    n: int = Field(description="Scored items in the fit.")
-    clusters: int | None = Field(description="Tasks, when errors are clustered by task.")
-    cluster: str = Field(description="How errors are clustered: `task` or `none`.")
-    coefficients: list[Coefficient] = Field(description="Empty when the model is not fitted.")
-    interaction: str | None = Field(description="The highest-order interaction term, if one.")
-    reference: dict[str, str] = Field(description="Reference level of each term.")
-    error: str | None = Field(description="Why the model has no estimates, in words.")
 
 
 class ConstraintExample(_Result):
