@@ -7,6 +7,7 @@ analyze entry, the analyst's inputs, `research compare`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -132,11 +133,11 @@ def term_test(m: ModelFit, term: str) -> TermTest:
     return next(t for t in m.tests if t.term == term)
 
 
-def groups(data: pd.DataFrame) -> dict:
+def groups(data: pd.DataFrame) -> dict[str, Any]:
     return {"cov_type": "cluster", "cov_kwds": {"groups": pd.factorize(data["task"])[0]}}
 
 
-def llf_without(res, names: list[str]) -> float:  # noqa: ANN001 (a statsmodels result)
+def llf_without(res: Any, names: list[str]) -> float:
     """The GLM refitted without the named columns of its design."""
     keep = [k for k, name in enumerate(res.model.exog_names) if name not in names]
     return sm.GLM(res.model.endog, res.model.exog[:, keep], family=sm.families.Binomial()).fit().llf
