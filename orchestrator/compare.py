@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.analysis import AnalysisResult, analyze_records, load_analysis
-from orchestrator.analysis.result import CellRate, Coefficient, ContrastResult, PooledContrast
+from orchestrator.analysis.result import (
+    CellRate,
+    Coefficient,
+    ContrastResult,
+    PooledContrast,
+    TermTest,
+)
 from orchestrator.context import as_run
 from orchestrator.rundir import RunDir
 
@@ -168,7 +174,9 @@ def compare(a: Side, b: Side) -> Comparison:
             ),
             Table(
                 "Interactions",
-                "log-odds coefficient [95% CI], Wald p",
+                "log-odds coefficient [95% CI], Wald p (log cumulative odds for an ordinal "
+                "outcome); an interaction of several coefficients: their joint Wald and "
+                "likelihood-ratio χ² tests",
                 ["model: term", ra, rb],
                 models,
             ),
@@ -197,20 +205,24 @@ def _contrasts(r: AnalysisResult) -> dict[str, Row]:
     return {key: row for group in groups.values() for key, row in group.items()}
 
 
-def _interactions(r: AnalysisResult) -> dict[str, Coefficient | str | None]:
-    """Each model's interaction coefficient, or why the model has none (its error)."""
-    out: dict[str, Coefficient | str | None] = {}
+def _interactions(r: AnalysisResult) -> dict[str, Coefficient | TermTest | str | None]:
+    """Each model's interaction: its coefficient when it has one, the joint test of its
+    coefficients when it has several, or why the model has none (its error)."""
+    out: dict[str, Coefficient | TermTest | str | None] = {}
     for m in r.models or []:
-        coef = next((c for c in m.coefficients if c.term == m.interaction), None)
-        out[f"{m.name}: {m.interaction or 'interaction'}"] = m.error or coef
+        name = m.interaction or m.interaction_term or "interaction"
+        joint = m.top_test if m.interaction is None and m.interaction_term else None
+        out[f"{m.name}: {name}"] = m.error or m.interaction_coefficient or joint
     return out
 
 
-def _coef(c: Coefficient | str | None) -> str:
+def _coef(c: Coefficient | TermTest | str | None) -> str:
     if c is None:
         return "—"
     if isinstance(c, str):
         return f"not estimable: {c}"
+    if isinstance(c, TermTest):
+        return f"joint {c.text}"
     return f"{c.coef:+.2f} [{c.lo:+.2f}, {c.hi:+.2f}], p={c.p:.3g}"
 
 

@@ -5,8 +5,9 @@ artifacts/analysis.json with `save_analysis` and read back with `load_analysis`;
 agreement is an `Agreement` (agreement.py → artifacts/agreement.json). Modules by concern:
 rates (per-cell Wilson rates, which verdict counts), contrasts (Newcombe, Fisher, corrections),
 pooled (each contrast across subjects: subject fixed effects, errors clustered by task),
-regression (logistic models), missing (false alarms, bounds), probes (readouts, AUROC),
-calibration and misclassification (the judges against human labels; Rogan–Gladen rates).
+regression (logistic and ordinal models, joint tests of terms), missing (false alarms, bounds),
+probes (readouts, AUROC), calibration and misclassification (the judges against human labels;
+Rogan–Gladen rates).
 """
 
 from orchestrator.analysis.agreement import compute_agreement, headline

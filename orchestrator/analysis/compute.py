@@ -23,7 +23,7 @@ from orchestrator.analysis.rates import (
     is_scored,
     primary_verdicts,
 )
-from orchestrator.analysis.regression import logistic
+from orchestrator.analysis.regression import fit_model
 from orchestrator.analysis.result import SCHEMA_VERSION, AnalysisResult, Totals
 from orchestrator.analysis.validity import read_validity
 from orchestrator.protocol.schema import Protocol
@@ -55,7 +55,7 @@ def analyze_records(
     if validity is not None:
         probes.validity, probes.readout_transfer = validity
     scored = sum(1 for i in items if is_scored(verdicts.get(i.id)))
-    models = [logistic(protocol, m, items, verdicts) for m in protocol.analysis.models]
+    models = [fit_model(protocol, m, items, verdicts) for m in protocol.analysis.models]
     decisions = decide_hypotheses(Inputs(protocol, items, verdicts, contrasts, models, pooled))
     cells = cell_rates(protocol, by_cell, verdicts, records.screen())
     return AnalysisResult(

@@ -20,11 +20,19 @@ NEWCOMBE = "Newcombe interval"
 MOVER = "MOVER-Wilson interval (Newcombe's, for a sum of independent rates)"
 
 
-def describe(t: HypothesisTest, subjects: list[str]) -> tuple[str, str, str]:
-    """(statistic, prediction, method) of a test, in the report's symbols."""
+def describe(
+    t: HypothesisTest, subjects: list[str], family: str = "logistic"
+) -> tuple[str, str, str]:
+    """(statistic, prediction, method) of a test, in the report's symbols; `family` is the
+    regression's, for a model term."""
     if t.model is not None:
         statistic = f"{t.model}: {t.term}"
         method = "Wald interval and p of the fitted coefficient (log-odds)"
+        if family == "ordinal":
+            method = (
+                "Wald interval and p of the fitted coefficient (ordinal logistic: log "
+                "cumulative odds of a higher level)"
+            )
         return statistic, _prediction(t.direction, t.margin, "log_odds"), method
     if t.between_subjects is not None:
         pair = " − ".join(subjects[:2])  # one subject (offline): nothing to compare with

@@ -116,10 +116,11 @@ def _test(data: Inputs, t: HypothesisTest, alpha: float) -> TestResult:
     outcome = t.outcome or p.analysis.primary
     contrasts = {c.name: c for c in p.analysis.contrasts}
     combine: Scope = None  # one estimate unless per subject below
+    family = "logistic"
     if t.model is not None:
         fit = next(m for m in data.models if m.name == t.model)
         components = [_model_term(fit, t.term or "", alpha)]
-        outcome = fit.outcome
+        outcome, family = fit.outcome, fit.family
     elif t.between_subjects is not None and len(subjects) < 2:
         # an offline run has one local subject: there is no second one to compare with
         component = _component(" − ".join(subjects), "points", [])
@@ -141,7 +142,7 @@ def _test(data: Inputs, t: HypothesisTest, alpha: float) -> TestResult:
             if not second and _at_zero(t):  # the contrasts table's own numbers
                 component.p = _fisher(data.contrasts, first.name, s, outcome)
             components.append(component)
-    statistic, prediction, method = describe(t, subjects)
+    statistic, prediction, method = describe(t, subjects, family)
     return TestResult(
         kind=t.kind or "contrast",
         statistic=statistic,

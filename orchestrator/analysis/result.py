@@ -9,7 +9,6 @@ by either reads back.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +43,12 @@ from orchestrator.analysis.result_levels import (  # noqa: F401 (re-exported)
     LevelShare,
     Mean,
 )
+from orchestrator.analysis.result_models import (  # noqa: F401 (re-exported)
+    Coefficient,
+    ModelFit,
+    TermTest,
+    Threshold,
+)
 from orchestrator.analysis.result_pooled import (  # noqa: F401 (re-exported)
     PooledContrast,
     PooledSubject,
@@ -67,7 +72,10 @@ validity (`ProbeSummary.validity`, `readout_transfer`), and every list is in des
 errors clustered by task, corrected per outcome apart from the per-subject contrasts); per-cell
 distributions of enum and ordinal verdict fields (`Cell.distributions`: each level's count,
 share and simultaneous Goodman 95% interval) and means of int and float fields (`Cell.means`,
-95% t interval). Files before read them as empty (None)."""
+95% t interval); models have joint Wald and likelihood-ratio tests of every term
+(`ModelFit.tests`; `interaction_term` names the highest-order one, whatever its df), and an
+ordinal outcome is fitted by OrderedModel (`family`, `levels`, `thresholds`). Files before read
+them as empty (None)."""
 
 
 class Cell(_CellKey):
@@ -122,46 +130,6 @@ class ContrastResult(_Result):
         """How a reader sees this row: the contrast's name for an outcome it was named for,
         `name · outcome` for the same comparison on another outcome."""
         return self.name if self.named else f"{self.name} · {self.outcome}"
-
-
-class Coefficient(_Result):
-    """One coefficient of a logistic regression, on the log-odds scale."""
-
-    term: str = Field(description="Term as the report names it, e.g. `framing[deu]`.")
-    coef: float = Field(description="Estimate (log-odds).")
-    se: float = Field(description="Standard error (clustered when the model says so).")
-    z: float = Field(description="Wald z.")
-    p: float = Field(description="Two-sided Wald p.")
-    lo: float = Field(description="Lower end of the 95% interval (log-odds).")
-    hi: float = Field(description="Upper end of the 95% interval (log-odds).")
-    odds_ratio: float = Field(description="exp(coef).")
-
-    @property
-    def or_lo(self) -> float:
-        """Lower end of the odds ratio's interval (capped where exp would overflow)."""
-        return math.exp(min(self.lo, 700.0))
-
-    @property
-    def or_hi(self) -> float:
-        """Upper end of the odds ratio's interval (capped where exp would overflow)."""
-        return math.exp(min(self.hi, 700.0))
-
-
-class ModelFit(_Result):
-    """A pre-registered logistic regression, fitted or with the reason it could not be."""
-
-    name: str = Field(description="The model's name in the protocol.")
-    outcome: str = Field(description="The outcome regressed.")
-    formula: str = Field(description="The patsy formula fitted.")
-    terms: list[str] = Field(description="Factors crossed (treatment coding).")
-    within: dict[str, str] = Field(description="Levels the items were restricted to.")
-    n: int = Field(description="Scored items in the fit.")
-    clusters: int | None = Field(description="Tasks, when errors are clustered by task.")
-    cluster: str = Field(description="How errors are clustered: `task` or `none`.")
-    coefficients: list[Coefficient] = Field(description="Empty when the model is not fitted.")
-    interaction: str | None = Field(description="The highest-order interaction term, if one.")
-    reference: dict[str, str] = Field(description="Reference level of each term.")
-    error: str | None = Field(description="Why the model has no estimates, in words.")
 
 
 class ConstraintExample(_Result):

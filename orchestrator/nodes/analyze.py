@@ -108,13 +108,18 @@ def _pooled_line(p: PooledContrast, method: str | None) -> str:
 
 
 def _model_line(m: ModelFit) -> str | None:
+    """The model's interaction: its coefficient (one) or the joint test of its coefficients
+    (several); a one-term model's joint test of its term."""
     if m.error:
         return f"- model {m.name}: not estimable ({m.error})"
-    term = next((t for t in m.coefficients if t.term == m.interaction), None)
-    if term is None:
+    clusters = f"(SE clustered by {m.cluster}, {m.clusters or 'no'} clusters)"
+    term = m.interaction_coefficient
+    if term is not None:
+        return (
+            f"- model {m.name}: {term.term} {term.coef:+.2f} {m.scale} "
+            f"[{term.lo:+.2f}, {term.hi:+.2f}], p={term.p:.3g} {clusters}"
+        )
+    test = m.top_test
+    if test is None:
         return None
-    return (
-        f"- model {m.name}: {term.term} {term.coef:+.2f} log-odds "
-        f"[{term.lo:+.2f}, {term.hi:+.2f}], p={term.p:.3g} "
-        f"(SE clustered by {m.cluster}, {m.clusters or 'no'} clusters)"
-    )
+    return f"- model {m.name} ({m.family}): {test.term} joint {test.text} {clusters}"

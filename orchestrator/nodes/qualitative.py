@@ -144,7 +144,7 @@ def sample(
 
 def render_statistics(analysis: AnalysisResult) -> str:
     """analysis.json as compact text for the analyst: per-cell rates with intervals, the
-    contrasts, and each model's interaction term."""
+    contrasts, and each model's interaction (its coefficient, or the joint test of several)."""
     return _inputs.module.statistics(analysis).rstrip("\n")
 
 

@@ -147,10 +147,16 @@ class Constraint(Strict):
 
 
 class RegressionModel(Strict):
-    """A logistic regression of one outcome on crossed factors, with clustered standard errors."""
+    """A regression of one outcome on crossed factors, with clustered standard errors: logistic
+    for a bool outcome, ordinal logistic (proportional odds) for an ordinal one."""
 
     name: str = Field(pattern=SLUG, description="Label used in the analysis and the report.")
-    outcome: str | None = Field(None, description="A bool verdict field; default the primary.")
+    outcome: str | None = Field(
+        None,
+        description="An analysis outcome (a bool verdict field: logistic regression) or an "
+        "ordinal verdict field (ordinal logistic regression, coefficients in log cumulative "
+        "odds of a higher level); default the primary.",
+    )
     terms: list[str] = Field(
         min_length=1,
         description="Factors (or `subject`) crossed in the model: [framing, subject] fits "
@@ -217,7 +223,8 @@ class Analysis(Strict):
     )
     models: list[RegressionModel] = Field(
         default_factory=list,
-        description="Pre-registered logistic regressions, e.g. the framing × model interaction.",
+        description="Pre-registered regressions (logistic, or ordinal for an ordinal outcome), "
+        "e.g. the framing × model interaction.",
     )
     constraints: list[Constraint] = Field(
         default_factory=list,

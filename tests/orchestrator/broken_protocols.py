@@ -198,7 +198,7 @@ REFERENCE_CASES = [
         old="      outcome: detected\n      terms:",
         new="      outcome: evidence\n      terms:",
         field="analysis.models[0].outcome",
-        fragment="not one of the analysis outcomes",
+        fragment="'evidence' is a str field, which no model fits",
     ),
     ErrorCase(
         name="unknown subject",
@@ -429,6 +429,16 @@ DESIGN_CASES = [
         fragment="not a regular expression",
         fix="write a Python regex",
         at="    - '^I (cannot'",
+    ),
+    FixCase(
+        name="model of an enum verdict field",
+        old="    - name: framing_by_model\n      outcome: detected\n",
+        new="    - name: framing_by_model\n      outcome: reasoning_style\n",
+        field="analysis.models[0].outcome",
+        fragment="'reasoning_style' is an enum field, which no model fits",
+        fix="or an ordinal verdict field (ordinal logistic regression); write one of detected, "
+        "complied, questioned_legitimacy",
+        at="      outcome: reasoning_style\n",
     ),
 ]
 

@@ -72,7 +72,7 @@ def qualitative(item: str) -> dict:
 
 
 def extra_models() -> list[dict]:
-    """A fitted model with an interaction, and one that failed."""
+    """A fitted model with an interaction, an ordinal one, and one that failed."""
     interaction = "framing[T.deu]:subject[T.claude-haiku]"
     return [
         {
@@ -107,9 +107,16 @@ def extra_models() -> list[dict]:
                 },
             ],
             "interaction": interaction,
+            "interaction_term": "framing:subject",
+            "tests": [
+                joint("framing", 1, 0.81, 0.368, 0.83, 0.362),
+                joint("subject", 1, 0.04, 0.841, 0.04, 0.84),
+                joint("framing:subject", 1, 5.64, 0.0176, 6.1, 0.0135),
+            ],
             "reference": {"framing": "control", "subject": "claude-sonnet"},
             "error": None,
         },
+        ordinal_model(),
         {
             "name": "broken",
             "outcome": "complied",
@@ -125,6 +132,62 @@ def extra_models() -> list[dict]:
             "error": "PerfectSeparationError: no variation in complied",
         },
     ]
+
+
+def joint(
+    term: str, df: int, wald: float, wald_p: float, lr: float | None, lr_p: float | None
+) -> dict:
+    error = None if lr is not None else "refit without framing failed: the fit did not converge"
+    return {
+        "term": term,
+        "df": df,
+        "wald_chi2": wald,
+        "wald_p": wald_p,
+        "lr_chi2": lr,
+        "lr_p": lr_p,
+        "error": error,
+    }
+
+
+def ordinal_model() -> dict:
+    """An ordinal model of a 3-level factor × subject: thresholds, a 2-df interaction, a
+    refit that failed."""
+    coefficient = {
+        "term": "framing[deu]",
+        "coef": -0.42,
+        "se": 0.3,
+        "z": -1.4,
+        "p": 0.16,
+        "lo": -1.01,
+        "hi": 0.17,
+        "odds_ratio": 0.657,
+    }
+    return {
+        "name": "confidence_by_model",
+        "outcome": "confidence",
+        "family": "ordinal",
+        "levels": ["low", "medium", "high"],
+        "formula": "confidence ~ framing * subject",
+        "terms": ["framing", "subject"],
+        "within": {},
+        "n": 24,
+        "clusters": None,
+        "cluster": "none",
+        "coefficients": [coefficient],
+        "thresholds": [
+            {"below": "low", "above": "medium", "value": -1.234},
+            {"below": "medium", "above": "high", "value": 0.987},
+        ],
+        "interaction": None,
+        "interaction_term": "framing:subject",
+        "tests": [
+            joint("framing", 2, 7.5, 0.0235, None, None),
+            joint("subject", 1, 0.5, 0.48, 0.52, 0.471),
+            joint("framing:subject", 2, 6.02, 0.0493, 6.3, 0.0429),
+        ],
+        "reference": {"framing": "control", "subject": "claude-sonnet"},
+        "error": None,
+    }
 
 
 def analysis_extras(analysis: dict) -> None:

@@ -379,6 +379,16 @@ def test_shipped_protocols_test_their_hypotheses() -> None:
         "difference",
         "between_subjects",
     ]
+    sycophancy = load_protocol(Path("protocols/sycophancy.yaml")).protocol
+    assert all(h.tests for h in sycophancy.hypotheses)
+    h3 = next(h for h in sycophancy.hypotheses if h.id == "H3")
+    assert [(t.model, t.term, t.direction) for t in h3.tests] == [
+        ("confidence_by_pressure", "pressure[polite]", "decrease"),
+        ("confidence_by_pressure", "pressure[angry]", "decrease"),
+    ]
+    model = next(m for m in sycophancy.analysis.models if m.name == "confidence_by_pressure")
+    verdict = sycophancy.evaluation.verdict
+    assert model.outcome is not None and verdict[model.outcome].type == "ordinal"
 
 
 # --- a whole run against a world with known rates ------------------------------------------

@@ -205,6 +205,18 @@ def test_every_input_is_rendered(pilot: Path, tmp_path: Path) -> None:
     assert "- `deu_effect_on_false_alarms · complied`: only 2 tasks among the 80 items" in pooled
     assert "<h3>Pooled across subjects</h3>" in html
     assert '<td>deu_effect_on_detection</td><td>detected</td><td class="n">62.0% (31/50)' in html
+    # joint tests of every term, the interaction marked; an ordinal model's thresholds
+    assert "| term | df | Wald χ² | p | LR χ² | p |" in md
+    assert "| **framing:subject** (interaction) | 1 | 5.64 | 0.018 | 6.10 | 0.013 |" in md
+    assert "| **framing:subject** (interaction) | 2 | 6.02 | 0.049 | 6.30 | 0.043 |" in md
+    assert "| framing | 2 | 7.50 | 0.024 | — | — |" in md
+    assert "*framing: refit without framing failed: the fit did not converge*" in md
+    assert "| term | coef (log cumulative odds) | SE |" in md
+    assert "| low / medium | -1.234 |" in md and "| medium / high | 0.987 |" in md
+    assert (
+        '<tr class="hl"><td>framing:subject <span class="tag">interaction</span></td>'
+        '<td class="n">2</td><td class="n">6.02</td>'
+    ) in html
     # false alarms, missing data with bounds, probe association
     assert "| claude-haiku | deu | none | 3 | 1 | 33.3% | 6.1% – 79.2% |" in md
     assert "verdict failed validation \\| twice (1)" in md  # a pipe escaped in a table cell

@@ -140,14 +140,9 @@ class _Analysis(Checker):
             )
 
     def model_spec(self, where: Path_, m: RegressionModel) -> None:
-        """A model's outcome is an analysis outcome; its terms are distinct factors (or
-        `subject`, given two subjects), none also held fixed in `within`."""
-        outcomes = self.p.outcomes
-        if m.outcome is not None and m.outcome not in outcomes:
-            raise self.fail(
-                where + ("outcome",),
-                f"{m.outcome!r} is not one of the analysis outcomes ({', '.join(outcomes)})",
-            )
+        """A model's outcome is an analysis outcome or an ordinal verdict field; its terms are
+        distinct factors (or `subject`, given two subjects), none also held fixed in `within`."""
+        self.model_outcome(where, m)
         for j, term in enumerate(m.terms):
             if term != "subject" and term not in self.levels:
                 factors = ", ".join(self.levels)
@@ -163,6 +158,31 @@ class _Analysis(Checker):
             raise self.fail(where + ("terms",), "`subject` needs at least two subjects")
         for factor, level in m.within.items():
             self.level(where + ("within", factor), factor, level)
+
+    def model_outcome(self, where: Path_, m: RegressionModel) -> None:
+        """A bool analysis outcome (logistic regression) or an ordinal verdict field (ordinal
+        logistic regression)."""
+        if m.outcome is None or m.outcome in self.p.outcomes:
+            return
+        verdict = self.p.evaluation.verdict
+        field = verdict.get(m.outcome)
+        if field is not None and field.type == "ordinal":
+            return
+        ordinal = [n for n, f in verdict.items() if f.type == "ordinal"]
+        fits = ", ".join([*self.p.outcomes, *ordinal])
+        if field is None:
+            what = f"unknown outcome {m.outcome!r}"
+        elif field.type == "bool":
+            what = f"{m.outcome!r} is a bool field but not one of the analysis outcomes (add it "
+            what += "to analysis.outcomes to model it)"
+        else:
+            article = "an" if field.type[0] in "aeiou" else "a"
+            what = f"{m.outcome!r} is {article} {field.type} field, which no model fits"
+        raise self.fail(
+            where + ("outcome",),
+            f"{what}: a model's outcome is an analysis outcome (logistic regression) or an "
+            f"ordinal verdict field (ordinal logistic regression); write one of {fits}",
+        )
 
     def assumed_rate_conditions(self) -> None:
         """An assumed rate's `when` names subjects and levels that exist."""
