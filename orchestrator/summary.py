@@ -9,6 +9,7 @@ from __future__ import annotations
 from memory import DecisionEntry, Flag, StageProgress, Summary, write_summary
 from orchestrator.analysis import AnalysisResult, headline, load_agreement, load_analysis
 from orchestrator.analysis.decision_text import headline as decision_headline
+from orchestrator.analysis.result import Calibration, Estimate
 from orchestrator.pending import pending_text
 from orchestrator.records import AmendmentStatus, StageStatus
 from orchestrator.rundir import RunDir
@@ -16,7 +17,13 @@ from orchestrator.state import STAGES
 from orchestrator.usage import possibly_paid_text, usage_totals
 
 
-def key_numbers(run: RunDir) -> dict[str, str]:
+def load_result(run: RunDir) -> AnalysisResult | None:
+    """analysis.json, once the analyze stage has written it."""
+    path = run.path("artifacts", "analysis.json")
+    return load_analysis(path) if path.exists() else None
+
+
+def key_numbers(run: RunDir, result: AnalysisResult | None) -> dict[str, str]:
     numbers: dict[str, str] = {}
     u = usage_totals(run)
     numbers["API calls (incl. failed attempts)"] = f"{u['calls']:.0f}"
@@ -30,12 +37,60 @@ def key_numbers(run: RunDir) -> dict[str, str]:
     if agreement is not None:
         primary = run.loaded.protocol.analysis.primary
         numbers[f"agreement on {primary}"] = headline(agreement, primary)
-    analysis = run.path("artifacts", "analysis.json")
-    if analysis.exists():
-        result = load_analysis(analysis)
+    if (labels := human_labels(run, result)) is not None:
+        numbers["human labels"] = labels
+    if result is not None:
         numbers.update(decision_numbers(result))
         numbers.update(_rate_numbers(result))
     return numbers
+
+
+def _labelled(run: RunDir) -> tuple[int, int, list[str]]:
+    """(items, field values, who) of the run's human labels, skips aside."""
+    given = [x for x in run.records.labels() if not x.skipped]
+    return len({x.item_id for x in given}), len(given), sorted({x.by for x in given})
+
+
+def labels_folded_in(run: RunDir, analysis: AnalysisResult | None) -> bool:
+    """Whether analysis.json reflects every human label in records (none counts as folded in),
+    told by counting items and values: a label whose value changed in place goes unnoticed."""
+    items, values, _ = _labelled(run)
+    cal = analysis.calibration if analysis is not None else None
+    if cal is None:
+        return items == 0
+    return (cal.items, cal.labels) == (items, values)
+
+
+def human_labels(run: RunDir, analysis: AnalysisResult | None) -> str | None:
+    """Who labelled how many items (`research label`) and, once the analysis has them, the
+    judges against them on the primary outcome; None without labels."""
+    items, _, by = _labelled(run)
+    if not items:
+        return None
+    who = f"{items} item(s) labelled by {', '.join(by)}"
+    if analysis is None:
+        return f"{who} (the analyze stage sets the judges against them)"
+    cal = analysis.calibration
+    if cal is None or not labels_folded_in(run, analysis):
+        return f"{who}, not yet in the analysis (`research report {run.id}` folds them in)"
+    return f"{who}; {_against(cal, analysis.primary)}"
+
+
+def _against(cal: Calibration, primary: str) -> str:
+    f = cal.fields.get(primary)
+    if f is None or not f.n:
+        return f"none of `{primary}`: the judges' error on it is unmeasured"
+
+    def share(e: Estimate | None) -> str:
+        if e is None or e.value is None:
+            return "n/a (no such labels)"
+        return f"{e.value:.1%} [{e.lo:.1%}, {e.hi:.1%}]"
+
+    kappa = "n/a" if f.kappa is None else f"{f.kappa:.2f}"
+    return (
+        f"judges against them on {primary} (n={f.n}): κ {kappa}, sensitivity "
+        f"{share(f.sensitivity)}, specificity {share(f.specificity)}"
+    )
 
 
 def decision_numbers(analysis: AnalysisResult) -> dict[str, str]:
@@ -72,7 +127,7 @@ def _rate_numbers(analysis: AnalysisResult) -> dict[str, str]:
     return numbers
 
 
-def next_step(run: RunDir, waiting_at: str | None) -> str:
+def next_step(run: RunDir, waiting_at: str | None, analysis: AnalysisResult | None) -> str:
     status = run.manifest.status
     pending = [a for a in run.records.amendments() if a.status == AmendmentStatus.PENDING]
     if pending:
@@ -91,12 +146,26 @@ def next_step(run: RunDir, waiting_at: str | None) -> str:
             f"{run.id} [--reject] [--note TEXT]`, then `research resume {run.id}`."
         )
     if status == "complete":
-        return f"Done. Read report.md (`research report {run.id}` rebuilds it from records)."
+        done = f"Done. Read report.md (`research report {run.id}` rebuilds it from records)."
+        return f"{done} {_calibrate(run, analysis)}".rstrip()
     if status == "rejected":
         return "Stopped: a checkpoint was rejected (see Decisions). Start a new run to go on."
     if run.manifest.reason:
         return f"Stopped: {run.manifest.reason}. Continue with `research resume {run.id}`."
     return f"Continue with `research resume {run.id}`."
+
+
+def _calibrate(run: RunDir, analysis: AnalysisResult | None) -> str:
+    """What a finished run's judges still need from a human, if anything."""
+    if not labels_folded_in(run, analysis):
+        return f"`research report {run.id}` folds the new human labels into the analysis."
+    if not run.records.labels() and "evaluate" in run.records.stages():
+        return (
+            f"The judges are not checked against a human yet: `research label {run.id}` "
+            "labels a blinded sample of items (then `research report` sets the judges against "
+            "you and corrects the rates for their error)."
+        )
+    return ""
 
 
 def stage_progress(run: RunDir) -> list[StageProgress]:
@@ -112,6 +181,21 @@ def stage_progress(run: RunDir) -> list[StageProgress]:
     return progress
 
 
+def waiting_from_records(run: RunDir) -> str | None:
+    """The checkpoint a run that awaits approval waits at, read from records: the one whose
+    stage is done and undecided. For a refresh from outside the graph (labels, a rebuilt
+    report, an amendment), which would otherwise overwrite the waiting status."""
+    if run.manifest.status != "awaiting_approval":
+        return None
+    stages = run.records.stages()
+    for checkpoint in run.loaded.protocol.checkpoints:
+        row = stages.get(checkpoint)
+        if row is not None and row.status == StageStatus.DONE:
+            if run.records.decision(checkpoint) is None:
+                return checkpoint
+    return None
+
+
 def build_summary(run: RunDir, waiting_at: str | None = None) -> Summary:
     rec = run.records
     decisions = [
@@ -123,6 +207,8 @@ def build_summary(run: RunDir, waiting_at: str | None = None) -> Summary:
         if not f.resolution
     ]
     m = run.manifest
+    analysis = load_result(run)
+    waiting_at = waiting_at or waiting_from_records(run)
     offline = f" (offline: {m.local_model})" if m.offline else ""
     return Summary(
         run_id=run.id,
@@ -134,8 +220,8 @@ def build_summary(run: RunDir, waiting_at: str | None = None) -> Summary:
         stages=stage_progress(run),
         decisions=decisions,
         flags=flags,
-        numbers=key_numbers(run),
-        next_step=next_step(run, waiting_at),
+        numbers=key_numbers(run, analysis),
+        next_step=next_step(run, waiting_at, analysis),
         last_log_entry=run.log.last_number,
         models=m.models,
     )

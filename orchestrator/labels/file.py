@@ -23,6 +23,7 @@ from orchestrator.labels.values import BadValue, check
 from orchestrator.protocol.schema import VerdictField
 from orchestrator.records import Label
 from orchestrator.rundir import RunDir
+from orchestrator.summary import refresh_summary
 
 KEYS = {"item_id", "fields", "by", "skipped", "source", "created"}
 SHOWN_ERRORS = 20
@@ -30,7 +31,8 @@ SHOWN_ERRORS = 20
 
 def import_labels(run: RunDir, path: Path, by: str) -> str:
     """Store a labels file's labels in the run (all of them, or none when a line is bad),
-    export them, note it in LOG.md and commit; the line that says what was read."""
+    export them, note it in LOG.md and SUMMARY.md and commit; the line that says what was
+    read."""
     fields = dict(run.loaded.protocol.evaluation.verdict)
     labels = read_labels(path, fields, {i.id for i in run.records.items()}, by)
     run.records.add_labels(labels)
@@ -39,6 +41,7 @@ def import_labels(run: RunDir, path: Path, by: str) -> str:
     who = ", ".join(sorted({x.by for x in labels}))
     text = f"{len(labels)} label(s) of {items} item(s) by {who} read from {path.name}."
     run.log.append("label", who, "labels", text)
+    refresh_summary(run)
     run.history.commit(f"labels: {text}")
     return text
 

@@ -25,6 +25,7 @@ from orchestrator.protocol.schema import VerdictField
 from orchestrator.protocol.stimuli import shown_task_fields
 from orchestrator.records import Label
 from orchestrator.rundir import RunDir
+from orchestrator.summary import refresh_summary
 
 TERMINAL = "terminal"
 
@@ -92,7 +93,8 @@ class LabelSession:
         self.recorded += 1
 
     def finish(self) -> str:
-        """Export the labels, note the session in LOG.md, commit; the line that says so."""
+        """Export the labels, note the session in LOG.md and SUMMARY.md, commit; the line that
+        says so."""
         done = len(self.sample) - len(self.todo())
         text = (
             f"{self.recorded} answer(s) by {self.by} in the terminal; {done} of the "
@@ -101,6 +103,7 @@ class LabelSession:
         export_labels(self.run)
         if self.recorded:
             self.run.log.append("label", self.by, "labels", text)
+            refresh_summary(self.run)
             self.run.history.commit(f"labels: {text}")
         return text
 

@@ -66,16 +66,19 @@ def _train_tokenizer(context_length: int = CONTEXT_LENGTH) -> PreTrainedTokenize
     )
 
 
-def build_tiny_model(path: Path, context_length: int = CONTEXT_LENGTH) -> Path:
+def build_tiny_model(path: Path, context_length: int = CONTEXT_LENGTH, seed: int = 0) -> Path:
     """Build a tiny Llama model plus tokenizer into `path` (created if needed) and return it.
 
     The default context is small so that over-long prompts are cheap to build; whole-run tests
-    pass a larger one to fit real protocol documents.
+    pass a larger one to fit real protocol documents. The weights are drawn after
+    `torch.manual_seed(seed)`: the random-weight control of a probe (truesight.validity) is the
+    same draw from the same config, so a test of that control needs a seed other than the
+    control's, or the control is this model itself.
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer = _train_tokenizer(context_length)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,

@@ -13,9 +13,10 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from orchestrator import runner
 from orchestrator.analysis import load_analysis
 from orchestrator.rundir import RunDir
-from tests.conftest import ROOT, copy_run, research
+from tests.conftest import DEU, ROOT, copy_run, research, without_probes
 from tests.limits import HANG_S
 
 PROMPT = r"{field} \(.*?\): "
@@ -215,3 +216,28 @@ def test_label_help_explains_the_keys_and_the_file(flag: str) -> None:
     done = research("label", flag)
     text = " ".join(done.stdout.split())
     assert "s skips a field, q quits" in text and '"item_id"' in text
+
+
+def test_labels_at_the_evaluate_checkpoint_leave_the_run_waiting_there(
+    env: dict, runs: Path, tmp_path: Path
+) -> None:
+    """Labelling before approving the judges' work is the natural order: SUMMARY.md then names
+    the labels and still says where the run waits."""
+    protocol = tmp_path / "deu.yaml"
+    protocol.write_text(without_probes(DEU.read_text()))
+    assert runner.start(protocol, pilot=True, run_id="early").waiting_at == "design"
+    runner.approve("early", by="alice")
+    assert runner.resume("early").waiting_at == "evaluate"
+    run_dir = runs / "early"
+    with RunDir(run_dir) as run:
+        item = run.records.items()[0].id
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"item_id": item, "fields": {"detected": False}}) + "\n")
+    done = research("label", "early", "--from", str(labels), "--by", "bob", env=env)
+    assert done.returncode == 0, done.stderr
+    summary = (run_dir / "SUMMARY.md").read_text()
+    assert "- Status: **awaiting approval at evaluate**" in summary
+    assert (
+        "- human labels: 1 item(s) labelled by bob (the analyze stage sets the judges " in summary
+    )
+    assert "Waiting for approval at the `evaluate` checkpoint" in summary
