@@ -44,7 +44,9 @@ def probe_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
     """One real worker on a tiny random model, serving the probes of every whole-run test."""
     from tests.fakes.tiny_model import build_tiny_model
 
-    model = build_tiny_model(tmp_path_factory.mktemp("probe-model"), context_length=8192)
+    # seed 1: the random-weight control of a probe (truesight.validity) draws with seed 0, and a
+    # control drawn like the model itself would be the model, hiding what the control is for
+    model = build_tiny_model(tmp_path_factory.mktemp("probe-model"), context_length=8192, seed=1)
     logs = tmp_path_factory.mktemp("probe-worker")
     w = start_worker(
         model,
