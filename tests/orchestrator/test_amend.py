@@ -156,6 +156,8 @@ def test_compare_puts_two_runs_side_by_side(
         for cell in analysis["cells"]:
             o = cell["outcomes"]["detected"]
             assert f"{100 * o['rate']:.1f}% [{100 * o['lo']:.1f}, {100 * o['hi']:.1f}]" in text
-    assert text.count("deu_effect_on_detection") == 2  # one row per subject
+    # one row per subject, then the contrast pooled over both
+    assert text.count("deu_effect_on_detection") == 3
+    assert "deu_effect_on_detection (detected) · pooled" in text
     assert "framing_by_model" in text
     assert "detected by cell" in r.stdout
