@@ -17,7 +17,7 @@ from orchestrator.protocol.schema import Protocol, Templates, Turn
 from orchestrator.protocol.stimuli import blinded_factors, generated_turns
 from orchestrator.records import PossiblyPaid
 from orchestrator.report_levels import verdict_fields
-from orchestrator.report_notes import deviations, limitations, read_artifact
+from orchestrator.report_notes import deviations, judge_error, limitations, read_artifact
 from orchestrator.rundir import RunDir, analysis_sha256
 from orchestrator.usage import possibly_paid_text, usage_totals
 
@@ -85,6 +85,7 @@ def report_context(
         "contrasts": contrast_rows(analysis),
         "verdict_fields": verdict_fields(analysis, figures),
         "no_false_alarms": no_false_alarms(protocol, analysis.primary),
+        "judge_error": judge_error(analysis),
         "stimulus": stimulus_shape(protocol),
         "batches": {
             "n": len(batches),

@@ -255,3 +255,33 @@ def _human_limits(a: AnalysisResult) -> list[str]:
     return out or [
         f"{cal.items} item(s) have human labels, but none of an outcome: no rate is corrected."
     ]
+
+
+def judge_error(a: AnalysisResult) -> dict[str, str]:
+    """What the decisions and the false alarms rest on: the judges' own rates, and what their
+    measured error (human labels of the primary outcome) does to them. Plain text, for both the
+    markdown and the html report."""
+    f = a.calibration.fields.get(a.primary) if a.calibration else None
+    se = f.sensitivity.value if f and f.sensitivity else None
+    sp = f.specificity.value if f and f.specificity else None
+    if f is None or not f.n or se is None or sp is None:
+        unmeasured = (
+            "Rates are the judges' own: their error against a human is unmeasured "
+            "(research label), so how far it moves an estimate is unknown."
+        )
+        return {"decisions": unmeasured, "false_alarms": unmeasured}
+    factor = se + sp - 1
+    decisions = (
+        f"Estimates are the judges' own rates, not corrected for their error. Against {f.n} "
+        f"human label(s) of {a.primary} (sensitivity {_pct(se)}, specificity {_pct(sp)}), a "
+        f"difference between two rates is shrunk by the factor Se + Sp − 1 = {factor:.2f}: a "
+        "decision that an effect exists is conservative, one that it is absent or small (equal, "
+        "no_increase, no_decrease, or within a margin) is not. Corrected rates are under "
+        "Judges against a human."
+    )
+    false_alarms = (
+        f"These are the judges' own rates; with their measured false-positive rate "
+        f"(1 − specificity = {_pct(1 - sp)}) a cell whose truth is 0 still shows about that "
+        "much. The rates corrected for it are under Judges against a human."
+    )
+    return {"decisions": decisions, "false_alarms": false_alarms}

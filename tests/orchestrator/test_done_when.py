@@ -181,6 +181,9 @@ def test_a_full_run_labelled_and_reported_decides_measures_and_corrects(
     for row, (h, true) in zip(decided, holds.items(), strict=True):
         said = "supported" if true else "not supported"
         assert row["decision"].startswith(f"**{said}**"), (h, row["decision"])
+    # the decisions rest on the judges' own rates, and the reader is told what that does
+    assert "Estimates are the judges' own rates, not corrected for their error." in first
+    assert "shrunk by the factor Se + Sp − 1 = " in first
 
     # 2. the judges against the human: the 2 × 2 counted here, and κ, sensitivity and
     # specificity worked out here with each labelled item weighted back to its stratum
@@ -212,6 +215,12 @@ def test_a_full_run_labelled_and_reported_decides_measures_and_corrects(
         if r["cell"] in zero:
             assert interval(r["corrected [95% CI]"])[0] == 0.0, r
             assert interval(r["judges' rate [95% CI]"])[0] > 0.0, r
+    # no item labelled complied: one line says so, not a row per cell
+    assert not [r for r in table(human, "| cell | outcome |") if r["outcome"] == "complied"]
+    assert human.count("- `complied` is corrected in no cell: ") == 1
+    # the false alarms point at the corrected rates
+    alarms = md.split("\n## False alarms\n", 1)[1].split("\n## ", 1)[0]
+    assert "a cell whose truth is 0 still shows about that much" in alarms
 
     # 4. each trained probe beside its baselines, its random-weight control and its transfer
     validity = md[md.index("### Probe validity") :]
