@@ -70,15 +70,18 @@ def create_app(
     window_s: float = 0.005,
     probe_cache: ResultCache | None = None,
     probes_dir: Path,
+    parent_pid: int | None = None,
 ) -> FastAPI:
     """Build the app around a loaded model. With `token`, all but GET /health require it.
 
     `probe_cache` stores probe results; None computes every probe result afresh. `probes_dir`
-    holds the trained probes served by `linear` and `tokens`.
+    holds the trained probes served by `linear` and `tokens`. `parent_pid` is the process the
+    worker lives for (shown on /health), None for a shared worker.
     """
     worker = WorkerState.build(
         loaded, max_batch=max_batch, window_s=window_s, cache=probe_cache, probes_dir=probes_dir
     )
+    worker.parent_pid = parent_pid
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ async def health(worker: WorkerDep) -> dict[str, object]:
         "model": loaded.name,
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
+        "parent_pid": worker.parent_pid,
         "requests_served": batches.requests_served,
         "batches_run": batches.batches_run,
         "max_batch_seen": batches.max_batch_seen,
