@@ -1,0 +1,89 @@
+"""A client that leaves stops its work: a long generation whose client disconnects ends at the
+next decode steps, so the request after it does not wait for tokens nobody will read.
+
+Nothing here times anything: the worker reports the decode steps it ran and the requests it
+cancelled, and the tiny model (greedy, seed 0) never ends this long request on its own before
+max_tokens, so fewer steps than that can only be the cancellation.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.fakes.tiny_model import build_tiny_model
+from tests.limits import HANG_S
+from tests.truesight.workers import Worker, start_worker, stop_worker
+
+LONG = 4000
+"""max_tokens of the request that is abandoned: minutes of CPU if it ran to its end."""
+
+
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A worker on a tiny model with room in its context for a long reply."""
+    tmp = tmp_path_factory.mktemp("cancel")
+    model = build_tiny_model(tmp / "tiny", context_length=8192)
+    w = start_worker(model, tmp / "worker.log", "--no-cache")
+    yield w
+    assert stop_worker(w) == 0, w.stderr()
+
+
+def send_and_keep_open(url: str, body: dict) -> socket.socket:
+    """POST /v1/messages on a raw connection that the test closes when it chooses."""
+    where = urlparse(url)
+    conn = socket.create_connection((where.hostname, where.port))
+    data = json.dumps(body).encode()
+    head = f"POST /v1/messages HTTP/1.1\r\nHost: {where.netloc}\r\n"
+    head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    conn.sendall(head.encode() + data)
+    return conn
+
+
+def wait_for(condition, what: str) -> None:
+    guard = time.monotonic() + HANG_S  # a guard against a hang, not a speed limit
+    while not condition():
+        assert time.monotonic() < guard, f"gave up waiting: {what}"
+        time.sleep(0.05)
+
+
+def request(max_tokens: int, text: str) -> dict:
+    messages = [{"role": "user", "content": text}]
+    return {"model": "tiny", "max_tokens": max_tokens, "temperature": 0.0, "messages": messages}
+
+
+def test_a_disconnected_clients_generation_stops(roomy: Worker) -> None:
+    before = roomy.health()
+    conn = send_and_keep_open(roomy.url, request(LONG, "Write a long story."))
+    wait_for(lambda: roomy.health()["rows_running"] == 1, "the long request to start")
+    conn.close()  # the client leaves, as `curl --max-time 1` does
+    reply = roomy.client().messages.create(
+        model="tiny", max_tokens=8, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert reply.usage.output_tokens > 0
+    after = roomy.health()
+    assert after["requests_cancelled"] - before["requests_cancelled"] == 1
+    # the short reply came after the long one stopped, not after its 4,000 steps
+    assert after["decode_steps"] - before["decode_steps"] < LONG
+    assert after["requests_served"] - before["requests_served"] == 2
+
+
+def test_a_request_whose_client_left_while_queued_never_runs(roomy: Worker) -> None:
+    before = roomy.health()
+    running = send_and_keep_open(roomy.url, request(LONG, "Write a long story."))
+    wait_for(lambda: roomy.health()["rows_running"] == 1, "the first request to start")
+    queued = send_and_keep_open(roomy.url, request(LONG, "Write another long story."))
+    queued.close()
+    running.close()
+    wait_for(
+        lambda: roomy.health()["requests_cancelled"] - before["requests_cancelled"] == 2,
+        "both requests to be cancelled",
+    )
+    after = roomy.health()
+    assert after["batches_run"] - before["batches_run"] == 1  # the queued one never ran
+    assert after["decode_steps"] - before["decode_steps"] < LONG
