@@ -88,6 +88,8 @@ def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterato
         raise UserError(f"no worker answers at {url}; start one there with `research worker`")
     log_path = run.path("worker.log")
     host, port = parsed.hostname, parsed.port or 80
+    # Linux sends the parent-death signal when the *thread* that started the worker ends: this
+    # one drives the run and leaves this block (stopping the worker) before it ends.
     cmd = worker_command(model, host, port, settings.cache_dir, parent_pid=os.getpid())
     with log_path.open("ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
