@@ -19,6 +19,9 @@ import pytest
 from tests.fakes.tiny_model import build_tiny_model
 from tests.limits import HANG_S
 from tests.truesight.workers import Worker, start_worker, stop_worker
+from truesight.cancel import CancelFlag
+from truesight.generate import GenRequest, run_group
+from truesight.model import LoadedModel, load_model
 
 LONG = 4000
 """max_tokens of the request that is abandoned: minutes of CPU if it ran to its end."""
@@ -87,3 +90,36 @@ def test_a_request_whose_client_left_while_queued_never_runs(roomy: Worker) -> N
     after = roomy.health()
     assert after["batches_run"] - before["batches_run"] == 1  # the queued one never ran
     assert after["decode_steps"] - before["decode_steps"] < LONG
+
+
+# --- in process: the flag and a static batch ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    return load_model(str(build_tiny_model(tmp_path_factory.mktemp("tiny"))), device="cpu")
+
+
+def gone() -> CancelFlag:
+    flag = CancelFlag()
+    flag.set()
+    return flag
+
+
+def test_in_a_static_batch_a_gone_row_leaves_the_others_as_they_were(loaded: LoadedModel) -> None:
+    ids = loaded.tokenizer("Once upon a time")["input_ids"]
+    other = loaded.tokenizer("The weather today")["input_ids"]
+    [solo] = run_group(loaded, [GenRequest(other, 40)])
+    _, kept = run_group(loaded, [GenRequest(ids, 40, cancel=gone()), GenRequest(other, 40)])
+    assert kept.text == solo.text and kept.output_tokens == solo.output_tokens
+    # the batch ran as long as the row that still had a client needed, not longer
+    assert kept.decode_steps == solo.decode_steps
+    # (the gone row's own result is padding after its first token; the batcher never returns it)
+
+
+def test_a_batch_whose_rows_are_all_gone_ends_at_the_first_step(loaded: LoadedModel) -> None:
+    ids = loaded.tokenizer("Once upon a time")["input_ids"]
+    a, b = run_group(
+        loaded, [GenRequest(ids, 40, cancel=gone()), GenRequest(ids, 40, cancel=gone())]
+    )
+    assert a.decode_steps == b.decode_steps == 1
