@@ -189,6 +189,10 @@ class Batcher:
         await self._queue.put(_Pending(request, future))
         return await future
 
+    def waiting(self) -> int:
+        """Requests queued for a later batch."""
+        return 0 if self._queue is None else self._queue.qsize()
+
     async def run_exclusive(self, fn: Callable[..., T], *args: object) -> T:
         """Run `fn(*args)` in the model thread, between generate batches, never beside one."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

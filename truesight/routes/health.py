@@ -24,6 +24,7 @@ async def health(worker: WorkerDep) -> dict[str, object]:
         "max_batch_seen": batches.max_batch_seen,
         "decode_steps": batches.decode_steps,
         "rows_running": batches.rows_running,
+        "requests_waiting": worker.batcher.waiting(),
         "requests_cancelled": batches.requests_cancelled,
         "probe_forward_passes": probes.forward_passes,
         "probe_texts_computed": probes.texts_computed,
