@@ -1,5 +1,11 @@
 """Start the local worker (`python -m truesight`) for a run that needs it, and stop it after.
 
+Two kinds of worker, and LOG.md says which a run used. One that already answers at the worker
+URL (started with `research worker`, or on a GPU host) is shared: the run uses it and leaves it
+running. One the run starts is the run's own: it gets `--parent-pid` and stops when the run's
+process ends, by the `finally` below on a normal exit or an exception, and by its own watch of
+this process (`truesight.lifetime`) when the run is killed with SIGKILL and no `finally` runs.
+
 The orchestrator never imports `truesight`: it talks to the worker over HTTP, so the worker can
 as well run on a GPU host (set RESEARCH_WORKER_URL and, beyond loopback, RESEARCH_WORKER_TOKEN).
 A worker it starts gets its cache folder (RESEARCH_CACHE_DIR) on the command line: `truesight`
@@ -8,6 +14,7 @@ reads no environment of ours.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -47,11 +54,23 @@ def worker_model(protocol: Protocol, default: str) -> str:
     return (protocol.probes.model if protocol.probes else None) or default
 
 
-def worker_command(model: str, host: str, port: int, cache_dir: Path) -> list[str]:
-    """The command line of a worker process (`python -m truesight`)."""
+def worker_command(
+    model: str, host: str, port: int, cache_dir: Path, parent_pid: int | None = None
+) -> list[str]:
+    """The command line of a worker process (`python -m truesight`); with `parent_pid` the
+    worker stops when that process ends."""
     where = ["--host", host, "--port", str(port)]
     cache = ["--cache-dir", str(cache_dir)]
-    return [sys.executable, "-m", "truesight", "--model", model, *where, *cache]
+    lease = [] if parent_pid is None else ["--parent-pid", str(parent_pid)]
+    return [sys.executable, "-m", "truesight", "--model", model, *where, *cache, *lease]
+
+
+def _whose(health: dict) -> str:
+    """Who started the worker that answered `health`, for LOG.md."""
+    parent = health.get("parent_pid")
+    if parent is None:
+        return "a shared worker started outside this run (e.g. `research worker`); left running"
+    return f"started by another run (pid {parent}); it stops when that run ends"
 
 
 @contextmanager
@@ -60,17 +79,24 @@ def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterato
     url = settings.worker_url
     model = worker_model(protocol, settings.local_model)
     if (health := healthy(url)) is not None:
-        run.log.append("run", "orchestrator", "worker", f"Using the worker at {url} ({health})")
+        text = f"Using the worker at {url}: {_whose(health)} ({health.get('model')})"
+        run.log.append("run", "orchestrator", "worker", text)
         yield url
         return
     parsed = urlparse(url)
     if parsed.hostname not in ("127.0.0.1", "localhost"):
         raise UserError(f"no worker answers at {url}; start one there with `research worker`")
     log_path = run.path("worker.log")
-    cmd = worker_command(model, parsed.hostname, parsed.port or 80, settings.cache_dir)
+    host, port = parsed.hostname, parsed.port or 80
+    # Linux sends the parent-death signal when the *thread* that started the worker ends: this
+    # one drives the run and leaves this block (stopping the worker) before it ends.
+    cmd = worker_command(model, host, port, settings.cache_dir, parent_pid=os.getpid())
     with log_path.open("ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    text = f"Started the local worker (pid {proc.pid}) for {model} at {url}; output in worker.log."
+    text = (
+        f"Started the local worker (pid {proc.pid}) for {model} at {url}, for this run only: it "
+        "stops when the run ends or its process dies; output in worker.log."
+    )
     run.log.append("run", "orchestrator", "worker", text)
     try:
         _wait(proc, url, log_path, settings.worker_start_timeout_s)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from truesight.model import LoadedModel
 from truesight.probes.cache import ResultCache
@@ -45,11 +45,27 @@ def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse(ErrorResponse(error=detail).model_dump(), status_code=status)
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(request: Request, exc: RequestValidationError) -> str:
     for err in exc.errors():
         if err.get("type") == "json_invalid":
             return f"request body is not valid JSON ({err.get('ctx', {}).get('error', 'bad JSON')})"
+        if err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",):
+            return _empty_body_message(request)
     return describe_errors(exc.errors())
+
+
+def _empty_body_message(request: Request) -> str:
+    """For a request with no body at all: the fields its route requires, by name (pydantic's
+    own error says only "Field required", of the body as a whole)."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    fields = getattr(model, "model_fields", {})
+    required = [name for name, f in fields.items() if f.is_required()]
+    if not required:
+        return "the request body is empty; a JSON object is required"
+    return "the request body is empty; required: " + "; ".join(
+        f"{name}: Field required" for name in required
+    )
 
 
 def _token_ok(request: Request, token: str) -> bool:
@@ -70,15 +86,18 @@ def create_app(
     window_s: float = 0.005,
     probe_cache: ResultCache | None = None,
     probes_dir: Path,
+    parent_pid: int | None = None,
 ) -> FastAPI:
     """Build the app around a loaded model. With `token`, all but GET /health require it.
 
     `probe_cache` stores probe results; None computes every probe result afresh. `probes_dir`
-    holds the trained probes served by `linear` and `tokens`.
+    holds the trained probes served by `linear` and `tokens`. `parent_pid` is the process the
+    worker lives for (shown on /health), None for a shared worker.
     """
     worker = WorkerState.build(
         loaded, max_batch=max_batch, window_s=window_s, cache=probe_cache, probes_dir=probes_dir
     )
+    worker.parent_pid = parent_pid
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -87,34 +106,42 @@ def create_app(
 
     app = FastAPI(title="research worker", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.worker = worker
-    app.middleware("http")(_token_guard(token))
+    if token is not None:
+        app.add_middleware(TokenGuard, token=token)
     _add_error_handlers(app)
     for routes in (health, probes, messages):
         app.include_router(routes.router)
     return app
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+class TokenGuard:
+    """Refuses every request but GET /health that does not carry `token`.
 
+    Plain ASGI, not Starlette's `BaseHTTPMiddleware`: that one hands the route a wrapped
+    `receive` on which `request.is_disconnected()` never sees the client leave, and the worker
+    needs to see it to stop generating for nobody (`truesight.cancel`).
+    """
 
-def _token_guard(token: str | None) -> Callable[[Request, Handler], Awaitable[Response]]:
-    """Middleware refusing every request but GET /health that does not carry `token` (if any)."""
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token
 
-    async def require_token(request: Request, call_next: Handler) -> Response:
-        public = request.method == "GET" and request.url.path == "/health"
-        if token is not None and not public and not _token_ok(request, token):
-            return error_response(401, "invalid x-api-key")
-        return await call_next(request)
-
-    return require_token
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope)
+            public = request.method == "GET" and request.url.path == "/health"
+            if not public and not _token_ok(request, self.token):
+                await error_response(401, "invalid x-api-key")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     """Answer every error in Anthropic's shape; an unexpected one is logged and becomes a 500."""
 
     @app.exception_handler(RequestValidationError)
-    async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, _validation_message(exc))
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, _validation_message(request, exc))
 
     @app.exception_handler(InvalidRequest)
     async def on_invalid_request(_: Request, exc: InvalidRequest) -> JSONResponse:

@@ -20,6 +20,7 @@ from typing import TypeVar
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from truesight.cancel import CancelFlag, ClientGone, StopCancelled
 from truesight.constrain import JsonConstraint, JsonSchemaProcessor
 from truesight.decode import Finished, finish_sequence
 from truesight.model import LoadedModel
@@ -64,6 +65,11 @@ class GenRequest:
     stop_sequences: tuple[str, ...] = ()
     constraint: JsonConstraint | None = None
     """Generate a forced tool's input under its schema; None generates freely."""
+    cancel: CancelFlag | None = field(default=None, compare=False)
+    """Set once the client is gone: the row stops at the next decode step (truesight.cancel)."""
+
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ class GenResult(Finished):
     """A finished reply plus its prompt length."""
 
     input_tokens: int = 0
+    decode_steps: int = 0
+    """Decode steps the row's `generate` call ran (every row of a static batch runs them all)."""
 
 
 @dataclass
@@ -81,6 +89,12 @@ class BatcherStats:
     batches_run: int = 0
     """`generate` calls made."""
     max_batch_seen: int = 0
+    decode_steps: int = 0
+    """Decode steps run, summed over `generate` calls: the work done, whoever it was for."""
+    rows_running: int = 0
+    """Rows in the `generate` call running now."""
+    requests_cancelled: int = 0
+    """Requests stopped (or never started) because their client disconnected."""
 
 
 class _RowLimits(StoppingCriteria):
@@ -121,6 +135,8 @@ def run_group(loaded: LoadedModel, requests: list[GenRequest]) -> list[GenResult
     processors = []
     if any(c is not None for c in constraints):
         processors.append(JsonSchemaProcessor(loaded, constraints))
+    stopping = [_RowLimits(width, [r.max_tokens for r in requests], loaded.device)]
+    stopping.append(StopCancelled([r.cancel for r in requests], loaded.device))
     with torch.inference_mode():
         out = model.generate(
             input_ids=input_ids,
@@ -128,12 +144,11 @@ def run_group(loaded: LoadedModel, requests: list[GenRequest]) -> list[GenResult
             max_new_tokens=max_new,
             pad_token_id=pad,
             logits_processor=processors,
-            stopping_criteria=StoppingCriteriaList(
-                [_RowLimits(width, [r.max_tokens for r in requests], loaded.device)]
-            ),
+            stopping_criteria=StoppingCriteriaList(stopping),
             **requests[0].sampling.generate_kwargs(),
         )
     results = []
+    steps = out.shape[1] - width
     for r, row in zip(requests, out[:, width:].tolist(), strict=True):
         done = finish_sequence(
             row,
@@ -142,7 +157,7 @@ def run_group(loaded: LoadedModel, requests: list[GenRequest]) -> list[GenResult
             stop_sequences=r.stop_sequences,
             decode=lambda ids: tok.decode(ids, skip_special_tokens=True),
         )
-        results.append(GenResult(**vars(done), input_tokens=len(r.input_ids)))
+        results.append(GenResult(**vars(done), input_tokens=len(r.input_ids), decode_steps=steps))
     return results
 
 
@@ -173,6 +188,10 @@ class Batcher:
         future: asyncio.Future[GenResult] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(request, future))
         return await future
+
+    def waiting(self) -> int:
+        """Requests queued for a later batch."""
+        return 0 if self._queue is None else self._queue.qsize()
 
     async def run_exclusive(self, fn: Callable[..., T], *args: object) -> T:
         """Run `fn(*args)` in the model thread, between generate batches, never beside one."""
@@ -211,10 +230,14 @@ class Batcher:
         while True:
             groups: dict[tuple, list[_Pending]] = defaultdict(list)
             for pending in await self._collect():
-                if not pending.future.done():  # the client may have gone away
+                if pending.request.cancelled() and not pending.future.done():
+                    self.stats.requests_cancelled += 1
+                    pending.future.set_exception(ClientGone())
+                elif not pending.future.done():  # the client may have gone away
                     groups[pending.request.sampling.group_key()].append(pending)
             for group in groups.values():
                 requests = [p.request for p in group]
+                self.stats.rows_running = len(requests)
                 try:
                     results = await loop.run_in_executor(
                         self._executor, run_group, self.loaded, requests
@@ -224,9 +247,17 @@ class Batcher:
                         if not p.future.done():
                             p.future.set_exception(exc)
                     continue
+                finally:
+                    self.stats.rows_running = 0
                 self.stats.batches_run += 1
+                self.stats.decode_steps += results[0].decode_steps
+                self.stats.requests_cancelled += sum(r.cancelled() for r in requests)
                 self.stats.requests_served += len(group)
                 self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(group))
                 for p, result in zip(group, results, strict=True):
-                    if not p.future.done():
+                    if p.future.done():
+                        continue
+                    if p.request.cancelled():
+                        p.future.set_exception(ClientGone())
+                    else:
                         p.future.set_result(result)

@@ -4,11 +4,12 @@ Run::
 
     python -m truesight --model smollm2 --port 8765 [--host 127.0.0.1] [--token T] \
         [--device auto] [--max-batch 16] [--cache-dir DIR] [--cache PATH | --no-cache] \
-        [--probes-dir DIR]
+        [--probes-dir DIR] [--parent-pid PID]
 
 It loads the model, then serves the Messages API until SIGTERM or SIGINT. Beyond loopback it
-insists on a --token, which every request but GET /health must then carry. The HTTP app itself
-is `truesight.app`.
+insists on a --token, which every request but GET /health must then carry. With --parent-pid
+(what a run passes for a worker it starts) it also stops when that process ends, killed or not
+(`truesight.lifetime`). The HTTP app itself is `truesight.app`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from truesight.lifetime import watch_parent
 from truesight.paths import DEFAULT_CACHE_DIR, probe_cache_path, probes_dir
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -58,6 +60,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="trained probes for `linear` and `tokens` (default CACHE_DIR/probes)",
     )
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        help="stop when this process ends (a run passes its own pid for a worker it starts)",
+    )
     return p.parse_args(argv)
 
 
@@ -74,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.parent_pid is not None:  # before the model loads: a run may die during that
+        watch_parent(args.parent_pid)
     # Imported here so that a bad command line fails at once, before torch loads (seconds).
     from truesight.app import create_app
     from truesight.model import load_model
@@ -88,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         window_s=args.batch_window_ms / 1000,
         probe_cache=cache,
         probes_dir=args.probes_dir or probes_dir(args.cache_dir),
+        parent_pid=args.parent_pid,
     )
     runs_on = f"{loaded.device}, {str(loaded.dtype).removeprefix('torch.')}"
     return serve(app, args.host, args.port, model=loaded.name, runs_on=runs_on)

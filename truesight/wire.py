@@ -73,7 +73,11 @@ class MessagesRequest(_Wire):
 
     model: str = Field(description="Echoed back; the worker serves whatever model it loaded.")
     messages: list[InputMessage] = Field(min_length=1)
-    max_tokens: int = Field(ge=1)
+    max_tokens: int = Field(
+        ge=1,
+        strict=True,  # "8" or 8.0 is a client's mistake to hear about, not to guess at
+        description="Most tokens to generate; with the prompt, at most the model's context.",
+    )
     system: str | list[TextBlock] | None = None
     temperature: float = Field(default=1.0, ge=0.0, le=1.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
+from truesight.budget import check_room
+from truesight.cancel import ClientGone, cancel_on_disconnect
 from truesight.constrain import compile_tool_input
 from truesight.generate import GenRequest, Sampling
 from truesight.prompt import build_prompt
@@ -26,32 +29,33 @@ router = APIRouter()
 
 
 @router.post("/v1/messages")
-async def messages(body: MessagesRequest, worker: WorkerDep) -> MessageResponse:
+async def messages(body: MessagesRequest, worker: WorkerDep, request: Request) -> MessageResponse:
     if body.stream:
         raise InvalidRequest("stream=true is not supported by the local worker")
     loaded = worker.loaded
     prompt = build_prompt(loaded.tokenizer, body)
-    n = len(prompt.input_ids)
-    if n >= loaded.context_length:
-        raise InvalidRequest(
-            f"prompt is too long: {n} tokens > {loaded.context_length - 1} maximum"
-        )
+    check_room(len(prompt.input_ids), body.max_tokens, loaded.context_length)
     sampling = Sampling(temperature=body.temperature, top_p=body.top_p, top_k=body.top_k)
     tool = prompt.forced_tool
     constraint = None
     if tool is not None:  # off the event loop: the first call builds the vocabulary (~1 s)
         constraint = await asyncio.to_thread(compile_tool_input, loaded, tool, prompt.prefill)
-    result = await worker.batcher.submit(
-        GenRequest(
-            input_ids=prompt.input_ids,
-            max_tokens=body.max_tokens,
-            sampling=sampling,
-            # A tool input is not text: a stop sequence inside one of its strings must not
-            # cut a schema-valid call short.
-            stop_sequences=() if tool is not None else tuple(body.stop_sequences),
-            constraint=constraint,
-        )
-    )
+    try:
+        async with cancel_on_disconnect(request) as cancel:
+            result = await worker.batcher.submit(
+                GenRequest(
+                    input_ids=prompt.input_ids,
+                    max_tokens=body.max_tokens,
+                    sampling=sampling,
+                    # A tool input is not text: a stop sequence inside one of its strings must
+                    # not cut a schema-valid call short.
+                    stop_sequences=() if tool is not None else tuple(body.stop_sequences),
+                    constraint=constraint,
+                    cancel=cancel,
+                )
+            )
+    except ClientGone:
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
     usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
     if tool is not None and result.stop_reason == "end_turn":
         call = _tool_call(tool, prompt.prefill + result.text)

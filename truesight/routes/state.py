@@ -31,6 +31,8 @@ class WorkerState:
     cache: ResultCache | None
     fingerprint: str | None = None
     """The model's weights fingerprint, read on first need (trained probes name the model)."""
+    parent_pid: int | None = None
+    """The process this worker lives for (it stops when that ends); None: a shared worker."""
 
     @classmethod
     def build(
