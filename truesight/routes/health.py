@@ -22,6 +22,8 @@ async def health(worker: WorkerDep) -> dict[str, object]:
         "batches_run": batches.batches_run,
         "max_batch_seen": batches.max_batch_seen,
         "probe_forward_passes": probes.forward_passes,
+        "probe_suffix_passes": probes.suffix_passes,
+        "probe_tokens_forwarded": probes.tokens_forwarded,
         "probe_texts_computed": probes.texts_computed,
         "probe_cache_hits": probes.cache_hits,
         "probe_requests": queue.requests,
