@@ -88,6 +88,11 @@ def test_fused_readouts_equal_the_separate_probes(
     fused_tokens = Readouts(ProbeRunner(loaded), registry).run([tokens], items)
     alone = runner.run(registry["tokens"], items, {"probe": "mid"}, use_cache=False)
     assert_close([r["tokens"]["result"] for r in fused_tokens], alone)
+    # Linear probes alone: the pass stops at the highest layer asked for.
+    only = [s for s in specs() if s.probe == "linear"][:1]
+    fused_mid = Readouts(ProbeRunner(loaded), registry).run(only, items)
+    alone = runner.run(registry["linear"], items, {"probe": "mid"}, use_cache=False)
+    assert_close([r["linear:mid"]["result"] for r in fused_mid], alone)
 
 
 class Forwards:

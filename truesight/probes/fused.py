@@ -122,7 +122,8 @@ def _read_batch(
     decoder = loaded.model.get_decoder()
     ids, mask, positions, _ = _pad(seqs, pad_id(loaded), "right", loaded.device)
     # Only the layers are wanted: stop at the highest of them, as `activations.hidden_at` does.
-    stop_at = max(need.layers) if need.score_from is None and not need.suffixes else None
+    only_layers = need.layers and need.score_from is None and not need.suffixes
+    stop_at = max(need.layers) if only_layers else None
     caught: dict[int, torch.Tensor] = {}
     handles = [
         _source(decoder, layer).register_forward_hook(_recorder(caught, layer, layer == stop_at))

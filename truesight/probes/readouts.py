@@ -146,7 +146,7 @@ class Readouts:
             table[job.t][spec.key] = Readout(result=dumped)
             if (job.s, job.t) in fresh_keys:
                 fresh[fresh_keys[job.s, job.t]] = json.dumps(dumped)
-        runner.stats.texts_computed += len(todo)
+        runner.stats.texts_computed += len(passes)  # sequences read, whatever the probes
         if fresh and cache is not None:
             cache.put_many(fresh)
         return [
