@@ -55,6 +55,29 @@ class ProbeResponse:
     results: list[dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class ReadoutSpec:
+    """One probe of a fused readout request, stored under `name`."""
+
+    name: str
+    probe: str
+    params: dict[str, Any]
+    context: bool = True
+    """Read the text after its context; False: the text alone."""
+
+    def body(self) -> dict[str, Any]:
+        return {"name": self.name, "probe": self.probe, "params": self.params} | {
+            "context": self.context
+        }
+
+
+@dataclass(frozen=True)
+class ReadoutsResponse:
+    model: str
+    results: list[dict[str, dict[str, Any]]]
+    """Per text, by spec name: {"result": ... or None, "error": None or why}."""
+
+
 class TruesightClient:
     """Synchronous client for the worker's probe endpoints."""
 
@@ -80,6 +103,19 @@ class TruesightClient:
             body["contexts"] = contexts
         data = self._check(self._http.post(f"/v1/probes/{probe}", json=body))
         return ProbeResponse(data["model"], data["results"])
+
+    def readouts(
+        self,
+        texts: list[str],
+        probes: list[ReadoutSpec],
+        contexts: list[str] | None = None,
+    ) -> ReadoutsResponse:
+        """Every probe on each text, the worker reading each text once (POST /v1/readouts)."""
+        body: dict[str, Any] = {"texts": texts, "probes": [p.body() for p in probes]}
+        if contexts is not None:
+            body["contexts"] = contexts
+        data = self._check(self._http.post("/v1/readouts", json=body))
+        return ReadoutsResponse(data["model"], data["results"])
 
     def train(
         self,

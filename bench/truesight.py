@@ -1,20 +1,22 @@
-"""Truesight probe throughput: a naive transformers loop vs the worker vs the roofline.
+"""Truesight readouts: fused worker vs per-probe worker vs a naive transformers loop.
 
     RESEARCH_CACHE_DIR=~/.cache/research .venv/bin/python bench/truesight.py [--n 400]
-        [--model smollm2] [--clients 8] [--per-request 1] [--layer 0.75]
+        [--model smollm2] [--clients 8] [--per-request 1] [--context-tokens 0]
 
-N responses of about 300 tokens (the DEU task documents, cycled and varied) are read with
-surprisal, author (4 attribute pairs, calibrated) and a linear probe at --layer (a deception
-probe trained on protocols/data/instructed_pairs.jsonl; training time is reported apart):
-  (a) naive: one text at a time with `output_hidden_states=True` and a full log_softmax, one
-      forward per suffix and per calibration text, the linear probe on the surprisal forward's
-      hidden states — what one writes first;
-  (b) worker: `python -m truesight` (cache off) under C concurrent clients, each request
-      carrying --per-request texts (1: agents asking about one response each; the worker merges
-      concurrent requests into batches);
-  (c) roofline: measured fp32 matmul FLOP/s on this machine / (2 × parameters) tokens per second.
-Prints one table: tokens/s for each, and the worker's share of the roofline. Work counts the
-text's tokens once for surprisal, once for author and `layer share` of once for linear.
+N responses of about 300 tokens (the DEU task documents, cycled and varied; with
+--context-tokens K each gets a K-token prompt context, read but not scored) are read with five
+probes: surprisal, author (4 attribute pairs, calibrated), followup (one question) and two
+trained linear probes at different layers. The linear probes are the trained probes found in
+CACHE_DIR/probes (copied, two with distinct layers), else two trained here on
+protocols/data/instructed_pairs.jsonl at half and three quarters of the depth (time not counted).
+  (a) naive: one text at a time, `output_hidden_states=True` and a full log_softmax for
+      surprisal and both linear probes, then one forward of text + suffix per author suffix and
+      follow-up question and one for the calibration text — what one writes first;
+  (b) per-probe worker: `python -m truesight` (cache off), one POST /v1/probes/{name} per probe
+      and chunk, under C concurrent clients (the worker merges concurrent requests);
+  (c) fused worker: the same worker, one POST /v1/readouts per chunk carrying all five probes.
+Prints one table: seconds, texts/s, speed-up, and tokens forwarded per token read (context +
+text), from the worker's /health counters (the naive loop's are counted from its inputs).
 """
 
 from __future__ import annotations
@@ -35,99 +37,123 @@ sys.path.insert(0, str(ROOT))
 from bench.worker import running_worker  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 from truesight.model import load_model  # noqa: E402
+from truesight.probes.author import DEFAULT_PAIRS, LEXICON  # noqa: E402
+from truesight.probes.followup import TEMPLATE, FollowupParams  # noqa: E402
 
 SUFFIX = "\n\nThe author of the text above is"
-PAIRS = {
-    "sincere_vs_insincere": ([" sincere", " genuine"], [" insincere", " fake"]),
-    "honest_vs_deceptive": ([" honest", " truthful"], [" deceptive", " lying"]),
-    "calm_vs_anxious": ([" calm", " relaxed"], [" anxious", " nervous"]),
-    "human_vs_ai": ([" human", " person"], [" AI", " machine"]),
-}
+QUESTION = TEMPLATE.format(q=FollowupParams().questions[0])
 
 
-def texts(n: int, tokenizer) -> list[str]:  # noqa: ANN001
+def texts(n: int, context_tokens: int, tokenizer) -> tuple[list[str], list[str]]:  # noqa: ANN001
     data = yaml.safe_load((ROOT / "protocols" / "deu.yaml").read_text())
     docs = [t["document"] for t in data["materials"]["tasks"]]
-    out = []
+    out, contexts = [], []
     for i in range(n):
         ids = tokenizer(f"Reply {i}. " + docs[i % len(docs)])["input_ids"][:300]
         out.append(tokenizer.decode(ids))
-    return out
-
-
-def roofline(params: int) -> tuple[float, float]:
-    """Best of 5 timings of a 2048² fp32 matmul: the machine's attainable FLOP/s."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    torch.matmul(a, b)
-    best = 0.0
-    for _ in range(5):
-        reps, t = 10, time.perf_counter()
-        for _ in range(reps):
-            torch.matmul(a, b)
-        best = max(best, 2 * 2048**3 * reps / (time.perf_counter() - t))
-    return best, best / (2 * params)
+        prompt = tokenizer(f"Prompt {i}. " + docs[(i + 1) % len(docs)] * 4)["input_ids"]
+        contexts.append(tokenizer.decode(prompt[:context_tokens]) if context_tokens else "")
+    return out, contexts
 
 
 @torch.inference_mode()
-def naive(loaded, batch: list[str], layer: int) -> float:  # noqa: ANN001
+def naive(loaded, batch: list[str], contexts: list[str], layers: list[int]) -> tuple[float, int]:  # noqa: ANN001
+    """(seconds, tokens forwarded)."""
     model, tok = loaded.model, loaded.tokenizer
-    first = {w: tok(w)["input_ids"][0] for pos, neg in PAIRS.values() for w in pos + neg}
-    direction = torch.randn(model.config.hidden_size)  # the cost of a probe, not its weights
-    started = time.perf_counter()
-    for text in batch:
-        ids = torch.tensor([tok(text)["input_ids"]])
+    first = {w: tok(w)["input_ids"][0] for pair in DEFAULT_PAIRS for w in _words(pair)}
+    directions = [torch.randn(model.config.hidden_size) for _ in layers]  # cost, not weights
+    yes, no = tok(" Yes")["input_ids"][0], tok(" No")["input_ids"][0]
+    forwarded, started = 0, time.perf_counter()
+    for text, context in zip(batch, contexts, strict=True):
+        ids = torch.tensor([tok(context + text)["input_ids"]])
         out = model(ids, output_hidden_states=True)
         logp = torch.log_softmax(out.logits[0, :-1], dim=-1)
         logp.gather(1, ids[0, 1:, None]).neg().mean()
-        float(out.hidden_states[layer][0].mean(0) @ direction)
-        for probe_text in (text, "N/A"):
-            s_ids = torch.tensor([tok(probe_text + SUFFIX)["input_ids"]])
-            last = torch.log_softmax(model(s_ids, output_hidden_states=True).logits[0, -1], -1)
-            for pos, neg in PAIRS.values():
+        for layer, direction in zip(layers, directions, strict=True):
+            float(out.hidden_states[layer][0].mean(0) @ direction)
+        forwarded += ids.shape[1]
+        for probe_text in (context + text + SUFFIX, "N/A" + SUFFIX, context + text + QUESTION):
+            s_ids = torch.tensor([tok(probe_text)["input_ids"]])
+            last = torch.log_softmax(model(s_ids).logits[0, -1], -1)
+            forwarded += s_ids.shape[1]
+            if probe_text.endswith(QUESTION):
+                float(last[yes] - last[no])
+                continue
+            for pair in DEFAULT_PAIRS:
+                pos, neg = (LEXICON[n] for n in pair.split("_vs_"))
                 torch.logsumexp(last[[first[w] for w in pos]], 0) - torch.logsumexp(
                     last[[first[w] for w in neg]], 0
                 )
-    return time.perf_counter() - started
+    return time.perf_counter() - started, forwarded
 
 
-def worker(
-    model: str, batch: list[str], clients: int, per_request: int, layer: float
-) -> tuple[float, float]:
-    """(seconds for the readouts, seconds to train the linear probe first)."""
-    with running_worker(model) as url:
-        data = ROOT / "protocols" / "data" / "instructed_pairs.jsonl"
-        body = {"name": "bench", "dataset": data.read_text(), "layer": layer}
-        t_train = time.perf_counter()
+def _words(pair: str) -> list[str]:
+    return [w for name in pair.split("_vs_") for w in LEXICON[name]]
+
+
+def linear_probes(url: str, depth: int) -> list[str]:
+    """Two trained probes at distinct layers: copied ones if there are, else trained now."""
+    listed = httpx.get(f"{url}/v1/probes", timeout=60).json()["trained_probes"]
+    by_layer = {p["layer"]: p["name"] for p in listed if p["matches_model"]}
+    if len(by_layer) >= 2:
+        return [by_layer[k] for k in sorted(by_layer)[:2]]
+    data = (ROOT / "protocols" / "data" / "instructed_pairs.jsonl").read_text()
+    names = []
+    for name, share in (("bench-mid", 0.5), ("bench-top", 0.75)):
+        body = {"name": name, "dataset": data, "layer": int(share * depth)}
         httpx.post(f"{url}/v1/trained-probes", json=body, timeout=3600).raise_for_status()
-        t_train = time.perf_counter() - t_train
-        chunks = [batch[i : i + per_request] for i in range(0, len(batch), per_request)]
-        jobs = [(p, c) for c in chunks for p in ("surprisal", "author", "linear")]
-        jobs.reverse()  # popped from the end: text by text, as agents would ask
-        lock = threading.Lock()
+        names.append(name)
+    return names
 
-        def client() -> None:
-            with httpx.Client(base_url=url, timeout=3600) as http:
-                while True:
-                    with lock:
-                        if not jobs:
-                            return
-                        probe, chunk = jobs.pop()
-                    params = {"probe": "bench"} if probe == "linear" else {}
-                    r = http.post(f"/v1/probes/{probe}", json={"texts": chunk, "params": params})
-                    r.raise_for_status()
 
-        started = time.perf_counter()
-        threads = [threading.Thread(target=client) for _ in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
-        health = httpx.get(f"{url}/health", timeout=10).json()
-        requests, batches = health["probe_requests"], health["probe_batches"]
-        merged = health["probe_max_requests_merged"]
-        print(f"worker: {requests} requests in {batches} batches (at most {merged} merged)")
-        return elapsed, t_train
+def specs(trained: list[str]) -> list[dict]:
+    linear = [{"probe": "linear", "params": {"probe": t}, "name": f"linear:{t}"} for t in trained]
+    return [{"probe": "surprisal"}, {"probe": "author"}, {"probe": "followup"}, *linear]
+
+
+def serve(
+    url: str,
+    batch: list[str],
+    contexts: list[str],
+    probes: list[dict],
+    *,
+    fused: bool,
+    clients: int,
+    per_request: int,
+) -> tuple[float, dict]:
+    """(seconds, /health counters' change) for reading every text with every probe."""
+    spans = [slice(i, i + per_request) for i in range(0, len(batch), per_request)]
+    if fused:
+        jobs = [("/v1/readouts", {"probes": probes}, s) for s in spans]
+    else:
+        jobs = [
+            (f"/v1/probes/{p['probe']}", {"params": p.get("params", {})}, s)
+            for s in spans
+            for p in probes
+        ]
+    jobs.reverse()  # popped from the end: text by text, as agents would ask
+    lock = threading.Lock()
+
+    def client() -> None:
+        with httpx.Client(base_url=url, timeout=3600) as http:
+            while True:
+                with lock:
+                    if not jobs:
+                        return
+                    path, body, span = jobs.pop()
+                body = body | {"texts": batch[span], "contexts": contexts[span]}
+                http.post(path, json=body).raise_for_status()
+
+    before = httpx.get(f"{url}/health", timeout=10).json()
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    after = httpx.get(f"{url}/health", timeout=10).json()
+    return elapsed, {k: after[k] - before[k] for k in after if isinstance(after[k], int)}
 
 
 def main() -> None:
@@ -136,33 +162,53 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--per-request", type=int, default=1)
-    ap.add_argument("--layer", type=float, default=0.75, help="share of the depth")
+    ap.add_argument("--context-tokens", type=int, default=0)
     args = ap.parse_args()
-    loaded = load_model(args.model, device="cpu", cache_dir=Settings.from_env().cache_dir)
+    cache_dir = Settings.from_env().cache_dir
+    loaded = load_model(args.model, device="cpu", cache_dir=cache_dir)
     depth = loaded.model.config.num_hidden_layers
-    layer = int(args.layer * depth)
-    batch = texts(args.n, loaded.tokenizer)
-    tokens = sum(len(loaded.tokenizer(t)["input_ids"]) for t in batch)
-    params = sum(p.numel() for p in loaded.model.parameters())
-    flops, roof = roofline(params)
-    t_naive = naive(loaded, batch, layer)
-    del loaded
-    t_worker, t_train = worker(args.model, batch, args.clients, args.per_request, args.layer)
-    # the work per text: the text once for surprisal, text + suffix for author (the naive loop
-    # also pays a forward for the content-free calibration text per text), and the text up to
-    # the probe's layer for linear
-    work = (2 + layer / depth) * tokens
-    read = f"surprisal + author (4 pairs) + linear (layer {layer}/{depth})"
-    size = f"{params / 1e6:.0f}M params, matmul {flops / 1e9:.0f} GFLOP/s"
+    batch, contexts = texts(args.n, args.context_tokens, loaded.tokenizer)
+    read = sum(
+        len(loaded.tokenizer(c + t)["input_ids"]) for c, t in zip(contexts, batch, strict=True)
+    )
+    with running_worker(args.model, probes_from=cache_dir / "probes") as url:
+        trained = linear_probes(url, depth)
+        listed = httpx.get(f"{url}/v1/probes", timeout=60).json()["trained_probes"]
+        layers = sorted(p["layer"] for p in listed if p["name"] in trained)
+        probes = specs(trained)
+        kw = {"clients": args.clients, "per_request": args.per_request}
+        serve(url, batch[:2], contexts[:2], probes, fused=True, **kw)  # warm up, load probes
+        t_probe, per_probe = serve(url, batch, contexts, probes, fused=False, **kw)
+        t_fused, fused = serve(url, batch, contexts, probes, fused=True, **kw)
+    t_naive, naive_tokens = naive(loaded, batch, contexts, layers)
+    probes_read = f"surprisal + author (4 pairs) + followup + linear at layers {layers}/{depth}"
     load = f"{args.clients} clients x {args.per_request} text(s) per request"
-    training = f"probe training {t_train:.1f} s (not counted)"
-    print(f"{args.n} texts, {tokens} tokens, {read}, {size}; {load}; {training}")
-    print("| reader | seconds | tokens/s | × naive | share of roofline |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, t in (("naive loop", t_naive), (f"worker, {args.clients} clients", t_worker)):
-        rate = work / t
-        print(f"| {name} | {t:.1f} | {rate:.0f} | {t_naive / t:.2f} | {rate / roof:.1%} |")
-    print(f"| roofline | {work / roof:.1f} | {roof:.0f} | {t_naive / (work / roof):.2f} | 100% |")
+    what = f"{read} tokens read (context {args.context_tokens} + text)"
+    print(f"{args.n} texts, {what}; {probes_read}; {load}")
+    head = "| reader | seconds | texts/s | × naive | × per-probe | forward passes "
+    print(head + "| tokens forwarded / token read |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    rows = (
+        ("naive loop", t_naive, None, naive_tokens),
+        (
+            "worker, per-probe requests",
+            t_probe,
+            per_probe["probe_forward_passes"],
+            per_probe["probe_tokens_forwarded"],
+        ),
+        (
+            "worker, fused /v1/readouts",
+            t_fused,
+            fused["probe_forward_passes"],
+            fused["probe_tokens_forwarded"],
+        ),
+    )
+    for name, t, passes, tokens in rows:
+        shown = "—" if passes is None else str(passes)
+        print(
+            f"| {name} | {t:.1f} | {args.n / t:.2f} | {t_naive / t:.2f} | {t_probe / t:.2f} "
+            f"| {shown} | {tokens / read:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Start `python -m truesight` for a benchmark: result cache off, trained probes in a temp folder,
-models from RESEARCH_CACHE_DIR (the settings' cache folder, as `research worker` does)."""
+"""Start `python -m truesight` for a benchmark: result cache off, trained probes in a temp folder
+(optionally seeded with copies of existing ones), models from RESEARCH_CACHE_DIR (the settings'
+cache folder, as `research worker` does)."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,11 +28,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_worker(model: str) -> Iterator[str]:
-    """The worker's base URL once /health answers; stopped on exit."""
+def running_worker(model: str, probes_from: Path | None = None) -> Iterator[str]:
+    """The worker's base URL once /health answers; stopped on exit. `probes_from`: a probes
+    folder whose trained probes are copied into the worker's (it never writes to the original)."""
     port = free_port()
     cache_dir = Settings.from_env().cache_dir
     with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "worker.log", "w") as log:
+        if probes_from is not None and probes_from.is_dir():
+            shutil.copytree(probes_from, Path(tmp) / "probes")
         cmd = [sys.executable, "-m", "truesight", "--model", model, "--port", str(port)]
         cmd += [
             "--cache-dir",

@@ -2,8 +2,9 @@
 
 Trained probes named under `probes.train` are trained first, by the worker on its own model from
 the data files frozen in the run directory (an identical probe already on the worker is reused).
-Then, for each probe the protocol runs, responses not yet read are sent in batches; `linear` and
-`tokens` run once per trained probe and are stored as `linear:<name>`. Results (or why there is
+Then responses not yet read are sent in batches, each batch in one request for every probe the
+protocol runs (the worker reads each response once for all of them; see probe_read); `linear`
+and `tokens` run once per trained probe and are stored as `linear:<name>`. Results (or why there is
 none, e.g. a text longer than the model's context) go to records.sqlite, where the analysis
 summarises them per cell and verdicts can cite them by id.
 """
@@ -14,18 +15,12 @@ import hashlib
 
 from langgraph.runtime import Runtime
 
-from agents.truesight import (
-    TRAINED,
-    ProbeReadout,
-    TruesightClient,
-    WorkerError,
-    readout,
-    text_sha256,
-    worker_probe_name,
-)
+from agents.truesight import TRAINED, TruesightClient, WorkerError, worker_probe_name
 from orchestrator.context import RunContext
 from orchestrator.errors import UserError
+from orchestrator.nodes import probe_read
 from orchestrator.nodes.conversation import generated_replies, transcript
+from orchestrator.nodes.probe_read import CONDITIONED
 from orchestrator.nodes.probe_validity import (
     RANDOM_SEED,
     log_readouts,
@@ -49,30 +44,28 @@ def probe(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     responses, screen = rec.responses(), rec.screen()
     items = [i for i in rec.items() if not set(screen.get(i.id, ["errored"])) & UNPROBEABLE]
     contexts = _contexts(ctx, items)
-    counts: dict[str, int] = {}
     client = ctx.truesight()
     try:
         trained = ensure_trained(ctx, client) if set(spec.run) & set(TRAINED) else {}
-        for probe_name in spec.run:
-            if probe_name in TRAINED:
-                plan = [(readout(probe_name, t), {"probe": w}) for t, w in trained.items()]
-            else:
-                plan = [(probe_name, spec.params.get(probe_name, {}))]
-            for name, params in plan:
-                done = {r.item_id for r in rec.probe_results(name, ProbeSource.STAGE)}
-                todo = [i for i in items if i.id not in done]
-                ctx.progress.start(f"probe {name}", len(items), len(items) - len(todo))
-                for start in range(0, len(todo), spec.batch_size):
-                    if ctx.stop.is_set():
-                        raise KeyboardInterrupt
-                    batch = todo[start : start + spec.batch_size]
-                    _run_batch(ctx, client, name, probe_name, params, batch, responses, contexts)
-                    ctx.progress.advance(f"probe {name}", len(batch))
-                ctx.progress.stop(f"probe {name}")
-                stage = rec.probe_results(name, ProbeSource.STAGE)
-                counts[name] = sum(1 for r in stage if r.error is None)
+        specs = probe_read.plan(ctx, trained)
+        wanted = probe_read.missing(ctx, specs, items)
+        todo = [i for i in items if i.id in wanted]
+        ctx.progress.start("probe", len(items), len(items) - len(todo))
+        for start in range(0, len(todo), spec.batch_size):
+            if ctx.stop.is_set():
+                raise KeyboardInterrupt
+            batch = todo[start : start + spec.batch_size]
+            texts = [responses[i.id].text for i in batch]
+            conditioned = [contexts[i.id] for i in batch] if contexts is not None else None
+            probe_read.read_batch(ctx, client, specs, batch, texts, conditioned, wanted)
+            ctx.progress.advance("probe", len(batch))
+        ctx.progress.stop("probe")
     finally:
         client.close()
+    counts = {
+        s.name: sum(1 for r in rec.probe_results(s.name, ProbeSource.STAGE) if r.error is None)
+        for s in specs
+    }
     failed = sum(1 for r in rec.probe_results(source=ProbeSource.STAGE) if r.error)
     text = f"Probed {len(items)} responses: " + ", ".join(f"{k} {v}" for k, v in counts.items())
     if failed:
@@ -154,42 +147,3 @@ def _contexts(ctx: RunContext, items: list[Item]) -> dict[str, str] | None:
         return None
     generated = generated_replies(ctx.run.records, items)
     return {i.id: transcript(i, generated.get(i.id, [])) + "\n\n" for i in items}
-
-
-CONDITIONED = {"surprisal", *TRAINED}
-"""Probes that read the response with the subject's prompt as context (probes.context)."""
-
-
-def _run_batch(
-    ctx: RunContext,
-    client: TruesightClient,
-    name: str,
-    probe: str,
-    params: dict,
-    batch: list[Item],
-    responses: dict,
-    by_item: dict[str, str] | None,
-) -> None:
-    texts = [responses[i.id].text for i in batch]
-    contexts = None
-    if probe in CONDITIONED and by_item is not None:
-        contexts = [by_item[i.id] for i in batch]
-    try:
-        reply = client.run(probe, texts, contexts, params)
-    except WorkerError as e:
-        if e.status >= 500 or len(batch) == 1:
-            if e.status >= 500:
-                raise
-            item = batch[0]
-            sha = text_sha256(texts[0], contexts[0] if contexts else None)
-            failed = ProbeReadout(item.id, name, "?", params, sha, None, e.message)
-            ctx.run.records.add_probe_result(failed)
-            ctx.log("probe", "error", f"{name} on {item.id}: {e.message}")
-            return
-        for one in batch:  # one text in the batch is unusable: find it, keep the others
-            _run_batch(ctx, client, name, probe, params, [one], responses, by_item)
-        return
-    for k, (item, result) in enumerate(zip(batch, reply.results, strict=True)):
-        sha = text_sha256(texts[k], contexts[k] if contexts else None)
-        kept = ProbeReadout(item.id, name, reply.model, params, sha, result)
-        ctx.run.records.add_probe_result(kept)

@@ -112,6 +112,7 @@ def residuals(
             )
             hidden = hidden_at(loaded, ids, mask, positions, layer)
             stats.forward_passes += 1
+            stats.tokens_forwarded += int(mask.sum())
             for r, (i, row) in enumerate(zip(bucket, batch, strict=True)):
                 own = hidden[r, row.read_from : len(row.ids)].float()
                 out[i] = RowActivations(own.mean(dim=0).cpu(), own.cpu() if per_token else None)

@@ -9,11 +9,14 @@ itself; values are averaged over suffixes. Each text is prefilled once for all s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from truesight.model import LoadedModel
 from truesight.probes.batch import ProbeStats
+from truesight.probes.fused import Needs, TextPass
 from truesight.probes.inputs import (
     ProbeInput,
     encode,
@@ -93,6 +96,23 @@ def prepare(loaded: LoadedModel, items: list[ProbeInput], params: AuthorParams):
     )
 
 
+def _sides(
+    loaded: LoadedModel, pairs: list[tuple[list[str], list[str]]]
+) -> tuple[list[list[int]], list[int]]:
+    """Each pair's positive and negative first tokens (positive, negative, positive, ...) and
+    the sorted query ids they span."""
+    tok = loaded.tokenizer
+    sides = [sorted({first_token(tok, w) for w in words}) for pair in pairs for words in pair]
+    return sides, sorted({t for side in sides for t in side})
+
+
+def _odds(lp: torch.Tensor, sides: list[list[int]], query: list[int]) -> torch.Tensor:
+    """(..., pairs) log-odds from (..., query) log-probs."""
+    column = {t: q for q, t in enumerate(query)}
+    mass = [torch.logsumexp(lp[..., [column[t] for t in side]], dim=-1) for side in sides]
+    return torch.stack([mass[2 * k] - mass[2 * k + 1] for k in range(len(sides) // 2)], dim=-1)
+
+
 def log_odds(
     loaded: LoadedModel,
     prefixes: list[list[int]],
@@ -103,16 +123,19 @@ def log_odds(
     naive: bool = False,
 ) -> torch.Tensor:
     """(P, S, pairs) log-odds: log sum p(positive first tokens) - log sum p(negative ones)."""
-    tok = loaded.tokenizer
-    sides = [
-        sorted({first_token(tok, w) for w in words}) for pair in pairs for words in pair
-    ]  # positive, negative, positive, negative, ...
-    query = sorted({t for side in sides for t in side})
-    column = {t: q for q, t in enumerate(query)}
-    suffix_ids = [tokens(tok, s) for s in suffixes]
+    sides, query = _sides(loaded, pairs)
+    suffix_ids = [tokens(loaded.tokenizer, s) for s in suffixes]
     lp = prefix_suffix_logprobs(loaded, prefixes, suffix_ids, query, stats, naive=naive)
-    mass = [torch.logsumexp(lp[..., [column[t] for t in side]], dim=-1) for side in sides]
-    return torch.stack([mass[2 * k] - mass[2 * k + 1] for k in range(len(pairs))], dim=-1)
+    return _odds(lp, sides, query)
+
+
+def _result(params: AuthorParams, odds: torch.Tensor, null_odds: torch.Tensor) -> AuthorResult:
+    """From the text's and the null text's log-odds, each (pairs,) averaged over suffixes."""
+    raw = dict(zip(params.pairs, odds.tolist(), strict=True))
+    null = dict(zip(params.pairs, null_odds.tolist(), strict=True))
+    return AuthorResult(
+        attributes={p: raw[p] - null[p] for p in params.pairs}, uncalibrated=raw, null=null
+    )
 
 
 def compute(
@@ -121,15 +144,31 @@ def compute(
     null = encode(loaded.tokenizer, ProbeInput(params.null_text)).ids
     pairs = [params.lists(p) for p in params.pairs]
     odds = log_odds(loaded, [*prepared, null], params.suffixes, pairs, stats).mean(dim=1)
-    null = dict(zip(params.pairs, odds[-1].tolist(), strict=True))
-    results = []
-    for row in odds[:-1]:
-        raw = dict(zip(params.pairs, row.tolist(), strict=True))
-        results.append(
-            AuthorResult(
-                attributes={p: raw[p] - null[p] for p in params.pairs},
-                uncalibrated=raw,
-                null=null,
-            )
-        )
-    return results
+    return [_result(params, row, odds[-1]) for row in odds[:-1]]
+
+
+def _needs(loaded: LoadedModel, params: AuthorParams) -> tuple[Needs, list[list[int]]]:
+    sides, query = _sides(loaded, [params.lists(p) for p in params.pairs])
+    suffixes = tuple(tuple(tokens(loaded.tokenizer, s)) for s in params.suffixes)
+    return Needs(suffixes=suffixes, query=tuple(query)), sides
+
+
+def plan(loaded: LoadedModel, item: list[int], params: AuthorParams) -> tuple[list[int], Needs]:
+    return item, _needs(loaded, params)[0]
+
+
+def read(
+    loaded: LoadedModel,
+    item: list[int],
+    seen: TextPass,
+    params: AuthorParams,
+    calibration: Callable[[list[int], Needs], TextPass],
+) -> AuthorResult:
+    """The text's readout from its fused pass; the null text's from the worker's calibration
+    (read once per worker, not once per text)."""
+    needs, sides = _needs(loaded, params)
+    suffixes, query = list(needs.suffixes), list(needs.query)
+    null = calibration(encode(loaded.tokenizer, ProbeInput(params.null_text)).ids, needs)
+    odds = _odds(seen.after(suffixes, query), sides, query).mean(dim=0)
+    null_odds = _odds(null.after(suffixes, query), sides, query).mean(dim=0)
+    return _result(params, odds, null_odds)

@@ -27,6 +27,10 @@ class ProbeStats:
     """Counters for /health; tests read `forward_passes` to see whether the cache answered."""
 
     forward_passes: int = 0
+    suffix_passes: int = 0
+    """Of forward_passes, those that continued a KV cache with short suffixes."""
+    tokens_forwarded: int = 0
+    """Real (unpadded) tokens run through the decoder, suffixes included."""
     texts_computed: int = 0
     cache_hits: int = 0
 
@@ -119,6 +123,7 @@ def _score_batch(
         input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False
     ).last_hidden_state
     stats.forward_passes += 1
+    stats.tokens_forwarded += int(mask.sum())
     # Token t of a row is predicted by the hidden state at t-1.
     where_b, where_t, targets, lasts = [], [], [], []
     for r, (row, start) in enumerate(zip(rows, starts, strict=True)):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from truesight.model import LoadedModel
 from truesight.probes.batch import ProbeStats
+from truesight.probes.fused import Needs, TextPass
 from truesight.probes.inputs import (
     ProbeInput,
     encode_with_tail,
@@ -49,15 +50,36 @@ def prepare(loaded: LoadedModel, items: list[ProbeInput], params: FollowupParams
     return encode_with_tail(tok, items, questions, loaded.context_length, "question")
 
 
+def _tails(loaded: LoadedModel, params: FollowupParams) -> tuple[list[list[int]], list[int]]:
+    """The questions' token ids and the query [yes, no]."""
+    tok = loaded.tokenizer
+    query = [first_token(tok, params.yes), first_token(tok, params.no)]
+    return [tokens(tok, TEMPLATE.format(q=q)) for q in params.questions], query
+
+
+def _result(params: FollowupParams, lp) -> FollowupResult:  # noqa: ANN001
+    """From (questions, [yes, no]) log-probs."""
+    diff = lp[..., 0] - lp[..., 1]
+    return FollowupResult(
+        questions={q: float(v) for q, v in zip(params.questions, diff, strict=True)}
+    )
+
+
 def compute(
     loaded: LoadedModel, prepared: list, params: FollowupParams, stats: ProbeStats
 ) -> list[FollowupResult]:
-    tok = loaded.tokenizer
-    query = [first_token(tok, params.yes), first_token(tok, params.no)]
-    suffixes = [tokens(tok, TEMPLATE.format(q=q)) for q in params.questions]
+    suffixes, query = _tails(loaded, params)
     lp = prefix_suffix_logprobs(loaded, prepared, suffixes, query, stats)
-    diff = lp[..., 0] - lp[..., 1]
-    return [
-        FollowupResult(questions={q: float(v) for q, v in zip(params.questions, row, strict=True)})
-        for row in diff
-    ]
+    return [_result(params, row) for row in lp]
+
+
+def plan(loaded: LoadedModel, item: list[int], params: FollowupParams) -> tuple[list[int], Needs]:
+    suffixes, query = _tails(loaded, params)
+    return item, Needs(suffixes=tuple(map(tuple, suffixes)), query=tuple(query))
+
+
+def read(
+    loaded: LoadedModel, item: list[int], seen: TextPass, params: FollowupParams, calibration
+) -> FollowupResult:
+    suffixes, query = _tails(loaded, params)
+    return _result(params, seen.after([tuple(s) for s in suffixes], query))

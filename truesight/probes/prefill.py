@@ -80,12 +80,32 @@ def _run(
     query_ids: list[int],
     stats: ProbeStats,
 ) -> torch.Tensor:
-    device, decoder, pad = loaded.device, loaded.model.get_decoder(), pad_id(loaded)
-    n_pre, n_suf = len(prefixes), len(suffixes)
-    pre_ids, pre_mask = (t.to(device) for t in _right_pad(prefixes, pad))
+    decoder, pad = loaded.model.get_decoder(), pad_id(loaded)
+    pre_ids, pre_mask = (t.to(loaded.device) for t in _right_pad(prefixes, pad))
     prefill = decoder(input_ids=pre_ids, attention_mask=pre_mask, use_cache=True)
     stats.forward_passes += 1
-    cache = getattr(prefill, _cache_arg(decoder))
+    stats.tokens_forwarded += int(pre_mask.sum())
+    cache = kv_cache(decoder, prefill)
+    return suffix_logprobs(loaded, cache, pre_mask, suffixes, query_ids, stats)
+
+
+def kv_cache(decoder: torch.nn.Module, output: object) -> object:
+    """The KV cache a decoder forward with use_cache=True returned."""
+    return getattr(output, _cache_arg(decoder))
+
+
+def suffix_logprobs(
+    loaded: LoadedModel,
+    cache: object,
+    pre_mask: torch.Tensor,
+    suffixes: list[list[int]],
+    query_ids: list[int],
+    stats: ProbeStats,
+) -> torch.Tensor:
+    """(P, S, Q) log-probs after each suffix, continuing a right-padded prefill's KV `cache`
+    (its attention mask `pre_mask`); the cache is expanded in place and is spent after."""
+    device, decoder, pad = loaded.device, loaded.model.get_decoder(), pad_id(loaded)
+    n_pre, n_suf = pre_mask.shape[0], len(suffixes)
     cache.batch_repeat_interleave(n_suf)  # row p * n_suf + s continues prefix p with suffix s
 
     suf_ids, suf_mask = (t.to(device) for t in _right_pad(suffixes, pad))
@@ -101,6 +121,8 @@ def _run(
         **{_cache_arg(decoder): cache},
     )
     stats.forward_passes += 1
+    stats.suffix_passes += 1
+    stats.tokens_forwarded += int(suf_mask.sum())
     last = suf_mask.sum(1) - 1
     hidden = step.last_hidden_state[torch.arange(n_pre * n_suf, device=device), last]
     logprobs = torch.log_softmax(logits_of(loaded, hidden), dim=-1)[:, query_ids]

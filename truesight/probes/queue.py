@@ -2,8 +2,9 @@
 
 Many agents ask for readouts of one or a few texts at a time. Requests queue here; the drain loop
 takes the oldest waiting request and every other waiting request for the same probe with the same
-parameters (up to `max_texts` texts), and computes them as one batch in the model thread, where
-the probe's own length buckets apply to all of them together. While a batch runs, new requests
+parameters (or, for fused readouts, the same list of probes), up to `max_texts` texts, and
+computes them as one batch in the model thread, where the length buckets apply to all of them
+together. While a batch runs, new requests
 wait, so under load batches grow by themselves; an idle worker waits only `window_s` for company.
 """
 
@@ -12,13 +13,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from truesight.generate import Batcher
 from truesight.probes.inputs import ProbeInput
+from truesight.probes.readouts import Readouts
 from truesight.probes.registry import Probe
 from truesight.probes.runner import ProbeRunner
+from truesight.probes.wire import ReadoutSpec
 from truesight.wire import InvalidRequest
 
 
@@ -32,16 +37,17 @@ class QueueStats:
     max_texts_merged: int = 0
 
 
+Outcome = list[Any] | InvalidRequest
+"""One request's results in order, or the InvalidRequest its own inputs caused."""
+
+
 @dataclass
 class _Waiting:
-    probe: Probe
+    key: tuple[str, str]
+    """Requests with equal keys can be computed as one batch."""
     items: list[ProbeInput]
-    params: dict[str, Any]
-    future: asyncio.Future[list[dict[str, Any]]] = field(repr=False)
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.probe.name, json.dumps(self.params, sort_keys=True)
+    run_many: Callable[[list[list[ProbeInput]]], list[Outcome]] = field(repr=False)
+    future: asyncio.Future[list[Any]] = field(repr=False)
 
 
 class ProbeQueue:
@@ -54,8 +60,9 @@ class ProbeQueue:
         *,
         max_texts: int = 64,
         window_s: float = 0.005,
+        readouts: Readouts | None = None,
     ):
-        self.runner, self.batcher = runner, batcher
+        self.runner, self.batcher, self.readouts = runner, batcher, readouts
         self.max_texts, self.window_s = max_texts, window_s
         self.stats = QueueStats()
         self._waiting: list[_Waiting] = []
@@ -69,11 +76,33 @@ class ProbeQueue:
         params: dict[str, Any],
     ) -> list[dict[str, Any]]:
         """Results for `items`, in order; raises the InvalidRequest its own inputs caused."""
+        key = (probe.name, json.dumps(params, sort_keys=True))
+        return await self._submit(
+            key, items, partial(self.runner.run_many, probe, raw_params=params)
+        )
+
+    async def submit_readouts(
+        self, specs: list[ReadoutSpec], items: list[ProbeInput]
+    ) -> list[dict[str, Any]]:
+        """Every probe of `specs` on each item (see `readouts`), one dict per item, in order."""
+        if self.readouts is None:
+            raise RuntimeError("this queue was built without fused readouts")
+        listed = json.dumps([s.model_dump() for s in specs], sort_keys=True)
+        return await self._submit(
+            ("readouts", listed), items, partial(self.readouts.run_many, specs)
+        )
+
+    async def _submit(
+        self,
+        key: tuple[str, str],
+        items: list[ProbeInput],
+        run_many: Callable[[list[list[ProbeInput]]], list[Outcome]],
+    ) -> list[Any]:
         if self._task is None:  # started lazily, inside the server's running loop
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._loop(), name="probe-queue")
-        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(probe, items, params, future))
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(key, items, run_many, future))
         self.stats.requests += 1
         self._wake.set()
         return await future
@@ -111,11 +140,8 @@ class ProbeQueue:
                 await self._run(group)
 
     async def _run(self, group: list[_Waiting]) -> None:
-        first = group[0]
         try:
-            outcomes = await self.batcher.run_exclusive(
-                self.runner.run_many, first.probe, [w.items for w in group], first.params
-            )
+            outcomes = await self.batcher.run_exclusive(group[0].run_many, [w.items for w in group])
         except Exception as exc:  # goes back to each caller as its own error
             for w in group:
                 if not w.future.done():

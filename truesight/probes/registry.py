@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from truesight.probes import author, followup, surprisal
+from truesight.probes.fused import Needs
 from truesight.probes.linear import ProbeStore
 from truesight.probes.trained import LinearResult, TokensResult, TrainedParams, TrainedProbes
 
@@ -34,6 +35,11 @@ class Probe:
     """Part of the cache key: bump it when a change alters results."""
     cache_salt: Callable[[Any], str] | None = None
     """(params) -> extra cache-key material, for results that depend on files (trained probes)."""
+    plan: Callable[..., tuple[list[int], Needs]] | None = None
+    """(loaded, prepared item, params) -> the token sequence a fused pass reads and what this
+    probe needs of it; None: the probe cannot share a pass (see `fused`)."""
+    read: Callable[..., BaseModel] | None = None
+    """(loaded, prepared item, TextPass, params, calibration) -> the result from a fused pass."""
 
 
 PROBES: dict[str, Probe] = {
@@ -47,6 +53,8 @@ PROBES: dict[str, Probe] = {
             result=surprisal.SurprisalResult,
             prepare=surprisal.prepare,
             compute=surprisal.compute,
+            plan=surprisal.plan,
+            read=surprisal.read,
         ),
         Probe(
             name="author",
@@ -56,6 +64,8 @@ PROBES: dict[str, Probe] = {
             result=author.AuthorResult,
             prepare=author.prepare,
             compute=author.compute,
+            plan=author.plan,
+            read=author.read,
         ),
         Probe(
             name="followup",
@@ -64,6 +74,8 @@ PROBES: dict[str, Probe] = {
             result=followup.FollowupResult,
             prepare=followup.prepare,
             compute=followup.compute,
+            plan=followup.plan,
+            read=followup.read,
         ),
     )
 }
@@ -83,6 +95,8 @@ def with_trained(store: ProbeStore) -> dict[str, Probe]:
             prepare=trained.prepare,
             compute=trained.compute_linear,
             cache_salt=trained.cache_salt,
+            plan=trained.plan,
+            read=trained.read_linear,
         ),
         "tokens": Probe(
             name="tokens",
@@ -93,5 +107,7 @@ def with_trained(store: ProbeStore) -> dict[str, Probe]:
             prepare=trained.prepare,
             compute=trained.compute_tokens,
             cache_salt=trained.cache_salt,
+            plan=trained.plan,
+            read=trained.read_tokens,
         ),
     }

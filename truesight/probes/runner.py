@@ -43,6 +43,16 @@ class ProbeRunner:
             self._identity = model_identity(self.loaded)
         return self._identity
 
+    def keys(self, probe: Probe, params: BaseModel, items: list[ProbeInput]) -> list[str]:
+        """Each item's result-cache key: the same whichever endpoint computed the result."""
+        canonical = params.model_dump(mode="json")
+        if probe.cache_salt is not None:
+            canonical = {"params": canonical, "salt": probe.cache_salt(params)}
+        return [
+            result_key(self.identity, probe.name, probe.version, canonical, i.text, i.context)
+            for i in items
+        ]
+
     def run(
         self,
         probe: Probe,
@@ -105,13 +115,7 @@ class ProbeRunner:
         results: list[dict[str, Any] | None] = [None] * len(items)
         keys: list[str] = []
         if cache is not None and items:
-            canonical = params.model_dump(mode="json")
-            if probe.cache_salt is not None:
-                canonical = {"params": canonical, "salt": probe.cache_salt(params)}
-            keys = [
-                result_key(self.identity, probe.name, probe.version, canonical, i.text, i.context)
-                for i in items
-            ]
+            keys = self.keys(probe, params, items)
             found = cache.get_many(keys)
             for n, key in enumerate(keys):
                 if key in found:

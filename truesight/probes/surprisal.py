@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from truesight.model import LoadedModel
 from truesight.probes.batch import ProbeStats, Row, score_rows
+from truesight.probes.fused import Needs, TextPass
 from truesight.probes.inputs import ProbeInput, TokenSpan, encode_located
 from truesight.wire import InvalidRequest
 
@@ -86,3 +87,16 @@ def compute(
         _summary(text, -s.token_logprobs, offsets, params.top_k)
         for (text, _, _, offsets), s in zip(prepared, scored, strict=True)
     ]
+
+
+def plan(loaded: LoadedModel, item: tuple, params: SurprisalParams) -> tuple[list[int], Needs]:
+    """The sequence a fused pass reads for this prepared item, and what surprisal needs of it."""
+    _, ids, start, _ = item
+    return ids, Needs(score_from=start)
+
+
+def read(
+    loaded: LoadedModel, item: tuple, seen: TextPass, params: SurprisalParams, calibration
+) -> SurprisalResult:
+    text, _, start, offsets = item
+    return _summary(text, -seen.token_lp(start), offsets, params.top_k)

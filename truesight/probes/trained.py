@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from truesight.model import LoadedModel
@@ -17,6 +18,7 @@ from truesight.probes import linear
 from truesight.probes.activations import ActRow, residuals
 from truesight.probes.batch import ProbeStats
 from truesight.probes.cache import weights_fingerprint
+from truesight.probes.fused import Needs, TextPass
 from truesight.probes.inputs import ProbeInput, TokenSpan, encode_located
 from truesight.wire import InvalidRequest
 
@@ -97,19 +99,7 @@ class TrainedProbes:
     ) -> list[LinearResult]:
         probe = self.resolve(loaded, params)
         acts = residuals(loaded, [row for _, row, _ in prepared], probe.meta.layer, stats)
-        results = []
-        for a in acts:
-            score = float(probe.weights.score(a.mean.numpy()))
-            results.append(
-                LinearResult(
-                    score=score,
-                    probability=float(linear.probability(score)),
-                    above_threshold=score > probe.meta.threshold_1pct_fpr,
-                    probe=probe.meta.name,
-                    layer=probe.meta.layer,
-                )
-            )
-        return results
+        return [_linear(probe, a.mean) for a in acts]
 
     def compute_tokens(
         self, loaded: LoadedModel, prepared: list, params: TrainedParams, stats: ProbeStats
@@ -117,14 +107,47 @@ class TrainedProbes:
         probe = self.resolve(loaded, params)
         rows = [row for _, row, _ in prepared]
         acts = residuals(loaded, rows, probe.meta.layer, stats, per_token=True)
-        results = []
-        for (text, _, offsets), a in zip(prepared, acts, strict=True):
-            scores = probe.weights.score(a.tokens.numpy()).tolist()
-            spans = [
-                TokenScore(start=s, end=e, text=text[s:e], score=v)
-                for (s, e), v in zip(offsets, scores, strict=True)
-            ]
-            results.append(
-                TokensResult(tokens=spans, probe=probe.meta.name, layer=probe.meta.layer)
-            )
-        return results
+        return [_tokens(probe, item, a.tokens) for item, a in zip(prepared, acts, strict=True)]
+
+    def plan(
+        self, loaded: LoadedModel, item: tuple, params: TrainedParams
+    ) -> tuple[list[int], Needs]:
+        """For a fused pass: the text's sequence and the probe's layer."""
+        _, row, _ = item
+        layer = self.resolve(loaded, params).meta.layer
+        return row.ids, Needs(layers=frozenset({layer}))
+
+    def read_linear(
+        self, loaded: LoadedModel, item: tuple, seen: TextPass, params: TrainedParams, calibration
+    ) -> LinearResult:
+        probe, (_, row, _) = self.resolve(loaded, params), item
+        return _linear(probe, seen.hidden[probe.meta.layer][row.read_from :].mean(dim=0))
+
+    def read_tokens(
+        self, loaded: LoadedModel, item: tuple, seen: TextPass, params: TrainedParams, calibration
+    ) -> TokensResult:
+        probe, (_, row, _) = self.resolve(loaded, params), item
+        return _tokens(probe, item, seen.hidden[probe.meta.layer][row.read_from :])
+
+
+def _linear(probe: linear.LinearProbe, mean: torch.Tensor) -> LinearResult:
+    """The probe on the mean activation of the text's tokens."""
+    score = float(probe.weights.score(mean.numpy()))
+    return LinearResult(
+        score=score,
+        probability=float(linear.probability(score)),
+        above_threshold=score > probe.meta.threshold_1pct_fpr,
+        probe=probe.meta.name,
+        layer=probe.meta.layer,
+    )
+
+
+def _tokens(probe: linear.LinearProbe, item: tuple, acts: torch.Tensor) -> TokensResult:
+    """The probe on each token's activation (acts: (n_text_tokens, d))."""
+    text, _, offsets = item
+    scores = probe.weights.score(acts.numpy()).tolist()
+    spans = [
+        TokenScore(start=s, end=e, text=text[s:e], score=v)
+        for (s, e), v in zip(offsets, scores, strict=True)
+    ]
+    return TokensResult(tokens=spans, probe=probe.meta.name, layer=probe.meta.layer)

@@ -106,3 +106,56 @@ class TrainResponse(BaseModel):
         default=None,
         description="truesight.validity.Validity, when a transfer set or random_seed was given.",
     )
+
+
+class ReadoutSpec(BaseModel):
+    """One probe of a fused readout request."""
+
+    model_config = ConfigDict(extra="forbid")
+    probe: str = Field(description="A probe listed by GET /v1/probes.")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Its parameters; omitted ones take their defaults."
+    )
+    name: str | None = Field(
+        default=None,
+        description="Key of its result in each text's readouts (default the probe's name); "
+        "needed to ask for one probe twice, e.g. `linear` with two trained probes.",
+    )
+    context: bool = Field(
+        default=True,
+        description="Read the text after its context (false: the text alone, a second pass).",
+    )
+
+    @property
+    def key(self) -> str:
+        return self.name or self.probe
+
+
+class ReadoutRequest(BaseModel):
+    """Body of POST /v1/readouts: several probes on each text, from one forward pass per text."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str | None = Field(default=None, description="Accepted and ignored, as in /v1/messages.")
+    texts: list[str] = Field(min_length=1, description="Texts to read; one entry each, in order.")
+    contexts: list[str] | None = Field(
+        default=None, description="Optional, one per text: conditioned on, not read."
+    )
+    probes: list[ReadoutSpec] = Field(min_length=1, description="The probes to run on each text.")
+
+
+class Readout(BaseModel):
+    """One probe's readout of one text, or why there is none."""
+
+    result: dict[str, Any] | None = Field(default=None, description="Shaped by the probe.")
+    error: str | None = Field(
+        default=None, description="Why this text cannot be read by this probe (e.g. too long)."
+    )
+
+
+class ReadoutResponse(BaseModel):
+    """Body of a successful POST /v1/readouts."""
+
+    model: str = Field(description="The model that produced the results.")
+    results: list[dict[str, Readout]] = Field(
+        description="One per text: each probe's readout by its name (ReadoutSpec.key)."
+    )

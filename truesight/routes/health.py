@@ -27,6 +27,8 @@ async def health(worker: WorkerDep) -> dict[str, object]:
         "requests_waiting": worker.batcher.waiting(),
         "requests_cancelled": batches.requests_cancelled,
         "probe_forward_passes": probes.forward_passes,
+        "probe_suffix_passes": probes.suffix_passes,
+        "probe_tokens_forwarded": probes.tokens_forwarded,
         "probe_texts_computed": probes.texts_computed,
         "probe_cache_hits": probes.cache_hits,
         "probe_requests": queue.requests,

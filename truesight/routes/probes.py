@@ -1,5 +1,6 @@
-"""The truesight probes: GET /v1/probes lists them, POST /v1/probes/{name} runs one, and
-POST /v1/trained-probes trains a linear probe into the worker's probes folder."""
+"""The truesight probes: GET /v1/probes lists them, POST /v1/probes/{name} runs one,
+POST /v1/readouts runs several on each text from one forward pass, and POST /v1/trained-probes
+trains a linear probe into the worker's probes folder."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from truesight.probes.wire import (
     ProbeListing,
     ProbeRequest,
     ProbeResponse,
+    ReadoutRequest,
+    ReadoutResponse,
     TrainedProbeInfo,
     TrainRequest,
     TrainResponse,
@@ -113,19 +116,30 @@ def _train_and_assess(
     return probe, trained, assessed
 
 
+def _inputs(texts: list[str], contexts: list[str] | None) -> list[ProbeInput]:
+    contexts = contexts if contexts is not None else [""] * len(texts)
+    if len(contexts) != len(texts):
+        raise InvalidRequest(
+            f"contexts has {len(contexts)} items but texts has {len(texts)}; "
+            "give one context per text or none"
+        )
+    return [ProbeInput(t, c) for t, c in zip(texts, contexts, strict=True)]
+
+
+@router.post("/v1/readouts")
+async def run_readouts(body: ReadoutRequest, worker: WorkerDep) -> ReadoutResponse:
+    items = _inputs(body.texts, body.contexts)
+    results = await worker.queue.submit_readouts(body.probes, items)
+    return ReadoutResponse(model=worker.loaded.name, results=results)
+
+
 @router.post("/v1/probes/{name}")
 async def run_probe(name: str, body: ProbeRequest, worker: WorkerDep) -> ProbeResponse:
     registry = worker.registry
     probe = registry.get(name)
     if probe is None:
         raise HTTPException(404, f"unknown probe {name!r}; available: {', '.join(registry)}")
-    contexts = body.contexts if body.contexts is not None else [""] * len(body.texts)
-    if len(contexts) != len(body.texts):
-        raise InvalidRequest(
-            f"contexts has {len(contexts)} items but texts has {len(body.texts)}; "
-            "give one context per text or none"
-        )
-    items = [ProbeInput(t, c) for t, c in zip(body.texts, contexts, strict=True)]
+    items = _inputs(body.texts, body.contexts)
     # Concurrent requests for the same probe and params are merged into one batch, which runs
     # in the batcher's single model thread: a probe never runs beside a generate batch.
     results = await worker.queue.submit(probe, items, body.params)

@@ -14,6 +14,7 @@ from truesight.model import LoadedModel
 from truesight.probes.cache import ResultCache, weights_fingerprint
 from truesight.probes.linear import ProbeStore
 from truesight.probes.queue import ProbeQueue
+from truesight.probes.readouts import Readouts
 from truesight.probes.registry import Probe, with_trained
 from truesight.probes.runner import ProbeRunner
 
@@ -46,9 +47,9 @@ class WorkerState:
     ) -> WorkerState:
         batcher = Batcher(loaded, max_batch=max_batch, window_s=window_s)
         probes = ProbeRunner(loaded, cache)
-        queue = ProbeQueue(probes, batcher, window_s=window_s)
         store = ProbeStore(probes_dir)
         registry = with_trained(store)
+        queue = ProbeQueue(probes, batcher, window_s=window_s, readouts=Readouts(probes, registry))
         return cls(loaded, batcher, probes, queue, store, registry, cache)
 
     async def weights_fingerprint(self) -> str:
