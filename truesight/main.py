@@ -4,7 +4,7 @@ Run::
 
     python -m truesight --model smollm2 --port 8765 [--host 127.0.0.1] [--token T] \
         [--device auto] [--max-batch 16] [--cache-dir DIR] [--cache PATH | --no-cache] \
-        [--probes-dir DIR]
+        [--probes-dir DIR] [--prefix-cache-mb 1024]
 
 It loads the model, then serves the Messages API until SIGTERM or SIGINT. Beyond loopback it
 insists on a --token, which every request but GET /health must then carry. The HTTP app itself
@@ -24,6 +24,10 @@ from pathlib import Path
 from truesight.paths import DEFAULT_CACHE_DIR, probe_cache_path, probes_dir
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+PREFIX_CACHE_MB = 1024.0
+"""About 22k tokens of SmolLM2-135M's KV in float32: the evaluators' shared system prompt and
+several of their conversations."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -58,6 +62,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="trained probes for `linear` and `tokens` (default CACHE_DIR/probes)",
     )
+    p.add_argument(
+        "--prefix-cache-mb",
+        type=float,
+        default=PREFIX_CACHE_MB,
+        help="memory (MB) for the KV of prompt prefixes marked with cache_control; 0 turns it off",
+    )
     return p.parse_args(argv)
 
 
@@ -88,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         window_s=args.batch_window_ms / 1000,
         probe_cache=cache,
         probes_dir=args.probes_dir or probes_dir(args.cache_dir),
+        prefix_cache_mb=args.prefix_cache_mb,
     )
     runs_on = f"{loaded.device}, {str(loaded.dtype).removeprefix('torch.')}"
     return serve(app, args.host, args.port, model=loaded.name, runs_on=runs_on)
