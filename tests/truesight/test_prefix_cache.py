@@ -12,6 +12,7 @@ from transformers import DynamicCache
 
 from tests.fakes.tiny_model import build_tiny_model
 from tests.truesight.workers import Worker
+from truesight.constrain import compile_tool_input
 from truesight.generate import GenRequest, run_group
 from truesight.model import LoadedModel, load_model
 from truesight.prefix_cache import PrefixCache
@@ -141,6 +142,47 @@ def test_rows_with_cached_prefixes_of_different_lengths_share_one_generate(
     assert [r.text for r in batched] == [r.text for r in plain]
     assert [r.cache_read_tokens > 0 for r in batched] == [True, True, True]
     assert batched[0].cache_read_tokens > batched[2].cache_read_tokens  # its own longer prefix
+
+
+def test_a_forced_tool_call_from_a_cached_prefix_is_the_same_call(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The scripted judge's shape: a forced tool, its instruction rendered after the system
+    prompt; a marked tool caches through it, and constrained decoding continues from the cache."""
+    path = build_tiny_model(tmp_path_factory.mktemp("tiny-long"), context_length=1024)
+    loaded = load_model(str(path), device="cpu")
+    tool = {
+        "name": "record_verdict",
+        "description": "Record a verdict.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"verdict": {"type": "string", "enum": ["right", "wrong"]}},
+            "required": ["verdict"],
+        },
+    }
+    system = [{"type": "text", "text": "Judge the answer.", "cache_control": EPHEMERAL}]
+    body = {
+        "model": "tiny",
+        "max_tokens": 48,
+        "temperature": 0.0,
+        "system": system,
+        "tools": [{**tool, "cache_control": EPHEMERAL}],
+        "tool_choice": {"type": "tool", "name": "record_verdict"},
+        "messages": [{"role": "user", "content": "Is 2+2=4?"}],
+    }
+    prompt = build_prompt(loaded.tokenizer, MessagesRequest.model_validate(body))
+    assert len(prompt.cache_points) == 2  # the system text; the tool instruction after it
+    constraint = compile_tool_input(loaded, prompt.forced_tool, prompt.prefill)
+    request = GenRequest(
+        prompt.input_ids, 48, constraint=constraint, cache_points=prompt.cache_points
+    )
+    store = PrefixCache(budget_bytes=2**26)
+    base, first, second = (run_group(loaded, [request], s)[0] for s in (None, store, store))
+    assert second.cache_read_tokens == first.cache_write_tokens == prompt.cache_points[-1]
+    # (a random model may pad a schema-valid input with whitespace up to max_tokens)
+    assert (first.text, first.stop_reason) == (second.text, second.stop_reason)
+    assert (first.text, first.stop_reason) == (base.text, base.stop_reason)
+    assert first.text.startswith("{")
 
 
 def _kv(tokens: int) -> DynamicCache:
