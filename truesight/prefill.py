@@ -59,7 +59,8 @@ def prepare_row(
         for point in later:
             segment = torch.tensor([list(ids[length:point])], device=loaded.device)
             with torch.inference_mode():
-                loaded.model(input_ids=segment, cache=cache, use_cache=True)
+                # only the KV is wanted: one row of logits, not one per prompt token
+                loaded.model(input_ids=segment, cache=cache, use_cache=True, logits_to_keep=1)
             if store.store(ids[:point], cache):
                 written += point - length
             length = point
