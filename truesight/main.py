@@ -4,7 +4,7 @@ Run::
 
     python -m truesight --model smollm2 --port 8765 [--host 127.0.0.1] [--token T] \
         [--device auto] [--max-batch 16] [--cache-dir DIR] [--cache PATH | --no-cache] \
-        [--probes-dir DIR] [--prefix-cache-mb 1024]
+        [--probes-dir DIR] [--prefix-cache-mb 4096]
 
 It loads the model, then serves the Messages API until SIGTERM or SIGINT. Beyond loopback it
 insists on a --token, which every request but GET /health must then carry. The HTTP app itself
@@ -25,9 +25,10 @@ from truesight.paths import DEFAULT_CACHE_DIR, probe_cache_path, probes_dir
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
-PREFIX_CACHE_MB = 1024.0
-"""About 22k tokens of SmolLM2-135M's KV in float32: the evaluators' shared system prompt and
-several of their conversations."""
+PREFIX_CACHE_MB = 4096.0
+"""About 90k tokens of SmolLM2-135M's KV in float32. Each entry is a full copy of its prefix, so
+every evaluator's conversation holds the shared system prompt again: with 1024 MB the offline
+pilot's four evaluators (~7k tokens each) evicted the system prompt between their turns."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -24,7 +24,7 @@ def worker_cmd(
     prefix_cache_mb: Annotated[
         float,
         typer.Option(help="Memory (MB) for the KV of prompts marked with cache_control; 0: off."),
-    ] = 1024.0,
+    ] = 4096.0,
 ) -> None:
     """Serve a local causal LM over an Anthropic-compatible /v1/messages (and /health).
 
