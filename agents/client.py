@@ -199,7 +199,7 @@ class LLMClient:
             request["system"] = system
         if tools:
             request["tools"] = tools
-        if cache and not self.endpoint.local:
+        if cache:  # the local worker honours cache_control too; other servers ignore it
             request = with_cache_control(request)
         if tool_choice:
             request["tool_choice"] = tool_choice

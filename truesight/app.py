@@ -87,15 +87,22 @@ def create_app(
     probe_cache: ResultCache | None = None,
     probes_dir: Path,
     parent_pid: int | None = None,
+    prefix_cache_mb: float = 0,
 ) -> FastAPI:
     """Build the app around a loaded model. With `token`, all but GET /health require it.
 
     `probe_cache` stores probe results; None computes every probe result afresh. `probes_dir`
     holds the trained probes served by `linear` and `tokens`. `parent_pid` is the process the
-    worker lives for (shown on /health), None for a shared worker.
+    worker lives for (shown on /health), None for a shared worker. `prefix_cache_mb` bounds the
+    KV kept of prompt prefixes marked with `cache_control` (0 turns the prompt cache off).
     """
     worker = WorkerState.build(
-        loaded, max_batch=max_batch, window_s=window_s, cache=probe_cache, probes_dir=probes_dir
+        loaded,
+        max_batch=max_batch,
+        window_s=window_s,
+        cache=probe_cache,
+        probes_dir=probes_dir,
+        prefix_cache_mb=prefix_cache_mb,
     )
     worker.parent_pid = parent_pid
 

@@ -24,6 +24,8 @@ from truesight.cancel import CancelFlag, ClientGone, StopCancelled
 from truesight.constrain import JsonConstraint, JsonSchemaProcessor
 from truesight.decode import Finished, finish_sequence
 from truesight.model import LoadedModel
+from truesight.prefill import RowPrefix, padded_batch, prepare_row
+from truesight.prefix_cache import PrefixCache
 
 T = TypeVar("T")
 
@@ -65,6 +67,8 @@ class GenRequest:
     stop_sequences: tuple[str, ...] = ()
     constraint: JsonConstraint | None = None
     """Generate a forced tool's input under its schema; None generates freely."""
+    cache_points: tuple[int, ...] = ()
+    """Prompt lengths (in tokens) at its `cache_control` breakpoints."""
     cancel: CancelFlag | None = field(default=None, compare=False)
     """Set once the client is gone: the row stops at the next decode step (truesight.cancel)."""
 
@@ -74,11 +78,14 @@ class GenRequest:
 
 @dataclass(frozen=True)
 class GenResult(Finished):
-    """A finished reply plus its prompt length."""
+    """A finished reply plus how its prompt tokens were counted (as the Messages API does:
+    `input_tokens` excludes the tokens read from and written to the prompt cache)."""
 
     input_tokens: int = 0
     decode_steps: int = 0
     """Decode steps the row's `generate` call ran (every row of a static batch runs them all)."""
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass
@@ -115,21 +122,27 @@ class _RowLimits(StoppingCriteria):
         return (input_ids.shape[1] - self.start) >= self.limits
 
 
-def run_group(loaded: LoadedModel, requests: list[GenRequest]) -> list[GenResult]:
-    """Run one left-padded `generate` for requests that share sampling settings.
+def run_group(
+    loaded: LoadedModel, requests: list[GenRequest], prefixes: PrefixCache | None = None
+) -> list[GenResult]:
+    """Run one `generate` for requests that share sampling settings, each row starting from its
+    cached prompt prefix when `prefixes` holds one (see `truesight.prefill`).
 
     Constrained and free requests share the call: the schema mask applies to its own row only.
     """
     tok, model = loaded.tokenizer, loaded.model
     eos = loaded.eos_ids()
     pad = tok.pad_token_id if tok.pad_token_id is not None else min(eos, default=0)
-    width = max(len(r.input_ids) for r in requests)
-    # Left padding puts every prompt's last token in the final column, where generation starts.
-    rows = [[pad] * (width - len(r.input_ids)) + r.input_ids for r in requests]
-    mask = [[0] * (width - len(r.input_ids)) + [1] * len(r.input_ids) for r in requests]
-    input_ids = torch.tensor(rows, device=loaded.device)
-    attention_mask = torch.tensor(mask, device=loaded.device)
-    budget = loaded.context_length - width  # the server rejects prompts that leave no room
+    starts = [
+        prepare_row(loaded, prefixes, r.input_ids, r.cache_points)
+        if prefixes is not None
+        else RowPrefix()
+        for r in requests
+    ]
+    batch = padded_batch(loaded, [r.input_ids for r in requests], starts, pad)
+    width = batch.input_ids.shape[1]
+    # the server rejects prompts that leave no room
+    budget = loaded.context_length - max(len(r.input_ids) for r in requests)
     max_new = max(1, min(max(r.max_tokens for r in requests), budget))
     constraints = [r.constraint for r in requests]
     processors = []
@@ -137,19 +150,22 @@ def run_group(loaded: LoadedModel, requests: list[GenRequest]) -> list[GenResult
         processors.append(JsonSchemaProcessor(loaded, constraints))
     stopping = [_RowLimits(width, [r.max_tokens for r in requests], loaded.device)]
     stopping.append(StopCancelled([r.cancel for r in requests], loaded.device))
+    cache = {} if batch.cache is None else {"cache": batch.cache}
     with torch.inference_mode():
         out = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
             max_new_tokens=max_new,
             pad_token_id=pad,
             logits_processor=processors,
             stopping_criteria=StoppingCriteriaList(stopping),
+            **cache,
             **requests[0].sampling.generate_kwargs(),
         )
     results = []
     steps = out.shape[1] - width
-    for r, row in zip(requests, out[:, width:].tolist(), strict=True):
+    rows = out[:, width:].tolist()
+    for r, start, row in zip(requests, starts, rows, strict=True):
         done = finish_sequence(
             row,
             max_tokens=r.max_tokens,
@@ -157,7 +173,16 @@ def run_group(loaded: LoadedModel, requests: list[GenRequest]) -> list[GenResult
             stop_sequences=r.stop_sequences,
             decode=lambda ids: tok.decode(ids, skip_special_tokens=True),
         )
-        results.append(GenResult(**vars(done), input_tokens=len(r.input_ids), decode_steps=steps))
+        uncached = len(r.input_ids) - start.read - start.written
+        results.append(
+            GenResult(
+                **vars(done),
+                input_tokens=uncached,
+                decode_steps=steps,
+                cache_read_tokens=start.read,
+                cache_write_tokens=start.written,
+            )
+        )
     return results
 
 
@@ -170,8 +195,17 @@ class _Pending:
 class Batcher:
     """Collects requests from many coroutines and serves them in batches."""
 
-    def __init__(self, loaded: LoadedModel, *, max_batch: int = 16, window_s: float = 0.005):
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        max_batch: int = 16,
+        window_s: float = 0.005,
+        prefixes: PrefixCache | None = None,
+    ):
         self.loaded = loaded
+        self.prefixes = prefixes
+        """The prompt-prefix KV cache; None prefills every prompt whole."""
         self.max_batch = max_batch
         self.window_s = window_s
         self.stats = BatcherStats()
@@ -240,7 +274,7 @@ class Batcher:
                 self.stats.rows_running = len(requests)
                 try:
                     results = await loop.run_in_executor(
-                        self._executor, run_group, self.loaded, requests
+                        self._executor, run_group, self.loaded, requests, self.prefixes
                     )
                 except Exception as exc:  # goes back to each caller as its own error
                     for p in group:

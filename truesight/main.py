@@ -4,7 +4,7 @@ Run::
 
     python -m truesight --model smollm2 --port 8765 [--host 127.0.0.1] [--token T] \
         [--device auto] [--max-batch 16] [--cache-dir DIR] [--cache PATH | --no-cache] \
-        [--probes-dir DIR] [--parent-pid PID]
+        [--probes-dir DIR] [--parent-pid PID] [--prefix-cache-mb 4096]
 
 It loads the model, then serves the Messages API until SIGTERM or SIGINT. Beyond loopback it
 insists on a --token, which every request but GET /health must then carry. With --parent-pid
@@ -26,6 +26,11 @@ from truesight.lifetime import watch_parent
 from truesight.paths import DEFAULT_CACHE_DIR, probe_cache_path, probes_dir
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+PREFIX_CACHE_MB = 4096.0
+"""About 90k tokens of SmolLM2-135M's KV in float32. Each entry is a full copy of its prefix, so
+every evaluator's conversation holds the shared system prompt again: with 1024 MB the offline
+pilot's four evaluators (~7k tokens each) evicted the system prompt between their turns."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -66,6 +71,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help="stop when this process ends (a run passes its own pid for a worker it starts)",
     )
+    p.add_argument(
+        "--prefix-cache-mb",
+        type=float,
+        default=PREFIX_CACHE_MB,
+        help="memory (MB) for the KV of prompt prefixes marked with cache_control; 0 turns it off",
+    )
     return p.parse_args(argv)
 
 
@@ -99,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         probe_cache=cache,
         probes_dir=args.probes_dir or probes_dir(args.cache_dir),
         parent_pid=args.parent_pid,
+        prefix_cache_mb=args.prefix_cache_mb,
     )
     runs_on = f"{loaded.device}, {str(loaded.dtype).removeprefix('torch.')}"
     return serve(app, args.host, args.port, model=loaded.name, runs_on=runs_on)

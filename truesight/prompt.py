@@ -10,7 +10,14 @@ from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
-from truesight.wire import InputMessage, InvalidRequest, MessagesRequest, TextBlock, Tool
+from truesight.cache_points import (
+    MAX_BREAKPOINTS,
+    MarkedTurn,
+    block_ends,
+    char_points,
+    token_points,
+)
+from truesight.wire import InputMessage, InvalidRequest, MessagesRequest, Tool
 
 _TEMPLATES = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
 _TEMPLATE_DIR = Path(__file__).parent / "prompts"
@@ -28,6 +35,8 @@ class Prompt:
     forced_tool: Tool | None = None
     prefill: str = ""
     """A trailing assistant turn the reply continues (Anthropic's prefill)."""
+    cache_points: tuple[int, ...] = ()
+    """Prompt lengths, in tokens, at its `cache_control` breakpoints."""
 
 
 def forced_tool(request: MessagesRequest) -> Tool | None:
@@ -47,52 +56,88 @@ def forced_tool(request: MessagesRequest) -> Tool | None:
     raise InvalidRequest(f"tool_choice names {choice.name!r}, which is not in tools")
 
 
-def _text_of(message: InputMessage) -> str:
-    """Flatten a message's blocks to text; chat templates of small local models take strings."""
+def _parts(message: InputMessage) -> list[tuple[str, bool]]:
+    """A message's blocks as text, each with whether it carries a cache breakpoint."""
     if isinstance(message.content, str):
-        return message.content
+        return [(message.content, False)]
     parts = []
     for block in message.content:
         if block.type == "text":
-            parts.append(block.text)
+            text = block.text
         elif block.type == "tool_use":
-            parts.append(f"[tool call {block.name} (id {block.id}): {json.dumps(block.input)}]")
+            text = f"[tool call {block.name} (id {block.id}): {json.dumps(block.input)}]"
         else:
             body = block.content
             if not isinstance(body, str):
                 body = "\n".join(b.text for b in body)
             status = "error" if block.is_error else "result"
-            parts.append(f"[tool {status} for {block.tool_use_id}: {body}]")
-    return "\n".join(parts)
+            text = f"[tool {status} for {block.tool_use_id}: {body}]"
+        parts.append((text, block.cache_control is not None))
+    return parts
 
 
-def _system_text(request: MessagesRequest, tool: Tool | None) -> str:
+def _turn(message: InputMessage) -> MarkedTurn:
+    """Flatten a message's blocks to text; chat templates of small local models take strings."""
+    parts = _parts(message)
+    return MarkedTurn("\n".join(text for text, _ in parts), block_ends(parts))
+
+
+def _system_turn(request: MessagesRequest, tool: Tool | None) -> MarkedTurn:
+    """The system text (blocks joined by newlines), then the forced tool's instruction after a
+    blank line; a marked tool caches through that instruction (the API puts tools first)."""
     system = request.system or ""
-    if not isinstance(system, str):
-        system = "\n".join(b.text for b in system if isinstance(b, TextBlock))
-    if tool is not None:
-        schema = json.dumps(tool.input_schema, indent=2)
-        instruction = _template("tool_call.j2").render(tool=tool, schema=schema)
-        system = f"{system}\n\n{instruction}" if system else instruction
-    return system
+    if isinstance(system, str):
+        parts = [(system, False)] if system else []
+    else:
+        parts = [(b.text, b.cache_control is not None) for b in system]
+    text = "\n".join(t for t, _ in parts)
+    ends = block_ends(parts)
+    if tool is None:
+        return MarkedTurn(text, ends)
+    schema = json.dumps(tool.input_schema, indent=2)
+    instruction = _template("tool_call.j2").render(tool=tool, schema=schema)
+    text = f"{text}\n\n{instruction}" if text else instruction
+    if any(t.cache_control is not None for t in request.tools):
+        ends += (len(text),)
+    return MarkedTurn(text, ends)
+
+
+def _count_breakpoints(request: MessagesRequest) -> int:
+    blocks = [*request.tools]
+    if not isinstance(request.system, str | None):
+        blocks.extend(request.system)
+    for message in request.messages:
+        if not isinstance(message.content, str):
+            blocks.extend(message.content)
+    return sum(b.cache_control is not None for b in blocks)
 
 
 def build_prompt(tokenizer: PreTrainedTokenizerBase, request: MessagesRequest) -> Prompt:
     """Render the request with the tokenizer's chat template (a plain one if it has none)."""
     tool = forced_tool(request)
-    turns = [{"role": m.role, "content": _text_of(m)} for m in request.messages]
-    prefill = ""
-    if turns[-1]["role"] == "assistant":
-        prefill = turns.pop()["content"]
+    if (marked := _count_breakpoints(request)) > MAX_BREAKPOINTS:
+        raise InvalidRequest(
+            f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {marked}."
+        )
+    turns = [(m.role, _turn(m)) for m in request.messages]
+    prefill = MarkedTurn("")
+    if turns[-1][0] == "assistant":
+        prefill = turns.pop()[1]
     # No "{" prefill for a forced tool: its schema's grammar makes the reply start with one.
-    system = _system_text(request, tool)
-    if system:
-        turns.insert(0, {"role": "system", "content": system})
+    system = _system_turn(request, tool)
+    if system.content:
+        turns.insert(0, ("system", system))
+    chat = [{"role": role, "content": turn.content} for role, turn in turns]
     if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
         special = False  # the template writes BOS and friends itself
     else:  # base models: a plain transcript
-        text = _template("plain_chat.j2").render(turns=turns)
+        text = _template("plain_chat.j2").render(turns=chat)
         special = True
-    ids = tokenizer(text + prefill, add_special_tokens=special)["input_ids"]
-    return Prompt(input_ids=list(ids), forced_tool=tool, prefill=prefill)
+    full = text + prefill.content
+    ids = list(tokenizer(full, add_special_tokens=special)["input_ids"])
+    chars = char_points(text, [turn for _, turn in turns])
+    chars += [len(text) + end for end in prefill.ends]
+    points = token_points(tokenizer, full, ids, chars, special=special) if chars else ()
+    return Prompt(input_ids=ids, forced_tool=tool, prefill=prefill.content, cache_points=points)

@@ -1,7 +1,7 @@
 """Request and response shapes of the Anthropic Messages API, as far as the worker serves them.
 
 Unknown fields are ignored rather than rejected, so newer SDKs that send extra optional fields
-(cache_control on blocks, and the like) keep working.
+keep working. `cache_control` on a block or tool marks a prompt-cache breakpoint, as on the API.
 """
 
 from __future__ import annotations
@@ -17,14 +17,28 @@ class _Wire(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class TextBlock(_Wire):
+class CacheControl(_Wire):
+    """A prompt-cache breakpoint: the prompt up to and including its block may be cached."""
+
+    type: Literal["ephemeral"] = "ephemeral"
+    ttl: str | None = Field(default=None, description="Accepted; the worker evicts by LRU.")
+
+
+class _Cacheable(_Wire):
+    # Read from requests, never written back: a reply's blocks carry no cache_control.
+    cache_control: CacheControl | None = Field(
+        default=None, exclude=True, description="Cache the prompt up to and including this block."
+    )
+
+
+class TextBlock(_Cacheable):
     """Plain text."""
 
     type: Literal["text"] = "text"
     text: str
 
 
-class ToolUseBlock(_Wire):
+class ToolUseBlock(_Cacheable):
     """A tool call made by the assistant."""
 
     type: Literal["tool_use"] = "tool_use"
@@ -33,7 +47,7 @@ class ToolUseBlock(_Wire):
     input: dict[str, Any]
 
 
-class ToolResultBlock(_Wire):
+class ToolResultBlock(_Cacheable):
     """The result of a tool call, sent back by the user."""
 
     type: Literal["tool_result"] = "tool_result"
@@ -53,7 +67,7 @@ class InputMessage(_Wire):
     content: str | list[InputBlock]
 
 
-class Tool(_Wire):
+class Tool(_Cacheable):
     """A tool the model may call; `input_schema` is a JSON schema."""
 
     name: str
@@ -90,10 +104,16 @@ class MessagesRequest(_Wire):
 
 
 class Usage(_Wire):
-    """Token counts of a reply."""
+    """Token counts of a reply; the prompt's are split as the API splits them."""
 
-    input_tokens: int
+    input_tokens: int = Field(description="Prompt tokens neither read from nor written to cache.")
     output_tokens: int
+    cache_creation_input_tokens: int = Field(
+        default=0, description="Prompt tokens prefilled and written to the prompt cache."
+    )
+    cache_read_input_tokens: int = Field(
+        default=0, description="Prompt tokens read from the prompt cache, not prefilled."
+    )
 
 
 class MessageResponse(_Wire):

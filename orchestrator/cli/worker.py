@@ -21,6 +21,10 @@ def worker_cmd(
     ),
     token: Annotated[str | None, typer.Option(help="Required bearer token/x-api-key.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
+    prefix_cache_mb: Annotated[
+        float,
+        typer.Option(help="Memory (MB) for the KV of prompts marked with cache_control; 0: off."),
+    ] = 4096.0,
 ) -> None:
     """Serve a local causal LM over an Anthropic-compatible /v1/messages (and /health).
 
@@ -30,6 +34,7 @@ def worker_cmd(
     cache_dir = Settings.from_env().cache_dir
     args = [sys.executable, "-m", "truesight", "--model", model, "--device", device]
     args += ["--host", host, "--port", str(port), "--cache-dir", str(cache_dir)]
+    args += ["--prefix-cache-mb", str(prefix_cache_mb)]
     if token:
         args += ["--token", token]
     os.execv(sys.executable, args)

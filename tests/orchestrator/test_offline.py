@@ -89,6 +89,14 @@ def test_offline_pilot_runs_on_the_local_worker(
     # a random model rarely writes valid verdicts: those items are unscored, with a reason
     assert all(v.status == "scored" or v.reason for v in verdicts)
     assert rec.usage()["collect"]["cost_usd"] == 0.0
+    # the judges mark their shared system prompt and their conversation so far for the worker's
+    # prompt cache (the tiny model's context is too short for their prompts to be served here)
+    sent = [
+        json.loads(r["request"])
+        for r in rec._all("SELECT request FROM calls WHERE stage='evaluate'")
+    ]
+    assert sent and all(r["system"][0]["cache_control"] == {"type": "ephemeral"} for r in sent)
+    assert all(r["messages"][-1]["content"][-1]["cache_control"] for r in sent)
     assert (run_dir / "report.md").exists()
     if protocol != SYCOPHANCY:  # H3 compares two subjects; offline there is one, and it says so
         assert "needs two subjects; this run has 1" in (run_dir / "report.md").read_text()

@@ -13,6 +13,7 @@ router = APIRouter()
 async def health(worker: WorkerDep) -> dict[str, object]:
     loaded, batches = worker.loaded, worker.batcher.stats
     probes, queue = worker.probes.stats, worker.queue.stats
+    prefixes = worker.batcher.prefixes
     return {
         "status": "ok",
         "model": loaded.name,
@@ -34,4 +35,5 @@ async def health(worker: WorkerDep) -> dict[str, object]:
         "probe_requests": queue.requests,
         "probe_batches": queue.batches,
         "probe_max_requests_merged": queue.max_requests_merged,
+        "prefix_cache": None if prefixes is None else vars(prefixes.stats),
     }

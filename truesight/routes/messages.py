@@ -52,11 +52,17 @@ async def messages(body: MessagesRequest, worker: WorkerDep, request: Request) -
                     stop_sequences=() if tool is not None else tuple(body.stop_sequences),
                     constraint=constraint,
                     cancel=cancel,
+                    cache_points=prompt.cache_points,
                 )
             )
     except ClientGone:
         return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
-    usage = Usage(input_tokens=result.input_tokens, output_tokens=result.output_tokens)
+    usage = Usage(
+        input_tokens=result.input_tokens,
+        output_tokens=result.output_tokens,
+        cache_creation_input_tokens=result.cache_write_tokens,
+        cache_read_input_tokens=result.cache_read_tokens,
+    )
     if tool is not None and result.stop_reason == "end_turn":
         call = _tool_call(tool, prompt.prefill + result.text)
         return MessageResponse(

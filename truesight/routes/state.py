@@ -11,6 +11,8 @@ from fastapi import Depends, Request
 
 from truesight.generate import Batcher
 from truesight.model import LoadedModel
+from truesight.prefill import supports_reuse
+from truesight.prefix_cache import PrefixCache
 from truesight.probes.cache import ResultCache, weights_fingerprint
 from truesight.probes.linear import ProbeStore
 from truesight.probes.queue import ProbeQueue
@@ -44,8 +46,12 @@ class WorkerState:
         window_s: float,
         cache: ResultCache | None,
         probes_dir: Path,
+        prefix_cache_mb: float = 0,
     ) -> WorkerState:
-        batcher = Batcher(loaded, max_batch=max_batch, window_s=window_s)
+        prefixes = None
+        if prefix_cache_mb > 0 and supports_reuse(loaded):
+            prefixes = PrefixCache(budget_bytes=int(prefix_cache_mb * 2**20))
+        batcher = Batcher(loaded, max_batch=max_batch, window_s=window_s, prefixes=prefixes)
         probes = ProbeRunner(loaded, cache)
         store = ProbeStore(probes_dir)
         registry = with_trained(store)
