@@ -14,7 +14,6 @@ from typing import Any
 
 from orchestrator.analysis.regression_design import (
     FitFailed,
-    Names,
     Row,
     cell_name,
     cells,
@@ -22,7 +21,6 @@ from orchestrator.analysis.regression_design import (
     coefficient,
     crossing,
     failures,
-    formula,
     frame,
     identifiers,
     parameters,
@@ -30,6 +28,7 @@ from orchestrator.analysis.regression_design import (
     term_levels,
     too_few_clusters,
     unfit_design,
+    unfitted,
 )
 from orchestrator.analysis.regression_ordinal import fit_ordinal
 from orchestrator.analysis.regression_tests import joint_tests
@@ -63,22 +62,8 @@ def fit_logistic(
     words and no coefficients.
     """
     columns = identifiers([outcome, *spec.terms])
-    out = ModelFit(
-        name=spec.name,
-        outcome=outcome,
-        formula=formula(spec, columns, outcome),
-        terms=list(spec.terms),
-        within=dict(spec.within),
-        n=len(rows),
-        clusters=len({item.task_id for item, _ in rows}) if spec.cluster == "task" else None,
-        cluster=spec.cluster,
-        coefficients=[],
-        interaction=None,
-        reference={t: levels[t][0] for t in spec.terms},
-        error=_unfit(spec, outcome, rows, levels),
-    )
-    names = Names(spec, columns, levels)
-    out.interaction_term = names.highest
+    error = _unfit(spec, outcome, rows, levels)
+    out, names = unfitted(spec, outcome, rows, levels, columns, error)
     if out.error is not None:
         return out
     data = frame(columns, outcome, [int(y) for _, y in rows], rows, levels)

@@ -15,7 +15,7 @@ from itertools import product
 from typing import Any
 
 from orchestrator.analysis.rates import ALPHA, is_scored
-from orchestrator.analysis.result import Coefficient
+from orchestrator.analysis.result import Coefficient, ModelFit
 from orchestrator.protocol.schema import Protocol, RegressionModel, coefficient_name
 from orchestrator.records import Item, Verdict
 
@@ -236,3 +236,35 @@ def coefficient(term: str, row: Any) -> Coefficient:
     return Coefficient(
         term=term, coef=coef, se=se, z=z, p=p, lo=lo, hi=hi, odds_ratio=math.exp(row[0])
     )
+
+
+def unfitted(
+    spec: RegressionModel,
+    outcome: str,
+    rows: list[Row],
+    by_term: dict[str, list[str]],
+    columns: dict[str, str],
+    error: str | None,
+    **family: Any,
+) -> tuple[ModelFit, Names]:
+    """A model's result before its fit (no coefficients yet; `error` says why there will be
+    none), and the names its coefficients get; `by_term`: each term's levels, reference first.
+    `family` sets what a family adds (ordinal: `family`, `levels`)."""
+    names = Names(spec, columns, by_term)
+    fit = ModelFit(
+        name=spec.name,
+        outcome=outcome,
+        formula=formula(spec, columns, outcome),
+        terms=list(spec.terms),
+        within=dict(spec.within),
+        n=len(rows),
+        clusters=len({item.task_id for item, _ in rows}) if spec.cluster == "task" else None,
+        cluster=spec.cluster,
+        coefficients=[],
+        interaction=None,
+        interaction_term=names.highest,
+        reference={t: by_term[t][0] for t in spec.terms},
+        error=error,
+        **family,
+    )
+    return fit, names

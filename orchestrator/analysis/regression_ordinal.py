@@ -14,7 +14,6 @@ from typing import Any
 
 from orchestrator.analysis.regression_design import (
     FitFailed,
-    Names,
     Row,
     cell_name,
     cells,
@@ -22,12 +21,12 @@ from orchestrator.analysis.regression_design import (
     coefficient,
     crossing,
     failures,
-    formula,
     frame,
     identifiers,
     parameters,
     too_few_clusters,
     unfit_design,
+    unfitted,
     where,
 )
 from orchestrator.analysis.regression_tests import joint_tests
@@ -50,24 +49,10 @@ def fit_ordinal(
     and are left out of the fit (`ModelFit.levels` says which were used)."""
     columns = identifiers([outcome, *spec.terms])
     observed = [lv for lv in outcome_levels if any(y == lv for _, y in rows)]
-    out = ModelFit(
-        name=spec.name,
-        outcome=outcome,
-        family="ordinal",
-        levels=observed,
-        formula=formula(spec, columns, outcome),
-        terms=list(spec.terms),
-        within=dict(spec.within),
-        n=len(rows),
-        clusters=len({item.task_id for item, _ in rows}) if spec.cluster == "task" else None,
-        cluster=spec.cluster,
-        coefficients=[],
-        interaction=None,
-        reference={t: levels[t][0] for t in spec.terms},
-        error=_unfit(spec, outcome, observed, rows, levels),
+    error = _unfit(spec, outcome, observed, rows, levels)
+    out, names = unfitted(
+        spec, outcome, rows, levels, columns, error, family="ordinal", levels=observed
     )
-    names = Names(spec, columns, levels)
-    out.interaction_term = names.highest
     if out.error is not None:
         return out
     try:
