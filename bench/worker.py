@@ -28,9 +28,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_worker(model: str, probes_from: Path | None = None) -> Iterator[str]:
+def running_worker(
+    model: str, probes_from: Path | None = None, extra: list[str] | None = None
+) -> Iterator[str]:
     """The worker's base URL once /health answers; stopped on exit. `probes_from`: a probes
-    folder whose trained probes are copied into the worker's (it never writes to the original)."""
+    folder whose trained probes are copied into the worker's (it never writes to the original).
+    `extra`: more command-line arguments for the worker."""
     port = free_port()
     cache_dir = Settings.from_env().cache_dir
     with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "worker.log", "w") as log:
@@ -43,6 +46,7 @@ def running_worker(model: str, probes_from: Path | None = None) -> Iterator[str]
             "--no-cache",
             "--probes-dir",
             str(Path(tmp) / "probes"),
+            *(extra or []),
         ]
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)
         url = f"http://127.0.0.1:{port}"

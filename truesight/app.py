@@ -88,6 +88,7 @@ def create_app(
     probes_dir: Path,
     parent_pid: int | None = None,
     prefix_cache_mb: float = 0,
+    batching: str = "continuous",
 ) -> FastAPI:
     """Build the app around a loaded model. With `token`, all but GET /health require it.
 
@@ -95,6 +96,7 @@ def create_app(
     holds the trained probes served by `linear` and `tokens`. `parent_pid` is the process the
     worker lives for (shown on /health), None for a shared worker. `prefix_cache_mb` bounds the
     KV kept of prompt prefixes marked with `cache_control` (0 turns the prompt cache off).
+    `batching` is "continuous" (`truesight.continuous`) or "static" (`truesight.generate`).
     """
     worker = WorkerState.build(
         loaded,
@@ -103,6 +105,7 @@ def create_app(
         cache=probe_cache,
         probes_dir=probes_dir,
         prefix_cache_mb=prefix_cache_mb,
+        batching=batching,
     )
     worker.parent_pid = parent_pid
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,32 +135,40 @@ class JsonSchemaProcessor(LogitsProcessor):
                 if m is not None and not m.is_stopped():
                     m.consume_token(token)
         self.started = True
-        width = scores.shape[1]
-        rows, allowed = [], []
-        for i, m in enumerate(self.matchers):
-            if m is None:
-                continue
-            ok = None if m.is_stopped() else self._allowed(m, width)
-            if ok is None or not ok.any():
-                # The object is closed, or nothing fits (a schema no input satisfies): end
-                # the row; the server then finds no complete input and says so.
-                ok = np.zeros(width, dtype=bool)
-                ok[self.eos] = True
-            rows.append(i)
-            allowed.append(ok)
-        if not rows:
-            return scores
-        # One masked_fill for all constrained rows: on CPU a per-row op over a 50k vocabulary
-        # costs as much as a small model's step when the cores are busy.
-        blocked = torch.from_numpy(~np.stack(allowed)).to(scores.device)
-        index = torch.tensor(rows, device=scores.device)
-        scores[index] = scores[index].masked_fill(blocked, float("-inf"))
-        return scores
+        return mask_to_grammar(scores, self.matchers, self.eos)
 
-    @staticmethod
-    def _allowed(m: llguidance.LLMatcher, width: int) -> np.ndarray:
-        """The matcher's bitmask (one bit per token, little-endian words) as `width` bools."""
-        bits = np.unpackbits(np.frombuffer(m.compute_bitmask(), dtype=np.uint8), bitorder="little")
-        if len(bits) < width:  # logits wider than the vocabulary llguidance knows: never allowed
-            bits = np.concatenate([bits, np.zeros(width - len(bits), dtype=np.uint8)])
-        return bits[:width].astype(bool)
+
+def mask_to_grammar(
+    scores: torch.Tensor, matchers: Sequence[llguidance.LLMatcher | None], eos: Sequence[int]
+) -> torch.Tensor:
+    """Mask each row of `scores` that has a matcher to the tokens its grammar allows next (in
+    place); rows with None stay free. A row whose object is closed, or that nothing fits (a
+    schema no input satisfies), may only end: the server then finds no complete input and says
+    so."""
+    width = scores.shape[1]
+    rows, allowed = [], []
+    for i, m in enumerate(matchers):
+        if m is None:
+            continue
+        ok = None if m.is_stopped() else _allowed(m, width)
+        if ok is None or not ok.any():
+            ok = np.zeros(width, dtype=bool)
+            ok[list(eos)] = True
+        rows.append(i)
+        allowed.append(ok)
+    if not rows:
+        return scores
+    # One masked_fill for all constrained rows: on CPU a per-row op over a 50k vocabulary
+    # costs as much as a small model's step when the cores are busy.
+    blocked = torch.from_numpy(~np.stack(allowed)).to(scores.device)
+    index = torch.tensor(rows, device=scores.device)
+    scores[index] = scores[index].masked_fill(blocked, float("-inf"))
+    return scores
+
+
+def _allowed(m: llguidance.LLMatcher, width: int) -> np.ndarray:
+    """The matcher's bitmask (one bit per token, little-endian words) as `width` bools."""
+    bits = np.unpackbits(np.frombuffer(m.compute_bitmask(), dtype=np.uint8), bitorder="little")
+    if len(bits) < width:  # logits wider than the vocabulary llguidance knows: never allowed
+        bits = np.concatenate([bits, np.zeros(width - len(bits), dtype=np.uint8)])
+    return bits[:width].astype(bool)

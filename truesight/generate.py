@@ -93,13 +93,15 @@ class BatcherStats:
     """Counters for /health."""
 
     requests_served: int = 0
+    """Replies returned (a request whose client left is not served)."""
     batches_run: int = 0
-    """`generate` calls made."""
+    """`generate` calls made (continuous batching: steps that admitted new rows)."""
     max_batch_seen: int = 0
     decode_steps: int = 0
-    """Decode steps run, summed over `generate` calls: the work done, whoever it was for."""
+    """Decode steps run (forward passes over the running rows): the work done, whoever it was
+    for."""
     rows_running: int = 0
-    """Rows in the `generate` call running now."""
+    """Rows in the running batch now."""
     requests_cancelled: int = 0
     """Requests stopped (or never started) because their client disconnected."""
 
@@ -285,8 +287,9 @@ class Batcher:
                     self.stats.rows_running = 0
                 self.stats.batches_run += 1
                 self.stats.decode_steps += results[0].decode_steps
-                self.stats.requests_cancelled += sum(r.cancelled() for r in requests)
-                self.stats.requests_served += len(group)
+                gone = sum(r.cancelled() for r in requests)
+                self.stats.requests_cancelled += gone
+                self.stats.requests_served += len(group) - gone
                 self.stats.max_batch_seen = max(self.stats.max_batch_seen, len(group))
                 for p, result in zip(group, results, strict=True):
                     if p.future.done():

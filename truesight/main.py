@@ -31,6 +31,7 @@ PREFIX_CACHE_MB = 4096.0
 """About 90k tokens of SmolLM2-135M's KV in float32. Each entry is a full copy of its prefix, so
 every evaluator's conversation holds the shared system prompt again: with 1024 MB the offline
 pilot's four evaluators (~7k tokens each) evicted the system prompt between their turns."""
+BATCHING = ("continuous", "static")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -44,6 +45,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-batch", type=int, default=16, help="most requests per forward pass")
     p.add_argument(
         "--batch-window-ms", type=float, default=5.0, help="wait this long for a batch to fill"
+    )
+    p.add_argument(
+        "--batching",
+        choices=BATCHING,
+        default="continuous",
+        help="continuous: requests join and leave the running batch between decode steps, each "
+        "reply returns when its row ends; static: one generate per batch, every row waits for "
+        "the longest (models with sliding-window layers always run static)",
     )
     p.add_argument(
         "--cache-dir",
@@ -111,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         probes_dir=args.probes_dir or probes_dir(args.cache_dir),
         parent_pid=args.parent_pid,
         prefix_cache_mb=args.prefix_cache_mb,
+        batching=args.batching,
     )
     runs_on = f"{loaded.device}, {str(loaded.dtype).removeprefix('torch.')}"
     return serve(app, args.host, args.port, model=loaded.name, runs_on=runs_on)

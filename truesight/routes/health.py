@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from truesight.continuous import ContinuousBatcher
 from truesight.routes.state import WorkerDep
 
 router = APIRouter()
@@ -20,6 +21,7 @@ async def health(worker: WorkerDep) -> dict[str, object]:
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "parent_pid": worker.parent_pid,
+        "batching": "continuous" if isinstance(worker.batcher, ContinuousBatcher) else "static",
         "requests_served": batches.requests_served,
         "batches_run": batches.batches_run,
         "max_batch_seen": batches.max_batch_seen,

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from truesight.continuous import ContinuousBatcher
 from truesight.generate import Batcher
 from truesight.model import LoadedModel
 from truesight.prefill import supports_reuse
@@ -26,7 +27,7 @@ class WorkerState:
     """One worker's model and the machinery around it, built once per app."""
 
     loaded: LoadedModel
-    batcher: Batcher
+    batcher: Batcher | ContinuousBatcher
     probes: ProbeRunner
     queue: ProbeQueue
     store: ProbeStore
@@ -47,11 +48,14 @@ class WorkerState:
         cache: ResultCache | None,
         probes_dir: Path,
         prefix_cache_mb: float = 0,
+        batching: str = "continuous",
     ) -> WorkerState:
         prefixes = None
-        if prefix_cache_mb > 0 and supports_reuse(loaded):
+        stackable = supports_reuse(loaded)  # a KV that can be padded, cut and stacked by row
+        if prefix_cache_mb > 0 and stackable:
             prefixes = PrefixCache(budget_bytes=int(prefix_cache_mb * 2**20))
-        batcher = Batcher(loaded, max_batch=max_batch, window_s=window_s, prefixes=prefixes)
+        kind = ContinuousBatcher if batching == "continuous" and stackable else Batcher
+        batcher = kind(loaded, max_batch=max_batch, window_s=window_s, prefixes=prefixes)
         probes = ProbeRunner(loaded, cache)
         store = ProbeStore(probes_dir)
         registry = with_trained(store)
