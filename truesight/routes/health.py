@@ -19,6 +19,7 @@ async def health(worker: WorkerDep) -> dict[str, object]:
         "model": loaded.name,
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
+        "fingerprint": worker.fingerprint,
         "parent_pid": worker.parent_pid,
         "requests_served": batches.requests_served,
         "batches_run": batches.batches_run,
