@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 import httpx
 
 from agents.prompts import say
+from agents.shards import gather, split
 from agents.tools import Handler, Tool, ToolInputError
 
 PROBES = ("surprisal", "author", "followup", "linear")
@@ -78,18 +81,34 @@ class ReadoutsResponse:
     """Per text, by spec name: {"result": ... or None, "error": None or why}."""
 
 
-class TruesightClient:
-    """Synchronous client for the worker's probe endpoints."""
+class WorkersDisagree(Exception):
+    """Workers that must agree did not: each trained the same probe to other weights."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 900.0):
+    def __init__(self, name: str, shas: dict[str, str]):
+        self.name, self.shas = name, shas
+        listed = ", ".join(f"{url} {sha[:12]}" for url, sha in shas.items())
+        super().__init__(f"the workers trained probe {name} to different weights ({listed})")
+
+
+class TruesightClient:
+    """Synchronous client for the probe endpoints of one worker, or of several: then each text
+    is read by one of them, picked by the text (agents.shards), and probes train on all."""
+
+    def __init__(
+        self, base_url: str | Sequence[str], token: str | None = None, timeout_s: float = 900.0
+    ):
         headers = {"x-api-key": token} if token else {}
-        self._http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout_s)
+        self.urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        self._workers = [
+            httpx.Client(base_url=url, headers=headers, timeout=timeout_s) for url in self.urls
+        ]
 
     def close(self) -> None:
-        self._http.close()
+        for http in self._workers:
+            http.close()
 
     def catalogue(self) -> dict[str, Any]:
-        return self._check(self._http.get("/v1/probes"))
+        return self._check(self._workers[0].get("/v1/probes"))
 
     def run(
         self,
@@ -98,11 +117,9 @@ class TruesightClient:
         contexts: list[str] | None = None,
         params: dict[str, Any] | None = None,
     ) -> ProbeResponse:
-        body: dict[str, Any] = {"texts": texts, "params": params or {}}
-        if contexts is not None:
-            body["contexts"] = contexts
-        data = self._check(self._http.post(f"/v1/probes/{probe}", json=body))
-        return ProbeResponse(data["model"], data["results"])
+        body = {"params": params or {}}
+        model, results = self._sharded(f"/v1/probes/{probe}", body, texts, contexts)
+        return ProbeResponse(model, results)
 
     def readouts(
         self,
@@ -111,11 +128,32 @@ class TruesightClient:
         contexts: list[str] | None = None,
     ) -> ReadoutsResponse:
         """Every probe on each text, the worker reading each text once (POST /v1/readouts)."""
-        body: dict[str, Any] = {"texts": texts, "probes": [p.body() for p in probes]}
-        if contexts is not None:
-            body["contexts"] = contexts
-        data = self._check(self._http.post("/v1/readouts", json=body))
-        return ReadoutsResponse(data["model"], data["results"])
+        body = {"probes": [p.body() for p in probes]}
+        model, results = self._sharded("/v1/readouts", body, texts, contexts)
+        return ReadoutsResponse(model, results)
+
+    def _sharded(
+        self, path: str, body: dict[str, Any], texts: list[str], contexts: list[str] | None
+    ) -> tuple[str, list[Any]]:
+        """The model and each text's result, each text read by its own worker."""
+        groups = split(texts, len(self._workers))
+        asked = [(w, ks) for w, ks in enumerate(groups) if ks]
+        if not asked or (contexts is not None and len(contexts) != len(texts)):
+            # nothing to split, or a request the first worker refuses with the reason
+            asked = [(0, list(range(len(texts))))]
+
+        def post(worker: int, ks: list[int]) -> dict[str, Any]:
+            part = body | {"texts": [texts[k] for k in ks]}
+            if contexts is not None:
+                part["contexts"] = [contexts[k] for k in ks] if len(asked) > 1 else contexts
+            return self._check(self._workers[worker].post(path, json=part))
+
+        replies = gather([partial(post, w, ks) for w, ks in asked])
+        results: list[Any] = [None] * len(texts)
+        for (_, ks), data in zip(asked, replies, strict=True):
+            for k, result in zip(ks, data["results"], strict=True):
+                results[k] = result
+        return replies[0]["model"], results
 
     def train(
         self,
@@ -140,7 +178,20 @@ class TruesightClient:
         body |= {"layer": layer, "c": c, "control": control, "random_seed": random_seed}
         if transfer is not None:
             body |= {"transfer": transfer, "transfer_source": transfer_source}
-        return self._check(self._http.post("/v1/trained-probes", json=body))
+        # every worker reads some texts, so every worker needs the probe, and the same one
+        replies = gather(
+            [partial(self._post, http, "/v1/trained-probes", body) for http in self._workers]
+        )
+        shas = {
+            url: r["probe"]["weights_sha256"] for url, r in zip(self.urls, replies, strict=True)
+        }
+        if len(set(shas.values())) > 1:
+            raise WorkersDisagree(name, shas)
+        trained = any(r["trained"] for r in replies)
+        return replies[0] | {"trained": trained, "seconds": max(r["seconds"] for r in replies)}
+
+    def _post(self, http: httpx.Client, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._check(http.post(path, json=body))
 
     @staticmethod
     def _check(r: httpx.Response) -> dict[str, Any]:

@@ -106,8 +106,8 @@ def models_of(protocol: Protocol) -> list[str]:
 
 
 def endpoint(ref: ModelRef, settings: Settings) -> Endpoint:
-    """Where `ref` is served and how to call it: the local worker, an OpenAI-compatible
-    endpoint, or the Anthropic API."""
+    """Where `ref` is served and how to call it: the local worker (the first, when several
+    serve probes), an OpenAI-compatible endpoint, or the Anthropic API."""
     if ref.provider == "local":
         return Endpoint(
             base_url=ref.base_url or settings.worker_url,
@@ -173,8 +173,9 @@ class RunContext:
         return Retry(self.settings.retry_passes, self.settings.retry_wait_s)
 
     def truesight(self) -> TruesightClient:
-        """A client for the worker's probe endpoints; close it when done."""
-        return TruesightClient(self.settings.worker_url, self.settings.worker_secret())
+        """A client for the workers' probe endpoints, each text read by one of them; close it
+        when done."""
+        return TruesightClient(self.settings.worker_urls, self.settings.worker_secret())
 
     def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a node's calls on a fresh event loop, cancelled promptly when `stop` is set.

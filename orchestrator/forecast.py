@@ -15,7 +15,7 @@ from typing import Any
 from agents.pricing import known, price_usd
 from memory import utc_stamp
 from orchestrator.analysis import arm_items, group_by_cell, in_design_order
-from orchestrator.protocol.schema import Protocol
+from orchestrator.protocol.schema import ModelRef, Protocol
 from orchestrator.records import Item, Records
 
 CHARS_PER_TOKEN = 4  # a rough English average; the forecast is a range, not a promise
@@ -116,7 +116,7 @@ def cost_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
         s_out = int(calls * reply)
         tin, tout, response_tokens = tin + s_in, tout + s_out, response_tokens + s_out
         if s.provider == "local":
-            cost = "free (local worker)"
+            cost = _local_cost(s)
         elif known(s.model) and s.provider == "openai":  # no Message Batches for it
             usd = price_usd(s.model, s_in, s_out) or 0.0
             online, batch = online + usd, batch + usd
@@ -136,7 +136,7 @@ def cost_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
     tin, tout = tin + j_fresh + j_cached, tout + j_out
     j = protocol.evaluation.judge
     if j.provider == "local":
-        jcost = "free (local worker)"
+        jcost = _local_cost(j)
     elif known(j.model):
         usd = price_usd(j.model, j_fresh, j_out, cache_read=j_cached) or 0.0
         online, batch = online + usd, batch + usd
@@ -161,6 +161,12 @@ def cost_forecast(protocol: Protocol, items: list[Item]) -> dict[str, Any]:
         ),
         "lines": lines,
     }
+
+
+def _local_cost(ref: ModelRef) -> str:
+    """A local model's calls cost nothing per call, on the worker or on a server of one's own
+    (vLLM, llama.cpp) at its base_url."""
+    return "free (local worker)" if ref.base_url is None else f"free (local, {ref.base_url})"
 
 
 def _input_chars(item: Item, tools: int, reply_tokens: float) -> int:

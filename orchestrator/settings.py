@@ -31,10 +31,12 @@ class Settings(BaseModel):
         alias="RESEARCH_RUNS_DIR",
         description="Where run directories are created and looked up (`--runs-dir` wins).",
     )
-    worker_url: str = Field(
-        DEFAULT_WORKER_URL,
+    worker_urls: tuple[str, ...] = Field(
+        (DEFAULT_WORKER_URL,),
         alias="RESEARCH_WORKER_URL",
-        description="Base URL of the local worker; `research run` starts one there on loopback.",
+        description="Base URL of the local worker; `research run` starts one there on loopback. "
+        "Several, comma-separated: workers already running (e.g. on GPU hosts), probe requests "
+        "sharded across them by text; generation for `local` models goes to the first.",
     )
     worker_token: SecretStr | None = Field(
         None,
@@ -130,10 +132,22 @@ class Settings(BaseModel):
         """The OpenAI API key as text, for the SDK client."""
         return self.openai_api_key.get_secret_value() if self.openai_api_key else None
 
-    @field_validator("worker_url")
+    @property
+    def worker_url(self) -> str:
+        """The first worker: the one `local` models without a base_url generate on."""
+        return self.worker_urls[0]
+
+    @field_validator("worker_urls", mode="before")
     @classmethod
-    def _no_trailing_slash(cls, url: str) -> str:
-        return url.rstrip("/")
+    def _url_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        urls = [u.strip().rstrip("/") for u in value.split(",")]
+        if not all(urls):
+            raise ValueError(f"an empty URL in the list {value!r}")
+        if len(set(urls)) < len(urls):
+            raise ValueError(f"a URL listed twice in {value!r}")
+        return tuple(urls)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -10,6 +10,10 @@ The orchestrator never imports `truesight`: it talks to the worker over HTTP, so
 as well run on a GPU host (set RESEARCH_WORKER_URL and, beyond loopback, RESEARCH_WORKER_TOKEN).
 A worker it starts gets its cache folder (RESEARCH_CACHE_DIR) on the command line: `truesight`
 reads no environment of ours.
+
+Several workers (RESEARCH_WORKER_URL a comma-separated list, e.g. one per GPU host) are all
+shared: a run checks that each answers and that all serve the same model, starts none, and
+the probe client shards texts across them (agents.shards).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,7 +30,7 @@ from urllib.parse import urlparse
 import httpx
 
 from orchestrator.errors import UserError
-from orchestrator.protocol.schema import Protocol
+from orchestrator.protocol.schema import ModelRef, Protocol
 from orchestrator.rundir import RunDir
 from orchestrator.settings import Settings
 
@@ -39,16 +43,23 @@ def healthy(url: str) -> dict | None:
         return None
 
 
-def needs_worker(protocol: Protocol) -> bool:
+def served_by_worker(protocol: Protocol) -> list[ModelRef]:
+    """The protocol's models the worker generates for: `local` ones without a `base_url` (one
+    with a base_url is served there, e.g. by vLLM or llama.cpp's server)."""
     refs = [*protocol.subjects, protocol.evaluation.judge]
-    return protocol.probes is not None or any(r.provider == "local" for r in refs)
+    if (q := protocol.analysis.qualitative) is not None and q.model is not None:
+        refs.append(q.model)
+    return [r for r in refs if r.provider == "local" and r.base_url is None]
+
+
+def needs_worker(protocol: Protocol) -> bool:
+    return protocol.probes is not None or bool(served_by_worker(protocol))
 
 
 def worker_model(protocol: Protocol, default: str) -> str:
     """The model to start a worker with: the local subjects' and judge's, else the probes',
     else `default` (the settings' local model)."""
-    refs = [*protocol.subjects, protocol.evaluation.judge]
-    local = [r.model for r in refs if r.provider == "local"]
+    local = [r.model for r in served_by_worker(protocol)]
     if local:
         return local[0]
     return (protocol.probes.model if protocol.probes else None) or default
@@ -75,7 +86,12 @@ def _whose(health: dict) -> str:
 
 @contextmanager
 def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterator[str]:
-    """Yield the worker URL; start a worker first when none answers there."""
+    """Yield the worker URL; start a worker first when none answers there. Several workers
+    must all be running already, and serve the same model: the first URL is yielded."""
+    if len(settings.worker_urls) > 1:
+        shared_workers(run, settings.worker_urls)
+        yield settings.worker_url
+        return
     url = settings.worker_url
     model = worker_model(protocol, settings.local_model)
     if (health := healthy(url)) is not None:
@@ -108,6 +124,47 @@ def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterato
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def shared_workers(run: RunDir, urls: Sequence[str]) -> None:
+    """Check that every listed worker answers and that all serve the same weights in the same
+    dtype (readouts of two models mixed in one result would bias it silently); say in LOG.md
+    which were used."""
+    healths: dict[str, dict] = {}
+    for url in urls:
+        if (health := healthy(url)) is None:
+            raise UserError(
+                f"no worker answers at {url}, one of the {len(urls)} workers in "
+                "RESEARCH_WORKER_URL. A run starts no worker for a list: start it there with "
+                "`research worker` (beyond loopback with --host and --token), or leave it out."
+            )
+        healths[url] = health
+    (first, theirs), *others = healths.items()
+    for url, health in others:
+        if _identity(health) != _identity(theirs):
+            raise UserError(
+                f"the workers in RESEARCH_WORKER_URL serve different models: {first} "
+                f"{_describe(theirs)}, {url} {_describe(health)}. Readouts of both would be "
+                "mixed in one result: serve the same model, in the same dtype, on every worker."
+            )
+    listed = "".join(f"\n- {url}: {_whose(h)}" for url, h in healths.items())
+    text = (
+        f"Using {len(urls)} workers ({theirs.get('model')}, {theirs.get('dtype')}), probe "
+        f"requests sharded across them by text; local models without a base_url generate on "
+        f"{first}:{listed}"
+    )
+    run.log.append("run", "orchestrator", "worker", text)
+
+
+def _identity(health: dict) -> tuple[object, object]:
+    """What must match between workers: the weights (by fingerprint; the model's name on a
+    worker too old to report one) and the dtype."""
+    return health.get("fingerprint") or health.get("model"), health.get("dtype")
+
+
+def _describe(health: dict) -> str:
+    fingerprint = health.get("fingerprint") or "?"
+    return f"{health.get('model')} ({health.get('dtype')}, weights {fingerprint[:12]})"
 
 
 def _wait(proc: subprocess.Popen, url: str, log_path: Path, timeout_s: float) -> None:

@@ -40,19 +40,39 @@ def world() -> Iterator[FakeAnthropic]:
 
 
 @pytest.fixture(scope="session")
-def probe_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
-    """One real worker on a tiny random model, serving the probes of every whole-run test."""
+def probe_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random model the whole-run tests' workers serve."""
     from tests.fakes.tiny_model import build_tiny_model
 
     # seed 1: the random-weight control of a probe (truesight.validity) draws with seed 0, and a
     # control drawn like the model itself would be the model, hiding what the control is for
-    model = build_tiny_model(tmp_path_factory.mktemp("probe-model"), context_length=8192, seed=1)
-    logs = tmp_path_factory.mktemp("probe-worker")
-    w = start_worker(
+    return build_tiny_model(tmp_path_factory.mktemp("probe-model"), context_length=8192, seed=1)
+
+
+def start_probe_worker(model: Path, logs: Path) -> Worker:
+    """A real worker on `model`, with its own result cache and trained probes under `logs`."""
+    return start_worker(
         model,
         logs / "worker.log",
         *("--cache", str(logs / "cache.sqlite"), "--probes-dir", str(logs / "probes")),
     )
+
+
+@pytest.fixture(scope="session")
+def probe_worker(tmp_path_factory: pytest.TempPathFactory, probe_model: Path) -> Iterator[Worker]:
+    """One real worker on a tiny random model, serving the probes of every whole-run test."""
+    w = start_probe_worker(probe_model, tmp_path_factory.mktemp("probe-worker"))
+    yield w
+    stop_worker(w)
+
+
+@pytest.fixture(scope="session")
+def second_probe_worker(
+    tmp_path_factory: pytest.TempPathFactory, probe_model: Path
+) -> Iterator[Worker]:
+    """Another worker on the same model (its own cache and probes): the second of two that
+    probe requests are sharded across."""
+    w = start_probe_worker(probe_model, tmp_path_factory.mktemp("second-probe-worker"))
     yield w
     stop_worker(w)
 

@@ -15,7 +15,13 @@ import hashlib
 
 from langgraph.runtime import Runtime
 
-from agents.truesight import TRAINED, TruesightClient, WorkerError, worker_probe_name
+from agents.truesight import (
+    TRAINED,
+    TruesightClient,
+    WorkerError,
+    WorkersDisagree,
+    worker_probe_name,
+)
 from orchestrator.context import RunContext
 from orchestrator.errors import UserError
 from orchestrator.nodes import probe_read
@@ -96,7 +102,8 @@ def trained_probes(ctx: RunContext) -> dict[str, str]:
 
 def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
     """Have the worker train the protocol's probes (or find them), with their random-weight
-    controls and transfer sets; their names on the worker.
+    controls and transfer sets; their names on the worker. With several workers, every one
+    trains them (each reads some responses) and all must come out with the same weights.
 
     Each probe's probe.json, with what the controls found and the zero-shot readouts on its
     transfer set, goes to artifacts/probes/<name>.json, and its figures and verdict into LOG.md
@@ -128,6 +135,11 @@ def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
             if e.status >= 500:
                 raise
             raise UserError(f"probes.train.{name}: the worker cannot train it: {e.message}") from e
+        except WorkersDisagree as e:
+            raise UserError(
+                f"probes.train.{name}: {e}; their readouts could not be pooled. Run the workers "
+                "on identical hardware and software, or use one worker."
+            ) from e
         finally:
             ctx.progress.stop(f"train probe {name}")
         names[name] = worker_name

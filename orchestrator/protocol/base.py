@@ -39,7 +39,8 @@ class GenerationParams(Strict):
 class ModelRef(Strict):
     provider: Literal["anthropic", "openai", "local"] = Field(
         description="`anthropic` for the Messages API, `openai` for OpenAI's Chat Completions "
-        "API or any server that speaks it (subjects only), `local` for the research worker."
+        "API or any server that speaks it (subjects only), `local` for the research worker (or, "
+        "with a base_url, any server of the Messages API: vLLM, llama.cpp's llama-server)."
     )
     model: str = Field(min_length=1, description="Model name, e.g. claude-sonnet-4-5.")
     params: GenerationParams = Field(default_factory=GenerationParams)

@@ -86,3 +86,16 @@ def test_the_worker_gets_the_cache_dir_on_its_command_line(
     for args in execs:
         assert args[args.index("--cache-dir") + 1] == str(tmp_path / "cache")
     assert execs[1][1:3] == ["-m", "truesight.train"] and "--layer" not in execs[1]
+
+
+def test_several_workers_are_one_comma_separated_variable() -> None:
+    s = Settings.from_env({"RESEARCH_WORKER_URL": " http://gpu-1:8765/ , http://gpu-2:8765 "})
+    assert s.worker_urls == ("http://gpu-1:8765", "http://gpu-2:8765")
+    assert s.worker_url == "http://gpu-1:8765"  # local models without a base_url generate there
+    assert endpoint(ModelRef(provider="local", model="m"), s).base_url == "http://gpu-1:8765"
+    for broken, why in (
+        ("http://a:1,,http://b:2", "an empty URL"),
+        ("http://a:1,http://a:1/", "twice"),
+    ):
+        with pytest.raises(ValueError, match=why):
+            Settings.from_env({"RESEARCH_WORKER_URL": broken})

@@ -10,8 +10,10 @@ on load). Scores are computed with numpy from the saved arrays, so serving needs
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,6 +161,19 @@ def write_file(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The arrays as an .npz that `np.load` reads, the same bytes for the same arrays: np.savez
+    stamps each member with the time, so two workers training the same probe would report two
+    weights_sha256 (a run sharding over several workers compares them)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for key, array in arrays.items():
+            member = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with z.open(member, "w") as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
 def save(probe: LinearProbe, root: Path) -> Path:
     """Write the probe to root/<name>/ (weights first, probe.json last) and return that folder."""
     if not re.match(NAME_PATTERN, probe.meta.name):
@@ -166,10 +181,10 @@ def save(probe: LinearProbe, root: Path) -> Path:
     folder = Path(root) / probe.meta.name
     folder.mkdir(parents=True, exist_ok=True)
     w = probe.weights
-    tmp = folder / f".{WEIGHTS_FILE}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, coef=w.coef, intercept=np.array([w.intercept]), mean=w.mean, scale=w.scale)
-    weights_sha = hashlib.sha256(tmp.read_bytes()).hexdigest()
-    os.replace(tmp, folder / WEIGHTS_FILE)
+    arrays = {"coef": w.coef, "intercept": np.array([w.intercept]), "mean": w.mean}
+    data = npz_bytes(arrays | {"scale": w.scale})
+    weights_sha = hashlib.sha256(data).hexdigest()
+    write_file(folder / WEIGHTS_FILE, data)
     meta = probe.meta.model_copy(update={"weights_sha256": weights_sha})
     write_file(folder / META_FILE, (meta.model_dump_json(indent=2) + "\n").encode())
     return folder

@@ -20,6 +20,7 @@ async def health(worker: WorkerDep) -> dict[str, object]:
         "model": loaded.name,
         "device": str(loaded.device),
         "dtype": str(loaded.dtype).removeprefix("torch."),
+        "fingerprint": worker.fingerprint,
         "parent_pid": worker.parent_pid,
         "batching": "continuous" if isinstance(worker.batcher, ContinuousBatcher) else "static",
         "requests_served": batches.requests_served,

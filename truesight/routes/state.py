@@ -34,7 +34,7 @@ class WorkerState:
     registry: dict[str, Probe]
     cache: ResultCache | None
     fingerprint: str | None = None
-    """The model's weights fingerprint, read on first need (trained probes name the model)."""
+    """The model's weights fingerprint (trained probes name the model; /health shows it)."""
     parent_pid: int | None = None
     """The process this worker lives for (it stops when that ends); None: a shared worker."""
 
@@ -60,7 +60,10 @@ class WorkerState:
         store = ProbeStore(probes_dir)
         registry = with_trained(store)
         queue = ProbeQueue(probes, batcher, window_s=window_s, readouts=Readouts(probes, registry))
-        return cls(loaded, batcher, probes, queue, store, registry, cache)
+        # Read now, before any forward pass: /health reports it, so that a run sharding probe
+        # requests over several workers can check they all hold the same weights.
+        fingerprint = weights_fingerprint(loaded)
+        return cls(loaded, batcher, probes, queue, store, registry, cache, fingerprint)
 
     async def weights_fingerprint(self) -> str:
         if self.fingerprint is None:
