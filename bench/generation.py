@@ -46,7 +46,7 @@ def burst(url: str, limits: list[int]) -> tuple[list[float], list[str], int, flo
         reply = client.messages.create(
             model="local",
             max_tokens=limits[i],
-            temperature=0.0,
+            extra_body={"temperature": 0.0},
             messages=[{"role": "user", "content": f"Explain {TOPICS[i % len(TOPICS)]}."}],
         )
         return time.perf_counter() - start, reply.content[0].text, reply.usage.output_tokens

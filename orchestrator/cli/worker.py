@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from orchestrator.settings import DEFAULT_LOCAL_MODEL, Settings
+
+
+class Batching(StrEnum):
+    CONTINUOUS = "continuous"
+    STATIC = "static"
 
 
 def worker_cmd(
@@ -25,6 +31,14 @@ def worker_cmd(
         float,
         typer.Option(help="Memory (MB) for the KV of prompts marked with cache_control; 0: off."),
     ] = 4096.0,
+    batching: Annotated[
+        Batching,
+        typer.Option(
+            help="continuous: requests join the running batch between decode steps and each "
+            "reply returns when its row ends; static: one generate per batch, rows wait for the "
+            "longest."
+        ),
+    ] = Batching.CONTINUOUS,
 ) -> None:
     """Serve a local causal LM over an Anthropic-compatible /v1/messages (and /health).
 
@@ -34,7 +48,7 @@ def worker_cmd(
     cache_dir = Settings.from_env().cache_dir
     args = [sys.executable, "-m", "truesight", "--model", model, "--device", device]
     args += ["--host", host, "--port", str(port), "--cache-dir", str(cache_dir)]
-    args += ["--prefix-cache-mb", str(prefix_cache_mb)]
+    args += ["--prefix-cache-mb", str(prefix_cache_mb), "--batching", batching.value]
     if token:
         args += ["--token", token]
     os.execv(sys.executable, args)
