@@ -281,3 +281,43 @@ def test_concurrent_http_clients_each_get_their_own_results(worker: Worker) -> N
     after = worker.health()
     assert after["probe_requests"] - before["probe_requests"] == len(texts)
     assert 1 <= after["probe_batches"] - before["probe_batches"] <= len(texts)
+
+
+def test_a_request_whose_client_left_while_it_waited_is_dropped_unread(
+    loaded: LoadedModel,
+) -> None:
+    """A readout request waiting behind busy work, whose client disconnects, never runs."""
+    import asyncio
+    import threading
+
+    from truesight.cancel import CancelFlag, ClientGone
+    from truesight.generate import Batcher
+    from truesight.probes.queue import ProbeQueue
+
+    runner = ProbeRunner(loaded)
+
+    async def scenario():
+        batcher = Batcher(loaded)
+        queue = ProbeQueue(runner, batcher)
+        gate = threading.Event()
+        busy = asyncio.create_task(batcher.run_exclusive(gate.wait))  # the model thread is busy
+        gone, stays = CancelFlag(), CancelFlag()
+        left = asyncio.create_task(queue.submit(PROBES["surprisal"], [ProbeInput(LONG)], {}, gone))
+        kept = asyncio.create_task(
+            queue.submit(PROBES["surprisal"], [ProbeInput(SHORT)], {}, stays)
+        )
+        gone.set()  # its client disconnects while it waits
+        gate.set()
+        await busy
+        with pytest.raises(ClientGone):
+            await left
+        result = await kept
+        await queue.aclose()
+        await batcher.aclose()
+        return result, queue.stats
+
+    before = runner.stats.texts_computed
+    result, stats = asyncio.run(scenario())
+    assert stats.requests_cancelled == 1
+    assert runner.stats.texts_computed - before == 1  # only the text whose client stayed
+    assert result[0]["tokens"] > 0  # the other request was served

@@ -6,6 +6,7 @@ parameters (or, for fused readouts, the same list of probes), up to `max_texts` 
 computes them as one batch in the model thread, where the length buckets apply to all of them
 together. While a batch runs, new requests
 wait, so under load batches grow by themselves; an idle worker waits only `window_s` for company.
+A request whose client has gone (its `CancelFlag` set) is dropped before its batch runs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from truesight.cancel import CancelFlag, ClientGone
 from truesight.generate import Batcher
 from truesight.probes.inputs import ProbeInput
 from truesight.probes.readouts import Readouts
@@ -35,6 +37,8 @@ class QueueStats:
     batches: int = 0
     max_requests_merged: int = 0
     max_texts_merged: int = 0
+    requests_cancelled: int = 0
+    """Requests dropped before they ran because their client disconnected."""
 
 
 Outcome = list[Any] | InvalidRequest
@@ -48,6 +52,7 @@ class _Waiting:
     items: list[ProbeInput]
     run_many: Callable[[list[list[ProbeInput]]], list[Outcome]] = field(repr=False)
     future: asyncio.Future[list[Any]] = field(repr=False)
+    cancel: CancelFlag | None = None
 
 
 class ProbeQueue:
@@ -74,22 +79,27 @@ class ProbeQueue:
         probe: Probe,
         items: list[ProbeInput],
         params: dict[str, Any],
+        cancel: CancelFlag | None = None,
     ) -> list[dict[str, Any]]:
-        """Results for `items`, in order; raises the InvalidRequest its own inputs caused."""
+        """Results for `items`, in order; raises the InvalidRequest its own inputs caused, and
+        ClientGone when `cancel` was set before the request ran."""
         key = (probe.name, json.dumps(params, sort_keys=True))
         return await self._submit(
-            key, items, partial(self.runner.run_many, probe, raw_params=params)
+            key, items, partial(self.runner.run_many, probe, raw_params=params), cancel
         )
 
     async def submit_readouts(
-        self, specs: list[ReadoutSpec], items: list[ProbeInput]
+        self,
+        specs: list[ReadoutSpec],
+        items: list[ProbeInput],
+        cancel: CancelFlag | None = None,
     ) -> list[dict[str, Any]]:
         """Every probe of `specs` on each item (see `readouts`), one dict per item, in order."""
         if self.readouts is None:
             raise RuntimeError("this queue was built without fused readouts")
         listed = json.dumps([s.model_dump() for s in specs], sort_keys=True)
         return await self._submit(
-            ("readouts", listed), items, partial(self.readouts.run_many, specs)
+            ("readouts", listed), items, partial(self.readouts.run_many, specs), cancel
         )
 
     async def _submit(
@@ -97,12 +107,13 @@ class ProbeQueue:
         key: tuple[str, str],
         items: list[ProbeInput],
         run_many: Callable[[list[list[ProbeInput]]], list[Outcome]],
+        cancel: CancelFlag | None = None,
     ) -> list[Any]:
         if self._task is None:  # started lazily, inside the server's running loop
             self._wake = asyncio.Event()
             self._task = asyncio.create_task(self._loop(), name="probe-queue")
         future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Waiting(key, items, run_many, future))
+        self._waiting.append(_Waiting(key, items, run_many, future, cancel))
         self.stats.requests += 1
         self._wake.set()
         return await future
@@ -118,6 +129,10 @@ class ProbeQueue:
 
     def _take(self) -> list[_Waiting]:
         """The oldest live request and the live ones that can share its batch."""
+        for w in self._waiting:
+            if w.cancel is not None and w.cancel.is_set() and not w.future.done():
+                w.future.set_exception(ClientGone())
+                self.stats.requests_cancelled += 1
         self._waiting = [w for w in self._waiting if not w.future.done()]  # clients gone away
         if not self._waiting:
             return []

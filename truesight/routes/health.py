@@ -38,5 +38,6 @@ async def health(worker: WorkerDep) -> dict[str, object]:
         "probe_requests": queue.requests,
         "probe_batches": queue.batches,
         "probe_max_requests_merged": queue.max_requests_merged,
+        "probe_requests_cancelled": queue.requests_cancelled,
         "prefix_cache": None if prefixes is None else vars(prefixes.stats),
     }

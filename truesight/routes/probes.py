@@ -8,10 +8,11 @@ import logging
 import time
 from functools import partial
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from starlette.exceptions import HTTPException
 
 from truesight import train, validity
+from truesight.cancel import ClientGone, cancel_on_disconnect
 from truesight.probes import dataset
 from truesight.probes.inputs import ProbeInput
 from truesight.probes.linear import LinearProbe, ProbeMeta
@@ -126,15 +127,19 @@ def _inputs(texts: list[str], contexts: list[str] | None) -> list[ProbeInput]:
     return [ProbeInput(t, c) for t, c in zip(texts, contexts, strict=True)]
 
 
-@router.post("/v1/readouts")
-async def run_readouts(body: ReadoutRequest, worker: WorkerDep) -> ReadoutResponse:
+@router.post("/v1/readouts", response_model=ReadoutResponse)
+async def run_readouts(body: ReadoutRequest, worker: WorkerDep, request: Request) -> Response:
     items = _inputs(body.texts, body.contexts)
-    results = await worker.queue.submit_readouts(body.probes, items)
+    try:
+        async with cancel_on_disconnect(request) as cancel:
+            results = await worker.queue.submit_readouts(body.probes, items, cancel)
+    except ClientGone:  # dropped before it ran: its client is gone
+        return Response(status_code=499)
     return ReadoutResponse(model=worker.loaded.name, results=results)
 
 
-@router.post("/v1/probes/{name}")
-async def run_probe(name: str, body: ProbeRequest, worker: WorkerDep) -> ProbeResponse:
+@router.post("/v1/probes/{name}", response_model=ProbeResponse)
+async def run_probe(name: str, body: ProbeRequest, worker: WorkerDep, request: Request) -> Response:
     registry = worker.registry
     probe = registry.get(name)
     if probe is None:
@@ -142,5 +147,9 @@ async def run_probe(name: str, body: ProbeRequest, worker: WorkerDep) -> ProbeRe
     items = _inputs(body.texts, body.contexts)
     # Concurrent requests for the same probe and params are merged into one batch, which runs
     # in the batcher's single model thread: a probe never runs beside a generate batch.
-    results = await worker.queue.submit(probe, items, body.params)
+    try:
+        async with cancel_on_disconnect(request) as cancel:
+            results = await worker.queue.submit(probe, items, body.params, cancel)
+    except ClientGone:
+        return Response(status_code=499)
     return ProbeResponse(model=worker.loaded.name, probe=name, results=results)
