@@ -220,7 +220,9 @@ def _drive(
         graph = build_graph(saver)
         try:
             if needs_worker(protocol):
-                stack.enter_context(local_worker(run, protocol, settings))
+                url = stack.enter_context(local_worker(run, protocol, settings))
+                if url != settings.worker_url:  # another run's worker was at the usual URL
+                    ctx.given_settings = settings.model_copy(update={"worker_urls": (url,)})
             snap = graph.get_state(config)
             pending: dict | Command | None = {} if not snap.values and not snap.next else None
             rounds = 0  # times this process sent evaluate back for its pending items

@@ -19,6 +19,7 @@ the probe client shards texts across them (agents.shards).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -87,18 +88,39 @@ def _whose(health: dict) -> str:
 @contextmanager
 def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterator[str]:
     """Yield the worker URL; start a worker first when none answers there. Several workers
-    must all be running already, and serve the same model: the first URL is yielded."""
+    must all be running already, and serve the same model: the first URL is yielded.
+
+    A worker that answers but belongs to another run (its /health names that run's process) is
+    not borrowed: it would stop when that run ends. This run starts its own on a free port of
+    the same host and yields that URL instead."""
     if len(settings.worker_urls) > 1:
         shared_workers(run, settings.worker_urls)
         yield settings.worker_url
         return
     url = settings.worker_url
     model = worker_model(protocol, settings.local_model)
+    borrowed = ""
     if (health := healthy(url)) is not None:
-        text = f"Using the worker at {url}: {_whose(health)} ({health.get('model')})"
-        run.log.append("run", "orchestrator", "worker", text)
-        yield url
-        return
+        owner = health.get("parent_pid")
+        if owner is None or owner == os.getpid():
+            text = f"Using the worker at {url}: {_whose(health)} ({health.get('model')})"
+            run.log.append("run", "orchestrator", "worker", text)
+            yield url
+            return
+        # Another run's own worker stops when that run ends, in the middle of this one: start
+        # this run's own beside it instead of borrowing it.
+        parsed = urlparse(url)
+        if parsed.hostname not in ("127.0.0.1", "localhost"):
+            raise UserError(
+                f"the worker at {url} belongs to another run (process {owner}) and stops when it "
+                "ends; start a shared one there with `research worker`, or point "
+                "RESEARCH_WORKER_URL elsewhere"
+            )
+        url = f"{parsed.scheme}://{parsed.hostname}:{_free_port(parsed.hostname)}"
+        borrowed = (
+            f"The worker at {settings.worker_url} belongs to another run (process {owner}) and "
+            "stops when that run ends, so this run starts its own. "
+        )
     parsed = urlparse(url)
     if parsed.hostname not in ("127.0.0.1", "localhost"):
         raise UserError(f"no worker answers at {url}; start one there with `research worker`")
@@ -109,7 +131,7 @@ def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterato
     cmd = worker_command(model, host, port, settings.cache_dir, parent_pid=os.getpid())
     with log_path.open("ab") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    text = (
+    text = borrowed + (
         f"Started the local worker (pid {proc.pid}) for {model} at {url}, for this run only: it "
         "stops when the run ends or its process dies; output in worker.log."
     )
@@ -124,6 +146,12 @@ def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterato
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def shared_workers(run: RunDir, urls: Sequence[str]) -> None:
