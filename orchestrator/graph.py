@@ -2,6 +2,11 @@
 
 design → checkpoint → collect → screen → probe → evaluate (fan-out, one evaluator per batch) →
 checkpoint (back to evaluate while items are pending) → analyze → report → checkpoint.
+
+With a remote judge, `probe` only trains the protocol's probes and the fan-out sends the
+readouts (`readouts`) beside the evaluator batches: the worker reads while the judges judge, and
+`evaluate_done` (so analyze and the report) waits for both. With a local judge, `probe` reads
+everything before evaluation, as the two would share the worker's one model thread.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from orchestrator.nodes.checkpoint import after, checkpoint
 from orchestrator.nodes.collect import collect
 from orchestrator.nodes.design import design
 from orchestrator.nodes.evaluate import evaluate, evaluate_batch, evaluate_done, fan_out
-from orchestrator.nodes.probe import probe
+from orchestrator.nodes.probe import probe, readouts
 from orchestrator.nodes.report import report
 from orchestrator.nodes.screen import screen
 from orchestrator.state import RunState
@@ -31,6 +36,7 @@ def build_graph(checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
     g.add_node("probe", probe)
     g.add_node("evaluate", evaluate)
     g.add_node("evaluate_batch", evaluate_batch)
+    g.add_node("readouts", readouts)
     g.add_node("evaluate_done", evaluate_done)
     g.add_node("checkpoint_evaluate", checkpoint("evaluate"))
     g.add_node("analyze", analyze)
@@ -43,8 +49,9 @@ def build_graph(checkpointer: BaseCheckpointSaver) -> CompiledStateGraph:
     g.add_edge("collect", "screen")
     g.add_edge("screen", "probe")
     g.add_edge("probe", "evaluate")
-    g.add_conditional_edges("evaluate", fan_out, ["evaluate_batch", "evaluate_done"])
+    g.add_conditional_edges("evaluate", fan_out, ["evaluate_batch", "readouts", "evaluate_done"])
     g.add_edge("evaluate_batch", "evaluate_done")
+    g.add_edge("readouts", "evaluate_done")
     g.add_edge("evaluate_done", "checkpoint_evaluate")
     # pending items (the judge API kept failing) send the stage back from its checkpoint
     g.add_conditional_edges(

@@ -209,10 +209,11 @@ def _drive(
     """Run the graph from where `run` stands, with the settings its start or resume read."""
     ctx = RunContext(run, protocol, progress or NoProgress(), given_settings=settings)
     # LangGraph's thread pool defaults to cpu+4 workers: on a 2-core laptop 8 evaluators would
-    # run in two waves; they wait on the network, not the CPU, so let all of them run at once
+    # run in two waves; they wait on the network, not the CPU, so let all of them run at once,
+    # and the probe stage's readouts beside them (a remote judge: nodes/probe.py)
     config = {
         "configurable": {"thread_id": run.id},
-        "max_concurrency": max(8, protocol.evaluation.evaluators),
+        "max_concurrency": max(8, protocol.evaluation.evaluators) + 1,
     }
     with ExitStack() as stack:
         stack.enter_context(_stop_on_sigint(ctx))

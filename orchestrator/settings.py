@@ -113,6 +113,12 @@ class Settings(BaseModel):
         alias="RESEARCH_BATCH_POLL_S",
         description="Seconds between looks at a message batch in flight (`batch: true` subjects).",
     )
+    overlap_probes: bool = Field(
+        True,
+        alias="RESEARCH_OVERLAP_PROBES",
+        description="With a remote judge, read the probes beside the evaluators (0: before "
+        "them, as with a local judge).",
+    )
     user: str = Field(
         "human",
         alias="USER",

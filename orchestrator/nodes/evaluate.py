@@ -6,7 +6,8 @@ agreement) and one item the same evaluator sees twice (`evaluation.duplicates`, 
 self-consistency). `fan_out` sends every unfinished batch to `evaluate_batch`, which runs an
 `EvaluatorAgent` (agents/evaluator/); its verdicts, flags and comprehension answers are
 stored as they happen, so a restarted run picks each evaluator up from its records and notes.
-`evaluate_done` closes the stage once all batches are in.
+With a remote judge, the probe stage's `readouts` go out beside the batches (nodes/probe.py).
+`evaluate_done` closes the stage once all batches, and those readouts, are in.
 
 A judge API that keeps failing (after the SDK's retries and the agent loop's) stops the
 evaluator, and the items it had not judged are recorded *pending*, not unscored: the batch stays
@@ -40,6 +41,7 @@ from orchestrator.records import (
     Assigned,
     BatchStatus,
     Item,
+    StageStatus,
     Verdict,
     VerdictRole,
     VerdictStatus,
@@ -103,8 +105,19 @@ def evaluate(state: RunState, runtime: Runtime[RunContext]) -> RunState:
 
 
 def fan_out(state: RunState, runtime: Runtime[RunContext]) -> list[Send] | Literal["evaluate_done"]:
-    pending = [b for b in runtime.context.run.records.batches() if b.status != BatchStatus.DONE]
-    return [Send("evaluate_batch", {"batch_id": b.id}) for b in pending] or "evaluate_done"
+    """One `evaluate_batch` per unfinished batch, and the probe stage's `readouts` beside them
+    while that stage is unfinished (a remote judge: see nodes/probe.py); all run at once, and
+    `evaluate_done` waits for every one."""
+    rec = runtime.context.run.records
+    sends = [
+        Send("evaluate_batch", {"batch_id": b.id})
+        for b in rec.batches()
+        if b.status != BatchStatus.DONE
+    ]
+    probe = rec.stages().get("probe")
+    if probe is None or probe.status != StageStatus.DONE:
+        sends.insert(0, Send("readouts", {}))
+    return sends or "evaluate_done"
 
 
 def evaluate_batch(state: BatchState, runtime: Runtime[RunContext]) -> RunState:

@@ -1,8 +1,14 @@
 """probe: truesight readouts of every usable response, from the local worker.
 
-Trained probes named under `probes.train` are trained first, by the worker on its own model from
-the data files frozen in the run directory (an identical probe already on the worker is reused).
-Then responses not yet read are sent in batches, each batch in one request for every probe the
+Trained probes named under `probes.train` are trained first (node `probe`), by the worker on its
+own model from the data files frozen in the run directory (an identical probe already on the
+worker is reused); the evaluators' truesight tool offers them, so they are trained before any
+evaluator starts. Then the readouts: with a local judge, in `probe` itself, before evaluation
+(the judge would compete with them for the worker's one model thread); with a remote judge, in
+`readouts`, which evaluate's fan-out sends beside the evaluator batches, so the worker reads
+while the judges judge, and `evaluate_done` waits for both.
+
+Responses not yet read are sent in batches, each batch in one request for every probe the
 protocol runs (the worker reads each response once for all of them; see probe_read); `linear`
 and `tokens` run once per trained probe and are stored as `linear:<name>`. Results (or why there is
 none, e.g. a text longer than the model's context) go to records.sqlite, where the analysis
@@ -34,7 +40,7 @@ from orchestrator.nodes.probe_validity import (
     transfer_readouts,
 )
 from orchestrator.progress import finish_stage
-from orchestrator.records import Item, ProbeSource
+from orchestrator.records import Item, ProbeSource, StageStatus
 from orchestrator.state import RunState
 
 UNPROBEABLE = {"errored", "empty"}
@@ -42,20 +48,53 @@ UNPROBEABLE = {"errored", "empty"}
 
 def probe(state: RunState, runtime: Runtime[RunContext]) -> RunState:
     ctx = runtime.context
-    spec = ctx.protocol.probes
-    if spec is None:
+    if ctx.protocol.probes is None:
         finish_stage(ctx.run, "probe", {"skipped": 1}, "No probes in the protocol.")
         return {"stage": "probe"}
+    client = ctx.truesight()
+    try:
+        trained = ensure_trained(ctx, client) if set(ctx.protocol.probes.run) & set(TRAINED) else {}
+    finally:
+        client.close()
+    if beside_evaluation(ctx):
+        text = (
+            "Readouts run beside the evaluators (the judge is remote): the report waits for both."
+        )
+        ctx.log("probe", "plan", text)
+        return {}
+    return read_all(ctx, trained)
+
+
+def readouts(state: RunState, runtime: Runtime[RunContext]) -> RunState:
+    """The readouts beside the evaluators, sent by evaluate's fan-out while the probe stage is
+    unfinished: a re-run (a resume, the evaluate checkpoint sending its stage back) asks only
+    for the readouts not stored yet, and one that finds the stage done does nothing."""
+    ctx = runtime.context
+    done = ctx.run.records.stages().get("probe")
+    if done is not None and done.status == StageStatus.DONE:
+        return {}
+    return read_all(ctx, trained_probes(ctx))
+
+
+def beside_evaluation(ctx: RunContext) -> bool:
+    """Whether the readouts run beside the evaluators: only with a remote judge (a local one
+    shares the worker's model thread with them) and unless RESEARCH_OVERLAP_PROBES=0."""
+    return ctx.protocol.evaluation.judge.provider != "local" and ctx.settings.overlap_probes
+
+
+def read_all(ctx: RunContext, trained: dict[str, str]) -> RunState:
+    """Read every usable response not read yet, store each batch's readouts as they come, and
+    finish the stage."""
+    spec = ctx.protocol.probes
     rec = ctx.run.records
     responses, screen = rec.responses(), rec.screen()
     items = [i for i in rec.items() if not set(screen.get(i.id, ["errored"])) & UNPROBEABLE]
     contexts = _contexts(ctx, items)
+    specs = probe_read.plan(ctx, trained)
+    wanted = probe_read.missing(ctx, specs, items)
+    todo = [i for i in items if i.id in wanted]
     client = ctx.truesight()
     try:
-        trained = ensure_trained(ctx, client) if set(spec.run) & set(TRAINED) else {}
-        specs = probe_read.plan(ctx, trained)
-        wanted = probe_read.missing(ctx, specs, items)
-        todo = [i for i in items if i.id in wanted]
         ctx.progress.start("probe", len(items), len(items) - len(todo))
         for start in range(0, len(todo), spec.batch_size):
             if ctx.stop.is_set():

@@ -92,6 +92,9 @@ def test_a_judge_outage_leaves_items_pending_and_resume_judges_them(
         rec.close()
     analysis = json.loads((runs / "outage" / "artifacts" / "analysis.json").read_text())
     assert analysis["totals"]["unscored"] == 0
+    # the probe stage read beside the first pass and was not run again by the passes after it
+    done = [e.stage for e in RunLog(runs / "outage" / "LOG.md").entries() if e.kind == "stage_done"]
+    assert done.count("probe") == 1 and done.index("probe") < done.index("evaluate")
 
 
 def test_a_subject_call_that_fails_every_retry_stops_the_run_and_resume_makes_it(

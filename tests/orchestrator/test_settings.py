@@ -26,7 +26,7 @@ def test_defaults_when_nothing_is_set() -> None:
     assert (s.batch_poll_s, s.worker_start_timeout_s) == (30.0, 1200.0)
     assert s.anthropic_api_key is None and s.anthropic_base_url is None
     assert s.cache_dir == Path.home() / ".cache" / "research"
-    assert s.user == "human"
+    assert s.user == "human" and s.overlap_probes
 
 
 def test_every_variable_is_read_by_its_name() -> None:
@@ -43,6 +43,7 @@ def test_every_variable_is_read_by_its_name() -> None:
         "RESEARCH_MAX_RETRIES": "0",
         "RESEARCH_TIMEOUT": "2.5",
         "RESEARCH_BATCH_POLL_S": "0.05",
+        "RESEARCH_OVERLAP_PROBES": "0",
         "USERNAME": "win",
     }
     s = Settings.from_env(env)
@@ -51,6 +52,7 @@ def test_every_variable_is_read_by_its_name() -> None:
     assert (s.cache_dir, s.api_key(), s.anthropic_base_url) == (Path("/c"), "sk-7f3a", "http://a")
     assert "sk-7f3a" not in repr(s) and "tok-9b1c" not in repr(s)  # secrets show as stars
     assert (s.max_retries, s.timeout_s, s.batch_poll_s, s.user) == (0, 2.5, 0.05, "win")
+    assert not s.overlap_probes
     assert Settings.from_env({**env, "USER": "unix"}).user == "unix"
     assert Settings.from_env({"RESEARCH_RUNS_DIR": ""}).runs_dir == Path("runs")  # empty = unset
 
