@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from agents.truesight import TRAINED, TruesightClient, WorkerError
+from agents.truesight import TRAINED, ReadoutSpec, TruesightClient, WorkerError
 from memory import write_atomic
 from orchestrator.analysis import probe_metrics
 from orchestrator.analysis.result import ProbeTransfer, ReadoutTransfer
@@ -53,29 +53,36 @@ def transfer_readouts(
 ) -> dict[str, list[ReadoutTransfer]]:
     """Each zero-shot metric the protocol runs, on each transfer set (read with `read_file`
     from its protocol-relative path), by set. Probes in `conditioned` read the set's context as
-    they read the prompt in the stage."""
-    zero_shot = [p for p in spec.run if p not in TRAINED]
+    they read the prompt in the stage. Each batch is one request for every zero-shot probe, so
+    the worker reads each text once for all of them (as the stage reads its responses)."""
+    zero_shot = [
+        ReadoutSpec(p, p, spec.params.get(p, {}), p in conditioned)
+        for p in spec.run
+        if p not in TRAINED
+    ]
     out: dict[str, list[ReadoutTransfer]] = {}
     for t in spec.train.values():
         if t.transfer is None or t.transfer in out:
             continue
         labels, rows = read_set(read_file(t.transfer))
         values: dict[str, list[tuple[int, float]]] = defaultdict(list)
-        for probe in zero_shot:
-            with_context = probe in conditioned and spec.context == "prompt"
-            for start in range(0, len(rows), spec.batch_size):
-                batch = rows[start : start + spec.batch_size]
-                contexts = [c for _, c, _ in batch] if with_context else None
-                try:
-                    reply = client.run(
-                        probe, [x for x, _, _ in batch], contexts, spec.params.get(probe, {})
-                    )
-                except WorkerError as e:
-                    if e.status >= 500:
-                        raise
-                    raise UserError(f"{t.transfer}: the worker cannot read it: {e.message}") from e
-                for (_, _, y), result in zip(batch, reply.results, strict=True):
-                    for metric, v in probe_metrics(probe, result).items():
+        # without a zero-shot probe there is nothing to ask (the stage runs only trained ones)
+        for start in range(0, len(rows), spec.batch_size) if zero_shot else ():
+            batch = rows[start : start + spec.batch_size]
+            contexts = [c for _, c, _ in batch] if spec.context == "prompt" else None
+            try:
+                reply = client.readouts([x for x, _, _ in batch], zero_shot, contexts)
+            except WorkerError as e:
+                if e.status >= 500:
+                    raise
+                raise UserError(f"{t.transfer}: the worker cannot read it: {e.message}") from e
+            for (_, _, y), row in zip(batch, reply.results, strict=True):
+                for s in zero_shot:
+                    got = row[s.name]
+                    if got["error"] is not None:
+                        message = f"{t.transfer}: the worker cannot read it: {got['error']}"
+                        raise UserError(message)
+                    for metric, v in probe_metrics(s.probe, got["result"]).items():
                         values[metric].append((y, v))
         out[t.transfer] = [readout_transfer(m, t.transfer, labels, v) for m, v in values.items()]
     return out

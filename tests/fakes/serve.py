@@ -1,6 +1,7 @@
 """Run the fake Anthropic world as its own process (for benchmarks: a remote API is not in ours).
 
 python -m tests.fakes.serve --latency 0.3     # prints the URL, serves until killed
+python -m tests.fakes.serve --long-replies --independent   # Claude-length, temperature-1 replies
 """
 
 from __future__ import annotations
@@ -16,8 +17,13 @@ from tests.fakes.world import deu_world
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--latency", type=float, default=0.0)
+    ap.add_argument("--long-replies", action="store_true", help="Claude-length subject replies")
+    ap.add_argument(
+        "--independent", action="store_true", help="a prompt sent again gets a new answer"
+    )
     args = ap.parse_args()
-    server = FakeAnthropic(deu_world(), latency=args.latency).start()
+    world = deu_world(independent=args.independent, long_replies=args.long_replies)
+    server = FakeAnthropic(world, latency=args.latency).start()
     print(server.url, flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     server.stop()

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from tests.fakes.anthropic_server import Reply, text, tool_use
+from tests.fakes.long_replies import long_reply
 
 DEU = Path(__file__).resolve().parents[2] / "protocols" / "deu.yaml"
 
@@ -98,6 +99,7 @@ def deu_world(
     independent: bool = False,
     analyst_handler: Callable[[dict[str, Any]], Reply] | None = None,
     by_model: dict[str, tuple[float, float, float]] | None = None,
+    long_replies: bool = False,
 ) -> Any:
     """Subjects as above; evaluator requests (those with tools) go to `judge_handler`, by default
     a well-behaved `agent_judge`, and the analyst's (its tool is write_qualitative) to
@@ -105,7 +107,9 @@ def deu_world(
     gets the same answer (so an interrupted run ends like an uninterrupted one);
     `independent=True` samples afresh each time a prompt is sent again, as a model at
     temperature 1 does for replicates of one stimulus. `by_model` gives some models their own
-    (p_control, p_deu, p_false), for a framing effect that differs between models."""
+    (p_control, p_deu, p_false), for a framing effect that differs between models.
+    `long_replies=True` answers at Claude's length from the prompt's document (long_replies.py)
+    instead of in one sentence."""
     judging = judge_handler or judge
     analysing = analyst_handler or analyst()
     seen: dict[tuple[str, str, str], int] = {}
@@ -130,6 +134,8 @@ def deu_world(
                 seen[key] = seen.get(key, 0) + 1
         u = _u(body["model"], system, user, draw)
         answer = f"Here is what you asked for, based on the document ({u:.3f})."
+        if long_replies:
+            answer = long_reply(user, u)
         return text(f"{REPORT}. {answer}" if u < p else answer)
 
     return handler

@@ -4,12 +4,14 @@ direction, and analysis.json carrying it all (older files still read)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import httpx
 import pytest
 
 from agents.truesight import TruesightClient
-from orchestrator.analysis import SCHEMA_VERSION, load_analysis
+from orchestrator.analysis import SCHEMA_VERSION, load_analysis, probe_metrics
 from orchestrator.analysis.result import ProbeTransfer
 from orchestrator.analysis.validity import (
     MARGIN,
@@ -18,7 +20,9 @@ from orchestrator.analysis.validity import (
     probe_validity,
     readout_transfer,
 )
-from orchestrator.nodes.probe_validity import read_set
+from orchestrator.nodes.probe_read import CONDITIONED
+from orchestrator.nodes.probe_validity import read_set, transfer_readouts
+from orchestrator.protocol.schema import Probes
 from tests.fakes.contrast_sets import keyword_set, unmarked_set
 from tests.truesight.workers import Worker
 from truesight.probes import dataset
@@ -134,3 +138,40 @@ def test_analysis_json_carries_the_validity_and_older_files_still_read(
     before = load_analysis(tmp_path / "analysis.json")
     assert before.schema_version == 1 and before.probes is not None
     assert before.probes.validity is None and before.probes.readout_transfer is None
+
+
+def test_a_transfer_set_is_read_once_for_every_zero_shot_probe(probe_worker: Worker) -> None:
+    """One request per batch for surprisal, author and followup together, with the same numbers
+    as each probe asked alone: surprisal after the set's context, author and followup on the
+    text alone."""
+    data = Path(__file__).parents[2] / "protocols" / "data"
+    spec = Probes.model_validate(
+        {
+            "run": ["surprisal", "author", "followup", "linear"],
+            "batch_size": 8,
+            "params": {"followup": {"questions": ["Was the text above written sincerely?"]}},
+            "train": {"deception": {"dataset": "x.jsonl", "transfer": "ood_deception.jsonl"}},
+        }
+    )
+    _, rows = read_set((data / "ood_deception.jsonl").read_bytes())
+    client = TruesightClient(probe_worker.url)
+    try:
+        before = httpx.get(f"{probe_worker.url}/health").json()["probe_requests"]
+        got = transfer_readouts(spec, lambda rel: (data / rel).read_bytes(), client, CONDITIONED)
+        after = httpx.get(f"{probe_worker.url}/health").json()["probe_requests"]
+        alone: dict[str, list[tuple[int, float]]] = {}
+        for probe in ("surprisal", "author", "followup"):
+            contexts = [c for _, c, _ in rows] if probe in CONDITIONED else None
+            texts = [x for x, _, _ in rows]
+            reply = client.run(probe, texts, contexts, spec.params.get(probe, {}))
+            for (_, _, y), result in zip(rows, reply.results, strict=True):
+                for metric, v in probe_metrics(probe, result).items():
+                    alone.setdefault(metric, []).append((y, v))
+    finally:
+        client.close()
+    assert after - before == math.ceil(len(rows) / 8)
+    labels = ("deceptive", "honest")
+    expected = [readout_transfer(m, "ood_deception.jsonl", labels, v) for m, v in alone.items()]
+    readouts = got["ood_deception.jsonl"]
+    assert {r.metric for r in readouts} >= {"surprisal.mean_nll", "followup.q1"}
+    assert readouts == expected
