@@ -25,10 +25,14 @@ from orchestrator.settings import Settings
 T = TypeVar("T")
 OFFLINE_MAX_TOKENS = 256
 """Cap on subject tokens offline: a 135M model on a laptop CPU, not a frontier model."""
-OFFLINE_JUDGE_MAX_TOKENS = 384
+OFFLINE_JUDGE_MAX_TOKENS = 768
+"""Room for OFFLINE_CHUNK verdicts at their longest: deu.yaml's verdict with a 120-character
+evidence quote of one-character tokens (a small model's "1.1.1.…") is ~165 tokens, four are ~660.
+At 384 such a call was cut off, and asked again it was cut off the same way. A reply ends at its
+own EOS, so the room costs nothing when the verdicts are short."""
 OFFLINE_EVALUATORS = 4
 OFFLINE_CHUNK = 4
-"""Items per forced submit_verdicts call offline: ~80 tokens a verdict within the 384 cap."""
+"""Items per forced submit_verdicts call offline: ~80 tokens a typical verdict."""
 OFFLINE_STR = 120
 """Longest string in an offline verdict (an evidence quote), in characters."""
 

@@ -82,6 +82,19 @@ async def _judge(
         return messages if work.owed else None
 
     def no_call(result: CallResult, messages: list[Message]) -> list[Message] | None:
+        if result.stop_reason == "max_tokens":
+            # A reply cut off is not a refusal the judge can fix from our answer: asked again
+            # with it, a greedy judge writes the same. As for a failed call, each owed item
+            # counts a try (ending unscored after max_attempts), and the same prompt goes again.
+            owed, limit = list(work.owed), chat.params.get("max_tokens")
+            for ref in owed:
+                work.fail(
+                    ref,
+                    f"the judge's verdicts for {len(owed)} items were cut off at "
+                    f"max_tokens={limit}: raise evaluation.judge.params.max_tokens or lower "
+                    "evaluation.chunk_size",
+                )
+            return messages if work.owed else None
         error = _refusal(submit_verdicts_tool(work, work.owed), {})
         return retried(messages, result, error or "")
 

@@ -341,3 +341,38 @@ def test_scripted_calls_are_forced_to_one_bounded_verdict_per_served_ref(sink, r
     assert one["properties"]["evidence"]["maxLength"] == 12 and "ref" not in one["properties"]
     _, _, is_error = _last_tool(server.requests[1].body)  # the retry carries the error
     assert is_error and "12 characters" in json.dumps(server.requests[1].body["messages"][-1])
+
+
+def test_scripted_verdicts_cut_off_at_max_tokens_are_not_asked_again_and_again(
+    sink,
+    records,  # noqa: ANN001
+) -> None:
+    """A forced call whose verdicts do not fit in max_tokens comes back cut off; asked again with
+    the same prompt, a greedy judge writes the same. Each cut-off counts one failed try for the
+    items it owed, so they end unscored, saying what to change, after max_attempts calls each
+    instead of one call per remaining turn."""
+    calls: list[dict] = []
+    judge = agent_judge({})
+
+    def handler(body: dict) -> dict:
+        calls.append(body)
+        if body["tool_choice"]["name"] == "submit_verdicts":
+            return text(
+                '{"verdicts": {"R01": {"detected": true, "evidence": "1.1.1.1.1', "max_tokens"
+            )
+        return judge(body)
+
+    with FakeAnthropic(handler) as server:
+        out = run_agent(
+            server,
+            sink,
+            records,
+            mode="scripted",
+            work=work(3),
+            brief=Brief("Test", "Q?", "Judge.", FIELDS, [], 1.0, 3),
+        )
+    judged = [c for c in calls if c["tool_choice"]["name"] == "submit_verdicts"]
+    assert len(out) == 3 and all(v.reason is not None for v in out)
+    assert all("cut off at max_tokens=500" in v.reason for v in out), out[0].reason
+    assert all("evaluation.chunk_size" in v.reason for v in out)
+    assert len(judged) <= 3  # max_attempts (3) tries in all, one call each
