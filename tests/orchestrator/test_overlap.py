@@ -108,6 +108,18 @@ def is_judge(body: dict[str, Any]) -> bool:
     return is_agent(body) and not is_analyst(body)
 
 
+def is_stage(seen: Passed) -> bool:
+    """A readouts request of the stage (every probe on the run's responses), not one of the
+    zero-shot readouts on a transfer set that probe validity asks for while training."""
+    if seen.path != "/v1/readouts":
+        return False
+    return {p["name"] for p in seen.body.get("probes", [])} == set(READOUTS)
+
+
+def stage_readouts(proxy: WorkerProxy) -> list[Passed]:
+    return [r for r in proxy.readouts() if is_stage(r)]
+
+
 def judge_requests(world: FakeAnthropic) -> list[Seen]:
     """The evaluators' requests the fake answered."""
     return [s for s in world.answered() if is_judge(s.body)]
@@ -125,8 +137,10 @@ def test_readouts_run_beside_the_judges_with_the_same_results(
     monkeypatch.setenv("RESEARCH_OVERLAP_PROBES", "0")
     assert runner.start(protocol, pilot=True, yes=True, run_id="sequential").status == "complete"
     sequential_judges = judge_requests(world)
-    assert len(proxy.readouts()) == 24 // PROBE_BATCH
-    assert max(r.answered for r in proxy.readouts()) < min(s.received for s in sequential_judges)
+    assert len(stage_readouts(proxy)) == 24 // PROBE_BATCH
+    assert max(r.answered for r in stage_readouts(proxy)) < min(
+        s.received for s in sequential_judges
+    )
 
     # beside each other: the judges' first half waits for a readout, their second half for all
     # of them, and the readout requests after the first wait for a judge's answer
@@ -140,12 +154,12 @@ def test_readouts_run_beside_the_judges_with_the_same_results(
         if is_judge(body):
             arrived.append(body)
             wanted = 1 if len(arrived) <= 16 else 24 // PROBE_BATCH
-            wait_for(lambda: len(proxy.readouts()) >= wanted, f"{wanted} readout requests")
+            wait_for(lambda: len(stage_readouts(proxy)) >= wanted, f"{wanted} readout requests")
             judged.set()
         return base(body)
 
     def readouts_after_a_judge(seen: Passed) -> None:
-        if seen.path == "/v1/readouts" and proxy.readouts():
+        if is_stage(seen) and stage_readouts(proxy):
             judged.wait(HANG_S)
 
     world.handler, proxy.gate = judge_beside_the_readouts, readouts_after_a_judge
@@ -153,7 +167,7 @@ def test_readouts_run_beside_the_judges_with_the_same_results(
     out = runner.start(protocol, pilot=True, yes=True, run_id="overlapped", progress=bars)
     assert out.status == "complete"
 
-    readouts, judges = proxy.readouts(), judge_requests(world)
+    readouts, judges = stage_readouts(proxy), judge_requests(world)
     assert len(readouts) == 24 // PROBE_BATCH and len(judges) == len(sequential_judges)
     # every readout request but the first went to the worker between the first and the last
     # judge request
@@ -193,7 +207,7 @@ def test_a_run_killed_while_both_run_resumes_asking_only_for_missing_readouts(
         return base(body)
 
     def hold_third_readout(seen: Passed) -> None:
-        if seen.path == "/v1/readouts" and len(proxy.readouts()) >= 2 and not release.is_set():
+        if is_stage(seen) and len(stage_readouts(proxy)) >= 2 and not release.is_set():
             held.set()
             release.wait(HANG_S)
 
@@ -212,7 +226,7 @@ def test_a_run_killed_while_both_run_resumes_asking_only_for_missing_readouts(
         killed_at = time.time()
     finally:
         release.set()
-    answered = [k for r in proxy.readouts()[:2] for k in asked(r)]
+    answered = [k for r in stage_readouts(proxy)[:2] for k in asked(r)]
     rec = Records(runs / "cut" / "records.sqlite")
     try:
         stages = rec.stages()
@@ -233,9 +247,9 @@ def test_a_run_killed_while_both_run_resumes_asking_only_for_missing_readouts(
     # the resumed run asked for the readouts it lacked and no others: with the two batches
     # answered before the kill, exactly one request per readout stored (replicates can share a
     # text, so readouts are counted, not compared)
-    after = [k for r in proxy.readouts() if r.received > killed_at for k in asked(r)]
+    after = [k for r in stage_readouts(proxy) if r.received > killed_at for k in asked(r)]
     assert len(answered) + len(after) == len(snap["probes"]) == 24 * len(READOUTS)
-    lost = Counter(asked(proxy.readouts()[2]))  # the request the kill cut off
+    lost = Counter(asked(stage_readouts(proxy)[2]))  # the request the kill cut off
     assert Counter(after) >= lost
     # ... and every item has its verdict, as an uninterrupted run's
     assert {v.item_id for v in snap["verdicts"]} == items
