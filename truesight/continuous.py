@@ -31,11 +31,7 @@ Models whose cache cannot be padded and stacked (a sliding-window layer) keep th
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import llguidance
 import torch
@@ -44,21 +40,17 @@ from transformers import DynamicCache
 from truesight.cancel import ClientGone
 from truesight.constrain import ll_tokenizer
 from truesight.decode import finish_sequence
-from truesight.generate import BatcherStats, GenRequest, GenResult
+from truesight.generate import Batcher, GenResult, Pending
 from truesight.model import LoadedModel
 from truesight.prefill import RowPrefix, prepare_row
 from truesight.prefix_cache import PrefixCache, as_cache
 from truesight.sampling import pick_tokens
 
-T = TypeVar("T")
-
 
 @dataclass
-class _Row:
+class _Row(Pending):
     """One request in the running batch."""
 
-    request: GenRequest
-    future: asyncio.Future[GenResult] = field(repr=False)
     start: RowPrefix = field(default_factory=RowPrefix)
     matcher: llguidance.LLMatcher | None = None
     tokens: list[int] = field(default_factory=list)
@@ -127,12 +119,13 @@ def _positions(mask: torch.Tensor, new: int) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)[:, -new:]
 
 
-class ContinuousBatcher:
-    """Serves generation requests from many coroutines in one continuously running batch.
+class ContinuousBatcher(Batcher):
+    """Serves generation requests from many coroutines in one continuously running batch: the
+    static `Batcher`'s queue, model thread and interface (`submit`, `waiting`, `run_exclusive`,
+    `aclose`, `stats`, `prefixes`), with its own loop."""
 
-    Same interface as the static `Batcher`: `submit`, `waiting`, `run_exclusive`, `aclose`,
-    `stats`, `prefixes`.
-    """
+    _item = _Row  # queued as rows, ready to join the batch
+    _name = "continuous-batcher"
 
     def __init__(
         self,
@@ -142,46 +135,15 @@ class ContinuousBatcher:
         window_s: float = 0.005,
         prefixes: PrefixCache | None = None,
     ):
-        self.loaded = loaded
-        self.prefixes = prefixes
-        self.max_batch = max_batch
-        self.window_s = window_s
-        """How long an idle batcher waits for company before it starts a first request."""
-        self.stats = BatcherStats()
+        super().__init__(loaded, max_batch=max_batch, window_s=window_s, prefixes=prefixes)
         self._batch = _Batch()
-        self._queue: asyncio.Queue[_Row] | None = None
-        self._task: asyncio.Task[None] | None = None
         self._eos = loaded.eos_ids()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
-
-    async def submit(self, request: GenRequest) -> GenResult:
-        """Queue `request` and wait for its result."""
-        if self._task is None:  # started lazily, inside the server's running loop
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._loop(), name="continuous-batcher")
-        future: asyncio.Future[GenResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Row(request, future))
-        return await future
-
-    def waiting(self) -> int:
-        """Requests queued to join the batch."""
-        return 0 if self._queue is None else self._queue.qsize()
-
-    async def run_exclusive(self, fn: Callable[..., T], *args: object) -> T:
-        """Run `fn(*args)` in the model thread, between decode steps, never beside one."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def aclose(self) -> None:
         """Stop the loop and fail whatever is still waiting or running."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            while not self._queue.empty():
-                self._queue.get_nowait().future.cancel()
         for row in self._batch.rows:
             row.future.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        await super().aclose()
 
     async def _arrivals(self) -> list[_Row]:
         """Requests to admit now: all that are queued, up to the free rows; when idle, wait for
@@ -189,24 +151,11 @@ class ContinuousBatcher:
         free = self.max_batch - len(self._batch.rows)
         if free <= 0:
             return []
-        if self._batch.rows or not self._queue.empty():
-            rows = []
-            while len(rows) < free and not self._queue.empty():
-                rows.append(self._queue.get_nowait())
-            return rows
-        rows = [await self._queue.get()]
-        deadline = asyncio.get_running_loop().time() + self.window_s
-        while len(rows) < free:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if not self._queue.empty():
-                rows.append(self._queue.get_nowait())
-            elif remaining <= 0:
-                break
-            else:
-                try:
-                    rows.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
+        if not self._batch.rows:
+            return await self._collect(free)
+        rows = []
+        while len(rows) < free and not self._queue.empty():
+            rows.append(self._queue.get_nowait())
         return rows
 
     async def _loop(self) -> None:

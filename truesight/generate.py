@@ -189,13 +189,21 @@ def run_group(
 
 
 @dataclass
-class _Pending:
+class Pending:
+    """A queued request and the future its result goes to."""
+
     request: GenRequest
     future: asyncio.Future[GenResult] = field(repr=False)
 
 
 class Batcher:
-    """Collects requests from many coroutines and serves them in batches."""
+    """Collects requests from many coroutines and serves them in batches.
+
+    The queue, the model thread and their plumbing are shared with `ContinuousBatcher`
+    (truesight.continuous), which overrides `_loop` and queues richer items (`_item`)."""
+
+    _item: type[Pending] = Pending
+    _name = "batcher"
 
     def __init__(
         self,
@@ -211,7 +219,7 @@ class Batcher:
         self.max_batch = max_batch
         self.window_s = window_s
         self.stats = BatcherStats()
-        self._queue: asyncio.Queue[_Pending] | None = None
+        self._queue: asyncio.Queue[Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         # One thread: torch runs one forward at a time, and the event loop stays free.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="generate")
@@ -220,9 +228,9 @@ class Batcher:
         """Queue `request` and wait for its result."""
         if self._task is None:  # started lazily, inside the server's running loop
             self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._loop(), name="batcher")
+            self._task = asyncio.create_task(self._loop(), name=self._name)
         future: asyncio.Future[GenResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(request, future))
+        await self._queue.put(self._item(request, future))
         return await future
 
     def waiting(self) -> int:
@@ -243,11 +251,13 @@ class Batcher:
                 self._queue.get_nowait().future.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def _collect(self) -> list[_Pending]:
-        """The next batch: the first waiting request plus whatever arrives within the window."""
+    async def _collect(self, limit: int | None = None) -> list[Pending]:
+        """The next batch (at most `limit`, default max_batch): the first waiting request plus
+        whatever arrives within the window."""
+        limit = self.max_batch if limit is None else limit
         batch = [await self._queue.get()]
         deadline = asyncio.get_running_loop().time() + self.window_s
-        while len(batch) < self.max_batch:
+        while len(batch) < limit:
             # Anything already queued joins at once; the window only bounds waiting for more.
             if not self._queue.empty():
                 batch.append(self._queue.get_nowait())
@@ -264,7 +274,7 @@ class Batcher:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            groups: dict[tuple, list[_Pending]] = defaultdict(list)
+            groups: dict[tuple, list[Pending]] = defaultdict(list)
             for pending in await self._collect():
                 if pending.request.cancelled() and not pending.future.done():
                     self.stats.requests_cancelled += 1
