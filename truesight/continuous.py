@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import llguidance
 import torch
@@ -43,7 +44,7 @@ from truesight.decode import finish_sequence
 from truesight.generate import Batcher, GenResult, Pending
 from truesight.model import LoadedModel
 from truesight.prefill import RowPrefix, prepare_row
-from truesight.prefix_cache import PrefixCache, as_cache
+from truesight.prefix_cache import as_cache
 from truesight.sampling import pick_tokens
 
 
@@ -127,15 +128,9 @@ class ContinuousBatcher(Batcher):
     _item = _Row  # queued as rows, ready to join the batch
     _name = "continuous-batcher"
 
-    def __init__(
-        self,
-        loaded: LoadedModel,
-        *,
-        max_batch: int = 16,
-        window_s: float = 0.005,
-        prefixes: PrefixCache | None = None,
-    ):
-        super().__init__(loaded, max_batch=max_batch, window_s=window_s, prefixes=prefixes)
+    def __init__(self, loaded: LoadedModel, **settings: Any):
+        """`settings`: the `Batcher`'s (max_batch, window_s, prefixes)."""
+        super().__init__(loaded, **settings)
         self._batch = _Batch()
         self._eos = loaded.eos_ids()
 
