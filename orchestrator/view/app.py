@@ -77,6 +77,10 @@ def create_app(runs_root: Path, run_id: str | None = None) -> FastAPI:
     root = Path(runs_root)
     app = FastAPI(title="research view", docs_url=None, redoc_url=None, openapi_url=None)
 
+    @app.exception_handler(404)
+    def no_page(request: Request, exc: Exception) -> HTMLResponse:
+        return _missing(f"no page {request.url.path}")
+
     def opened(run: str) -> RunData | None:
         return open_run(root, run)
 
