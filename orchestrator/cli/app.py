@@ -4,6 +4,7 @@ research validate protocols/deu.yaml
 research run protocols/deu.yaml --pilot --offline
 research status
 research label RUN
+research view
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from orchestrator.cli import (
     run,
     status,
     validate,
+    view,
     worker,
 )
 from orchestrator.errors import ProtocolError, UserError
@@ -43,6 +45,7 @@ app.command("label")(label.label_cmd)
 app.command("amend")(amend.amend_cmd)
 app.command("compare")(compare.compare_cmd)
 app.command("validate")(validate.validate_cmd)
+app.command("view")(view.view_cmd)
 app.command("worker")(worker.worker_cmd)
 app.add_typer(probes.app, name="probes")
 

@@ -7,12 +7,15 @@ lock. Rows come back as `sqlite3.Row`, read by column name.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from orchestrator.errors import UserError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items(
@@ -84,13 +87,28 @@ _VERDICTS_V1 = (
 
 
 class Database:
-    """One connection to records.sqlite, brought up to SCHEMA on open."""
+    """One connection to records.sqlite, brought up to SCHEMA on open (or opened read-only, as
+    it is)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, read_only: bool = False):
         self.path = Path(path)
+        self._lock = threading.RLock()
+        if read_only:
+            # a reader beside the process that holds the run (`research view`): no lock taken, no
+            # schema brought up to date, and any write fails ("attempt to write a readonly
+            # database") instead of changing the records; WAL lets it read while a writer writes
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            if missing := self.outdated():
+                self._db.close()
+                raise UserError(
+                    f"{self.path} was written by an earlier version (it lacks "
+                    f"{', '.join(missing)}); `research report RUN` brings it up to date"
+                )
+            return
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
         self._db.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL survives a killed process (what we guard against) without an fsync per
         # call; only a power cut could lose the last few calls, which would then be made again
@@ -100,6 +118,29 @@ class Database:
 
     def _columns(self, table: str) -> set[str]:
         return {r["name"] for r in self._db.execute(f"PRAGMA table_info({table})")}
+
+    def outdated(self) -> list[str]:
+        """What opening for writing would add to this file (tables, `table.column`s), for a reader
+        that may not add them."""
+        wanted = {
+            "verdicts": ("copy", "role", "cites"),
+            "calls": ("cache_write_tokens", "cache_read_tokens"),
+            "items": ("turns", "blind_turns"),
+            "probe_results": ("source",),
+            "batches": ("extra",),
+        }
+        tables = {r["name"] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        columns = [
+            f"{table}.{col}"
+            for table, cols in wanted.items()
+            if (have := self._columns(table))
+            for col in cols
+            if col not in have
+        ]
+        absent = [
+            t for t in re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", SCHEMA) if t not in tables
+        ]
+        return absent + columns
 
     def _migrate(self) -> None:
         """Bring a records file from an earlier version up to SCHEMA (idempotent). Tables added

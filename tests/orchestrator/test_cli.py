@@ -10,11 +10,11 @@ from tests.conftest import research
 def test_help_lists_every_command() -> None:
     r = research("--help")
     assert r.returncode == 0
-    for command in ("run", "resume", "approve", "status", "report", "validate", "worker"):
+    for command in ("run", "resume", "approve", "status", "report", "validate", "worker", "view"):
         assert command in r.stdout
 
 
-@pytest.mark.parametrize("command", ["run", "resume", "approve", "worker"])
+@pytest.mark.parametrize("command", ["run", "resume", "approve", "worker", "view"])
 def test_each_command_has_help(command: str) -> None:
     r = research(command, "--help")
     assert r.returncode == 0 and "Usage" in r.stdout
@@ -24,6 +24,11 @@ def test_worker_beyond_loopback_needs_a_token() -> None:
     r = research("worker", "--host", "0.0.0.0", "--port", "0")
     assert r.returncode == 2
     assert "--token is required" in r.stderr
+
+
+def test_view_of_an_unknown_run_is_refused_before_serving(tmp_path) -> None:  # noqa: ANN001
+    r = research("view", "nope", "--runs-dir", str(tmp_path), "--no-open")
+    assert r.returncode == 2 and "no run 'nope'" in r.stderr and "http://" not in r.stdout
 
 
 def test_bad_option_is_a_usage_error() -> None:
