@@ -33,6 +33,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: rich markup ate "[default: …]" in help strings, kept the docstrings'
+    # source line breaks and put <bool> beside every flag (typer 0.29)
+    rich_markup_mode=None,
 )
 app.command("run")(run.run_cmd)
 app.command("resume")(run.resume_cmd)
