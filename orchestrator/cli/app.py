@@ -16,6 +16,7 @@ from rich.console import Console
 from orchestrator.cli import (
     amend,
     compare,
+    init,
     label,
     probes,
     report,
@@ -48,6 +49,7 @@ app.command("compare")(compare.compare_cmd)
 app.command("validate")(validate.validate_cmd)
 app.command("worker")(worker.worker_cmd)
 app.add_typer(probes.app, name="probes")
+app.command("init")(init.init_cmd)
 
 err = Console(stderr=True)
 INTERRUPTED = (

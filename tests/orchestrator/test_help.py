@@ -67,7 +67,7 @@ def wrapped_early(output: str) -> list[str]:
 
 def test_the_walk_finds_every_command() -> None:
     names = {" ".join(path) for path, _ in ALL}
-    assert {"", "run", "worker", "probes", "probes train"} <= names
+    assert {"", "run", "worker", "probes", "probes train", "init"} <= names
 
 
 @pytest.mark.parametrize("width", WIDTHS)
