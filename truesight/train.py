@@ -150,13 +150,26 @@ def ensure(
     return linear.load(root, name), True
 
 
+def layer_arg(text: str) -> int | float:
+    """--layer 22 is layer 22; --layer 0.75 is three quarters up (`resolve_layer` checks both)."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)  # argparse reports a ValueError as an invalid value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m truesight.train", description=__doc__.split("\n")[0]
     )
     p.add_argument("dataset", type=Path, help="JSONL in the format of protocols/data/")
     p.add_argument("--model", default="smollm2", help="smollm2, a local directory or a hub id")
-    p.add_argument("--layer", type=int, default=None, help="residual layer (default: middle)")
+    p.add_argument(
+        "--layer",
+        type=layer_arg,
+        default=None,
+        help="residual layer: a number, or a share of the depth between 0 and 1 (default: middle)",
+    )
     p.add_argument("--name", default=None, help="probe name (default: <dataset>-L<layer>)")
     p.add_argument(
         "--cache-dir",

@@ -17,6 +17,7 @@ from rich.console import Console
 from orchestrator.cli import (
     amend,
     compare,
+    init,
     label,
     probes,
     report,
@@ -35,6 +36,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: rich markup ate "[default: …]" in help strings, kept the docstrings'
+    # source line breaks and put <bool> beside every flag (typer 0.29)
+    rich_markup_mode=None,
 )
 app.command("run")(run.run_cmd)
 app.command("resume")(run.resume_cmd)
@@ -48,6 +52,7 @@ app.command("validate")(validate.validate_cmd)
 app.command("view")(view.view_cmd)
 app.command("worker")(worker.worker_cmd)
 app.add_typer(probes.app, name="probes")
+app.command("init")(init.init_cmd)
 
 err = Console(stderr=True)
 INTERRUPTED = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -39,6 +40,21 @@ def worker_cmd(
             "longest."
         ),
     ] = Batching.CONTINUOUS,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="SQLite file of probe results [default: RESEARCH_CACHE_DIR/probe-cache.sqlite]."
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Compute every probe result afresh; keep none.")
+    ] = False,
+    probes_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Trained probes for `linear` and `tokens` [default: RESEARCH_CACHE_DIR/probes]."
+        ),
+    ] = None,
 ) -> None:
     """Serve a local causal LM over an Anthropic-compatible /v1/messages (and /health).
 
@@ -51,4 +67,10 @@ def worker_cmd(
     args += ["--prefix-cache-mb", str(prefix_cache_mb), "--batching", batching.value]
     if token:
         args += ["--token", token]
+    if cache is not None:
+        args += ["--cache", str(cache)]
+    if no_cache:
+        args += ["--no-cache"]
+    if probes_dir is not None:
+        args += ["--probes-dir", str(probes_dir)]
     os.execv(sys.executable, args)

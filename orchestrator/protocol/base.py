@@ -3,10 +3,11 @@ model references (subjects, judges, the analyst)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PositiveInt,
@@ -17,6 +18,36 @@ SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 KEY = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 """A name that becomes part of a cell key or item id (joined with '.'): no '.' of its own."""
 Scalar = str | int | float | bool
+
+
+def probe_layer(value: object) -> int | float:
+    """A probe's residual layer as a protocol (`probes.train.<name>.layer`) or `research probes
+    train --layer` gives it: a layer number (0 = the embeddings), or a share of the model's depth
+    between 0 and 1 (0.75: three quarters up, whatever the model). Text is read as a number.
+    ValueError in the researcher's words otherwise."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            number = value
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        problem = "is not a number"
+    elif isinstance(number, int):
+        problem = None if number >= 0 else "is negative"
+    else:
+        problem = None if 0 < number < 1 else "is a fraction outside 0..1"
+    if problem is not None:
+        raise ValueError(
+            f"{value!r} {problem}: give a layer number (0, 1, 2, ...) or a share of the model's "
+            "depth between 0 and 1 (0.75: three quarters up)"
+        )
+    return number
+
+
+Layer = Annotated[int | float, BeforeValidator(probe_layer)]
 
 
 class Strict(BaseModel):

@@ -11,7 +11,7 @@ and their pre-registered tests); this module puts them together.
 from __future__ import annotations
 
 from itertools import combinations, product
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import (
     Field,
@@ -23,6 +23,7 @@ from orchestrator.protocol.base import (
     KEY,
     SLUG,
     GenerationParams,
+    Layer,
     ModelRef,
     Scalar,
     Strict,
@@ -259,7 +260,7 @@ class TrainedProbe(Strict):
         description="same_statement: both lines of a pair read meta.true_statement after their "
         "own instruction (the original instructed-pairs recipe).",
     )
-    layer: NonNegativeInt | Annotated[float, Field(gt=0, lt=1)] | None = Field(
+    layer: Layer | None = Field(
         None,
         description="Residual layer: a number, or a share of the model's depth between 0 and 1 "
         "(0.75: three quarters up, whatever the model); default the middle.",

@@ -31,6 +31,8 @@ def from_validation(e: ValidationError, path: Path, lines: dict[Path_, int]) -> 
             msg = "missing required field"
         elif kind == "string_pattern_mismatch":
             msg = name_problem(err["input"], err["ctx"]["pattern"])
+        elif kind == "value_error":  # a validator's own words, without pydantic's prefix
+            msg = str(err["ctx"]["error"])
         errors.append(ProtocolError(msg, file=path, line=line_of(lines, loc), field=dotted(loc)))
     first = errors[0]
     first.others = errors[1:]

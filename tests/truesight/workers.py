@@ -38,10 +38,13 @@ ANNOUNCED = re.compile(r"research worker: serving .+? on (http://\S+) \(")
 """The line the worker prints once it listens, with the port it picked."""
 
 
-def start_worker(model_dir: Path, log: Path, *extra: str) -> Worker:
-    """Start `python -m truesight` and wait until it announces that it listens. It picks a free
-    port itself (`--port 0`): a port chosen here and bound there could be taken in between."""
-    cmd = [sys.executable, "-m", "truesight", "--model", str(model_dir), "--port", "0"]
+def start_worker(
+    model_dir: Path, log: Path, *extra: str, program: tuple[str, ...] = ("-m", "truesight")
+) -> Worker:
+    """Start `python -m truesight` (or `program`, e.g. `research worker`, which becomes it) and
+    wait until it announces that it listens. It picks a free port itself (`--port 0`): a port
+    chosen here and bound there could be taken in between."""
+    cmd = [sys.executable, *program, "--model", str(model_dir), "--port", "0"]
     # CPU fp32 even on a GPU box: bf16 noise could flip the tiny model's greedy tokens between
     # batched and solo runs, and the model is too small for the GPU to matter.
     cmd += ["--device", "cpu"]
