@@ -40,19 +40,25 @@ app = typer.Typer(
     # source line breaks and put <bool> beside every flag (typer 0.29)
     rich_markup_mode=None,
 )
-app.command("run")(run.run_cmd)
-app.command("resume")(run.resume_cmd)
-app.command("approve")(run.approve_cmd)
-app.command("status")(status.status_cmd)
-app.command("report")(report.report_cmd)
-app.command("label")(label.label_cmd)
-app.command("amend")(amend.amend_cmd)
-app.command("compare")(compare.compare_cmd)
-app.command("validate")(validate.validate_cmd)
-app.command("view")(view.view_cmd)
-app.command("worker")(worker.worker_cmd)
+# In the order a researcher meets them; each with a one-line summary for the command list
+# (click cuts a docstring's first sentence off at the terminal's width with "...").
+COMMANDS = (
+    ("init", init.init_cmd, "Write a new protocol file that validates as written."),
+    ("validate", validate.validate_cmd, "Check a protocol and preview its cells; spends nothing."),
+    ("run", run.run_cmd, "Start a run of a protocol."),
+    ("resume", run.resume_cmd, "Continue a run after a decision, a Ctrl-C or a crash."),
+    ("approve", run.approve_cmd, "Decide the checkpoint a run is waiting at."),
+    ("status", status.status_cmd, "List the runs, or show where one run stands."),
+    ("view", view.view_cmd, "Browse runs in a web page, from a rate to a response."),
+    ("report", report.report_cmd, "Recompute a run's analysis and rewrite its report."),
+    ("label", label.label_cmd, "Label a blinded sample yourself, to calibrate the judge."),
+    ("amend", amend.amend_cmd, "Amend a run's pre-registered analysis, on the record."),
+    ("compare", compare.compare_cmd, "Put two runs' main results side by side."),
+    ("worker", worker.worker_cmd, "Serve a local model and the truesight probes."),
+)
+for name, command, summary in COMMANDS:
+    app.command(name, short_help=summary)(command)
 app.add_typer(probes.app, name="probes")
-app.command("init")(init.init_cmd)
 
 err = Console(stderr=True)
 INTERRUPTED = (
