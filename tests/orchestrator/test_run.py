@@ -287,6 +287,7 @@ def test_ctrl_c_logs_interrupted_exits_130_and_resumes(env: dict, runs: Path) ->
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=HANG_S)
         assert proc.returncode == 130, err
+        assert "continue with `research resume ctrlc`" in " ".join(err.split())  # its id
         entries = RunLog(runs / "ctrlc" / "LOG.md").entries()
         assert entries[-1].kind == "interrupted"
         assert "interrupted" in (runs / "ctrlc" / "SUMMARY.md").read_text()
