@@ -47,9 +47,19 @@ class RunLocked(UserError):
 
 class ApiUnavailable(UserError):
     """A model API kept failing after every retry: not the researcher's mistake, but said the
-    same way (one message, no traceback), with how to continue. Exit code 3."""
+    same way (one message, no traceback), with how to continue. Exit code 4 (3 is a run waiting
+    at a checkpoint)."""
 
-    exit_code = 3
+    exit_code = 4
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C while a run was driven, after it was recorded: carries the run's id, so that what
+    is printed can name the command that continues it."""
+
+    def __init__(self, run_id: str):
+        super().__init__(run_id)
+        self.run_id = run_id
 
 
 class RunDirUnwritable(UserError):

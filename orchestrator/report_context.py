@@ -47,7 +47,7 @@ SECTIONS = {
 
 NOT_AVAILABLE = {
     "decisions": "the analysis decided no hypotheses (an analysis.json older than version 2: "
-    "`research report RUN` recomputes it)",
+    "`research report {run_id}` recomputes it)",
     "forecast": "no `artifacts/forecast.json` (the design checkpoint writes it)",
     "models": "the analysis has no regression models",
     "false_alarms": "the analysis has no false-alarm table",
@@ -74,7 +74,7 @@ def report_context(
     batches = rec.batches()
     design = protocol.design
     return {
-        "why": NOT_AVAILABLE,
+        "why": {k: v.replace("{run_id}", run.id) for k, v in NOT_AVAILABLE.items()},
         "p": protocol,
         "m": m,
         "a": analysis,

@@ -9,7 +9,6 @@ naming it, from `create`, from opening a run, and from anything done inside `wit
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -19,58 +18,21 @@ import subprocess
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, Field
 
 from memory import RunHistory, RunLog, utc_stamp, write_atomic
-from orchestrator.errors import RunDirUnwritable, RunLocked, UserError
+from orchestrator.errors import RunDirUnwritable, UserError
+from orchestrator.lockfile import LOCK, StageCount, acquire, write_live
+
+# read_manifest and runs_root live with the manifest (cheap to import) and are re-exported here
+from orchestrator.manifest import Manifest, Status
+from orchestrator.manifest import read_manifest as read_manifest
+from orchestrator.manifest import runs_root as runs_root
 from orchestrator.protocol import LoadedProtocol, load_protocol
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import Records
-from orchestrator.settings import Settings
 from orchestrator.unwritable import unwritable, writing
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-Status = Literal[
-    "created", "running", "awaiting_approval", "interrupted", "rejected", "failed", "complete"
-]
-
-
-class Manifest(BaseModel):
-    run_id: str = Field(description="The run directory's name.")
-    protocol_id: str
-    protocol_sha256: str = Field(description="sha256 of protocol.yaml as frozen in the run dir.")
-    preregistered_sha256: str | None = Field(
-        None,
-        description="sha256 of protocol.yaml when the run started: the pre-registration. It "
-        "differs from protocol_sha256 only after an approved amendment, and keys the call "
-        "ledger, so an amendment never makes a call be paid again.",
-    )
-    data_sha256: dict[str, str] = Field(
-        default_factory=dict,
-        description="sha256 of each data file the protocol refers to, frozen beside it.",
-    )
-    protocol_source: str = Field(description="Where the protocol was copied from.")
-    code_commit: str | None = Field(description="git commit of the research code, if known.")
-    code_dirty: bool | None = Field(description="Whether that checkout had uncommitted changes.")
-    size: Literal["pilot", "full"]
-    offline: bool = Field(description="Subjects and judge replaced by the local worker's model.")
-    local_model: str | None = Field(None, description="The worker model used when offline.")
-    models: list[str] = Field(description="Subject and judge models, as called.")
-    created: str
-    updated: str
-    status: Status
-    reason: str | None = Field(
-        None,
-        description="Why the run stopped, when its status is failed or interrupted: the error in "
-        'one line ("cannot write runs/x: No space left on device"). Cleared by the next status.',
-    )
-
-
-def runs_root(runs_dir: str | Path | None) -> Path:
-    """`runs_dir` if given, else RESEARCH_RUNS_DIR, else ./runs."""
-    return Path(runs_dir or Settings.from_env().runs_dir)
 
 
 def code_version() -> tuple[str | None, bool | None]:
@@ -119,7 +81,7 @@ class RunDir:
         self.root = Path(root)
         self.id = self.root.name
         with writing(self.root):
-            self._lock_fd = _acquire(self.root / ".lock")
+            self._lock_fd = acquire(self.root / LOCK)
         try:
             self.manifest = Manifest.model_validate_json(self.path("manifest.json").read_text())
             self.loaded = load_protocol(self.path("protocol.yaml"))
@@ -262,6 +224,11 @@ class RunDir:
         self.loaded = load_protocol(self.path("protocol.yaml"))
         self.update_manifest(protocol_sha256=self.loaded.sha256)
 
+    def note_live(self, stages: list[StageCount]) -> None:
+        """Say in the lock file which stages this process has in progress (`research status`
+        reads it while the lock is held)."""
+        write_live(self._lock_fd, stages)
+
     def close(self) -> None:
         try:
             self.records.close()
@@ -275,26 +242,3 @@ class RunDir:
         self.close()
         if e is not None and (err := unwritable(self.root, e)) is not None and err is not e:
             raise err from e
-
-
-def _acquire(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
-        raise RunLocked(
-            f"{path.parent.name} is in use by process {holder}; wait for it to finish or stop it"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
-
-
-def read_manifest(root: Path) -> Manifest | None:
-    """A run's manifest without taking its lock (for listings)."""
-    try:
-        return Manifest.model_validate_json((root / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None

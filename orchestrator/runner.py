@@ -30,8 +30,9 @@ from orchestrator.decide import (
     record_decision,
     send_back,
 )
-from orchestrator.errors import ApiUnavailable, RunDirUnwritable, UserError
+from orchestrator.errors import ApiUnavailable, RunDirUnwritable, RunInterrupted, UserError
 from orchestrator.graph import build_graph
+from orchestrator.live import LiveProgress
 from orchestrator.nodes.checkpoint import RETRY
 from orchestrator.panel import Approver, CheckpointDecision, amendment_panel
 from orchestrator.pending import pending_text
@@ -207,7 +208,8 @@ def _drive(
     accept_flags: bool = False,
 ) -> Outcome:
     """Run the graph from where `run` stands, with the settings its start or resume read."""
-    ctx = RunContext(run, protocol, progress or NoProgress(), given_settings=settings)
+    live = LiveProgress(progress or NoProgress(), run)
+    ctx = RunContext(run, protocol, live, given_settings=settings)
     # LangGraph's thread pool defaults to cpu+4 workers: on a 2-core laptop 8 evaluators would
     # run in two waves; they wait on the network, not the CPU, so let all of them run at once,
     # and the probe stage's readouts beside them (a remote judge: nodes/probe.py)
@@ -254,6 +256,8 @@ def _drive(
                 raise failure from e
             if isinstance(e, AuthenticationFailed):
                 raise UserError(f"the API refused the credentials: {e}") from e
+            if isinstance(e, KeyboardInterrupt) and not isinstance(e, RunInterrupted):
+                raise RunInterrupted(run.id) from e
             if isinstance(e, Unavailable):
                 raise ApiUnavailable(
                     f"the API kept failing: {e}\nEverything answered so far is kept; continue "

@@ -6,6 +6,8 @@ process shows the same state as the one that was killed.
 
 from __future__ import annotations
 
+import os
+
 from memory import DecisionEntry, Flag, StageProgress, Summary, write_summary
 from orchestrator.analysis import AnalysisResult, headline, load_agreement, load_analysis
 from orchestrator.analysis.decision_text import headline as decision_headline
@@ -150,6 +152,11 @@ def next_step(run: RunDir, waiting_at: str | None, analysis: AnalysisResult | No
         return f"{done} {_calibrate(run, analysis)}".rstrip()
     if status == "rejected":
         return "Stopped: a checkpoint was rejected (see Decisions). Start a new run to go on."
+    if status == "running":  # this process is running it, and writes this file
+        return (
+            f"Running (process {os.getpid()}): wait for it, or look at it with `research view "
+            f"{run.id}`. If that process is gone (killed), `research resume {run.id}` continues."
+        )
     if run.manifest.reason:
         return f"Stopped: {run.manifest.reason}. Continue with `research resume {run.id}`."
     return f"Continue with `research resume {run.id}`."

@@ -61,10 +61,8 @@ for name, command, summary in COMMANDS:
 app.add_typer(probes.app, name="probes")
 
 err = Console(stderr=True)
-INTERRUPTED = (
-    "[yellow]interrupted[/]: everything recorded so far is kept; "
-    "continue with `research resume RUN`"
-)
+# a run interrupted while it was driven says so itself, naming the run (cli/run.py)
+INTERRUPTED = "[yellow]interrupted[/]"
 
 
 def main() -> None:
@@ -89,8 +87,6 @@ def main() -> None:
             e.show()
             sys.exit(e.exit_code)
         raise
-    if code == 130:  # typer turns Ctrl-C into a return value in non-standalone mode
-        err.print(INTERRUPTED)
     if isinstance(code, int) and code:
         sys.exit(code)
 

@@ -86,7 +86,7 @@ def label_cmd(
         if not interactive():
             raise UserError(
                 "research label asks in a terminal, and there is none here; give the labels as "
-                "a file instead: research label RUN --from labels.jsonl"
+                f"a file instead: research label {rd.id} --from labels.jsonl"
             )
         session = LabelSession(rd, n, who)
         try:

@@ -7,10 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from orchestrator.cli.ui import Bars, console, interactive
+from orchestrator.cli.bars import Bars
+from orchestrator.cli.ui import console, err, interactive
+from orchestrator.errors import RunInterrupted
 
 if TYPE_CHECKING:
     from orchestrator.runner import Outcome
+
+WAITING = 3
+"""Exit code of a run that stopped at a checkpoint and waits for a decision (0 is complete)."""
+
 
 RunsDir = Annotated[
     Path | None,
@@ -39,7 +45,8 @@ AcceptFlags = Annotated[
 ]
 
 
-def _report(outcome: Outcome) -> None:
+def _report(outcome: Outcome) -> int:
+    """Say how the run stands and what to do next; return the exit code."""
     if outcome.status == "awaiting_approval":
         if outcome.pending:
             console.print(
@@ -50,7 +57,7 @@ def _report(outcome: Outcome) -> None:
             flags = "\n".join(f"  - {b}" for b in outcome.blocked_by)
             console.print(
                 f"[red]--yes did not approve[/]: open flags need a person:\n{flags}\n"
-                "Read them (research status RUN), then approve, or resume with --yes "
+                f"Read them (research status {outcome.run_id}), then approve, or resume with --yes "
                 "--accept-flags."
             )
         console.print(
@@ -59,10 +66,20 @@ def _report(outcome: Outcome) -> None:
             f"  research approve {outcome.run_id} [--reject] [--note TEXT]\n"
             f"  research resume {outcome.run_id}"
         )
-    elif outcome.status == "complete":
+        return WAITING
+    if outcome.status == "complete":
         console.print(f"[green]complete[/]: {outcome.run_dir / 'report.md'}")
-    else:
-        console.print(f"[red]{outcome.status}[/]: see {outcome.run_dir / 'SUMMARY.md'}")
+        return 0
+    console.print(f"[red]{outcome.status}[/]: see {outcome.run_dir / 'SUMMARY.md'}")
+    return 1
+
+
+def _interrupted(e: RunInterrupted) -> typer.Exit:
+    err.print(
+        "[yellow]interrupted[/]: everything recorded so far is kept; continue with "
+        f"`research resume {e.run_id}`"
+    )
+    return typer.Exit(130)
 
 
 def run_cmd(
@@ -81,22 +98,28 @@ def run_cmd(
 
     Without a terminal and without --yes, the run stops at the first checkpoint and prints how
     to approve and resume it. Ctrl-C stops it; `research resume` continues where it was.
+
+    Exit code: 0 complete; 3 waiting at a checkpoint for a decision; 1 rejected or failed; 2 a
+    mistake in the command or protocol; 4 the API kept failing; 130 interrupted.
     """
     from orchestrator import runner
 
     with Bars() as bars:
-        outcome = runner.start(
-            protocol,
-            runs_dir=runs_dir,
-            run_id=run_id,
-            pilot=pilot,
-            offline=offline,
-            yes=yes,
-            accept_flags=accept_flags,
-            approver=bars.approver if interactive() else None,
-            progress=bars,
-        )
-    _report(outcome)
+        try:
+            outcome = runner.start(
+                protocol,
+                runs_dir=runs_dir,
+                run_id=run_id,
+                pilot=pilot,
+                offline=offline,
+                yes=yes,
+                accept_flags=accept_flags,
+                approver=bars.approver if interactive() else None,
+                progress=bars,
+            )
+        except RunInterrupted as e:
+            raise _interrupted(e) from e
+    raise typer.Exit(_report(outcome))
 
 
 def resume_cmd(
@@ -105,19 +128,26 @@ def resume_cmd(
     accept_flags: AcceptFlags = False,
     runs_dir: RunsDir = None,
 ) -> None:
-    """Continue a run from its files: after a checkpoint decision, a Ctrl-C or a crash."""
+    """Continue a run from its files: after a checkpoint decision, a Ctrl-C or a crash.
+
+    Exit code: 0 complete; 3 waiting at a checkpoint for a decision; 1 rejected or failed; 2 a
+    mistake in the command or protocol; 4 the API kept failing; 130 interrupted.
+    """
     from orchestrator import runner
 
     with Bars() as bars:
-        outcome = runner.resume(
-            run,
-            runs_dir=runs_dir,
-            yes=yes,
-            accept_flags=accept_flags,
-            approver=bars.approver if interactive() else None,
-            progress=bars,
-        )
-    _report(outcome)
+        try:
+            outcome = runner.resume(
+                run,
+                runs_dir=runs_dir,
+                yes=yes,
+                accept_flags=accept_flags,
+                approver=bars.approver if interactive() else None,
+                progress=bars,
+            )
+        except RunInterrupted as e:
+            raise _interrupted(e) from e
+    raise typer.Exit(_report(outcome))
 
 
 def approve_cmd(

@@ -1,4 +1,4 @@
-"""Terminal pieces shared by commands: progress bars and the checkpoint panel."""
+"""Terminal pieces shared by commands: the consoles and the checkpoint panel."""
 
 from __future__ import annotations
 
@@ -8,15 +8,6 @@ from typing import TYPE_CHECKING
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.panel import Panel as RichPanel
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.prompt import Prompt
 from rich.table import Table
 
@@ -24,65 +15,7 @@ if TYPE_CHECKING:
     from orchestrator.panel import CheckpointDecision, Panel
 
 console = Console()
-
-
-class Bars:
-    """rich progress bars, one per stage, with counts, rate and ETA."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description:<9}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("[cyan]{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=False,
-        )
-        self.tasks: dict[str, TaskID] = {}
-
-        self.live = False
-
-    def __enter__(self) -> Bars:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._pause()
-
-    def _pause(self) -> None:
-        if self.live:
-            self.progress.stop()
-            self.live = False
-
-    def approver(self, panel: Panel) -> CheckpointDecision | None:
-        """Ask at a checkpoint with the bars stopped: a live display redraws over a prompt."""
-        self._pause()
-        return terminal_approver(panel)
-
-    def start(self, stage: str, total: int, done: int = 0) -> None:
-        if not self.live:
-            self.progress.start()
-            self.live = True
-        if stage in self.tasks:
-            self.progress.update(self.tasks[stage], total=total, completed=done)
-            return
-        self.tasks[stage] = self.progress.add_task(stage, total=total, completed=done, rate="")
-
-    def advance(self, stage: str, n: int = 1) -> None:
-        task_id = self.tasks.get(stage)
-        if task_id is None:
-            return
-        self.progress.advance(task_id, n)
-        speed = self.progress.tasks[task_id].speed
-        self.progress.update(task_id, rate=f"{speed:.1f}/s" if speed else "")
-
-    def stop(self, stage: str) -> None:
-        task_id = self.tasks.get(stage)
-        if task_id is not None:
-            t = self.progress.tasks[task_id]
-            self.progress.update(task_id, completed=t.total)
+err = Console(stderr=True)
 
 
 def show_panel(p: Panel) -> None:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from orchestrator.cli.ui import console
-from orchestrator.nodes.conversation import judged_text
-from orchestrator.protocol import load_protocol
-from orchestrator.protocol.schema import Scalar
-from orchestrator.protocol.stimuli import build_stimuli, n_per_cell, shown_task_fields
-from orchestrator.records import Turn
+
+if TYPE_CHECKING:
+    from orchestrator.protocol.schema import Scalar
 
 
 def validate_cmd(
@@ -24,6 +22,13 @@ def validate_cmd(
     show: Annotated[int, typer.Option(help="Print this many rendered stimuli.")] = 0,
 ) -> None:
     """Check a protocol (exit 2 with file:line: field: message if broken) and preview it."""
+    # imported here: every command's module is imported for any command (`status` among them),
+    # and these bring the records store and the LLM client with them
+    from orchestrator.nodes.conversation import judged_text
+    from orchestrator.protocol import load_protocol
+    from orchestrator.protocol.stimuli import build_stimuli, n_per_cell, shown_task_fields
+    from orchestrator.records import Turn
+
     loaded = load_protocol(protocol)
     p = loaded.protocol
     stimuli = build_stimuli(p, pilot=pilot)

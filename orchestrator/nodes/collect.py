@@ -170,7 +170,7 @@ async def _collect(ctx: RunContext, todo: list[Item]) -> None:
             )
 
         result = await _conversation(item, call)
-        if result.error is None:
+        if _final(result):
             ctx.progress.advance("collect")
 
     try:
@@ -181,6 +181,12 @@ async def _collect(ctx: RunContext, todo: list[Item]) -> None:
     finally:
         for c in clients.values():
             await c.__aexit__(None, None, None)
+
+
+def _final(result: CallResult) -> bool:
+    """The item's response is recorded for good: answered, or refused for a reason no later
+    pass can change (a retryable failure is made again and counted then)."""
+    return result.error is None or not retryable(result.error)
 
 
 def declared_tools(ctx: RunContext) -> list[dict[str, Any]] | None:
@@ -216,7 +222,7 @@ async def _batch(ctx: RunContext, s: Subject, items: list[Item]) -> None:
         results = await _batch_turn(ctx, s, live, replies, role, k if turns else None)
         answered = [(i, r) for i, r in zip(live, results, strict=True) if r.error is None]
         if role == "subject":
-            ctx.progress.advance("collect", len(answered))
+            ctx.progress.advance("collect", sum(1 for r in results if _final(r)))
             return
         go_on = [(i, r) for i, r in answered if written(reply_text(r.content))]
         for i, r in go_on:

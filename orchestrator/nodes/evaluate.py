@@ -32,7 +32,7 @@ from orchestrator.analysis import compute_agreement, headline, save_agreement
 from orchestrator.context import RunContext
 from orchestrator.measured import raise_flags
 from orchestrator.nodes.conversation import generated_replies, judged_text
-from orchestrator.nodes.judging import judge
+from orchestrator.nodes.judging import judge, record_verdicts
 from orchestrator.pending import pending_text
 from orchestrator.progress import finish_stage
 from orchestrator.protocol.schema import Protocol
@@ -98,9 +98,8 @@ def evaluate(state: RunState, runtime: Runtime[RunContext]) -> RunState:
             f"agents); {overlap} items also judged by a second evaluator, {dups} planted "
             "duplicates.",
         )
-    batches = ctx.run.records.batches()
-    todo = sum(len(b.items) for b in batches if b.status != BatchStatus.DONE)
-    ctx.progress.start("evaluate", len(ids), len(ids) - todo)
+    judged = {v.item_id for v in ctx.run.records.verdicts() if v.status != VerdictStatus.PENDING}
+    ctx.progress.start("evaluate", len(ids), len(judged & set(ids)))
     return {"stage": "evaluate"}
 
 
@@ -130,12 +129,13 @@ def evaluate_batch(state: BatchState, runtime: Runtime[RunContext]) -> RunState:
     assignment = rec.assignment(batch.id)
     screen = rec.screen()
     judgeable = [a for a in assignment if _judgeable(screen, a)]
-    rec.add_verdicts(
+    record_verdicts(
+        ctx,
         [
             _not_judged(a, batch.evaluator, batch.id, screen[a.item_id])
             for a in assignment
             if a.role == VerdictRole.PRIMARY and not _judgeable(screen, a)
-        ]
+        ],
     )
     items = {i.id: i for i in rec.items()}
     responses = rec.responses()
@@ -168,9 +168,6 @@ def evaluate_batch(state: BatchState, runtime: Runtime[RunContext]) -> RunState:
     ctx.log(
         "evaluate", "batch_pending" if waiting else "batch_done", text + ".", actor=batch.evaluator
     )
-    primary = [a for a in assignment if a.role == VerdictRole.PRIMARY]
-    left = sum(1 for v in waiting if v.role == VerdictRole.PRIMARY)
-    ctx.progress.advance("evaluate", len(primary) - left)
     return {"batches_done": [batch.id]}
 
 

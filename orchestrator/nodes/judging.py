@@ -26,6 +26,7 @@ from orchestrator.protocol.schema import Protocol, VerdictField
 from orchestrator.records import (
     Records,
     Verdict,
+    VerdictRole,
     VerdictStatus,
 )
 
@@ -61,7 +62,7 @@ class RecordsSink:
         self.rec: Records = ctx.run.records
 
     def verdicts(self, evaluator: str, verdicts: list[AgentVerdict]) -> None:
-        self.rec.add_verdicts([_verdict(v, evaluator, self.batch_id) for v in verdicts])
+        record_verdicts(self.ctx, [_verdict(v, evaluator, self.batch_id) for v in verdicts])
 
     def flag(self, evaluator: str, kind: str, item_ids: list[str], text: str) -> bool:
         new = self.rec.add_flag("evaluate", kind, evaluator, item_ids, text)
@@ -139,13 +140,26 @@ async def judge(ctx: RunContext, batch_id: str, evaluator: str, work: list[WorkI
                     tool.client.close()
     reason = "unscored: no evaluator passed the comprehension check"
     unscored = VerdictStatus.UNSCORED
-    rec.add_verdicts(
+    record_verdicts(
+        ctx,
         [
             Verdict(w.item_id, names[-1], batch_id, unscored, None, reason, w.copy, w.role)
             for w in work
-        ]
+        ],
     )
     return None
+
+
+def record_verdicts(ctx: RunContext, verdicts: list[Verdict]) -> None:
+    """Store verdicts as they come; the evaluate stage's progress counts an item when its first
+    primary verdict is stored (a pending one is not a verdict yet)."""
+    rec = ctx.run.records
+    primary = [v for v in verdicts if v.role == VerdictRole.PRIMARY]
+    before = {v.item_id for v in rec.verdicts() if v.status != VerdictStatus.PENDING}
+    rec.add_verdicts(verdicts)
+    new = {v.item_id for v in primary if v.status != VerdictStatus.PENDING} - before
+    if new:
+        ctx.progress.advance("evaluate", len(new))
 
 
 def _truesight_tool(ctx: RunContext) -> TruesightTool | None:

@@ -170,6 +170,7 @@ def ensure_trained(ctx: RunContext, client: TruesightClient) -> dict[str, str]:
                 transfer_source=t.transfer or "transfer.jsonl",
                 random_seed=RANDOM_SEED,
             )
+            ctx.progress.advance(f"train probe {name}")
         except WorkerError as e:
             if e.status >= 500:
                 raise

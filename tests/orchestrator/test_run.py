@@ -181,13 +181,14 @@ def test_every_checkpoint_interrupts_and_resumes(env: dict, runs: Path) -> None:
 
 def test_no_tty_stops_at_checkpoint_then_approve_and_resume(env: dict, runs: Path) -> None:
     first = research("run", str(DEU), "--pilot", "--run-id", "cli", env=env)
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 3, first.stderr  # waiting for a decision: not complete
     assert "research approve cli" in first.stdout and "research resume cli" in first.stdout
     assert not Records(runs / "cli" / "records.sqlite").responses()  # nothing spent yet
-    for _ in range(3):
+    for waiting in (True, True, False):  # design, evaluate and report checkpoints
         assert research("approve", "cli", "--note", "fine", env=env).returncode == 0
         resumed = research("resume", "cli", env=env)
-        assert resumed.returncode == 0, resumed.stderr
+        assert resumed.returncode == (3 if waiting else 0), resumed.stderr
+        assert ("paused" in resumed.stdout) == waiting
     assert "complete" in resumed.stdout
     status = research("status", env=env)
     assert "cli" in status.stdout and "complete" in status.stdout
@@ -197,7 +198,8 @@ def test_reject_stops_the_run_with_the_note(env: dict, runs: Path) -> None:
     research("run", str(DEU), "--pilot", "--run-id", "rej", env=env)
     r = research("approve", "rej", "--reject", "--note", "plants too obvious", env=env)
     assert r.returncode == 0 and "rejected" in r.stdout
-    assert "rejected" in research("resume", "rej", env=env).stdout
+    stopped = research("resume", "rej", env=env)
+    assert stopped.returncode == 1 and "rejected" in stopped.stdout  # only complete is 0
     log = (runs / "rej" / "LOG.md").read_text()
     assert "plants too obvious" in log
     assert json.loads((runs / "rej" / "manifest.json").read_text())["status"] == "rejected"
@@ -285,6 +287,7 @@ def test_ctrl_c_logs_interrupted_exits_130_and_resumes(env: dict, runs: Path) ->
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=HANG_S)
         assert proc.returncode == 130, err
+        assert "continue with `research resume ctrlc`" in " ".join(err.split())  # its id
         entries = RunLog(runs / "ctrlc" / "LOG.md").entries()
         assert entries[-1].kind == "interrupted"
         assert "interrupted" in (runs / "ctrlc" / "SUMMARY.md").read_text()

@@ -47,7 +47,7 @@ def test_terminal_checkpoints_approve_then_reject(env: dict, runs: Path) -> None
     child.sendline("judge misread the rubric")
     child.expect(pexpect.EOF)
     child.close()
-    assert child.exitstatus == 0
+    assert child.exitstatus == 1  # rejected: only a complete run exits 0
     entries = RunLog(runs / "tty" / "LOG.md").entries()
     decisions = [(e.stage, e.kind, e.actor) for e in entries if e.kind in ("approve", "reject")]
     assert decisions == [("design", "approve", "terminal"), ("evaluate", "reject", "terminal")]
@@ -62,7 +62,7 @@ def test_terminal_abort_leaves_the_run_waiting(env: dict, runs: Path) -> None:
     child.expect("research approve abort")
     child.expect(pexpect.EOF)
     child.close()
-    assert child.exitstatus == 0
+    assert child.exitstatus == 3  # waiting at a checkpoint for a decision
     assert "awaiting approval at design" in (runs / "abort" / "SUMMARY.md").read_text()
 
 
