@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def acquire(path: Path) -> int:
     """Take the run's lock (or raise `RunLocked` naming its holder); write our pid in it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _lock_exclusive(fd)
     except BlockingIOError:
         pid = _parse(os.pread(fd, 4096, 0))[0]
         os.close(fd)
@@ -50,6 +51,18 @@ def acquire(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def _lock_exclusive(fd: int, tries: int = 20) -> None:
+    """Take the lock, waiting a moment for a reader: `owner()` holds a shared lock for an instant,
+    and a run opened during that instant must not be told the run is in use."""
+    for _ in range(tries - 1):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(0.01)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def write_live(fd: int, stages: list[StageCount]) -> None:
@@ -64,8 +77,8 @@ def write_live(fd: int, stages: list[StageCount]) -> None:
 def owner(root: Path) -> Owner | None:
     """The process running the run at `root`, or None when no process holds its lock.
 
-    Asked by trying the lock on a descriptor of our own and letting go at once: a run being
-    opened at that very instant may find it taken (it then says the run is in use)."""
+    Asked by trying the lock on a descriptor of our own and letting go at once (`acquire` waits
+    out that instant)."""
     try:
         fd = os.open(root / LOCK, os.O_RDONLY)
     except OSError:
