@@ -87,7 +87,7 @@ def _pilot(run: RunDir, analysis: AnalysisResult) -> Banner | None:
         return None
     design = run.loaded.protocol.design
     text = (
-        f"Pilot: n per cell = {design.pilot_n_per_cell} (the protocol plans "
+        f"n per cell = {design.pilot_n_per_cell} (the protocol plans "
         f"{design.n_per_cell}), too small for the pre-registered decisions."
     )
     if analysis.decisions is not None and analysis.decisions.hypotheses:

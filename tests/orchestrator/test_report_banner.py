@@ -42,8 +42,8 @@ def test_a_pilot_report_opens_with_the_pilot_notice(completed_pilot: Path) -> No
     md = (completed_pilot / "report.md").read_text()
     html = (completed_pilot / "report.html").read_text()
     head = top(md)
-    assert "> **⚠ Pilot run: too small to decide.** Pilot: n per cell = 3 (the protocol " in head
-    assert "plans 50), too small for the pre-registered decisions." in head
+    notice = "> **⚠ Pilot run: too small to decide.** n per cell = 3 (the protocol plans 50), "
+    assert notice + "too small for the pre-registered decisions." in head
     # what the analysis did decide at this size is said, not hidden
     analysis = json.loads((completed_pilot / "artifacts" / "analysis.json").read_text())
     decided = [h["decision"] for h in analysis["decisions"]["hypotheses"]]
