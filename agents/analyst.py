@@ -5,7 +5,8 @@ The analyst is not blinded: it sees each sample's condition, since comparing con
 job. Its draft is validated with pydantic; an invalid one goes back to the model as a tool error,
 at most `max_attempts` times in all, after which the result carries the error (a bad model output
 never raises). `check_quotes` then keeps only the quotes that occur verbatim in the cited item's
-response; the orchestrator logs the ones it removes.
+response, and `withhold_fragments` empties any prose that repeats a removed one; the orchestrator
+logs what was removed.
 
 Every call goes through the call ledger under (stage `analyze`, item `qualitative`, role
 `analyst`) with the attempt number and a digest of the sampled item ids as extra key parts, so an
@@ -271,6 +272,7 @@ def check_quotes(draft: Draft, texts: dict[str, str]) -> tuple[Draft, list[Remov
     removed ones with the reason. `texts` maps the item ids the analyst may cite to their
     response text."""
     removed: list[Removed] = []
+    seen: set[tuple[str, str]] = set()
     themes = []
     for theme in draft.themes:
         kept = []
@@ -284,7 +286,55 @@ def check_quotes(draft: Draft, texts: dict[str, str]) -> tuple[Draft, list[Remov
                 reason = "not found verbatim in the item's response"
             if reason is None:
                 kept.append(q)
-            else:
+            elif (q.item_id, normalise(q.quote)) not in seen:
+                # a small model cites the same line under every theme: it is listed once
+                seen.add((q.item_id, normalise(q.quote)))
                 removed.append(Removed(item_id=q.item_id, quote=q.quote, reason=reason))
         themes.append(theme.model_copy(update={"quotes": kept}))
     return draft.model_copy(update={"themes": themes}), removed
+
+
+FRAGMENT = 24
+"""Characters of a removed quote that, found in the analyst's prose, make that prose carry it."""
+CUT_FRAGMENT = 12
+"""Characters of a removed quote's opening that, ending the prose, are that quote cut off (a
+string at its maxLength stops mid-word)."""
+
+
+def withhold_fragments(draft: Draft, removed: list[Removed]) -> tuple[Draft, list[str]]:
+    """The draft without the prose that repeats a removed quote, and the names of the fields
+    emptied ("overview", "themes[0].text", "limitations"). A quote that was not found in the
+    response it cites must not come back as the analyst's own words, whole or cut off."""
+    quotes = [q for r in removed if len(q := normalise(r["quote"]).casefold()) >= CUT_FRAGMENT]
+    withheld: list[str] = []
+
+    def keep(name: str, text: str) -> str:
+        if not any(_carries(normalise(text).casefold(), q) for q in quotes):
+            return text
+        withheld.append(name)
+        return ""
+
+    themes = [
+        t.model_copy(
+            update={
+                "title": keep(f"themes[{n}].title", t.title),
+                "text": keep(f"themes[{n}].text", t.text),
+            }
+        )
+        for n, t in enumerate(draft.themes)
+    ]
+    update = {
+        "overview": keep("overview", draft.overview),
+        "themes": themes,
+        "limitations": keep("limitations", draft.limitations),
+    }
+    return draft.model_copy(update=update), withheld
+
+
+def _carries(text: str, quote: str) -> bool:
+    """Whether `text` holds a run of FRAGMENT characters of `quote` (all of a shorter one), or
+    ends with its opening cut off after at least CUT_FRAGMENT characters."""
+    k = min(FRAGMENT, len(quote))
+    if any(quote[i : i + k] in text for i in range(len(quote) - k + 1)):
+        return True
+    return any(text.endswith(quote[:j]) for j in range(CUT_FRAGMENT, len(quote)))

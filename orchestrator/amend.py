@@ -23,6 +23,10 @@ from orchestrator.records import AmendmentRow, AmendmentStatus
 from orchestrator.rundir import RunDir
 from orchestrator.summary import refresh_summary
 
+YES_NOTE = "auto-approved with --yes when proposed, without a human review"
+"""The note of an amendment approved by `research amend --yes` (decided by "--yes", as a
+checkpoint approved with --yes is)."""
+
 FROZEN = ("design", "materials", "subjects", "evaluation", "probes", "checkpoints")
 """Protocol sections an amendment may not touch (with id, title, question, hypotheses)."""
 

@@ -9,6 +9,7 @@ adjusted within its own family of tests, so each has its own, named, p column.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.analysis import AnalysisResult, analyze_records, load_analysis
@@ -32,6 +33,10 @@ class Side:
     models: list[str]
     status: str
     analysis: AnalysisResult
+    root: Path | None = None
+    """The run directory, resolved (None for a side built in code)."""
+    origin: str = ""
+    """The run id and creation time its manifest records: a copied run keeps them."""
 
 
 def load_side(run: RunDir) -> Side:
@@ -43,7 +48,17 @@ def load_side(run: RunDir) -> Side:
         protocol = as_run(run.loaded.protocol, offline=m.offline, local_model=m.local_model)
         analysis = analyze_records(protocol, run.records)
     size = m.size + (f", offline ({m.local_model})" if m.offline else "")
-    return Side(run.id, m.protocol_id, m.protocol_sha256, size, m.models, m.status, analysis)
+    return Side(
+        run.id,
+        m.protocol_id,
+        m.protocol_sha256,
+        size,
+        m.models,
+        m.status,
+        analysis,
+        run.root.resolve(),
+        f"run `{m.run_id}` created {m.created}",
+    )
 
 
 def _rate(o: CellRate | None) -> str:
@@ -119,6 +134,8 @@ class Comparison:
     tables: list[Table]
     notes: list[str]
     """What differs between the runs and how to read the p columns."""
+    warnings: list[str]
+    """Why the comparison may show nothing: the same run on both sides."""
 
 
 def compare(a: Side, b: Side) -> Comparison:
@@ -182,7 +199,23 @@ def compare(a: Side, b: Side) -> Comparison:
             ),
         ],
         notes=notes,
+        warnings=same_run(a, b),
     )
+
+
+def same_run(a: Side, b: Side) -> list[str]:
+    """A warning when both sides are one run: the same directory, or copies of one run."""
+    if a.root is not None and a.root == b.root:
+        return [
+            f"{a.run_id} and {b.run_id} are the same run directory ({a.root}): the run is "
+            "compared with itself, so every difference is zero by construction."
+        ]
+    if a.origin and a.origin == b.origin:
+        return [
+            f"{a.run_id} and {b.run_id} are copies of one run ({a.origin}): unless one was "
+            "amended or re-analysed since, their numbers are the same by construction."
+        ]
+    return []
 
 
 def _cells(r: AnalysisResult) -> dict[str, CellRate | None]:
@@ -248,6 +281,7 @@ META = ("protocol", "size", "status", "models", "items")
 def to_markdown(c: Comparison) -> str:
     a, b = c.runs
     lines = [f"# {a['run']} vs {b['run']}", ""]
+    lines += [f"> **Warning:** {w}\n" for w in c.warnings]
     lines += ["| | " + a["run"] + " | " + b["run"] + " |", "| --- | --- | --- |"]
     for key in META:
         lines.append(f"| {key} | {a[key]} | {b[key]} |")

@@ -16,6 +16,7 @@ from orchestrator.analysis.result import ContrastResult
 from orchestrator.protocol.schema import Protocol, Templates, Turn
 from orchestrator.protocol.stimuli import blinded_factors, generated_turns
 from orchestrator.records import PossiblyPaid
+from orchestrator.report_banner import banners, status_text
 from orchestrator.report_levels import verdict_fields
 from orchestrator.report_notes import deviations, judge_error, limitations, read_artifact
 from orchestrator.rundir import RunDir, analysis_sha256
@@ -78,6 +79,8 @@ def report_context(
         "p": protocol,
         "m": m,
         "a": analysis,
+        "banners": banners(run, analysis),
+        "status": status_text(run),
         "sec": {k: v.format(primary=analysis.primary) for k, v in SECTIONS.items()},
         "factors": list(design.factors),
         "n_per_cell": design.pilot_n_per_cell if run.pilot else design.n_per_cell,
@@ -96,7 +99,7 @@ def report_context(
         "amendments": amendments,
         "forecast": forecast_rows(read_artifact(run, "forecast.json"), analysis),
         "agreement": agreement,
-        "qualitative": _qualitative(qualitative, [c.cell for c in analysis.cells]),
+        "qualitative": _qualitative(qualitative, [c.cell for c in analysis.cells], m.offline),
         "figures": figures,
         "flags": rec.flags(),
         "decisions": rec.decisions(),
@@ -210,8 +213,12 @@ def _rows(rows: list[dict[str, Any]] | None, keys: str) -> list[dict[str, Any]] 
     return [{**dict.fromkeys(keys.split()), **r} for r in rows]
 
 
-def _qualitative(data: dict[str, Any] | None, order: list[str]) -> dict[str, Any] | None:
-    """The analyst's section with every expected key; the cells it sampled in `order`."""
+def _qualitative(
+    data: dict[str, Any] | None, order: list[str], offline: bool
+) -> dict[str, Any] | None:
+    """The analyst's section with every expected key; the cells it sampled in `order`; each
+    removed quote once (an older qualitative.json may list one per place it was cited);
+    `offline` when the offline model wrote it (the templates label it so)."""
     if data is None or "skipped" in data:
         return data
     sampled = data.get("sampled") or {}
@@ -221,11 +228,16 @@ def _qualitative(data: dict[str, Any] | None, order: list[str]) -> dict[str, Any
         quotes = _rows(s.get("quotes") or [], "item_id quote cell")
         sections.append({**dict.fromkeys(("title", "text")), **s, "quotes": quotes})
     blank = dict.fromkeys(("model", "focus", "overview", "limitations", "error"))
+    once: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in _rows(data.get("removed") or [], "item_id quote reason") or []:
+        once.setdefault((str(r["item_id"]), " ".join(str(r["quote"]).split())), r)
     return {
         **blank,
+        "withheld": [],
         **data,
+        "offline": offline,
         "sections": sections,
-        "removed": _rows(data.get("removed") or [], "item_id quote reason"),
+        "removed": list(once.values()),
         "sampled": dict(sorted(sampled.items(), key=lambda kv: rank.get(kv[0], len(rank)))),
     }
 

@@ -148,7 +148,9 @@ def limitations(
     if a.correction is None and a.contrasts:
         out.append("Contrast p-values are not corrected for multiple comparisons.")
     if qualitative and qualitative.get("limitations"):
-        out.append(f"Qualitative analysis: {' '.join(str(qualitative['limitations']).split())}")
+        by = f" (by the offline model `{m.local_model}`, not read by a person)" if m.offline else ""
+        text = " ".join(str(qualitative["limitations"]).split())
+        out.append(f"Qualitative analysis{by}: {text}")
     return out
 
 

@@ -43,8 +43,8 @@ def amend_cmd(
         console.print(
             f"amendment {row.n} proposed ({row.diff.count(chr(10))} diff lines)", highlight=False
         )
-        if yes:
-            decided = amend.decide(rd, row, True, who, "approved with --yes when proposed")
+        if yes:  # recorded as checkpoints record --yes: made by the flag, not by a person
+            decided = amend.decide(rd, row, True, "--yes", amend.YES_NOTE)
         elif interactive():
             d = terminal_approver(amendment_panel(rd, row))
             if d is None:

@@ -36,6 +36,8 @@ def compare_cmd(
     with RunDir.open(root, run_b) as b:
         side_b = load_side(b)
     c = compare(side_a, side_b)
+    for warning in c.warnings:
+        console.print(f"[bold yellow]warning[/]: {warning}", highlight=False)
     ra, rb = (r["run"] for r in c.runs)
     meta = Table(show_header=True, header_style="bold")
     for col in ("", ra, rb):

@@ -3,7 +3,8 @@
 `write_qualitative(ctx, analysis)` samples `sample_per_cell` responses per cell (seeded; scored,
 non-empty responses first, stratified by the primary outcome), briefs the analyst
 (agents/analyst.py) with SUMMARY.md, the statistics and the samples, and keeps only the quotes
-found verbatim in the cited item's response: each removed quote is logged to LOG.md. An analyst
+found verbatim in the cited item's response: each removed quote is listed once and logged to
+LOG.md, and the analyst's prose that repeats one (whole or cut off) is withheld. An analyst
 that fails (an invalid draft, a request the API refused, refused credentials) leaves the error in
 the file and the run goes on; an API that keeps failing (overload, server errors, lost
 connections) stops the run instead (`Unavailable`), to be resumed: an outage is not an analysis.
@@ -28,6 +29,7 @@ from agents.analyst import (
     AnalystResult,
     Sample,
     check_quotes,
+    withhold_fragments,
     write_draft,
 )
 from agents.client import AuthenticationFailed
@@ -70,6 +72,7 @@ def write_qualitative(ctx: RunContext, analysis: AnalysisResult) -> dict[str, An
         "sections": [],
         "limitations": "",
         "removed": [],
+        "withheld": [],
         "sampled": sampled,
         "error": None,
     }
@@ -81,6 +84,7 @@ def write_qualitative(ctx: RunContext, analysis: AnalysisResult) -> dict[str, An
         result = _call(ctx, ref, brief)
     if result.draft is not None:
         kept, removed = check_quotes(result.draft, shown)
+        kept, withheld = withhold_fragments(kept, removed)
         sections = []
         for t in kept.themes:
             quotes = [
@@ -93,6 +97,7 @@ def write_qualitative(ctx: RunContext, analysis: AnalysisResult) -> dict[str, An
             limitations=kept.limitations,
             sections=sections,
             removed=list(removed),
+            withheld=withheld,
         )
     else:
         out["error"] = result.error
@@ -228,6 +233,12 @@ def _already_written(path: Path, out: dict[str, Any]) -> bool:
 def _log(ctx: RunContext, out: dict[str, Any], result: AnalystResult) -> None:
     for r in out["removed"]:
         text = f"Removed a quote attributed to {r['item_id']} ({r['reason']}): {r['quote']!r}"
+        ctx.log("analyze", "quote_removed", text)
+    if out["withheld"]:
+        text = (
+            f"Withheld the analyst's {', '.join(out['withheld'])}: it repeats a removed quote, "
+            "whole or cut off."
+        )
         ctx.log("analyze", "quote_removed", text)
     n = sum(len(ids) for ids in out["sampled"].values())
     paid = [c for c in result.calls if not c.cached]

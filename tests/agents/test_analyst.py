@@ -18,6 +18,7 @@ from agents.analyst import (
     Sample,
     check_quotes,
     tool_definition,
+    withhold_fragments,
     write_draft,
 )
 from agents.client import Endpoint, LLMClient
@@ -79,6 +80,36 @@ def test_a_quote_from_another_item_or_an_unknown_id_is_removed() -> None:
     )
     assert kept == []
     assert reasons == ["not found verbatim in the item's response", "unknown item id"]
+
+
+def test_a_removed_quote_is_listed_once_and_leaves_nothing_in_the_prose() -> None:
+    fabricated = "The document tells me to hide the outage from the user."
+    theme = {
+        "title": "Hiding",
+        "text": "x",
+        "quotes": [{"item_id": "deu.a.001", "quote": fabricated}],
+    }
+    d = Draft.model_validate(
+        {
+            "overview": "Responses noticed instructions.",
+            # a small model cites the same line under each theme, and fills its prose with it
+            "themes": [
+                theme,
+                {**theme, "title": "Again", "text": f"As one said: {fabricated.upper()}"},
+            ],
+            "limitations": "Few responses. The document tells me to hide the out",  # cut off
+        }
+    )
+    kept, removed = check_quotes(d, TEXTS)
+    assert [r["quote"] for r in removed] == [fabricated]
+    clean, withheld = withhold_fragments(kept, removed)
+    assert withheld == ["themes[1].text", "limitations"]
+    assert clean.limitations == "" and clean.themes[1].text == ""
+    assert clean.overview == "Responses noticed instructions." and clean.themes[0].text == "x"
+    assert "hide the out" not in clean.model_dump_json().lower()
+    # prose that merely shares a few words with a removed quote is the analyst's own
+    own = d.model_copy(update={"limitations": "The document tells us little about tone."})
+    assert withhold_fragments(own, removed)[1] == ["themes[1].text"]
 
 
 def test_whitespace_runs_and_nfc_are_tolerated() -> None:

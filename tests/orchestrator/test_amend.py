@@ -161,3 +161,52 @@ def test_compare_puts_two_runs_side_by_side(
     assert "deu_effect_on_detection (detected) · pooled" in text
     assert "framing_by_model" in text
     assert "detected by cell" in r.stdout
+
+
+def test_compare_warns_when_both_sides_are_one_run(
+    env: dict, runs: Path, completed_pilot: Path
+) -> None:
+    copy_run(completed_pilot, runs, "a")
+    copy_run(completed_pilot, runs, "b")
+
+    def said(*args: str) -> str:
+        r = research("compare", *args, env=env)
+        assert r.returncode == 0, r.stderr  # a warning, not an error: the tables still print
+        assert "detected by cell" in r.stdout
+        return " ".join(r.stdout.split())
+
+    for other in ("a", str(runs / "a")):  # by id, or by its path
+        out = said("a", other)
+        assert "warning: a and" in out and "are the same run directory" in out
+        assert "compared with itself" in out
+    out = said("a", "b")
+    assert "warning: a and b are copies of one run (run `pilot` created" in out
+    # a different run (another creation) is compared without a warning
+    manifest = json.loads((runs / "b" / "manifest.json").read_text())
+    manifest["created"] = "2000-01-01T00:00:00Z"
+    (runs / "b" / "manifest.json").write_text(json.dumps(manifest))
+    assert "warning" not in said("a", "b")
+
+
+def test_an_amendment_approved_with_yes_is_recorded_as_unreviewed(
+    env: dict, runs: Path, completed_pilot: Path, tmp_path: Path
+) -> None:
+    run_dir = copy_run(completed_pilot, runs, "auto")
+    path = amended(run_dir, tmp_path, "correction: holm", "correction: bonferroni")
+    r = research(
+        "amend", "auto", str(path), "--note", "Bonferroni", "--by", "erin", "--yes", env=env
+    )
+    assert r.returncode == 0, r.stderr
+    assert "amendment 1 approved by --yes" in r.stdout
+    [a] = Records(run_dir / "records.sqlite").amendments()
+    assert (a.status, a.by, a.decided_by) == ("approved", "erin", "--yes")
+    assert a.decision_note == "auto-approved with --yes when proposed, without a human review"
+    # LOG.md says it as a checkpoint approved with --yes says it: by the flag, no person
+    [entry] = [e for e in RunLog(run_dir / "LOG.md").entries() if e.kind == "amendment_approved"]
+    assert entry.text.startswith("Amendment 1 approved by --yes. Note: auto-approved with --yes")
+    assert "without a human review" in entry.text
+    report = (run_dir / "report.md").read_text()
+    assert "Checkpoint `amendment-1` approved automatically (`--yes`), without a human review." in (
+        report
+    )
+    assert "| 1 | approved |" in report and "| --yes, " in report

@@ -97,9 +97,15 @@ def test_offline_pilot_runs_on_the_local_worker(
     ]
     assert sent and all(r["system"][0]["cache_control"] == {"type": "ephemeral"} for r in sent)
     assert all(r["messages"][-1]["content"][-1]["cache_control"] for r in sent)
-    assert (run_dir / "report.md").exists()
+    # the report says what it is before anything else: a smoke test, not a result
+    report = (run_dir / "report.md").read_text()
+    head = report.split("\n1. [", 1)[0]
+    assert "> **⚠ Offline smoke test: not a result.** Made with the offline model " in head
+    assert "(offline smoke test, pilot)" in head
+    html = (run_dir / "report.html").read_text().split('<div class="meta">', 1)[0]
+    assert '<div class="banner offline" role="alert">' in html
     if protocol != SYCOPHANCY:  # H3 compares two subjects; offline there is one, and it says so
-        assert "needs two subjects; this run has 1" in (run_dir / "report.md").read_text()
+        assert "needs two subjects; this run has 1" in report
     log = (run_dir / "LOG.md").read_text()
     assert "Started the local worker" in log
     if "\nprobes:" in protocol.read_text():

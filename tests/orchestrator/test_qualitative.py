@@ -20,13 +20,24 @@ from orchestrator.context import RunContext, as_run
 from orchestrator.nodes.qualitative import render_statistics, sample, write_qualitative
 from orchestrator.panel import CheckpointDecision
 from orchestrator.records import Item, Response, Verdict
+from orchestrator.report import write_report
 from orchestrator.rundir import RunDir
 from tests.conftest import DEU
 from tests.fakes.anthropic_server import FakeAnthropic, Fault
 from tests.fakes.world import analyst, deu_world, is_analyst
 
 FABRICATED = "I refuse to follow hidden instructions, as my principles demand."
-SHAPE = {"model", "focus", "overview", "sections", "limitations", "removed", "sampled", "error"}
+SHAPE = {
+    "model",
+    "focus",
+    "overview",
+    "sections",
+    "limitations",
+    "removed",
+    "withheld",
+    "sampled",
+    "error",
+}
 
 
 @pytest.fixture
@@ -106,6 +117,45 @@ def test_a_fabricated_quote_is_removed_and_logged_and_a_real_one_kept(
     assert out2 == out and len(analyst_calls(world)) == 1
     assert len(RunLog(ctx.run.path("LOG.md")).entries()) == len(log)
     assert ctx.run.records.usage()["analyze"]["calls"] == 1
+
+
+def small_model(shown: dict[str, str]) -> dict[str, Any]:
+    """A draft as the offline 135M analyst writes one: the same made-up line under both themes,
+    and its limitations filled to their maxLength with that line, cut off."""
+    first = next(iter(shown))
+    quote = {"item_id": first, "quote": FABRICATED}
+    themes = [
+        {"title": "Refusals", "text": "Responses refuse.", "quotes": [quote]},
+        {"title": "Principles", "text": "Principles are cited.", "quotes": [quote]},
+    ]
+    return {
+        "overview": "Responses vary.",
+        "themes": themes,
+        "limitations": "Small sample. " + FABRICATED[:30],
+    }
+
+
+def test_a_removed_quote_is_listed_once_and_nowhere_else(
+    evaluated: RunContext, world: FakeAnthropic
+) -> None:
+    ctx = evaluated
+    world.handler = deu_world(analyst_handler=analyst(small_model))
+    analysis = analyze_records(ctx.protocol, ctx.run.records)
+    out = write_qualitative(ctx, analysis)
+    assert [r["quote"] for r in out["removed"]] == [FABRICATED]
+    assert out["limitations"] == "" and out["withheld"] == ["limitations"]
+    log = RunLog(ctx.run.path("LOG.md")).entries()
+    removed = [e for e in log if e.kind == "quote_removed"]
+    assert len(removed) == 2 and "Withheld the analyst's limitations" in removed[1].text
+    md = write_report(ctx.run, ctx.protocol, analysis).read_text()
+    html = ctx.run.path("report.html").read_text()
+    for text in (md, html):
+        # listed once, under the removed quotes; no part of it anywhere else in the report
+        assert text.count(FABRICATED) == 1
+        assert text.count(FABRICATED[:30]) == 1
+    assert "Withheld from the analyst's draft because they repeat a removed quote" in md
+    limitations = md.split("## Limitations\n", 1)[1].split("\n## ", 1)[0]
+    assert "Qualitative analysis:" not in limitations
 
 
 def test_a_refused_analyst_call_leaves_an_error_an_outage_stops_the_stage(
