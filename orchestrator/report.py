@@ -60,7 +60,7 @@ _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
 
-def _inline(text: object) -> Markup:
+def inline_markup(text: object) -> Markup:
     """The report's own inline markup (`code`, **bold**) as HTML, everything else escaped."""
     html = str(escape(str(text)))
     html = _CODE.sub(r"<code>\1</code>", html)
@@ -69,7 +69,7 @@ def _inline(text: object) -> Markup:
 
 def _paras(text: object) -> Markup:
     blocks = [b.strip() for b in re.split(r"\n\s*\n", str(text or "")) if b.strip()]
-    return Markup("".join(f"<p>{_inline(b)}</p>" for b in blocks))
+    return Markup("".join(f"<p>{inline_markup(b)}</p>" for b in blocks))
 
 
 def _slug(title: str) -> str:
@@ -95,7 +95,7 @@ _env.filters.update(
     num=_num,
     pval=_pval,
     cell=_cell,
-    inline=_inline,
+    inline=inline_markup,
     paras=_paras,
     slug=_slug,
     tokens=_tokens,

@@ -14,8 +14,9 @@ from typing import Literal
 
 from orchestrator.analysis import AnalysisResult
 from orchestrator.flags import is_blocking
-from orchestrator.records import StageStatus
-from orchestrator.rundir import RunDir
+from orchestrator.protocol.schema import Protocol
+from orchestrator.records import FlagRow, StageRow, StageStatus
+from orchestrator.rundir import Manifest, RunDir
 from orchestrator.state import STAGES
 
 BannerKind = Literal["offline", "pilot", "incomplete", "flags"]
@@ -32,14 +33,32 @@ class Banner:
     """What that means for the numbers below, in a sentence or two (report markup)."""
 
 
-def banners(run: RunDir, analysis: AnalysisResult) -> list[Banner]:
+@dataclass(frozen=True)
+class RunFacts:
+    """What the notices are made from. The report has the run open (`of_run`); the viewer,
+    which never takes a run's lock, reads the same things read-only."""
+
+    id: str
+    manifest: Manifest
+    protocol: Protocol
+    stages: dict[str, StageRow]
+    flags: list[FlagRow]
+
+    @classmethod
+    def of_run(cls, run: RunDir) -> RunFacts:
+        records = run.records
+        return cls(run.id, run.manifest, run.loaded.protocol, records.stages(), records.flags())
+
+
+def banners(run: RunFacts, analysis: AnalysisResult | None) -> list[Banner]:
     """The notices this run's report opens with, most serious first; empty for a complete,
-    full-size run on the protocol's own models with every flag decided."""
+    full-size run on the protocol's own models with every flag decided. `analysis` is None
+    while a run has none yet (the viewer of a run in progress)."""
     out = [_offline(run), _pilot(run, analysis), _incomplete(run, analysis), _flags(run)]
     return [b for b in out if b is not None]
 
 
-def status_text(run: RunDir) -> str:
+def status_text(run: RunFacts) -> str:
     """The run's status as the summary box shows it: never a bare "complete" for a run whose
     numbers are not a result."""
     m = run.manifest
@@ -53,10 +72,10 @@ def status_text(run: RunDir) -> str:
     return f"{m.status} ({', '.join(qualifiers)})" if qualifiers else m.status
 
 
-def stages_not_done(run: RunDir) -> list[str]:
+def stages_not_done(run: RunFacts) -> list[str]:
     """The stages before the report that have not finished. The report stage itself is left out:
     the report is written while it runs."""
-    stages = run.records.stages()
+    stages = run.stages
     return [
         s
         for s in STAGES
@@ -64,11 +83,11 @@ def stages_not_done(run: RunDir) -> list[str]:
     ]
 
 
-def _offline(run: RunDir) -> Banner | None:
+def _offline(run: RunFacts) -> Banner | None:
     m = run.manifest
     if not m.offline:
         return None
-    protocol = run.loaded.protocol
+    protocol = run.protocol
     planned = ", ".join(f"`{s.model}`" for s in protocol.subjects)
     analyst = protocol.analysis.qualitative is not None
     roles = "the judge and the analyst" if analyst else "and the judge"
@@ -82,15 +101,15 @@ def _offline(run: RunDir) -> Banner | None:
     )
 
 
-def _pilot(run: RunDir, analysis: AnalysisResult) -> Banner | None:
+def _pilot(run: RunFacts, analysis: AnalysisResult | None) -> Banner | None:
     if run.manifest.size != "pilot":
         return None
-    design = run.loaded.protocol.design
+    design = run.protocol.design
     text = (
         f"n per cell = {design.pilot_n_per_cell} (the protocol plans "
         f"{design.n_per_cell}), too small for the pre-registered decisions."
     )
-    if analysis.decisions is not None and analysis.decisions.hypotheses:
+    if analysis is not None and analysis.decisions is not None and analysis.decisions.hypotheses:
         counts = Counter(h.decision for h in analysis.decisions.hypotheses)
         listed = ", ".join(f"{n} {d.replace('_', ' ')}" for d, n in sorted(counts.items()))
         text += (
@@ -101,24 +120,26 @@ def _pilot(run: RunDir, analysis: AnalysisResult) -> Banner | None:
     return Banner("pilot", "Pilot run: too small to decide", text)
 
 
-def _incomplete(run: RunDir, analysis: AnalysisResult) -> Banner | None:
+def _incomplete(run: RunFacts, analysis: AnalysisResult | None) -> Banner | None:
     missing = stages_not_done(run)
     if not missing:
         return None
     m = run.manifest
     why = f": {m.reason}" if m.reason else ""
-    t = analysis.totals
+    scored = ""
+    if analysis is not None:
+        scored = f" ({analysis.totals.scored} of {analysis.totals.items} items scored)"
     text = (
         f"The run is {m.status.replace('_', ' ')}{why}. Stages not done: "
-        f"{', '.join(missing)}. Every number below is from what was recorded so far "
-        f"({t.scored} of {t.items} items scored) and is partial: a dash is a number the run has "
-        f"not produced yet. `research resume {run.id}` finishes it."
+        f"{', '.join(missing)}. Every number below is from what was recorded so far{scored} "
+        "and is partial: a dash is a number the run has not produced yet. "
+        f"`research resume {run.id}` finishes it."
     )
     return Banner("incomplete", "Incomplete run: partial numbers", text)
 
 
-def _flags(run: RunDir) -> Banner | None:
-    open_ = [f for f in run.records.flags() if f.resolution is None]
+def _flags(run: RunFacts) -> Banner | None:
+    open_ = [f for f in run.flags if f.resolution is None]
     if not open_:
         return None
     kinds = Counter(f.kind for f in open_)

@@ -16,7 +16,7 @@ from orchestrator.analysis.result import ContrastResult
 from orchestrator.protocol.schema import Protocol, Templates, Turn
 from orchestrator.protocol.stimuli import blinded_factors, generated_turns
 from orchestrator.records import PossiblyPaid
-from orchestrator.report_banner import banners, status_text
+from orchestrator.report_banner import RunFacts, banners, status_text
 from orchestrator.report_levels import verdict_fields
 from orchestrator.report_notes import deviations, judge_error, limitations, read_artifact
 from orchestrator.rundir import RunDir, analysis_sha256
@@ -74,13 +74,14 @@ def report_context(
     qualitative = read_artifact(run, "qualitative.json")
     batches = rec.batches()
     design = protocol.design
+    facts = RunFacts.of_run(run)
     return {
         "why": {k: v.replace("{run_id}", run.id) for k, v in NOT_AVAILABLE.items()},
         "p": protocol,
         "m": m,
         "a": analysis,
-        "banners": banners(run, analysis),
-        "status": status_text(run),
+        "banners": banners(facts, analysis),
+        "status": status_text(facts),
         "sec": {k: v.format(primary=analysis.primary) for k, v in SECTIONS.items()},
         "factors": list(design.factors),
         "n_per_cell": design.pilot_n_per_cell if run.pilot else design.n_per_cell,

@@ -23,6 +23,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from orchestrator.analysis.decision_text import decision_word, interval_text, short
+from orchestrator.report import inline_markup
+from orchestrator.report_banner import banners, status_text
 from orchestrator.view.cells import Filters, cell_rows, flag_choices, keep
 from orchestrator.view.item import item_view
 from orchestrator.view.queries import RunData, list_runs, open_run
@@ -55,6 +57,7 @@ def _readout(result: dict[str, Any] | None) -> Markup:
 
 
 _env.filters.update(
+    inline=inline_markup,
     pct=_pct,
     value=_value,
     readout=_readout,
@@ -101,12 +104,15 @@ def create_app(runs_root: Path, run_id: str | None = None) -> FastAPI:
             return _missing(f"no run {run!r} under {root}")
         with data:
             a = data.analysis
+            facts = data.facts()
             items = data.items()
             sizes = {c: sum(1 for i in items if i.cell == c) for c in data.cells()}
             return _page(
                 "run.html.j2",
                 run=data,
                 a=a,
+                banners=banners(facts, a) if facts else [],
+                run_status=status_text(facts) if facts else data.manifest.status,
                 stages=data.stages(),
                 counts=data.counts(),
                 sizes=sizes,

@@ -16,10 +16,9 @@ from orchestrator.errors import ProtocolError, UserError
 from orchestrator.protocol import load_protocol
 from orchestrator.protocol.schema import Protocol
 from orchestrator.records import FlagRow, Item, Records, StageRow, Verdict, VerdictStatus
+from orchestrator.report_banner import RunFacts
 from orchestrator.rundir import RUN_ID, Manifest, read_manifest
-
-STAGES = ["design", "collect", "screen", "evaluate", "probe", "analyze", "report"]
-"""The planner's stages in order (DESIGN.md); a stage with no row has not started."""
+from orchestrator.state import STAGES
 
 
 @dataclass(frozen=True)
@@ -97,6 +96,14 @@ class RunData:
         probes = self.protocol is not None and self.protocol.probes is not None
         known = [(s, rows.get(s)) for s in STAGES if s in rows or s != "probe" or probes]
         return known + [(s, r) for s, r in rows.items() if s not in STAGES]
+
+    def facts(self) -> RunFacts | None:
+        """What the report's notices (offline, pilot, incomplete, open flags) are made from;
+        None without a readable protocol."""
+        if self.protocol is None:
+            return None
+        stages = self.records.stages() if self.records else {}
+        return RunFacts(self.id, self.manifest, self.protocol, stages, self.flags())
 
     def verdicts(self) -> list[Verdict]:
         """Every verdict of every role (primary, overlap, duplicate), by item."""

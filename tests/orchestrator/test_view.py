@@ -90,6 +90,9 @@ def test_run_page_shows_every_cell_rate_from_the_analysis(runs: Path, client: Te
         assert f"<strong>{h.id}</strong>" in page.text
     listing = client.get("/runs").text
     assert 'href="/runs/pilot"' in listing and ">written<" in listing
+    # the report's own notices: a pilot's rates are not shown as a result here either
+    assert '<div class="banner pilot" role="alert"><strong>Pilot run' in page.text
+    assert '<strong id="status">complete (pilot)</strong>' in page.text
 
 
 def test_a_rate_opens_exactly_the_items_it_counts(runs: Path, client: TestClient) -> None:
@@ -190,10 +193,15 @@ def test_unknown_runs_cells_and_items_are_404(client: TestClient) -> None:
 def test_view_reads_a_run_in_progress_without_taking_its_lock(runs: Path, tmp_path: Path) -> None:
     run_dir = change_copy(runs, tmp_path)
     (run_dir / "artifacts" / "analysis.json").unlink()
+    with sqlite3.connect(run_dir / "records.sqlite") as db:  # back to before analyze ran
+        db.execute("DELETE FROM stages WHERE stage IN ('analyze', 'report')")
+    db.close()
     client = TestClient(create_app(tmp_path / "runs"))
     with RunDir(run_dir) as run:  # holds .lock and writes, as a running process does
         page = client.get("/runs/pilot").text
         assert "Analysis not yet written" in page
+        assert '<div class="banner incomplete"' in page and "Stages not done: analyze." in page
+        assert not re.search(r"<td>analyze</td>\s*<td>done</td>", page)
         assert re.search(r"<td>evaluate</td>\s*<td>done</td>", page)
         cell = run.records.items()[0].cell
         cell_page = client.get(f"/runs/pilot/cells/{cell}").text
