@@ -102,11 +102,12 @@ def test_a_shown_field_no_task_has_is_refused(tmp_path: Path) -> None:
 
 def test_validate_show_prints_what_judges_will_see(tmp_path: Path) -> None:
     path = answered_deu(tmp_path)
-    result = research("validate", str(path), "--show", "40")  # 40 > 30 tasks: every one
+    # --show takes stimuli round-robin over the 8 cells: 8 × 30 reaches every task in each
+    result = research("validate", str(path), "--show", "240")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert out.count("evaluators see: user message (blinded)") == 40
-    assert out.count("evaluators see: task fields (evaluation.show_task_fields)") == 40
+    assert out.count("evaluators see: user message (blinded)") == 240
+    assert out.count("evaluators see: task fields (evaluation.show_task_fields)") == 240
     assert "answer: ANSWER-ans-" in out and "answer: (absent: this task has no such field)" in out
     # without the key, the judges' view is the blinded user message alone
     plain = research("validate", str(answered_deu(tmp_path, show=None)), "--show", "1").stdout
