@@ -25,11 +25,13 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import without_probes
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.world import deu_world
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import without_probes  # noqa: E402
+from tests.fakes.anthropic_server import FakeAnthropic  # noqa: E402
+from tests.fakes.world import deu_world  # noqa: E402
+
 RESEARCH = str(Path(sys.executable).with_name("research"))
 
 
