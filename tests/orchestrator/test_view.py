@@ -15,6 +15,7 @@ import signal
 import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -246,6 +247,8 @@ def test_click_from_a_rate_to_the_quoted_sentence_in_chromium(
         line = proc.stdout.readline()  # the URL, printed before the server starts
         url = re.search(r"http://127\.0\.0\.1:\d+/runs/pilot", line)
         assert url, line
+        # the address answers the moment it is printed (a browser opened at once is not refused)
+        assert httpx.get(url.group(0), timeout=HANG_S).status_code == 200
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=find_chromium(), args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1200, "height": 900})
