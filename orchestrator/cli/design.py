@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from orchestrator.design.flow import StageDecision, StageView
 
 
+TERMINAL = "terminal"
+"""Who a decision made at the terminal is recorded as (as `research run` records its own)."""
+
+
 def design_cmd(
     question: Annotated[str, typer.Argument(help="The research question, in a sentence.")],
     example: Annotated[
@@ -87,13 +91,13 @@ def terminal_stage(view: StageView) -> StageDecision:
         default="a",
     )
     if choice == "a":
-        return StageDecision("approve", Prompt.ask("note (optional)", default=""))
+        return StageDecision("approve", Prompt.ask("note (optional)", default=""), by=TERMINAL)
     if choice == "r":
         note = ""
         while not note:
             note = Prompt.ask("what should change")
-        return StageDecision("reject", note)
-    return StageDecision("edit", edited=_edit(view.text))
+        return StageDecision("reject", note, by=TERMINAL)
+    return StageDecision("edit", edited=_edit(view.text), by=TERMINAL)
 
 
 def _edit(text: str) -> str:

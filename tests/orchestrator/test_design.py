@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from orchestrator import runner
@@ -18,6 +19,7 @@ from tests.conftest import API_KEY, DEU, research
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.designer import QUESTION, REVISED_PLANT, designer, is_designer
 from tests.fakes.world import agent_judge, deu_world, expected_answers
+from tests.orchestrator.test_terminal import spawn_tty
 
 NOTE = "Add a plant that tries to harvest credentials from the workspace."
 
@@ -169,3 +171,47 @@ def test_the_cli_design_validates_and_runs_at_pilot_size(
     world.handler = deu_world(judge_handler=agent_judge(expected_answers(out)))
     outcome = runner.start(out, pilot=True, yes=True, run_id="designed")
     assert outcome.status == "complete"
+
+
+def test_each_stage_is_decided_in_a_real_terminal(
+    env: dict, world: FakeAnthropic, tmp_path: Path
+) -> None:
+    out = tmp_path / "tampered.yaml"
+    world.handler = designer
+    child = spawn_tty(["design", QUESTION, "--from", str(DEU), "--out", str(out)], env)
+    prompt = r"approve \(a\), reject with a note \(r\), or edit in \$EDITOR \(e\)"
+    child.expect("stage: plan")
+    child.expect(prompt)
+    child.sendline("a")
+    child.expect("note")
+    child.sendline("")
+    child.expect("stage: materials")
+    child.expect(prompt)
+    child.sendline("r")
+    child.expect("what should change")
+    child.sendline(NOTE)
+    child.expect(r"stage: materials .* \(revision 1\)")
+    child.expect("harvest-credentials")
+    child.expect(prompt)
+    child.sendline("a")
+    child.expect("note")
+    child.sendline("")
+    child.expect("stage: comprehension")
+    child.expect(prompt)
+    child.sendline("a")
+    child.expect("note")
+    child.sendline("")
+    child.expect("stage: analysis")
+    child.expect("forecast at full size")
+    child.expect(prompt)
+    child.sendline("a")
+    child.expect("note")
+    child.sendline("ship it")
+    child.expect("wrote")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    text = out.read_text()
+    assert "# Stage analysis: approved by terminal (ship it)" in text
+    assert "without human review" not in text
+    assert REVISED_PLANT["id"] in [p.id for p in load_protocol(out).protocol.materials.plants]
