@@ -142,14 +142,17 @@ def test_a_hand_edit_is_checked_before_it_is_taken(
         seen.append(view)
         if view.stage.name != "comprehension":
             return approve_all(view)
-        if not view.errors:  # first: an edit with a misspelt field
-            return StageDecision("edit", edited=view.text.replace("answer:", "answr:", 1))
+        if not view.errors:  # first: an answer that is not one of the question's choices
+            return StageDecision("edit", edited=view.text.replace("answer:", "answer: x", 1))
         fixed = "comprehension: []\n"
         return StageDecision("edit", edited=fixed)
 
     start_design(QUESTION, out=out, approver=edit_comprehension)
     broken = [v for v in seen if v.errors]
-    assert len(broken) == 1 and "evaluation.comprehension" in broken[0].errors[0]
+    # a cross-section rule of the loader, checked before the analysis stage exists
+    assert len(broken) == 1
+    assert 'evaluation.comprehension[0].answer: answer "x ' in broken[0].errors[0]
+    assert "is not one of the choices" in broken[0].errors[0]
     assert load_protocol(out).protocol.evaluation.comprehension == []
 
 
