@@ -42,7 +42,7 @@ def design_cmd(
         typer.Option(help="The protocol file to write [default: protocols/<slug>.yaml]."),
     ] = None,
     offline: Annotated[
-        bool, typer.Option(help="Draft with the local worker's model (a running worker).")
+        bool, typer.Option(help="Draft with the local worker's model (started if none runs).")
     ] = False,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Approve every stage (without human review).")

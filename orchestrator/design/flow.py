@@ -61,6 +61,8 @@ Approver = Callable[[StageView], StageDecision]
 class DesignFailed(UserError):
     """The designer could not produce a valid stage within its attempts."""
 
+    exit_code = 1
+
 
 @dataclass(frozen=True)
 class Designer:

@@ -7,6 +7,7 @@ start_design("Does ...?", example=Path("protocols/deu.yaml"), approver=...)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from agents.client import LLMClient
@@ -17,11 +18,12 @@ from orchestrator.design.session import DesignSession, slug
 from orchestrator.errors import UserError
 from orchestrator.protocol.base import ModelRef
 from orchestrator.settings import Settings
-from orchestrator.worker import healthy
+from orchestrator.worker import worker_for
 
 PARAMS = {"max_tokens": 16000, "temperature": 0.7}
 """A whole stage is one tool call: the materials of a realistic design run long."""
-OFFLINE_PARAMS = {"max_tokens": 2048, "temperature": 0.7}
+OFFLINE_PARAMS = {"max_tokens": 1800, "temperature": 0.7}
+"""SmolLM2 has 8192 tokens of context; the plan stage's prompt and schema take about 6300."""
 
 
 def approve_all(view: StageView) -> StageDecision:
@@ -52,10 +54,6 @@ def start_design(
     example_text = _read(example) if example else ""
     if offline:
         ref = ModelRef(provider="local", model=settings.local_model)
-        if healthy(settings.worker_url) is None:
-            raise UserError(
-                f"no worker answers at {settings.worker_url}; start one with `research worker`"
-            )
     else:
         ref = ModelRef(provider="anthropic", model=settings.design_model)
         if settings.api_key() is None:
@@ -64,18 +62,20 @@ def start_design(
     session = DesignSession.open(root, question, example_text, str(example or ""), ref.model)
     retry = Retry(settings.retry_passes, settings.retry_wait_s)
     params = OFFLINE_PARAMS if offline else PARAMS
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(session.close)
+        if offline:  # the worker at RESEARCH_WORKER_URL, or one started for this design
+            log_path = session.path / "worker.log"
+            url = stack.enter_context(worker_for(session.log, log_path, ref.model, settings))
+            ref = ref.model_copy(update={"base_url": url})
 
         async def go() -> Path:
             async with LLMClient(endpoint(ref, settings), session.records, session.sha) as c:
-                protocol = await design(
-                    session, Designer(c, ref.model, params, retry=retry), approver
-                )
+                designer = Designer(c, ref.model, params, retry=retry)
+                protocol = await design(session, designer, approver)
             return write(session, protocol, out, yes)
 
         return asyncio.run(go())
-    finally:
-        session.close()
 
 
 def _read(path: Path) -> str:
