@@ -21,7 +21,7 @@ from agents.client import LLMClient
 from agents.designer.agent import StageBrief, draft_stage
 from agents.loop import Retry
 from orchestrator.design.draft import Draft, check_stage, dump, load_draft, merge, sections_of
-from orchestrator.design.session import Approval, DesignSession
+from orchestrator.design.session import Approval, DesignSession, Rejection
 from orchestrator.design.stages import STAGES, DesignStage, stage_schema
 from orchestrator.errors import UserError
 from orchestrator.forecast import design_forecast, design_text
@@ -94,9 +94,11 @@ async def _stage(
     stage: DesignStage,
     so_far: Draft,
 ) -> Approval:
-    revision, note, rejected = 0, "", ""
     while True:
-        sections = await _draft(session, designer, stage, so_far, revision, note, rejected)
+        rejections = session.rejections(stage)
+        last = rejections[-1] if rejections else Rejection("", "", "")
+        revision = len(rejections)
+        sections = await _draft(session, designer, stage, so_far, revision, last.note, last.draft)
         view = StageView(stage, _yaml(sections), revision, _forecast(so_far, stage, sections))
         while True:
             decision = approver(view)
@@ -110,8 +112,7 @@ async def _stage(
                 note = decision.note or "edited by hand"
                 return Approval(edited, decision.by, note)
             view = StageView(stage, decision.edited, revision, view.forecast, errors)
-        session.log.append(stage.name, decision.by, "reject", decision.note)
-        revision, note, rejected = revision + 1, decision.note, view.text
+        session.reject(stage, Rejection(decision.note, _yaml(sections), decision.by))
 
 
 async def _draft(

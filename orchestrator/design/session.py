@@ -7,6 +7,7 @@ example resumes: approved stages are not asked again and no call is paid twice.
       records.sqlite      the call ledger (orchestrator/records)
       LOG.md              drafts, errors sent back, decisions with their notes
       stages/<stage>.yaml the approved sections of each stage, with who approved them
+      stages/<stage>.rejected.yaml  the notes a stage was rejected with, and the drafts rejected
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ DESIGNS = ".designs"
 def slug(question: str, n: int = 40) -> str:
     words = re.findall(r"[a-z0-9]+", question.casefold())
     return "-".join(words)[:n].strip("-") or "design"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    note: str
+    draft: str
+    """The rejected draft, as YAML."""
+    by: str
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,19 @@ class DesignSession:
         write_atomic(self.path / "stages" / f"{stage.name}.yaml", text)
         note = f": {approval.note}" if approval.note else ""
         self.log.append(stage.name, approval.by, "approve", f"approved{note}")
+
+    def rejections(self, stage: DesignStage) -> list[Rejection]:
+        path = self.path / "stages" / f"{stage.name}.rejected.yaml"
+        if not path.exists():
+            return []
+        return [Rejection(**r) for r in yaml.safe_load(path.read_text())]
+
+    def reject(self, stage: DesignStage, rejection: Rejection) -> None:
+        """Kept before the revision is asked for: a design stopped now resumes at it."""
+        rows = [r.__dict__ for r in [*self.rejections(stage), rejection]]
+        text = yaml.safe_dump(rows, sort_keys=False, allow_unicode=True)
+        write_atomic(self.path / "stages" / f"{stage.name}.rejected.yaml", text)
+        self.log.append(stage.name, rejection.by, "reject", rejection.note)
 
     def spent(self) -> tuple[int, float]:
         """Calls recorded in the ledger and their cost in dollars."""

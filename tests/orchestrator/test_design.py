@@ -104,23 +104,27 @@ def test_a_design_stopped_and_started_again_pays_no_call_twice(
 ) -> None:
     out = tmp_path / "tampered.yaml"
 
-    def stop_at_comprehension(view: StageView) -> StageDecision:
-        if view.stage.name == "comprehension":
-            raise Stop
+    def stop_at_the_revision(view: StageView) -> StageDecision:
+        if view.stage.name == "materials":
+            if view.revision == 1:
+                raise Stop  # drafted, paid, not yet decided
+            return StageDecision("reject", NOTE, by="tester")
         return approve_all(view)
 
     with pytest.raises(Stop):
-        start_design(QUESTION, example=DEU, out=out, approver=stop_at_comprehension)
+        start_design(QUESTION, example=DEU, out=out, approver=stop_at_the_revision)
     assert not out.exists()
     before = len(design_env.requests)
-    assert len(requests_for(design_env, "write_comprehension")) == 1
+    assert len(requests_for(design_env, "write_materials")) == 2
 
     start_design(QUESTION, example=DEU, out=out, yes=True)
-    # approved stages are not drafted again; the drafted, undecided one replays from the ledger
+    # the approved plan is not drafted again; the rejection is kept, and the revision it asked
+    # for replays from the ledger
     tools = [r.body["tool_choice"]["name"] for r in design_env.requests[before:]]
-    assert tools == ["write_analysis"]
-    assert "without human review" in out.read_text()
-    load_protocol(out)
+    assert tools == ["write_comprehension", "write_analysis"]
+    text = out.read_text()
+    assert "without human review" in text
+    assert REVISED_PLANT["id"] in [p.id for p in load_protocol(out).protocol.materials.plants]
 
 
 def test_an_existing_file_is_never_overwritten(design_env: FakeAnthropic, tmp_path: Path) -> None:
