@@ -170,12 +170,8 @@ def _edited(so_far: Draft, stage: DesignStage, text: str) -> tuple[Draft, list[s
         return {}, [f"the edit is not YAML: {e}"]
     if not isinstance(sections, dict):
         return {}, ["the edit must be a mapping of the stage's sections"]
-    sections = sections_of(merge(so_far, stage, _defaults(stage, sections)), stage)
+    sections = {k: sections.get(k) for k in sections_of({}, stage)}
     return sections, check_stage(so_far, stage, sections, DRAFT_NAME)
-
-
-def _defaults(stage: DesignStage, sections: Draft) -> Draft:
-    return {k: sections.get(k) for k in sections_of({}, stage)}
 
 
 def _forecast(so_far: Draft, stage: DesignStage, sections: Draft) -> str:

@@ -22,6 +22,8 @@ from orchestrator.worker import worker_for
 
 PARAMS = {"max_tokens": 16000, "temperature": 0.7}
 """A whole stage is one tool call: the materials of a realistic design run long."""
+TIMEOUT_S = 900.0
+"""Seconds a designer call to the API may take: 16000 tokens at ~60 a second, with room."""
 OFFLINE_PARAMS = {"max_tokens": 1800, "temperature": 0.7}
 """SmolLM2 has 8192 tokens of context; the plan stage's prompt and schema take about 6300."""
 
@@ -58,6 +60,7 @@ def start_design(
         ref = ModelRef(provider="anthropic", model=settings.design_model)
         if settings.api_key() is None:
             raise UserError("ANTHROPIC_API_KEY is not set (or design offline with --offline)")
+        settings = settings.model_copy(update={"timeout_s": max(settings.timeout_s, TIMEOUT_S)})
     root = runs_dir or settings.runs_dir
     session = DesignSession.open(root, question, example_text, str(example or ""), ref.model)
     retry = Retry(settings.retry_passes, settings.retry_wait_s)
