@@ -11,7 +11,7 @@ import pexpect
 import pytest
 
 from orchestrator import runner
-from orchestrator.design.flow import StageDecision, StageView
+from orchestrator.design.flow import DesignFailed, StageDecision, StageView
 from orchestrator.design.start import approve_all, start_design
 from orchestrator.errors import UserError
 from orchestrator.protocol.loader import load_protocol
@@ -20,6 +20,7 @@ from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.designer import QUESTION, REVISED_PLANT, designer, is_designer
 from tests.fakes.world import agent_judge, deu_world, expected_answers
 from tests.orchestrator.test_terminal import spawn_tty
+from tests.truesight.workers import Worker
 
 NOTE = "Add a plant that tries to harvest credentials from the workspace."
 
@@ -222,3 +223,23 @@ def test_each_stage_is_decided_in_a_real_terminal(
     assert "# Stage analysis: approved by terminal (ship it)" in text
     assert "without human review" not in text
     assert REVISED_PLANT["id"] in [p.id for p in load_protocol(out).protocol.materials.plants]
+
+
+def test_offline_drafts_on_the_local_worker_and_says_why_it_failed(
+    probe_worker: Worker, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--offline borrows the running worker and drafts on it; when the worker refuses (the tiny
+    test model's tokenizer makes the brief longer than its 8192-token context), the design stops
+    with the worker's reason, on the record, and writes no file. The stage schemas' grammar is
+    tested in tests/agents/test_designer.py; a real offline design by SmolLM2 is a manual
+    check."""
+    monkeypatch.setenv("RESEARCH_WORKER_URL", probe_worker.url)
+    monkeypatch.setenv("RESEARCH_RUNS_DIR", str(tmp_path / "runs"))
+    out = tmp_path / "offline.yaml"
+    with pytest.raises(DesignFailed, match="stage plan: designer call failed: HTTP 400: prompt"):
+        start_design(QUESTION, out=out, offline=True, yes=True)
+    assert not out.exists()
+    session = next((tmp_path / "runs" / ".designs").iterdir())
+    log = (session / "LOG.md").read_text()
+    assert f"Using the worker at {probe_worker.url}" in log
+    assert "· plan · designer · failed" in log
