@@ -1,4 +1,5 @@
-"""The designer agent: one stage of a protocol drafted in one forced `write_<stage>` tool call.
+"""The designer agent: one stage of a protocol drafted in one forced `write_<stage>` tool call
+(and, for the materials, further batches of tasks and plants in `add_<stage>` calls).
 
 It runs on the one tool loop (agents/loop.py) as the analyst does. The orchestrator gives it,
 per stage, the tool's JSON schema (derived from the protocol schema) and `check`, which merges
@@ -7,7 +8,7 @@ message`); a draft with errors goes back to the model as a tool error, the whole
 again, until it is accepted or `max_attempts` calls were made.
 
 Every call goes through the ledger under (stage `design`, item the stage's name, role
-`designer`) with the attempt and the revision (one per rejection note) as extra key parts: a
+`designer`) with the attempt, the batch and the revision (one per rejection note) as key parts: a
 design killed and started again replays what it had paid for.
 """
 
@@ -46,6 +47,12 @@ class StageBrief:
     """The rejected draft, as YAML, when revising."""
     revision: int = 0
     """How many times this stage was rejected: a revision is a new call, not a replay."""
+    batch: int = 0
+    """0: the stage's sections; 1, 2, ...: a further batch of tasks and plants for them."""
+
+    @property
+    def tool(self) -> str:
+        return f"write_{self.stage}" if self.batch == 0 else f"add_{self.stage}"
 
 
 @dataclass(frozen=True)
@@ -68,15 +75,21 @@ async def draft_stage(
 ) -> StageDraft:
     """The stage's accepted draft, or the last error after `max_attempts` calls. A call that
     keeps failing for a passing reason raises `Unavailable` (an outage is not a draft)."""
-    name = f"write_{brief.stage}"
+    name = brief.tool
     system = render("designer_system.j2")
     prompt = render("designer_brief.j2", brief=brief, tool=name)
     spec = CallSpec("design", brief.stage, "designer")
     chat = Chat(client, spec, model, params, system, retry=retry)
     drafting = _Drafting(name, check)
-    tool = Tool(name, say(TEMPLATE, "description", title=brief.title), schema, drafting.accept)
+    description = say(TEMPLATE, "description", title=brief.title, batch=brief.batch)
+    tool = Tool(name, description, schema, drafting.accept)
     hooks = Hooks(
-        key=lambda attempt: {"attempt": attempt, "revision": brief.revision, "note": brief.note},
+        key=lambda attempt: {
+            "attempt": attempt,
+            "revision": brief.revision,
+            "note": brief.note,
+            "batch": brief.batch,
+        },
         on_text=drafting.no_call,
         done=lambda result: drafting.sections is not None,
         refusal=drafting.refused,

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError, create_model
 
 from orchestrator.design.diversity import findings
-from orchestrator.design.stages import DesignStage, key
+from orchestrator.design.stages import BATCH, DesignStage, key
 from orchestrator.errors import ProtocolError
 from orchestrator.protocol.base import Strict
 from orchestrator.protocol.loader import LoadedProtocol, load_protocol_text
@@ -39,6 +39,15 @@ def merge(so_far: Draft, stage: DesignStage, sections: Draft) -> Draft:
         for part in parts[:-1]:
             target = target.setdefault(part, {})
         target[parts[-1]] = value
+    return out
+
+
+def add_batch(sections: Draft, batch: Draft) -> Draft:
+    """The stage's sections with a further batch's tasks and plants appended to the materials."""
+    out = copy.deepcopy(sections)
+    materials = out["materials"]
+    for name in BATCH:
+        materials[name] = [*(materials.get(name) or []), *copy.deepcopy(batch[name])]
     return out
 
 

@@ -20,9 +20,17 @@ import yaml
 from agents.client import LLMClient
 from agents.designer.agent import StageBrief, draft_stage
 from agents.loop import Retry
-from orchestrator.design.draft import Draft, check_stage, dump, load_draft, merge, sections_of
+from orchestrator.design.draft import (
+    Draft,
+    add_batch,
+    check_stage,
+    dump,
+    load_draft,
+    merge,
+    sections_of,
+)
 from orchestrator.design.session import Approval, DesignSession, Rejection
-from orchestrator.design.stages import STAGES, DesignStage, stage_schema
+from orchestrator.design.stages import STAGES, DesignStage, batch_schema, stage_schema
 from orchestrator.errors import UserError
 from orchestrator.forecast import design_forecast, design_text
 from orchestrator.nodes.design import item_of
@@ -124,18 +132,45 @@ async def _draft(
     note: str,
     rejected: str,
 ) -> Draft:
-    brief = StageBrief(
-        question=session.question,
-        stage=stage.name,
-        title=stage.title,
-        so_far=dump(so_far) if so_far else "",
-        example=session.example,
-        note=note,
-        rejected=rejected,
-        revision=revision,
-    )
+    """The stage's sections: the first call's, with each further batch's tasks and plants."""
+    sections: Draft = {}
+    for batch in range(stage.batches):
+        base = merge(so_far, stage, sections) if batch else so_far
+        brief = StageBrief(
+            question=session.question,
+            stage=stage.name,
+            title=stage.title,
+            so_far=dump(base) if base else "",
+            example=session.example,
+            note=note,
+            rejected=rejected,
+            revision=revision,
+            batch=batch,
+        )
+        if batch == 0:
+            sections = await _call(
+                session, designer, stage, brief, stage_schema(stage.name), so_far
+            )
+        else:
+            added = await _call(session, designer, stage, brief, batch_schema(), so_far, sections)
+            sections = add_batch(sections, added)
+    return sections
 
-    def check(sections: dict[str, Any]) -> list[str]:
+
+async def _call(
+    session: DesignSession,
+    designer: Designer,
+    stage: DesignStage,
+    brief: StageBrief,
+    schema: dict[str, Any],
+    so_far: Draft,
+    first: Draft | None = None,
+) -> Draft:
+    """One forced call, its drafts checked as part of the protocol; `first`: the stage's
+    sections so far, which a further batch's tasks and plants are added to."""
+
+    def check(draft: dict[str, Any]) -> list[str]:
+        sections = draft if first is None else add_batch(first, draft)
         errors = check_stage(so_far, stage, sections, DRAFT_NAME)
         if errors:
             session.log.append(stage.name, "loader", "error", "\n".join(errors))
@@ -144,7 +179,7 @@ async def _draft(
     result = await draft_stage(
         designer.client,
         brief,
-        schema=stage_schema(stage.name),
+        schema=schema,
         check=check,
         model=designer.model,
         params=designer.params,
@@ -153,9 +188,9 @@ async def _draft(
     )
     if result.sections is None:
         session.log.append(stage.name, "designer", "failed", result.error or "")
-        raise DesignFailed(f"stage {stage.name}: {result.error}")
-    attempts = len(result.calls)
-    session.log.append(stage.name, "designer", "draft", f"accepted after {attempts} call(s)")
+        raise DesignFailed(f"stage {stage.name} ({brief.tool}): {result.error}")
+    text = f"{brief.tool} accepted after {len(result.calls)} call(s)"
+    session.log.append(stage.name, "designer", "draft", text)
     return result.sections
 
 

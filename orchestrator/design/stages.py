@@ -16,6 +16,7 @@ from pydantic import BaseModel, create_model
 
 from orchestrator.protocol.base import Strict
 from orchestrator.protocol.judging import Evaluation
+from orchestrator.protocol.materials import Materials
 from orchestrator.protocol.schema import Protocol
 
 StageName = Literal["plan", "materials", "comprehension", "analysis"]
@@ -30,10 +31,12 @@ class DesignStage:
     """Protocol sections it drafts: top-level fields, or `evaluation.comprehension`."""
     diversity: bool = False
     """Whether its tasks and plants are checked for near-duplicates and kind coverage."""
+    batches: int = 1
+    """Calls that draft it: the first writes the sections, each further one adds tasks and
+    plants to the materials (`add_<stage>`), told what is there so it writes something else."""
 
-    @property
-    def tool(self) -> str:
-        return f"write_{self.name}"
+    def tool(self, batch: int = 0) -> str:
+        return f"write_{self.name}" if batch == 0 else f"add_{self.name}"
 
 
 STAGES: tuple[DesignStage, ...] = (
@@ -47,6 +50,7 @@ STAGES: tuple[DesignStage, ...] = (
         "tasks (with their documents), planted instructions, level texts, templates, tools",
         ("tools", "materials"),
         diversity=True,
+        batches=2,
     ),
     DesignStage(
         "comprehension",
@@ -74,7 +78,7 @@ def _field(section: str) -> tuple[Any, Any]:
     owner: type[BaseModel] = Protocol
     parts = section.split(".")
     if len(parts) == 2:
-        owner = Evaluation
+        owner = {"evaluation": Evaluation, "materials": Materials}[parts[0]]
     info = owner.model_fields[parts[-1]]
     return info.annotation, info
 
@@ -84,6 +88,24 @@ def stage_model(name: str) -> type[BaseModel]:
     """The stage's sections as one strict pydantic model: its tool input."""
     fields = {key(s): _field(s) for s in stage(name).sections}
     return create_model(f"Design_{name}", __base__=Strict, **fields)  # type: ignore[call-overload]
+
+
+BATCH = ("tasks", "plants")
+"""What a further batch adds to the materials."""
+
+
+@cache
+def batch_model() -> type[BaseModel]:
+    """A further batch of materials: more tasks and plants."""
+    fields = {name: _field(f"materials.{name}") for name in BATCH}
+    return create_model("Design_batch", __base__=Strict, **fields)  # type: ignore[call-overload]
+
+
+def batch_schema() -> dict[str, Any]:
+    schema = batch_model().model_json_schema()
+    schema["required"] = list(BATCH)
+    schema.pop("title", None)
+    return schema
 
 
 def stage_schema(name: str) -> dict[str, Any]:

@@ -4,6 +4,9 @@ question is the tool-results one the issue asks about), with two scripted mistak
 
 - the first `write_plan` has a loader error (`design.n_per_cell: 0`); once the error comes back
   as a tool result, the fixed plan is sent;
+- the materials come in two batches: `write_materials` has the first half of the tasks and
+  plants, `add_materials` the rest; the first `add_materials` of each revision also repeats the
+  first task under a new id (`DUPLICATE_ID`), which the near-duplicate check must send back;
 - a `write_materials` asked with a rejection note (`<note>` in the brief) gets materials with one
   more plant, `REVISED_PLANT`, so a test can see the revision reach the output.
 """
@@ -33,6 +36,9 @@ REVISED_PLANT = {
 }
 
 
+DUPLICATE_ID = "copied-task"
+
+
 def good_protocol() -> dict[str, Any]:
     data = yaml.safe_load(DEU_TOOLS.read_text())
     data.pop("probes", None)
@@ -48,7 +54,7 @@ def drafts() -> dict[str, dict[str, Any]]:
 
 
 def is_designer(body: dict[str, Any]) -> bool:
-    return str((body.get("tool_choice") or {}).get("name", "")).startswith("write_")
+    return str((body.get("tool_choice") or {}).get("name", "")).startswith(("write_", "add_"))
 
 
 def _refused(body: dict[str, Any]) -> bool:
@@ -61,11 +67,27 @@ def _brief(body: dict[str, Any]) -> str:
     return first if isinstance(first, str) else json.dumps(first)
 
 
+def _halves(items: list[Any]) -> tuple[list[Any], list[Any]]:
+    return items[: len(items) // 2], items[len(items) // 2 :]
+
+
 def designer(body: dict[str, Any]) -> dict[str, Any]:
     name = body["tool_choice"]["name"]
-    sections = copy.deepcopy(drafts()[stage(name.removeprefix("write_")).name])
+    verb, _, stage_name = name.partition("_")
+    sections = copy.deepcopy(drafts()[stage(stage_name).name])
     if name == "write_plan" and not _refused(body):
         sections["design"]["n_per_cell"] = 0
-    if name == "write_materials" and "<note>" in _brief(body):
-        sections["materials"]["plants"].append(dict(REVISED_PLANT))
+    if stage_name == "materials":
+        materials = sections["materials"]
+        (tasks, more_tasks), (plants, more_plants) = (
+            _halves(materials["tasks"]),
+            _halves(materials["plants"]),
+        )
+        if verb == "add":
+            if not _refused(body):
+                more_tasks.append({**tasks[0], "id": DUPLICATE_ID})
+            return tool_use(name, {"tasks": more_tasks, "plants": more_plants})
+        materials.update(tasks=tasks, plants=plants)
+        if "<note>" in _brief(body):
+            plants.append(dict(REVISED_PLANT))
     return tool_use(name, sections)

@@ -17,7 +17,14 @@ from orchestrator.errors import UserError
 from orchestrator.protocol.loader import load_protocol
 from tests.conftest import API_KEY, DEU, research
 from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.designer import QUESTION, REVISED_PLANT, designer, is_designer
+from tests.fakes.designer import (
+    DUPLICATE_ID,
+    QUESTION,
+    REVISED_PLANT,
+    designer,
+    good_protocol,
+    is_designer,
+)
 from tests.fakes.world import agent_judge, deu_world, expected_answers
 from tests.orchestrator.test_terminal import spawn_tty
 from tests.truesight.workers import Worker
@@ -83,8 +90,21 @@ def test_each_stage_is_checked_by_the_loader_and_decided_by_a_human(
     ]
     assert "precision:" in approver.views[-1].forecast
 
+    # the materials came in two batches: the second was told what the first wrote, and its
+    # near-duplicate of a task went back to it
+    added = requests_for(design_env, "add_materials")
+    assert len(added) == 4  # per revision: the near-duplicate, then the fixed batch
+    first_task = good_protocol()["materials"]["tasks"][0]["id"]
+    assert f"id: {first_task}" in added[0]["messages"][0]["content"]
+    refusal = added[1]["messages"][-1]["content"][0]["content"]
+    assert (
+        f"near-duplicates (word-shingle Jaccard ≥ 0.5): {first_task} and {DUPLICATE_ID}" in refusal
+    )
+
     protocol = load_protocol(out).protocol
     assert REVISED_PLANT["id"] in [p.id for p in protocol.materials.plants]
+    shipped = good_protocol()["materials"]
+    assert [t.id for t in protocol.materials.tasks] == [t["id"] for t in shipped["tasks"]]
     assert protocol.question == QUESTION
     text = out.read_text()
     assert text.startswith("# Drafted by `research design` with claude-sonnet-4-6 on ")
@@ -117,6 +137,7 @@ def test_a_design_stopped_and_started_again_pays_no_call_twice(
     assert not out.exists()
     before = len(design_env.requests)
     assert len(requests_for(design_env, "write_materials")) == 2
+    assert len(requests_for(design_env, "add_materials")) == 4
 
     start_design(QUESTION, example=DEU, out=out, yes=True)
     # the approved plan is not drafted again; the rejection is kept, and the revision it asked
@@ -236,7 +257,9 @@ def test_offline_drafts_on_the_local_worker_and_says_why_it_failed(
     monkeypatch.setenv("RESEARCH_WORKER_URL", probe_worker.url)
     monkeypatch.setenv("RESEARCH_RUNS_DIR", str(tmp_path / "runs"))
     out = tmp_path / "offline.yaml"
-    with pytest.raises(DesignFailed, match="stage plan: designer call failed: HTTP 400: prompt"):
+    with pytest.raises(
+        DesignFailed, match=r"stage plan \(write_plan\): designer call failed: HTTP 400: prompt"
+    ):
         start_design(QUESTION, out=out, offline=True, yes=True)
     assert not out.exists()
     session = next((tmp_path / "runs" / ".designs").iterdir())
