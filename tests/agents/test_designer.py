@@ -14,7 +14,7 @@ import pytest
 from agents.client import Endpoint, LLMClient
 from agents.designer.agent import StageBrief, draft_stage
 from agents.loop import Retry
-from orchestrator.design.stages import STAGES, stage_schema
+from orchestrator.design.stages import STAGES, batch_schema, stage_schema
 from orchestrator.records import Records
 from tests.fakes.anthropic_server import FakeAnthropic, tool_use
 from truesight.constrain import _JSON_OPTIONS
@@ -79,8 +79,8 @@ def test_a_revision_tells_the_model_the_note_and_is_a_new_call(tmp_path: Path) -
     assert "<note>\nshorter\n</note>" in brief and "title: t" in brief
 
 
-@pytest.mark.parametrize("stage", [s.name for s in STAGES])
+@pytest.mark.parametrize("stage", [s.name for s in STAGES] + ["add_materials"])
 def test_every_stage_schema_compiles_for_constrained_decoding(stage: str) -> None:
-    schema = stage_schema(stage)
+    schema = batch_schema() if stage == "add_materials" else stage_schema(stage)
     grammar = llguidance.LLMatcher.grammar_from_json_schema(schema, defaults=_JSON_OPTIONS)
     assert grammar
