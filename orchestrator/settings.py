@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 DEFAULT_LOCAL_MODEL = "smollm2"
 """The offline model: SmolLM2-135M-Instruct, fetched and cached by the worker."""
 DEFAULT_WORKER_URL = "http://127.0.0.1:8765"
+DEFAULT_DESIGN_MODEL = "claude-sonnet-4-6"
+"""The designer of `research design`: the judge model the shipped protocols use."""
 
 
 class Settings(BaseModel):
@@ -47,6 +49,11 @@ class Settings(BaseModel):
         DEFAULT_LOCAL_MODEL,
         alias="RESEARCH_LOCAL_MODEL",
         description="The worker's model offline and for probes: smollm2, a path or a hub id.",
+    )
+    design_model: str = Field(
+        DEFAULT_DESIGN_MODEL,
+        alias="RESEARCH_DESIGN_MODEL",
+        description="The model that drafts protocols with `research design` (Anthropic API).",
     )
     local_timeout_s: float = Field(
         900.0,

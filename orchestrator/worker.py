@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from memory import RunLog
 from orchestrator.errors import UserError
 from orchestrator.protocol.schema import ModelRef, Protocol
 from orchestrator.rundir import RunDir
@@ -97,14 +98,23 @@ def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterato
         shared_workers(run, settings.worker_urls)
         yield settings.worker_url
         return
-    url = settings.worker_url
     model = worker_model(protocol, settings.local_model)
+    with worker_for(run.log, run.path("worker.log"), model, settings) as url:
+        yield url
+
+
+@contextmanager
+def worker_for(log: RunLog, log_path: Path, model: str, settings: Settings) -> Iterator[str]:
+    """Yield the URL of a worker serving `model`: the one at the settings' URL, or one started
+    for this process (its output in `log_path`) that stops when the block ends. What was done
+    goes to `log` (a run's, or a design's)."""
+    url = settings.worker_url
     borrowed = ""
     if (health := healthy(url)) is not None:
         owner = health.get("parent_pid")
         if owner is None or owner == os.getpid():
             text = f"Using the worker at {url}: {_whose(health)} ({health.get('model')})"
-            run.log.append("run", "orchestrator", "worker", text)
+            log.append("run", "orchestrator", "worker", text)
             yield url
             return
         # Another run's own worker stops when that run ends, in the middle of this one: start
@@ -124,18 +134,17 @@ def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterato
     parsed = urlparse(url)
     if parsed.hostname not in ("127.0.0.1", "localhost"):
         raise UserError(f"no worker answers at {url}; start one there with `research worker`")
-    log_path = run.path("worker.log")
     host, port = parsed.hostname, parsed.port or 80
     # Linux sends the parent-death signal when the *thread* that started the worker ends: this
     # one drives the run and leaves this block (stopping the worker) before it ends.
     cmd = worker_command(model, host, port, settings.cache_dir, parent_pid=os.getpid())
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     text = borrowed + (
         f"Started the local worker (pid {proc.pid}) for {model} at {url}, for this run only: it "
         "stops when the run ends or its process dies; output in worker.log."
     )
-    run.log.append("run", "orchestrator", "worker", text)
+    log.append("run", "orchestrator", "worker", text)
     try:
         _wait(proc, url, log_path, settings.worker_start_timeout_s)
         yield url

@@ -17,6 +17,7 @@ from rich.console import Console
 from orchestrator.cli import (
     amend,
     compare,
+    design,
     init,
     label,
     probes,
@@ -43,6 +44,7 @@ app = typer.Typer(
 # In the order a researcher meets them; each with a one-line summary for the command list
 # (click cuts a docstring's first sentence off at the terminal's width with "...").
 COMMANDS = (
+    ("design", design.design_cmd, "Draft a protocol from a question, stage by stage."),
     ("init", init.init_cmd, "Write a new protocol file that validates as written."),
     ("validate", validate.validate_cmd, "Check a protocol and preview its cells; spends nothing."),
     ("run", run.run_cmd, "Start a run of a protocol."),

@@ -1,0 +1,132 @@
+"""The designer agent: one stage of a protocol drafted in one forced `write_<stage>` tool call
+(and, for the materials, further batches of tasks and plants in `add_<stage>` calls).
+
+It runs on the one tool loop (agents/loop.py) as the analyst does. The orchestrator gives it,
+per stage, the tool's JSON schema (derived from the protocol schema) and `check`, which merges
+the draft into the protocol so far and returns the loader's errors (`file:line: field:
+message`); a draft with errors goes back to the model as a tool error, the whole draft asked
+again, until it is accepted or `max_attempts` calls were made.
+
+Every call goes through the ledger under (stage `design`, item the stage's name, role
+`designer`) with the attempt, the batch and the revision (one per rejection note) as key parts: a
+design killed and started again replays what it had paid for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.client import CallResult, CallSpec, LLMClient
+from agents.loop import Chat, Hooks, Message, Retry, retried, tool_loop, user
+from agents.prompts import render, say
+from agents.tools import Tool, ToolInputError
+
+TEMPLATE = "tools/write_stage.j2"
+
+Check = Callable[[dict[str, Any]], list[str]]
+"""A draft's problems, one per line; empty when it is accepted."""
+
+
+@dataclass(frozen=True)
+class StageBrief:
+    """What the designer is told for one stage."""
+
+    question: str
+    stage: str
+    title: str
+    """What this stage decides."""
+    so_far: str
+    """The protocol drafted so far, as YAML (empty at the first stage)."""
+    example: str = ""
+    """A protocol to follow in style and schema (`--from`), as its file's text."""
+    note: str = ""
+    """The human's note on the rejected draft, when revising."""
+    rejected: str = ""
+    """The rejected draft, as YAML, when revising."""
+    revision: int = 0
+    """How many times this stage was rejected: a revision is a new call, not a replay."""
+    batch: int = 0
+    """0: the stage's sections; 1, 2, ...: a further batch of tasks and plants for them."""
+
+    @property
+    def tool(self) -> str:
+        return f"write_{self.stage}" if self.batch == 0 else f"add_{self.stage}"
+
+
+@dataclass(frozen=True)
+class StageDraft:
+    sections: dict[str, Any] | None
+    error: str | None = None
+    calls: list[CallResult] = field(default_factory=list)
+
+
+async def draft_stage(
+    client: LLMClient,
+    brief: StageBrief,
+    *,
+    schema: dict[str, Any],
+    check: Check,
+    model: str,
+    params: dict[str, Any],
+    max_attempts: int = 4,
+    retry: Retry = Retry(),
+) -> StageDraft:
+    """The stage's accepted draft, or the last error after `max_attempts` calls. A call that
+    keeps failing for a passing reason raises `Unavailable` (an outage is not a draft)."""
+    name = brief.tool
+    system = render("designer_system.j2")
+    prompt = render("designer_brief.j2", brief=brief, tool=name)
+    spec = CallSpec("design", brief.stage, "designer")
+    chat = Chat(client, spec, model, params, system, retry=retry)
+    drafting = _Drafting(name, check)
+    description = say(TEMPLATE, "description", title=brief.title, batch=brief.batch)
+    tool = Tool(name, description, schema, drafting.accept)
+    hooks = Hooks(
+        key=lambda attempt: {
+            "attempt": attempt,
+            "revision": brief.revision,
+            "note": brief.note,
+            "batch": brief.batch,
+        },
+        on_text=drafting.no_call,
+        done=lambda result: drafting.sections is not None,
+        refusal=drafting.refused,
+        history=retried,
+    )
+    transcript = await tool_loop(
+        chat, [user(prompt)], [tool], max_turns=max_attempts, force=name, hooks=hooks
+    )
+    calls = transcript.results
+    if transcript.ended == "error":
+        return StageDraft(None, f"designer call failed: {transcript.final.error}", calls)
+    if drafting.sections is not None:
+        return StageDraft(drafting.sections, None, calls)
+    error = f"no valid {name} after {max_attempts} attempts:\n{drafting.error}"
+    return StageDraft(None, error, calls)
+
+
+class _Drafting:
+    """The forced call as it goes: the accepted sections, or why the last draft was refused."""
+
+    def __init__(self, name: str, check: Check):
+        self.name = name
+        self.check = check
+        self.sections: dict[str, Any] | None = None
+        self.error = "no attempt made"
+
+    def accept(self, tool_input: dict[str, Any]) -> str:
+        problems = self.check(tool_input)
+        if problems:
+            raise ToolInputError("\n".join(problems))
+        self.sections = tool_input
+        return "accepted"
+
+    def refused(self, result: CallResult, error: str) -> str:
+        self.error = error
+        cut = result.stop_reason == "max_tokens"
+        return say(TEMPLATE, "retry", tool=self.name, error=error, cut=cut)
+
+    def no_call(self, result: CallResult, messages: list[Message]) -> list[Message]:
+        return retried(messages, result, self.refused(result, say(TEMPLATE, "no_call")))

@@ -1,0 +1,191 @@
+"""A protocol as it is drafted: stages merged into one mapping, dumped as YAML, and checked.
+
+`check_stage` is what the designer's tool answers with: the stage's sections merged into the
+protocol so far, dumped, and loaded by the real loader once every required section is there
+(before that, by the same schema with the missing sections allowed), so an error reads exactly
+as `research validate` would print it: `file:line: field: message`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError, create_model
+
+from orchestrator.design.diversity import findings
+from orchestrator.design.stages import BATCH, DesignStage, key
+from orchestrator.errors import ProtocolError
+from orchestrator.protocol.base import Strict
+from orchestrator.protocol.loader import LoadedProtocol, load_protocol_text
+from orchestrator.protocol.materials import Materials
+from orchestrator.protocol.schema import Protocol
+from orchestrator.protocol.validation import from_validation
+from orchestrator.protocol.yamlmap import load_with_lines
+
+Draft = dict[str, Any]
+"""A protocol (or part of one) as YAML holds it: its shape is the protocol schema's."""
+
+
+def merge(so_far: Draft, stage: DesignStage, sections: Draft) -> Draft:
+    """`so_far` with the stage's sections set from `sections` (the stage's tool input)."""
+    out = copy.deepcopy(so_far)
+    for section in stage.sections:
+        value = copy.deepcopy(sections[key(section)])
+        parts = section.split(".")
+        target = out
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return out
+
+
+def add_batch(sections: Draft, batch: Draft) -> Draft:
+    """The stage's sections with a further batch's tasks and plants appended to the materials."""
+    out = copy.deepcopy(sections)
+    materials = out["materials"]
+    for name in BATCH:
+        materials[name] = [*(materials.get(name) or []), *copy.deepcopy(batch[name])]
+    return out
+
+
+def sections_of(protocol: Draft, stage: DesignStage) -> Draft:
+    """The stage's part of a protocol, as its tool input holds it (for an edited draft)."""
+    out: Draft = {}
+    for section in stage.sections:
+        value: Any = protocol
+        for part in section.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        out[key(section)] = value
+    return out
+
+
+class _Literal(str):
+    """A multi-line string, dumped as a `|` block so documents read as they will be shown."""
+
+
+def _block(dumper: yaml.SafeDumper, value: _Literal) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Literal, _block)
+
+
+def _blocks(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _blocks(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_blocks(v) for v in value]
+    if isinstance(value, str) and "\n" in value and not value.endswith((" ", "\t")):
+        return _Literal(value)
+    return value
+
+
+def ordered(protocol: Draft) -> Draft:
+    """Sections in the schema's order, the order a reader of deu.yaml expects."""
+    order = list(Protocol.model_fields)
+    return dict(sorted(protocol.items(), key=lambda kv: _rank(order, kv[0])))
+
+
+def _rank(order: list[str], name: str) -> int:
+    return order.index(name) if name in order else len(order)
+
+
+def dump(protocol: Draft, header: str = "") -> str:
+    """The protocol as YAML, after `header` (each of its lines made a comment)."""
+    body = yaml.dump(
+        _blocks(ordered(protocol)),
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=100,
+    )
+    comment = "".join(f"# {line}".rstrip() + "\n" for line in header.splitlines())
+    return f"{comment}\n{body}" if comment else body
+
+
+def complete(protocol: Draft) -> bool:
+    return not _missing(protocol)
+
+
+def _missing(protocol: Draft) -> list[str]:
+    return [n for n, f in Protocol.model_fields.items() if f.is_required() and n not in protocol]
+
+
+STAND_IN_MATERIALS: Draft = {
+    "tasks": [{"id": "stand-in", "kind": "stand-in", "instruction": "stand-in"}],
+    "templates": {"user": "{{ task.instruction }}"},
+}
+"""Materials for a draft that has none yet: enough for the loader to check the rest."""
+
+
+def _stand_ins(protocol: Draft) -> tuple[Draft, list[str]]:
+    """The draft with stand-ins for the later stages' required sections, so the loader's
+    cross-section rules check what is drafted already; and the stand-ins' names, whose own
+    errors are not the draft's. Hypotheses wait for the analysis: their tests name it."""
+    missing = _missing(protocol)
+    out = dict(protocol)
+    if "materials" in missing:
+        out["materials"] = copy.deepcopy(STAND_IN_MATERIALS)
+    if "analysis" in missing:
+        verdict = (protocol.get("evaluation") or {}).get("verdict") or {}
+        flags = [k for k, v in verdict.items() if isinstance(v, dict) and v.get("type") == "bool"]
+        out["analysis"] = {"primary": flags[0] if flags else "stand-in"}
+        out.pop("hypotheses", None)
+        missing.append("hypotheses")
+    return out, missing
+
+
+def _partial_model() -> type[BaseModel]:
+    fields = {
+        name: (info.annotation | None, None)  # type: ignore[operator]
+        for name, info in Protocol.model_fields.items()
+    }
+    return create_model("PartialProtocol", __base__=Strict, **fields)  # type: ignore[call-overload]
+
+
+_PARTIAL = _partial_model()
+"""The protocol schema with every section optional: a draft before its last stage."""
+
+
+def load_draft(protocol: Draft, path: Path) -> LoadedProtocol:
+    """The complete draft through the real loader; raises its `ProtocolError`."""
+    return load_protocol_text(dump(protocol), path)
+
+
+def problems(protocol: Draft, path: Path) -> list[str]:
+    """What the loader says about the draft, one `file:line: field: message` per line; empty
+    when it loads. While later stages' sections are missing, the schema checks what is there
+    and the loader's cross-section rules run with stand-ins for the rest."""
+    if not complete(protocol):
+        data, lines = load_with_lines(dump(protocol))
+        try:
+            _PARTIAL.model_validate(data)
+        except ValidationError as e:
+            return from_validation(e, path, lines).report().splitlines()
+    checked, stand_ins = _stand_ins(protocol)
+    try:
+        load_draft(checked, path)
+    except ProtocolError as e:
+        return [str(x) for x in [e, *e.others] if not _within(x.field, stand_ins)]
+    return []
+
+
+def _within(field: str | None, sections: list[str]) -> bool:
+    return field is not None and field.split(".", 1)[0].split("[", 1)[0] in sections
+
+
+def check_stage(so_far: Draft, stage: DesignStage, sections: Draft, path: Path) -> list[str]:
+    """Problems of the protocol with this stage's draft merged in: the loader's, then (for the
+    materials) near-duplicates and kinds the materials do not cover."""
+    merged = merge(so_far, stage, sections)
+    errors = problems(merged, path)
+    if errors or not stage.diversity:
+        return errors
+    return findings(Materials.model_validate(merged["materials"]))

@@ -1,0 +1,250 @@
+"""The design, stage by stage: the designer drafts, the loader checks, a human decides.
+
+Each stage ends at a checkpoint (`Approver`): approve, reject with a note (the designer revises
+with it, a new call), or edit the stage's YAML by hand (re-checked; an edit with errors comes
+back to the same checkpoint with them). Approved stages are kept in the session, so a design
+started again resumes where it stopped. The library never prints: the CLI's approver shows the
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from agents.client import LLMClient
+from agents.designer.agent import StageBrief, draft_stage
+from agents.loop import Retry
+from orchestrator.design.draft import (
+    Draft,
+    add_batch,
+    check_stage,
+    dump,
+    load_draft,
+    merge,
+    sections_of,
+)
+from orchestrator.design.session import Approval, DesignSession, Rejection
+from orchestrator.design.stages import STAGES, DesignStage, batch_schema, stage_schema
+from orchestrator.errors import UserError
+from orchestrator.forecast import design_forecast, design_text
+from orchestrator.nodes.design import item_of
+from orchestrator.protocol.stimuli import build_stimuli
+
+DRAFT_NAME = Path("draft.yaml")
+"""The file name errors are reported against while drafting (the output is not written yet)."""
+
+
+@dataclass(frozen=True)
+class StageView:
+    """What a checkpoint shows: the stage's draft, and what comes with it."""
+
+    stage: DesignStage
+    text: str
+    """The stage's sections, as YAML."""
+    revision: int
+    forecast: str = ""
+    """Cost and precision of the full run (the last stage, once the protocol is complete)."""
+    errors: list[str] = field(default_factory=list)
+    """Problems of a hand edit, to fix before it can be approved."""
+
+
+@dataclass(frozen=True)
+class StageDecision:
+    kind: Literal["approve", "reject", "edit"]
+    note: str = ""
+    edited: str = ""
+    """With `edit`: the stage's sections as the human left them, as YAML."""
+    by: str = "human"
+
+
+Approver = Callable[[StageView], StageDecision]
+
+
+class DesignFailed(UserError):
+    """The designer could not produce a valid stage within its attempts."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Designer:
+    """Who drafts, and how."""
+
+    client: LLMClient
+    model: str
+    params: dict[str, Any]
+    max_attempts: int = 4
+    retry: Retry = Retry()
+
+
+async def design(session: DesignSession, designer: Designer, approver: Approver) -> Draft:
+    """The whole protocol, every stage approved; resumes the stages approved before."""
+    protocol: Draft = {}
+    for stage in STAGES:
+        approval = session.approved(stage)
+        if approval is None:
+            approval = await _stage(session, designer, approver, stage, protocol)
+            session.approve(stage, approval)
+        protocol = merge(protocol, stage, approval.sections)
+    return protocol
+
+
+async def _stage(
+    session: DesignSession,
+    designer: Designer,
+    approver: Approver,
+    stage: DesignStage,
+    so_far: Draft,
+) -> Approval:
+    while True:
+        rejections = session.rejections(stage)
+        last = rejections[-1] if rejections else Rejection("", "", "")
+        revision = len(rejections)
+        sections = await _draft(session, designer, stage, so_far, revision, last.note, last.draft)
+        view = StageView(stage, _yaml(sections), revision, _forecast(so_far, stage, sections))
+        while True:
+            decision = approver(view)
+            if decision.kind == "approve":
+                return Approval(sections, decision.by, decision.note)
+            if decision.kind == "reject":
+                break
+            edited, errors = _edited(so_far, stage, decision.edited)
+            if not errors:
+                session.log.append(stage.name, decision.by, "edit", "edited the draft by hand")
+                note = decision.note or "edited by hand"
+                return Approval(edited, decision.by, note)
+            view = StageView(stage, decision.edited, revision, view.forecast, errors)
+        session.reject(stage, Rejection(decision.note, _yaml(sections), decision.by))
+
+
+async def _draft(
+    session: DesignSession,
+    designer: Designer,
+    stage: DesignStage,
+    so_far: Draft,
+    revision: int,
+    note: str,
+    rejected: str,
+) -> Draft:
+    """The stage's sections: the first call's, with each further batch's tasks and plants."""
+    sections: Draft = {}
+    for batch in range(stage.batches):
+        base = merge(so_far, stage, sections) if batch else so_far
+        brief = StageBrief(
+            question=session.question,
+            stage=stage.name,
+            title=stage.title,
+            so_far=dump(base) if base else "",
+            example=session.example,
+            note=note,
+            rejected=rejected,
+            revision=revision,
+            batch=batch,
+        )
+        if batch == 0:
+            sections = await _call(
+                session, designer, stage, brief, stage_schema(stage.name), so_far
+            )
+        else:
+            added = await _call(session, designer, stage, brief, batch_schema(), so_far, sections)
+            sections = add_batch(sections, added)
+    return sections
+
+
+async def _call(
+    session: DesignSession,
+    designer: Designer,
+    stage: DesignStage,
+    brief: StageBrief,
+    schema: dict[str, Any],
+    so_far: Draft,
+    first: Draft | None = None,
+) -> Draft:
+    """One forced call, its drafts checked as part of the protocol; `first`: the stage's
+    sections so far, which a further batch's tasks and plants are added to."""
+
+    def check(draft: dict[str, Any]) -> list[str]:
+        sections = draft if first is None else add_batch(first, draft)
+        errors = check_stage(so_far, stage, sections, DRAFT_NAME)
+        if errors:
+            session.log.append(stage.name, "loader", "error", "\n".join(errors))
+        return errors
+
+    result = await draft_stage(
+        designer.client,
+        brief,
+        schema=schema,
+        check=check,
+        model=designer.model,
+        params=designer.params,
+        max_attempts=designer.max_attempts,
+        retry=designer.retry,
+    )
+    if result.sections is None:
+        session.log.append(stage.name, "designer", "failed", result.error or "")
+        raise DesignFailed(f"stage {stage.name} ({brief.tool}): {result.error}")
+    text = f"{brief.tool} accepted after {len(result.calls)} call(s)"
+    session.log.append(stage.name, "designer", "draft", text)
+    return result.sections
+
+
+def _yaml(sections: Draft) -> str:
+    return yaml.safe_dump(sections, sort_keys=False, allow_unicode=True, width=100)
+
+
+def _edited(so_far: Draft, stage: DesignStage, text: str) -> tuple[Draft, list[str]]:
+    try:
+        sections = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        return {}, [f"the edit is not YAML: {e}"]
+    if not isinstance(sections, dict):
+        return {}, ["the edit must be a mapping of the stage's sections"]
+    sections = {k: sections.get(k) for k in sections_of({}, stage)}
+    return sections, check_stage(so_far, stage, sections, DRAFT_NAME)
+
+
+def _forecast(so_far: Draft, stage: DesignStage, sections: Draft) -> str:
+    protocol = merge(so_far, stage, sections)
+    if stage is not STAGES[-1]:
+        return ""
+    loaded = load_draft(protocol, DRAFT_NAME).protocol
+    items = [item_of(s) for s in build_stimuli(loaded, pilot=False)]
+    return design_text(design_forecast(loaded, items), loaded.analysis.primary)
+
+
+def header(session: DesignSession, approvals: list[tuple[str, Approval]], yes: bool) -> str:
+    """The output's header comment: how it was made."""
+    calls, cost = session.spent()
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    lines = [
+        f"Drafted by `research design` with {session.model} on {day}: {calls} calls, "
+        f"${cost:.4f} (ledger: {session.path}).",
+        f"Question: {session.question}",
+    ]
+    if session.example_name:
+        lines.append(f"Style and schema example: {session.example_name}")
+    if yes:
+        lines.append("Every stage approved with --yes: without human review.")
+    for name, a in approvals:
+        lines.append(f"Stage {name}: approved by {a.by}" + (f" ({a.note})" if a.note else ""))
+    return "\n".join(lines)
+
+
+def write(session: DesignSession, protocol: Draft, out: Path, yes: bool) -> Path:
+    """The protocol file, validated as written; refuses to overwrite."""
+    if out.exists():
+        raise UserError(f"{out} exists; name another file with --out")
+    approvals = [(s.name, a) for s in STAGES if (a := session.approved(s)) is not None]
+    text = dump(protocol, header(session, approvals, yes))
+    load_draft(protocol, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("x") as f:
+        f.write(text)
+    session.written(out)
+    return out

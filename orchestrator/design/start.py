@@ -1,0 +1,88 @@
+"""Start (or resume) a design: the session, the designer's client, the stages, the file.
+
+from orchestrator.design.start import start_design
+start_design("Does ...?", example=Path("protocols/deu.yaml"), approver=...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from agents.client import LLMClient
+from agents.loop import Retry
+from orchestrator.context import endpoint
+from orchestrator.design.flow import Approver, Designer, StageDecision, StageView, design, write
+from orchestrator.design.session import DesignSession, slug
+from orchestrator.errors import UserError
+from orchestrator.protocol.base import ModelRef
+from orchestrator.settings import Settings
+from orchestrator.worker import worker_for
+
+PARAMS = {"max_tokens": 16000, "temperature": 0.7}
+"""A whole stage is one tool call: the materials of a realistic design run long."""
+TIMEOUT_S = 900.0
+"""Seconds a designer call to the API may take: 16000 tokens at ~60 a second, with room."""
+OFFLINE_PARAMS = {"max_tokens": 1800, "temperature": 0.7}
+"""SmolLM2 has 8192 tokens of context; the plan stage's prompt and schema take about 6300."""
+
+
+def approve_all(view: StageView) -> StageDecision:
+    """--yes: every stage approved, on the record as without human review."""
+    return StageDecision("approve", "without human review", by="--yes")
+
+
+def default_out(question: str) -> Path:
+    return Path("protocols") / f"{slug(question)}.yaml"
+
+
+def start_design(
+    question: str,
+    *,
+    example: Path | None = None,
+    out: Path | None = None,
+    runs_dir: Path | None = None,
+    offline: bool = False,
+    approver: Approver = approve_all,
+    yes: bool = False,
+    settings: Settings | None = None,
+) -> Path:
+    """Draft, check and (with `approver`) approve every stage; write the protocol to `out`."""
+    settings = settings or Settings.from_env()
+    out = out or default_out(question)
+    if out.exists():
+        raise UserError(f"{out} exists; name another file with --out")
+    example_text = _read(example) if example else ""
+    if offline:
+        ref = ModelRef(provider="local", model=settings.local_model)
+    else:
+        ref = ModelRef(provider="anthropic", model=settings.design_model)
+        if settings.api_key() is None:
+            raise UserError("ANTHROPIC_API_KEY is not set (or design offline with --offline)")
+        settings = settings.model_copy(update={"timeout_s": max(settings.timeout_s, TIMEOUT_S)})
+    root = runs_dir or settings.runs_dir
+    session = DesignSession.open(root, question, example_text, str(example or ""), ref.model)
+    retry = Retry(settings.retry_passes, settings.retry_wait_s)
+    params = OFFLINE_PARAMS if offline else PARAMS
+    with contextlib.ExitStack() as stack:
+        stack.callback(session.close)
+        if offline:  # the worker at RESEARCH_WORKER_URL, or one started for this design
+            log_path = session.path / "worker.log"
+            url = stack.enter_context(worker_for(session.log, log_path, ref.model, settings))
+            ref = ref.model_copy(update={"base_url": url})
+
+        async def go() -> Path:
+            async with LLMClient(endpoint(ref, settings), session.records, session.sha) as c:
+                designer = Designer(c, ref.model, params, retry=retry)
+                protocol = await design(session, designer, approver)
+            return write(session, protocol, out, yes)
+
+        return asyncio.run(go())
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from e
