@@ -21,6 +21,7 @@ from orchestrator.cli import (
     init,
     label,
     probes,
+    program,
     report,
     run,
     status,
@@ -56,6 +57,7 @@ COMMANDS = (
     ("label", label.label_cmd, "Label a blinded sample yourself, to calibrate the judge."),
     ("amend", amend.amend_cmd, "Amend a run's pre-registered analysis, on the record."),
     ("compare", compare.compare_cmd, "Put two runs' main results side by side."),
+    ("program", program.program_cmd, "Create, show or list research programmes across runs."),
     ("worker", worker.worker_cmd, "Serve a local model and the truesight probes."),
 )
 for name, command, summary in COMMANDS:
