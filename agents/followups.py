@@ -39,11 +39,12 @@ class Sizes:
     text: int
     changes: int
     brief_chars: int
-    """How much of the report the brief shows."""
+    """How much of each of the summary, the analysis and the report the brief shows (of the
+    protocol, twice as much): a small model's context holds the brief and the reply."""
 
 
 ONLINE = Sizes(max_tokens=4096, text=600, changes=3000, brief_chars=12_000)
-COMPACT = Sizes(max_tokens=768, text=160, changes=400, brief_chars=1_500)
+COMPACT = Sizes(max_tokens=768, text=160, changes=400, brief_chars=1_200)
 
 
 class FollowUp(BaseModel):

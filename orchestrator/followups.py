@@ -162,7 +162,8 @@ def propose_next(run: RunDir, *, offline: bool = False) -> Proposed:
                 model=ref.model,
                 params=ref.params.model_dump(),
                 sizes=sizes,
-                max_attempts=protocol.evaluation.max_attempts,
+                # the protocol's own: offline, as_run allows the judge one attempt
+                max_attempts=run.loaded.protocol.evaluation.max_attempts,
                 retry=ctx.retry,
                 on_retry=lambda result, n, wait: ctx.log(
                     "next", "retry", retry_note("proposer", result, n, ctx.retry, wait), "proposer"
@@ -179,6 +180,12 @@ def propose_next(run: RunDir, *, offline: bool = False) -> Proposed:
     valid = [checked[f.id] for f in result.proposal.followups] if result.proposal else []
     proposed = Proposed(run.id, valid, result.error, result.cached, len(result.calls))
     _write(run, proposed)
+    if not result.cached:  # asked again, the ledger answers: nothing new to record
+        titles = "\n".join(
+            f"{n}. {c.followup.title} ({c.followup.id})" for n, c in enumerate(valid, 1)
+        )
+        text = f"Follow-ups proposed by {ref.model}:\n{titles}" if valid else str(result.error)
+        run.log.append("next", "proposer", "proposed" if valid else "error", text)
     return proposed
 
 

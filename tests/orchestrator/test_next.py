@@ -5,7 +5,9 @@ protocol file that validates; the choice is logged in the run's LOG and its prog
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +147,22 @@ def test_picking_none_is_logged_and_writes_nothing(
     assert "None of the 2 follow-ups to pilot was picked." in (run / "LOG.md").read_text()
     entries = ProgramDir.open(tmp_path / "programs", "deu").log.entries()
     assert entries[-1].kind == "none"
+
+
+def test_next_offline_asks_the_local_worker_through_the_ledger(
+    completed_pilot: Path, runs: Path, env: dict, world: FakeAnthropic, tmp_path: Path
+) -> None:
+    """Offline, the worker's model proposes (a tiny random model here: its drafts fit the
+    schema, and the loader judges their sense); nothing reaches the API, and each call is in
+    the run's ledger under the `next` stage."""
+    run = copy_run(completed_pilot, runs)
+    offline = {k: v for k, v in env.items() if k != "ANTHROPIC_API_KEY"}
+    out = research("next", "pilot", "--offline", "--pick", "0", env=offline)
+    assert out.returncode in (0, 1), out.stderr[-2000:]
+    assert world.answered() == []
+    with closing(sqlite3.connect(run / "records.sqlite")) as db:
+        rows = db.execute("SELECT model, error FROM calls WHERE stage='next'").fetchall()
+    assert rows and all(error is None for _, error in rows)
+    shown = (run / "artifacts" / "next.md").read_text()
+    if out.returncode == 1:  # no draft loaded: the reason is kept for the person
+        assert "No valid proposal: no valid propose_followups input after 3 attempts" in shown
