@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import pexpect
 import pytest
 
 from memory import ProgramDir
@@ -20,6 +21,7 @@ from orchestrator.rundir import RunDir
 from tests.conftest import copy_run, research
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, tool_use
 from tests.fakes.world import deu_world
+from tests.orchestrator.test_terminal import spawn_tty
 
 SUBJECTS = """\
 subjects:
@@ -166,3 +168,20 @@ def test_next_offline_asks_the_local_worker_through_the_ledger(
     shown = (run / "artifacts" / "next.md").read_text()
     if out.returncode == 1:  # no draft loaded: the reason is kept for the person
         assert "No valid proposal: no valid propose_followups input after 3 attempts" in shown
+
+
+def test_in_a_terminal_the_person_picks_at_the_prompt(
+    finished: tuple[Path, Proposer], env: dict, tmp_path: Path
+) -> None:
+    out = tmp_path / "protocols"
+    child = spawn_tty(["next", "pilot", "--out", str(out), "--by", "ana"], env)
+    child.expect("At full size on Opus")
+    child.expect("collect: 200 calls to claude-opus-4-5")  # the forecast, at full size
+    child.expect(r"pick a follow-up \(1–2\), or 0 for none")
+    child.sendline("1")
+    child.expect("written")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    subjects = load_protocol(out / "deu-opus.yaml").protocol.subjects
+    assert [s.model for s in subjects] == ["claude-sonnet-4-6", "claude-opus-4-5"]
