@@ -54,7 +54,12 @@ class ProgramDir:
 
     def __init__(self, root: Path):
         self.root = Path(root)
-        self.log = RunLog(self.root / "LOG.md", title=LOG_TITLE)
+
+    @property
+    def log(self) -> RunLog:
+        """LOG.md, read afresh: runs in other processes append to it too, and each entry's
+        number follows the last one on disk."""
+        return RunLog(self.root / "LOG.md", title=LOG_TITLE)
 
     @property
     def name(self) -> str:

@@ -63,10 +63,10 @@ def of_run(run: RunDir) -> ProgramDir | None:
 def join(run: RunDir, program: ProgramDir) -> None:
     """Name the programme in the run's manifest and list the run in PROGRAM.md as started."""
     run.update_manifest(program=program.name, program_dir=str(program.root.resolve()))
-    record(run)
     size = run.manifest.size
-    text = f"{run.id} started from {run.manifest.protocol_source} ({size} size)."
+    text = f"{run.id} joined, from {run.manifest.protocol_source} ({size} size)."
     program.log.append("run", "orchestrator", "joined", text)
+    record(run)
     run.log.append("run", "orchestrator", "program", f"Joined programme {program.name}.")
 
 

@@ -132,6 +132,7 @@ def test_next_proposes_followups_that_validate_and_the_pick_is_a_protocol(
     assert "next · ana · picked" in run_log and str(written) in run_log
     entries = ProgramDir.open(tmp_path / "programs", "deu").log.entries()
     assert entries[-1].kind == "picked" and "The notice in plain words" in entries[-1].text
+    assert [e.number for e in entries] == list(range(1, len(entries) + 1))
 
     # never over a file: picking it again writes nothing
     again = research("next", "pilot", "--pick", "2", "--out", str(out), env=env)

@@ -50,6 +50,8 @@ def test_a_programme_with_two_runs_shows_both_and_a_resume_adds_no_line(
     log = ProgramDir.open(programs, "deu").log.entries()
     ends = [(e.kind, e.text.split(":")[0]) for e in log if e.kind == "complete"]
     assert ends == [("complete", "one"), ("complete", "two")]
+    # each run's process appended to the same LOG.md: the numbers follow one another
+    assert [e.number for e in log] == list(range(1, len(log) + 1))
     shown = research("program", "deu", "--programs-dir", str(programs), env=env)
     assert shown.returncode == 0 and "two" in shown.stdout and "H1" in shown.stdout
     listed = research("program", "--programs-dir", str(programs), env=env)
