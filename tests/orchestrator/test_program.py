@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from memory import ProgramDir
 from orchestrator import runner
+from orchestrator.errors import UserError
 from orchestrator.manifest import read_manifest
 from tests.conftest import DEU, research, without_probes
+from tests.fakes.anthropic_server import FakeAnthropic, Fault
 
 
 def run_lines(programs: Path) -> list[str]:
@@ -67,3 +71,22 @@ def test_joining_a_programme_that_does_not_exist_is_refused_before_the_run(
     assert out.returncode == 2
     assert "no programme 'nope'" in out.stderr and "--question" in out.stderr
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_run_that_fails_says_so_in_the_programme(
+    env: dict, runs: Path, world: FakeAnthropic, tmp_path: Path
+) -> None:
+    programs = tmp_path / "programs"
+    ProgramDir.create(programs, "deu", "Does DEU raise detection?")
+    protocol = tmp_path / "deu.yaml"
+    protocol.write_text(without_probes(DEU.read_text()))
+    world.faults = lambda body, n: Fault.authentication()
+    with pytest.raises(UserError, match="refused the credentials"):
+        runner.start(
+            protocol, pilot=True, yes=True, run_id="bad", program_name="deu", programs_dir=programs
+        )
+    [line] = run_lines(programs)
+    assert line.startswith("- `bad` (deu, failed): pilot; stopped (failed: Authentication failed")
+    assert line.endswith("resume with `research resume bad`")
+    [end] = [e for e in ProgramDir.open(programs, "deu").log.entries() if e.kind == "failed"]
+    assert end.text.startswith("bad: pilot; stopped")
