@@ -36,6 +36,9 @@ class Sizes:
     """Caps on the proposal, in the tool schema (a small local model fills strings to them)."""
 
     max_tokens: int
+    most: int
+    """Follow-ups in one proposal."""
+    title: int
     text: int
     changes: int
     brief_chars: int
@@ -43,8 +46,12 @@ class Sizes:
     protocol, twice as much): a small model's context holds the brief and the reply."""
 
 
-ONLINE = Sizes(max_tokens=4096, text=600, changes=3000, brief_chars=12_000)
-COMPACT = Sizes(max_tokens=768, text=160, changes=400, brief_chars=1_200)
+ONLINE = Sizes(
+    max_tokens=4096, most=MAX_FOLLOWUPS, title=120, text=600, changes=3000, brief_chars=12_000
+)
+COMPACT = Sizes(max_tokens=768, most=1, title=60, text=120, changes=300, brief_chars=1_200)
+"""For a small local model: one follow-up whose strings, filled to their caps, still close
+within max_tokens (a reply cut off there is no tool call)."""
 
 
 class FollowUp(BaseModel):
@@ -108,14 +115,14 @@ def followups_tool(sizes: Sizes, handler: Callable[[dict[str, Any]], Any]) -> To
     followup = {
         "type": "object",
         "properties": {
-            "title": string(120, "title"),
+            "title": string(sizes.title, "title"),
             "reason": string(sizes.text, "reason"),
             "kind": {
                 "type": "string",
                 "enum": ["amend", "new"],
                 "description": say(TEMPLATE, "kind"),
             },
-            "id": string(64, "id"),
+            "id": string(40, "id"),
             "changes": string(sizes.changes, "changes"),
             "forecast": string(sizes.text, "forecast"),
         },
@@ -129,7 +136,7 @@ def followups_tool(sizes: Sizes, handler: Callable[[dict[str, Any]], Any]) -> To
                 "type": "array",
                 "items": followup,
                 "minItems": 1,
-                "maxItems": MAX_FOLLOWUPS,
+                "maxItems": sizes.most,
             }
         },
         "required": ["followups"],
@@ -153,7 +160,7 @@ async def propose(
     """One forced `propose_followups` call, asked again with every error while the proposal is
     invalid or a follow-up fails `check` (at most `max_attempts` calls). A call that keeps
     failing for a passing reason raises `Unavailable`: an outage is not a result."""
-    system = render("followups_system.j2", sizes=sizes, most=MAX_FOLLOWUPS)
+    system = render("followups_system.j2", sizes=sizes, most=sizes.most)
     prompt = render("followups_brief.j2", brief=brief, sizes=sizes)
     params = {**params, "max_tokens": sizes.max_tokens}
     spec = CallSpec("next", "followups", "proposer")

@@ -164,11 +164,13 @@ def test_next_offline_asks_the_local_worker_through_the_ledger(
     assert out.returncode in (0, 1), out.stderr[-2000:]
     assert world.answered() == []
     with closing(sqlite3.connect(run / "records.sqlite")) as db:
-        rows = db.execute("SELECT model, error FROM calls WHERE stage='next'").fetchall()
-    assert rows and all(error is None for _, error in rows)
+        rows = db.execute("SELECT stop_reason, error FROM calls WHERE stage='next'").fetchall()
+    # every draft, filled to its caps, closed as a tool call within max_tokens
+    assert rows and all(stop == "tool_use" and error is None for stop, error in rows)
     shown = (run / "artifacts" / "next.md").read_text()
-    if out.returncode == 1:  # no draft loaded: the reason is kept for the person
+    if out.returncode == 1:  # none loaded: the loader's reason is kept for the person
         assert "No valid proposal: no valid propose_followups input after 3 attempts" in shown
+        assert "follow-up 1 (" in shown
 
 
 def test_in_a_terminal_the_person_picks_at_the_prompt(
