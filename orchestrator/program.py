@@ -15,7 +15,7 @@ from pathlib import Path
 from memory import ProgramDir, RunLine, utc_stamp
 from orchestrator.analysis import load_analysis
 from orchestrator.analysis.decision_text import decision_word, interval_text
-from orchestrator.analysis.result import AnalysisResult
+from orchestrator.analysis.result import AnalysisResult, TestComponent, TestResult
 from orchestrator.errors import UserError
 from orchestrator.rundir import RunDir
 from orchestrator.settings import Settings
@@ -114,19 +114,19 @@ def result_line(run: RunDir) -> str:
 
 
 def decisions_line(analysis: AnalysisResult) -> str:
-    """`H1 supported (deu − control: +12.0 [+2.0, +22.0]); H2 inconclusive (…)`."""
+    """`H1 inconclusive (claude-sonnet -33.3 [-79.2, +29.1], claude-haiku +33.3 [...]); H3 …`:
+    each hypothesis' decision and its estimates, named by subject (or by the statistic when the
+    test has one estimate)."""
     if analysis.decisions is None:
         return ""
     parts = []
     for h in analysis.decisions.hypotheses:
-        estimates = ", ".join(
-            f"{t.statistic} {interval_text(c)}"
-            if len(t.components) == 1
-            else f"{c.label} {interval_text(c)}"
-            for t in h.tests
-            for c in t.components
-        )
-        parts.append(
-            f"{h.id} {decision_word(h.decision)}" + (f" ({estimates})" if estimates else "")
-        )
+        estimates = [_estimate(t, c) for t in h.tests for c in t.components]
+        shown = f" ({', '.join(estimates)})" if estimates else ""
+        parts.append(f"{h.id} {decision_word(h.decision)}{shown}")
     return "; ".join(parts)
+
+
+def _estimate(t: TestResult, c: TestComponent) -> str:
+    name = t.statistic if len(t.components) == 1 else c.label
+    return f"{name} {interval_text(c)}"

@@ -12,13 +12,16 @@ and LOG.md; a run joined with `--program` updates its line when it ends.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markdown import Markdown
 from rich.table import Table
 
 from orchestrator.cli.ui import console
+
+if TYPE_CHECKING:
+    from memory import Program
 
 ProgramsDir = Annotated[
     Path | None,
@@ -61,7 +64,7 @@ def program_cmd(
         console.print(Markdown((program.root / "PROGRAM.md").read_text(encoding="utf-8")))
 
 
-def _list(programs: list) -> None:  # noqa: ANN001 — memory.Program, imported lazily
+def _list(programs: list[Program]) -> None:
     if not programs:
         console.print("no programmes yet: research program NAME --question TEXT")
         return
