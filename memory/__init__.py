@@ -9,17 +9,22 @@ from memory.files import utc_stamp, write_atomic
 from memory.history import RunHistory
 from memory.log import LogEntry, RunLog
 from memory.notes import append_note, read_notes
+from memory.program import Program, ProgramDir, RunLine, list_programs
 from memory.summary import DecisionEntry, Flag, StageProgress, Summary, write_summary
 
 __all__ = [
     "DecisionEntry",
     "Flag",
     "LogEntry",
+    "Program",
+    "ProgramDir",
+    "RunLine",
     "RunHistory",
     "RunLog",
     "StageProgress",
     "Summary",
     "append_note",
+    "list_programs",
     "read_notes",
     "run_context",
     "utc_stamp",

@@ -35,11 +35,11 @@ class LogEntry:
 class RunLog:
     """Append to and read a run's LOG.md. Safe to share between threads of one process."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, title: str = TITLE):
         self.path = Path(path)
         self._lock = threading.Lock()
         if not self.path.exists():
-            self._write(TITLE)
+            self._write(title)
         entries = self.entries()
         self._last = entries[-1].number if entries else 0
 

@@ -47,6 +47,12 @@ class Manifest(BaseModel):
         description="Why the run stopped, when its status is failed or interrupted: the error in "
         'one line ("cannot write runs/x: No space left on device"). Cleared by the next status.',
     )
+    program: str | None = Field(
+        None, description="The research programme the run joined (`research run --program`)."
+    )
+    program_dir: str | None = Field(
+        None, description="That programme's directory, absolute: where its end is recorded."
+    )
 
 
 def runs_root(runs_dir: str | Path | None) -> Path:

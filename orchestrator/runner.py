@@ -20,7 +20,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.types import Command
 
 from agents.client import AuthenticationFailed, Unavailable
-from orchestrator import amend
+from orchestrator import amend, program
 from orchestrator.analysis import load_analysis
 from orchestrator.context import NoProgress, Progress, RunContext, as_run, models_of
 from orchestrator.decide import (
@@ -59,10 +59,16 @@ def start(
     accept_flags: bool = False,
     approver: Approver | None = None,
     progress: Progress | None = None,
+    program_name: str | None = None,
+    programs_dir: str | Path | None = None,
 ) -> Outcome:
-    """Create a run from the protocol file and drive it until it ends or waits. The settings are
-    read here, once: the whole run uses them."""
+    """Create a run from the protocol file and drive it until it ends or waits; with
+    `program_name`, the run joins that programme. The settings are read here, once: the whole
+    run uses them."""
     settings = Settings.from_env()
+    joined = None
+    if program_name is not None:
+        joined = program.open_program(programs_dir or settings.programs_dir, program_name)
     loaded = load_protocol(protocol_path)
     local = settings.local_model if offline else None
     protocol = as_run(loaded.protocol, offline=offline, local_model=local)
@@ -85,6 +91,8 @@ def start(
             f"\nModels: {models}"
         )
         run.log.append("run", "orchestrator", "created", text)
+        if joined is not None:
+            program.join(run, joined)
         refresh_summary(run)
         run.history.commit("run created")
         return _drive(run, protocol, settings, yes, approver, progress, accept_flags)
@@ -154,6 +162,7 @@ def approve(
         row = record_decision(run, waiting, d)
         if reject:  # nothing left to run: the run ends here, with the note on record
             run.set_status("rejected")
+            program.record(run)
             refresh_summary(run)
             run.history.commit("run rejected")
         return row
@@ -237,6 +246,7 @@ def _drive(
                     else:
                         stopped = at_checkpoint(run, protocol, waiting, yes, approver, accept_flags)
                         if stopped is not None:
+                            program.record(run)
                             return stopped
                         pending = Command(resume=True)
                 elif snap.values and not snap.next and not snap.tasks:
@@ -286,6 +296,7 @@ def _record_failure(run: RunDir, e: BaseException) -> None:
     steps = (
         lambda: run.log.append(_current_stage(run), "orchestrator", kind, text),
         lambda: run.set_status(status, reason),
+        lambda: program.record(run),
         lambda: refresh_summary(run),
     )
     for step in steps:
@@ -303,6 +314,7 @@ def _finish(run: RunDir, protocol: Protocol, decisions: dict[str, str]) -> Outco
     text = f"Run stopped: `{rejected[0]}` rejected." if rejected else "Run complete."
     run.log.append(rejected[0] if rejected else "run", "orchestrator", status, text)
     _final_report(run, protocol)
+    program.record(run)
     refresh_summary(run)
     run.history.commit(f"run {status}")
     return Outcome(run.id, run.root, status)

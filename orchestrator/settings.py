@@ -33,6 +33,11 @@ class Settings(BaseModel):
         alias="RESEARCH_RUNS_DIR",
         description="Where run directories are created and looked up (`--runs-dir` wins).",
     )
+    programs_dir: Path = Field(
+        Path("programs"),
+        alias="RESEARCH_PROGRAMS_DIR",
+        description="Where research programmes live (`--programs-dir` wins).",
+    )
     worker_urls: tuple[str, ...] = Field(
         (DEFAULT_WORKER_URL,),
         alias="RESEARCH_WORKER_URL",

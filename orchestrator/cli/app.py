@@ -20,7 +20,9 @@ from orchestrator.cli import (
     design,
     init,
     label,
+    next,
     probes,
+    program,
     report,
     run,
     status,
@@ -56,6 +58,8 @@ COMMANDS = (
     ("label", label.label_cmd, "Label a blinded sample yourself, to calibrate the judge."),
     ("amend", amend.amend_cmd, "Amend a run's pre-registered analysis, on the record."),
     ("compare", compare.compare_cmd, "Put two runs' main results side by side."),
+    ("program", program.program_cmd, "Create, show or list research programmes across runs."),
+    ("next", next.next_cmd, "Have an agent propose follow-ups to a finished run; pick one."),
     ("worker", worker.worker_cmd, "Serve a local model and the truesight probes."),
 )
 for name, command, summary in COMMANDS:

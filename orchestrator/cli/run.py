@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from orchestrator.cli.bars import Bars
+from orchestrator.cli.program import ProgramsDir
 from orchestrator.cli.ui import console, err, interactive
 from orchestrator.errors import RunInterrupted
 
@@ -93,6 +94,11 @@ def run_cmd(
         typer.Option(help="Use the local worker's model for subjects and judge; no API key."),
     ] = False,
     runs_dir: RunsDir = None,
+    program: Annotated[
+        str | None,
+        typer.Option(help="Join this research programme: its PROGRAM.md lists the run."),
+    ] = None,
+    programs_dir: ProgramsDir = None,
 ) -> None:
     """Start a run: design, checkpoint, collect, screen, evaluate, checkpoint, analyze, report.
 
@@ -116,6 +122,8 @@ def run_cmd(
                 accept_flags=accept_flags,
                 approver=bars.approver if interactive() else None,
                 progress=bars,
+                program_name=program,
+                programs_dir=programs_dir,
             )
         except RunInterrupted as e:
             raise _interrupted(e) from e

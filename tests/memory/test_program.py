@@ -1,0 +1,60 @@
+"""A programme's files: PROGRAM.md lists each run once, LOG.md only grows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from memory import ProgramDir, RunLine, list_programs
+
+
+def line(run_id: str, status: str = "complete", result: str = "H1 supported") -> RunLine:
+    return RunLine(
+        run_id=run_id, protocol_id="deu", status=status, result=result, updated="2026-12-07"
+    )
+
+
+def test_a_programme_shows_each_run_once_with_its_latest_result(tmp_path: Path) -> None:
+    program = ProgramDir.create(tmp_path, "deu", "Does DEU raise detection?")
+    assert program.record_run(line("pilot-1", "failed", "stopped in collect: the API failed"))
+    assert program.record_run(line("pilot-2"))
+    # the first run resumed and finished: its line is replaced, not added
+    assert program.record_run(line("pilot-1", "complete", "H1 supported +12.0 [+2.0, +22.0]"))
+    assert not program.record_run(line("pilot-1", "complete", "H1 supported +12.0 [+2.0, +22.0]"))
+
+    text = (tmp_path / "deu" / "PROGRAM.md").read_text()
+    assert "Question: Does DEU raise detection?" in text
+    runs = [x for x in text.splitlines() if x.startswith("- `pilot")]
+    assert runs == [
+        "- `pilot-1` (deu, complete): H1 supported +12.0 [+2.0, +22.0]",
+        "- `pilot-2` (deu, complete): H1 supported",
+    ]
+    # a new process sees the same programme
+    again = ProgramDir.open(tmp_path, "deu")
+    assert [r.run_id for r in again.state().runs] == ["pilot-1", "pilot-2"]
+
+
+def test_the_log_is_appended_and_open_questions_are_listed(tmp_path: Path) -> None:
+    program = ProgramDir.create(tmp_path, "deu", "Q?")
+    program.log.append("next", "human", "picked", "Follow-up 2: deu-system-prompt")
+    program.add_open_question("Does the effect hold on a larger model?")
+    program.add_open_question("Does the effect hold on a larger model?")
+    entries = ProgramDir.open(tmp_path, "deu").log.entries()
+    assert [(e.number, e.kind) for e in entries] == [(1, "created"), (2, "picked")]
+    assert "programme" in (tmp_path / "deu" / "LOG.md").read_text().splitlines()[2]
+    text = (tmp_path / "deu" / "PROGRAM.md").read_text()
+    assert text.count("- Does the effect hold on a larger model?") == 1
+    assert [p.name for p in list_programs(tmp_path)] == ["deu"]
+
+
+def test_creating_twice_or_opening_none_is_refused(tmp_path: Path) -> None:
+    ProgramDir.create(tmp_path, "deu", "Q?")
+    with pytest.raises(FileExistsError):
+        ProgramDir.create(tmp_path, "deu", "Q again?")
+    with pytest.raises(FileNotFoundError):
+        ProgramDir.open(tmp_path, "other")
+    with pytest.raises(ValueError):
+        ProgramDir.create(tmp_path, "x", "  ")
+    with pytest.raises(ValueError):
+        ProgramDir.create(tmp_path, "../up", "Q?")
