@@ -18,9 +18,9 @@ from orchestrator.cli import (
     amend,
     compare,
     design,
+    followup,
     init,
     label,
-    next,
     probes,
     program,
     report,
@@ -59,7 +59,7 @@ COMMANDS = (
     ("amend", amend.amend_cmd, "Amend a run's pre-registered analysis, on the record."),
     ("compare", compare.compare_cmd, "Put two runs' main results side by side."),
     ("program", program.program_cmd, "Create, show or list research programmes across runs."),
-    ("next", next.next_cmd, "Have an agent propose follow-ups to a finished run; pick one."),
+    ("next", followup.next_cmd, "Have an agent propose follow-ups to a finished run; pick one."),
     ("worker", worker.worker_cmd, "Serve a local model and the truesight probes."),
 )
 for name, command, summary in COMMANDS:
