@@ -69,7 +69,10 @@ def design_cmd(
         approver=approve_all if yes else terminal_stage,
         yes=yes,
     )
-    console.print(f"wrote [bold]{escape(str(path))}[/]; check it with: research validate {path}")
+    console.print(
+        f"wrote [bold]{escape(str(path))}[/]; check it with: research validate {path}",
+        soft_wrap=True,
+    )
 
 
 def terminal_stage(view: StageView) -> StageDecision:

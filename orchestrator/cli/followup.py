@@ -62,7 +62,8 @@ def next_cmd(
         if pick is None:
             console.print(
                 f"[yellow]waiting[/]: proposals in {r.path('artifacts', 'next.md')}. To choose:"
-                f"\n  research next {r.id} --pick N   (0 for none)"
+                f"\n  research next {r.id} --pick N   (0 for none)",
+                soft_wrap=True,
             )
             raise typer.Exit(WAITING)
         where = out or _beside(r.manifest.protocol_source)
@@ -70,7 +71,9 @@ def next_cmd(
     if written is None:
         console.print("No follow-up picked; the choice is logged.")
     else:
-        console.print(f"[green]written[/]: {written}\nRun it with: research run {written}")
+        console.print(
+            f"[green]written[/]: {written}\nRun it with: research run {written}", soft_wrap=True
+        )
 
 
 def _beside(source: str) -> Path:

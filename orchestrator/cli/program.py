@@ -54,8 +54,10 @@ def program_cmd(
         return
     if question is not None:
         program = create_program(programs_dir, name, question)
-        console.print(f"created {program.root / 'PROGRAM.md'}")
-        console.print(f"Join runs to it with: research run PROTOCOL --program {name}")
+        console.print(f"created {program.root / 'PROGRAM.md'}", soft_wrap=True)
+        console.print(
+            f"Join runs to it with: research run PROTOCOL --program {name}", soft_wrap=True
+        )
     else:
         program = open_program(programs_dir, name)
     if ask is not None:
