@@ -25,7 +25,8 @@ from typing import Any, TypedDict
 from pydantic import BaseModel, Field, ValidationError
 
 from agents.client import CallResult, CallSpec, LLMClient
-from agents.loop import Chat, Hooks, Message, Retry, retried, tool_loop, user
+from agents.forced import Forced
+from agents.loop import Chat, Retry
 from agents.prompts import render, say
 from agents.tools import Tool, ToolInputError, explain
 
@@ -214,51 +215,30 @@ async def write_draft(
     params = {**params, "max_tokens": limits.max_tokens}
     spec = CallSpec("analyze", "qualitative", "analyst")
     chat = Chat(client, spec, model, params, system, retry=retry, on_retry=on_retry)
-    drafting = _Drafting(limits)
-    tool = qualitative_tool(limits, [x.item_id for x in brief.samples], drafting.accept)
-    hooks = Hooks(
-        key=lambda attempt: {"attempt": attempt, "sample": brief.digest()},
-        on_text=drafting.no_call,
-        done=lambda result: drafting.draft is not None,
-        refusal=drafting.refused,
-        history=retried,
-    )
-    transcript = await tool_loop(
-        chat, [user(prompt)], [tool], max_turns=max_attempts, force=WRITE_QUALITATIVE, hooks=hooks
-    )
-    calls = transcript.results
-    if transcript.ended == "error":
-        return AnalystResult(None, f"analyst call failed: {transcript.final.error}", calls)
-    if drafting.draft is not None:
-        return AnalystResult(drafting.draft, None, calls)
-    error = f"invalid {WRITE_QUALITATIVE} input after {max_attempts} attempts: {drafting.error}"
-    return AnalystResult(None, error, calls)
 
-
-class _Drafting:
-    """The analyst's forced call as it goes: the accepted draft, or why the last was refused."""
-
-    def __init__(self, limits: Limits):
-        self.limits = limits
-        self.draft: Draft | None = None
-        self.error = "no attempt made"
-
-    def accept(self, tool_input: dict[str, Any]) -> str:
+    def parse(tool_input: dict[str, Any]) -> Draft:
         try:
-            self.draft = Draft.model_validate(tool_input)
+            return Draft.model_validate(tool_input)
         except ValidationError as e:
             raise ToolInputError(explain(e)) from e
-        return "ok"
 
-    def refused(self, result: CallResult, error: str) -> str:
+    def retry_text(result: CallResult, error: str) -> str:
         """The retry text, with a note when the reply was cut off (the likely cause)."""
         if result.stop_reason == "max_tokens":
-            error += " " + say(TEMPLATE, "cut_off", max_tokens=self.limits.max_tokens)
-        self.error = error
+            error += " " + say(TEMPLATE, "cut_off", max_tokens=limits.max_tokens)
         return say(TEMPLATE, "retry", error=error)
 
-    def no_call(self, result: CallResult, messages: list[Message]) -> list[Message]:
-        return retried(messages, result, self.refused(result, say(TEMPLATE, "no_call")))
+    forced = Forced(parse, retry_text, say(TEMPLATE, "no_call"))
+    tool = qualitative_tool(limits, [x.item_id for x in brief.samples], forced.accept)
+    got = await forced.run(
+        chat,
+        prompt,
+        tool,
+        key=lambda attempt: {"attempt": attempt, "sample": brief.digest()},
+        max_attempts=max_attempts,
+        who="analyst",
+    )
+    return AnalystResult(got.value, got.error, got.calls)
 
 
 def normalise(text: str) -> str:

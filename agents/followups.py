@@ -22,7 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from agents.client import CallResult, CallSpec, LLMClient
-from agents.loop import Chat, Hooks, Message, Retry, retried, tool_loop, user
+from agents.forced import Forced
+from agents.loop import Chat, Retry
 from agents.prompts import render, say
 from agents.tools import Tool, ToolInputError, explain
 
@@ -165,36 +166,8 @@ async def propose(
     params = {**params, "max_tokens": sizes.max_tokens}
     spec = CallSpec("next", "followups", "proposer")
     chat = Chat(client, spec, model, params, system, retry=retry, on_retry=on_retry)
-    proposing = _Proposing(check)
-    hooks = Hooks(
-        key=lambda attempt: {"attempt": attempt, "brief": brief.digest()},
-        on_text=proposing.no_call,
-        done=lambda result: proposing.proposal is not None,
-        refusal=proposing.refused,
-        history=retried,
-    )
-    tool = followups_tool(sizes, proposing.accept)
-    transcript = await tool_loop(
-        chat, [user(prompt)], [tool], max_turns=max_attempts, force=PROPOSE_FOLLOWUPS, hooks=hooks
-    )
-    calls = transcript.results
-    if transcript.ended == "error":
-        return NextResult(None, f"proposer call failed: {transcript.final.error}", calls)
-    if proposing.proposal is not None:
-        return NextResult(proposing.proposal, None, calls)
-    error = f"no valid {PROPOSE_FOLLOWUPS} input after {max_attempts} attempts: {proposing.error}"
-    return NextResult(None, error, calls)
 
-
-class _Proposing:
-    """The forced call as it goes: the accepted proposal, or why the last was refused."""
-
-    def __init__(self, check: Check):
-        self.check = check
-        self.proposal: Proposal | None = None
-        self.error = "no attempt made"
-
-    def accept(self, tool_input: dict[str, Any]) -> str:
+    def parse(tool_input: dict[str, Any]) -> Proposal:
         try:
             proposal = Proposal.model_validate(tool_input)
         except ValidationError as e:
@@ -204,15 +177,21 @@ class _Proposing:
         for n, f in enumerate(proposal.followups, 1):
             if ids.count(f.id) > 1:
                 errors.append(f"follow-up {n} ({f.id}): id: used by another follow-up")
-            errors += [f"follow-up {n} ({f.id}): {e}" for e in self.check(f)]
+            errors += [f"follow-up {n} ({f.id}): {e}" for e in check(f)]
         if errors:
             raise ToolInputError("\n".join(errors))
-        self.proposal = proposal
-        return "ok"
+        return proposal
 
-    def refused(self, result: CallResult, error: str) -> str:
-        self.error = error
+    def retry_text(result: CallResult, error: str) -> str:
         return say(TEMPLATE, "retry", error=error)
 
-    def no_call(self, result: CallResult, messages: list[Message]) -> list[Message]:
-        return retried(messages, result, self.refused(result, say(TEMPLATE, "no_call")))
+    forced = Forced(parse, retry_text, say(TEMPLATE, "no_call"))
+    got = await forced.run(
+        chat,
+        prompt,
+        followups_tool(sizes, forced.accept),
+        key=lambda attempt: {"attempt": attempt, "brief": brief.digest()},
+        max_attempts=max_attempts,
+        who="proposer",
+    )
+    return NextResult(got.value, got.error, got.calls)

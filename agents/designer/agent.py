@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.client import CallResult, CallSpec, LLMClient
-from agents.loop import Chat, Hooks, Message, Retry, retried, tool_loop, user
+from agents.forced import Forced
+from agents.loop import Chat, Retry
 from agents.prompts import render, say
 from agents.tools import Tool, ToolInputError
 
@@ -80,53 +81,30 @@ async def draft_stage(
     prompt = render("designer_brief.j2", brief=brief, tool=name)
     spec = CallSpec("design", brief.stage, "designer")
     chat = Chat(client, spec, model, params, system, retry=retry)
-    drafting = _Drafting(name, check)
+
+    def parse(tool_input: dict[str, Any]) -> dict[str, Any]:
+        problems = check(tool_input)
+        if problems:
+            raise ToolInputError("\n".join(problems))
+        return tool_input
+
+    def retry_text(result: CallResult, error: str) -> str:
+        cut = result.stop_reason == "max_tokens"
+        return say(TEMPLATE, "retry", tool=name, error=error, cut=cut)
+
+    forced = Forced(parse, retry_text, say(TEMPLATE, "no_call"))
     description = say(TEMPLATE, "description", title=brief.title, batch=brief.batch)
-    tool = Tool(name, description, schema, drafting.accept)
-    hooks = Hooks(
+    got = await forced.run(
+        chat,
+        prompt,
+        Tool(name, description, schema, forced.accept),
         key=lambda attempt: {
             "attempt": attempt,
             "revision": brief.revision,
             "note": brief.note,
             "batch": brief.batch,
         },
-        on_text=drafting.no_call,
-        done=lambda result: drafting.sections is not None,
-        refusal=drafting.refused,
-        history=retried,
+        max_attempts=max_attempts,
+        who="designer",
     )
-    transcript = await tool_loop(
-        chat, [user(prompt)], [tool], max_turns=max_attempts, force=name, hooks=hooks
-    )
-    calls = transcript.results
-    if transcript.ended == "error":
-        return StageDraft(None, f"designer call failed: {transcript.final.error}", calls)
-    if drafting.sections is not None:
-        return StageDraft(drafting.sections, None, calls)
-    error = f"no valid {name} after {max_attempts} attempts:\n{drafting.error}"
-    return StageDraft(None, error, calls)
-
-
-class _Drafting:
-    """The forced call as it goes: the accepted sections, or why the last draft was refused."""
-
-    def __init__(self, name: str, check: Check):
-        self.name = name
-        self.check = check
-        self.sections: dict[str, Any] | None = None
-        self.error = "no attempt made"
-
-    def accept(self, tool_input: dict[str, Any]) -> str:
-        problems = self.check(tool_input)
-        if problems:
-            raise ToolInputError("\n".join(problems))
-        self.sections = tool_input
-        return "accepted"
-
-    def refused(self, result: CallResult, error: str) -> str:
-        self.error = error
-        cut = result.stop_reason == "max_tokens"
-        return say(TEMPLATE, "retry", tool=self.name, error=error, cut=cut)
-
-    def no_call(self, result: CallResult, messages: list[Message]) -> list[Message]:
-        return retried(messages, result, self.refused(result, say(TEMPLATE, "no_call")))
+    return StageDraft(got.value, got.error, got.calls)
