@@ -29,8 +29,9 @@ from orchestrator.design.draft import (
     merge,
     sections_of,
 )
+from orchestrator.design.forms import Form, FullForm
 from orchestrator.design.session import Approval, DesignSession, Rejection
-from orchestrator.design.stages import STAGES, DesignStage, batch_schema, stage_schema
+from orchestrator.design.stages import STAGES, DesignStage
 from orchestrator.errors import UserError
 from orchestrator.forecast import design_forecast, design_text
 from orchestrator.nodes.design import item_of
@@ -81,6 +82,8 @@ class Designer:
     params: dict[str, Any]
     max_attempts: int = 4
     retry: Retry = Retry()
+    form: Form = FullForm()
+    """How stages are asked for: the protocol's sections (full) or content only (compact)."""
 
 
 async def design(session: DesignSession, designer: Designer, approver: Approver) -> Draft:
@@ -136,23 +139,23 @@ async def _draft(
     sections: Draft = {}
     for batch in range(stage.batches):
         base = merge(so_far, stage, sections) if batch else so_far
+        shown, example, was = designer.form.shown(base, session.example, rejected)
         brief = StageBrief(
             question=session.question,
             stage=stage.name,
             title=stage.title,
-            so_far=dump(base) if base else "",
-            example=session.example,
+            so_far=shown,
+            example=example,
             note=note,
-            rejected=rejected,
+            rejected=was,
             revision=revision,
             batch=batch,
         )
+        schema = designer.form.schema(stage, base, batch)
         if batch == 0:
-            sections = await _call(
-                session, designer, stage, brief, stage_schema(stage.name), so_far
-            )
+            sections = await _call(session, designer, stage, brief, schema, so_far)
         else:
-            added = await _call(session, designer, stage, brief, batch_schema(), so_far, sections)
+            added = await _call(session, designer, stage, brief, schema, so_far, sections)
             sections = add_batch(sections, added)
     return sections
 
@@ -169,9 +172,16 @@ async def _call(
     """One forced call, its drafts checked as part of the protocol; `first`: the stage's
     sections so far, which a further batch's tasks and plants are added to."""
 
+    base = so_far if first is None else merge(so_far, stage, first)
+
     def check(draft: dict[str, Any]) -> list[str]:
-        sections = draft if first is None else add_batch(first, draft)
-        errors = check_stage(so_far, stage, sections, DRAFT_NAME)
+        try:
+            own = designer.form.sections(stage, base, draft, brief.batch)
+        except ValueError as e:
+            errors = [str(e)]
+        else:
+            sections = own if first is None else add_batch(first, own)
+            errors = check_stage(so_far, stage, sections, DRAFT_NAME)
         if errors:
             session.log.append(stage.name, "loader", "error", "\n".join(errors))
         return errors
@@ -191,7 +201,7 @@ async def _call(
         raise DesignFailed(f"stage {stage.name} ({brief.tool}): {result.error}")
     text = f"{brief.tool} accepted after {len(result.calls)} call(s)"
     session.log.append(stage.name, "designer", "draft", text)
-    return result.sections
+    return designer.form.sections(stage, base, result.sections, brief.batch)
 
 
 def _yaml(sections: Draft) -> str:
@@ -218,7 +228,15 @@ def _forecast(so_far: Draft, stage: DesignStage, sections: Draft) -> str:
     return design_text(design_forecast(loaded, items), loaded.analysis.primary)
 
 
-def header(session: DesignSession, approvals: list[tuple[str, Approval]], yes: bool) -> str:
+COMPACT_NOTE = (
+    "Compact form (for a small model): the model wrote the content; research design wrote the "
+    "structure (templates, contrasts, verdict, rubric frame) and kept the settings of {base}."
+)
+
+
+def header(
+    session: DesignSession, approvals: list[tuple[str, Approval]], yes: bool, form: str = "full"
+) -> str:
     """The output's header comment: how it was made."""
     calls, cost = session.spent()
     day = dt.datetime.now(dt.UTC).date().isoformat()
@@ -227,7 +245,9 @@ def header(session: DesignSession, approvals: list[tuple[str, Approval]], yes: b
         f"${cost:.4f} (ledger: {session.path}).",
         f"Question: {session.question}",
     ]
-    if session.example_name:
+    if form == "compact":
+        lines.append(COMPACT_NOTE.format(base=session.example_name or "the init skeleton"))
+    elif session.example_name:
         lines.append(f"Style and schema example: {session.example_name}")
     if yes:
         lines.append("Every stage approved with --yes: without human review.")
@@ -236,12 +256,14 @@ def header(session: DesignSession, approvals: list[tuple[str, Approval]], yes: b
     return "\n".join(lines)
 
 
-def write(session: DesignSession, protocol: Draft, out: Path, yes: bool) -> Path:
+def write(
+    session: DesignSession, protocol: Draft, out: Path, yes: bool, form: str = "full"
+) -> Path:
     """The protocol file, validated as written; refuses to overwrite."""
     if out.exists():
         raise UserError(f"{out} exists; name another file with --out")
     approvals = [(s.name, a) for s in STAGES if (a := session.approved(s)) is not None]
-    text = dump(protocol, header(session, approvals, yes))
+    text = dump(protocol, header(session, approvals, yes, form))
     load_draft(protocol, out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("x") as f:
