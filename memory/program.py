@@ -4,20 +4,28 @@ PROGRAM.md is what a newcomer to the programme reads: its question, the runs so 
 line of result each, and the open questions. It is rendered from program.json (the same facts,
 typed) and both are rewritten atomically, data first; LOG.md is append-only, in the run LOG's
 format. Recording a run again replaces its line, so a resumed run never shows twice.
+
+Runs of one programme end in separate processes, perhaps at the same instant: every
+read-modify-write of program.json and every LOG.md append (which numbers its entry from the last
+one on disk) holds an exclusive lock on the programme's `.lock`, so no run's line is lost and no
+two entries share a number.
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import BaseModel, Field
 
 from memory.files import utc_stamp, write_atomic
-from memory.log import RunLog
+from memory.flock import exclusive
+from memory.log import LogEntry, RunLog
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+LOCK = ".lock"
 LOG_TITLE = "# LOG\n\nAppend-only record of this programme: one numbered entry per event.\n\n"
 
 _env = Environment(
@@ -55,11 +63,21 @@ class ProgramDir:
     def __init__(self, root: Path):
         self.root = Path(root)
 
-    @property
-    def log(self) -> RunLog:
-        """LOG.md, read afresh: runs in other processes append to it too, and each entry's
-        number follows the last one on disk."""
+    def append(self, stage: str, actor: str, kind: str, text: str) -> int:
+        """Append an entry to LOG.md and return its number, which follows the last one on disk
+        (runs in other processes append too: the lock makes reading it and writing ours one
+        step)."""
+        with self._locked():
+            return self._log().append(stage, actor, kind, text)
+
+    def entries(self) -> list[LogEntry]:
+        return self._log().entries()
+
+    def _log(self) -> RunLog:
         return RunLog(self.root / "LOG.md", title=LOG_TITLE)
+
+    def _locked(self) -> AbstractContextManager[None]:
+        return exclusive(self.root / LOCK)
 
     @property
     def name(self) -> str:
@@ -77,8 +95,9 @@ class ProgramDir:
         root.mkdir(parents=True, exist_ok=False)
         state = Program(name=name, question=question.strip(), created=utc_stamp())
         program = cls(root)
-        program._write(state)
-        program.log.append("program", "human", "created", f"Question: {state.question}")
+        with program._locked():
+            program._write(state)
+        program.append("program", "human", "created", f"Question: {state.question}")
         return program
 
     @classmethod
@@ -95,23 +114,26 @@ class ProgramDir:
     def record_run(self, line: RunLine) -> bool:
         """Put the run's line in PROGRAM.md, replacing an earlier one of the same run; return
         whether anything changed (the same status and result again changes nothing)."""
-        state = self.state()
-        old = next((r for r in state.runs if r.run_id == line.run_id), None)
-        if old is not None and (old.status, old.result) == (line.status, line.result):
-            return False
-        runs = [line if r.run_id == line.run_id else r for r in state.runs]
-        if old is None:
-            runs.append(line)
-        self._write(state.model_copy(update={"runs": runs}))
-        return True
+        with self._locked():
+            state = self.state()
+            old = next((r for r in state.runs if r.run_id == line.run_id), None)
+            if old is not None and (old.status, old.result) == (line.status, line.result):
+                return False
+            runs = [line if r.run_id == line.run_id else r for r in state.runs]
+            if old is None:
+                runs.append(line)
+            self._write(state.model_copy(update={"runs": runs}))
+            return True
 
     def add_open_question(self, text: str) -> None:
-        state = self.state()
-        if text.strip() and text.strip() not in state.open_questions:
-            questions = [*state.open_questions, text.strip()]
-            self._write(state.model_copy(update={"open_questions": questions}))
+        with self._locked():
+            state = self.state()
+            if text.strip() and text.strip() not in state.open_questions:
+                questions = [*state.open_questions, text.strip()]
+                self._write(state.model_copy(update={"open_questions": questions}))
 
     def _write(self, state: Program) -> None:
+        """Rewrite program.json and PROGRAM.md; the caller holds the lock."""
         write_atomic(self.root / "program.json", state.model_dump_json(indent=2) + "\n")
         text = _env.get_template("program.md.j2").render(p=state)
         write_atomic(self.root / "PROGRAM.md", text)

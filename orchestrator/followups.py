@@ -256,4 +256,4 @@ def _log(run: RunDir, by: str, kind: str, text: str) -> None:
     run.log.append("next", by, kind, text)
     joined = program.of_run(run)
     if joined is not None:
-        joined.log.append("next", by, kind, text)
+        joined.append("next", by, kind, text)

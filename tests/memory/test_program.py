@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -37,10 +39,10 @@ def test_a_programme_shows_each_run_once_with_its_latest_result(tmp_path: Path) 
 
 def test_the_log_is_appended_and_open_questions_are_listed(tmp_path: Path) -> None:
     program = ProgramDir.create(tmp_path, "deu", "Q?")
-    program.log.append("next", "human", "picked", "Follow-up 2: deu-system-prompt")
+    program.append("next", "human", "picked", "Follow-up 2: deu-system-prompt")
     program.add_open_question("Does the effect hold on a larger model?")
     program.add_open_question("Does the effect hold on a larger model?")
-    entries = ProgramDir.open(tmp_path, "deu").log.entries()
+    entries = ProgramDir.open(tmp_path, "deu").entries()
     assert [(e.number, e.kind) for e in entries] == [(1, "created"), (2, "picked")]
     assert "programme" in (tmp_path / "deu" / "LOG.md").read_text().splitlines()[2]
     text = (tmp_path / "deu" / "PROGRAM.md").read_text()
@@ -58,3 +60,35 @@ def test_creating_twice_or_opening_none_is_refused(tmp_path: Path) -> None:
         ProgramDir.create(tmp_path, "x", "  ")
     with pytest.raises(ValueError):
         ProgramDir.create(tmp_path, "../up", "Q?")
+
+
+def _record_many(root: Path, tag: str, n: int, start: Barrier) -> None:
+    """One run's process ending again and again: its line, then its LOG entry."""
+    program = ProgramDir.open(root, "deu")
+    start.wait()
+    for i in range(n):
+        program.record_run(line(f"{tag}-{i}"))
+        program.append("run", "orchestrator", "complete", f"{tag}-{i}: H1 supported")
+
+
+def test_runs_ending_at_once_in_two_processes_lose_nothing(tmp_path: Path) -> None:
+    ProgramDir.create(tmp_path, "deu", "Q?")
+    fork = multiprocessing.get_context("fork")
+    start = fork.Barrier(2)  # both begin together, so their writes do overlap
+    n = 40
+    workers = [fork.Process(target=_record_many, args=(tmp_path, t, n, start)) for t in "ab"]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+
+    program = ProgramDir.open(tmp_path, "deu")
+    expected = {f"{t}-{i}" for t in "ab" for i in range(n)}
+    assert {r.run_id for r in program.state().runs} == expected
+    text = (tmp_path / "deu" / "PROGRAM.md").read_text()
+    assert {x.split("`")[1] for x in text.splitlines() if x.startswith("- `")} == expected
+    entries = program.entries()
+    assert [e.number for e in entries] == list(range(1, 2 * n + 2))
+    logged = {e.text.split(":")[0] for e in entries if e.kind == "complete"}
+    assert logged == expected

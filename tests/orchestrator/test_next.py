@@ -130,7 +130,7 @@ def test_next_proposes_followups_that_validate_and_the_pick_is_a_protocol(
 
     run_log = (run / "LOG.md").read_text()
     assert "next · ana · picked" in run_log and str(written) in run_log
-    entries = ProgramDir.open(tmp_path / "programs", "deu").log.entries()
+    entries = ProgramDir.open(tmp_path / "programs", "deu").entries()
     assert entries[-1].kind == "picked" and "The notice in plain words" in entries[-1].text
     assert [e.number for e in entries] == list(range(1, len(entries) + 1))
 
@@ -148,7 +148,7 @@ def test_picking_none_is_logged_and_writes_nothing(
     assert done.returncode == 0, done.stderr
     assert not out.exists()
     assert "None of the 2 follow-ups to pilot was picked." in (run / "LOG.md").read_text()
-    entries = ProgramDir.open(tmp_path / "programs", "deu").log.entries()
+    entries = ProgramDir.open(tmp_path / "programs", "deu").entries()
     assert entries[-1].kind == "none"
 
 
