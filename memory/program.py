@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from memory.files import utc_stamp, write_atomic
 from memory.flock import exclusive
@@ -47,6 +47,24 @@ class RunLine(BaseModel):
     updated: str
 
 
+class OpenQuestion(BaseModel):
+    """A question the programme has not taken up: written down by hand, or a follow-up that
+    `research next` proposed and the person did not pick."""
+
+    title: str
+    reason: str = Field("", description="Why it is worth asking, in one line.")
+    run_id: str | None = Field(None, description="The run whose follow-ups proposed it.")
+    followup_id: str | None = Field(None, description="The id its protocol would have.")
+    left: str = Field("", description="How it was left open: 'none picked', 'X picked'.")
+    picked: str | None = Field(
+        None, description="When it was picked later: no longer open, kept as history."
+    )
+
+    @property
+    def key(self) -> tuple[str | None, str]:
+        return (self.run_id, self.followup_id or self.title)
+
+
 class Program(BaseModel):
     """program.json: the facts PROGRAM.md is rendered from."""
 
@@ -54,7 +72,21 @@ class Program(BaseModel):
     question: str
     created: str
     runs: list[RunLine] = Field(default_factory=list)
-    open_questions: list[str] = Field(default_factory=list)
+    open_questions: list[OpenQuestion] = Field(
+        default_factory=list, description="Open and since picked, in the order they arose."
+    )
+
+    @field_validator("open_questions", mode="before")
+    @classmethod
+    def _plain_text(cls, value: object) -> object:
+        """Programmes written before questions had parts hold plain text."""
+        if isinstance(value, list):
+            return [{"title": q} if isinstance(q, str) else q for q in value]
+        return value
+
+    @property
+    def still_open(self) -> list[OpenQuestion]:
+        return [q for q in self.open_questions if q.picked is None]
 
 
 class ProgramDir:
@@ -126,11 +158,28 @@ class ProgramDir:
             return True
 
     def add_open_question(self, text: str) -> None:
+        if text.strip():
+            self.note_questions([OpenQuestion(title=text.strip())])
+
+    def note_questions(self, questions: list[OpenQuestion], picked: str | None = None) -> bool:
+        """Add the questions not already there (by run and follow-up id, so a choice replayed
+        adds nothing twice); the follow-up `picked` of those runs is kept as picked, no longer
+        open, whether it was listed before or not. Return whether anything changed."""
         with self._locked():
             state = self.state()
-            if text.strip() and text.strip() not in state.open_questions:
-                questions = [*state.open_questions, text.strip()]
-                self._write(state.model_copy(update={"open_questions": questions}))
+            runs = {q.run_id for q in questions}
+
+            def mark(q: OpenQuestion) -> OpenQuestion:
+                taken = q.picked is None and q.run_id in runs and q.followup_id == picked
+                return q.model_copy(update={"picked": utc_stamp()}) if picked and taken else q
+
+            kept = [mark(q) for q in state.open_questions]
+            known = {q.key for q in kept}
+            new = [mark(q) for q in questions if q.key not in known]
+            if not new and kept == state.open_questions:
+                return False
+            self._write(state.model_copy(update={"open_questions": [*kept, *new]}))
+            return True
 
     def _write(self, state: Program) -> None:
         """Rewrite program.json and PROGRAM.md; the caller holds the lock."""

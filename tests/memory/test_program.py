@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
-from memory import ProgramDir, RunLine, list_programs
+from memory import OpenQuestion, ProgramDir, RunLine, list_programs
 
 
 def line(run_id: str, status: str = "complete", result: str = "H1 supported") -> RunLine:
@@ -92,3 +93,27 @@ def test_runs_ending_at_once_in_two_processes_lose_nothing(tmp_path: Path) -> No
     assert [e.number for e in entries] == list(range(1, 2 * n + 2))
     logged = {e.text.split(":")[0] for e in entries if e.kind == "complete"}
     assert logged == expected
+
+
+def test_a_followup_picked_later_is_no_longer_open(tmp_path: Path) -> None:
+    program = ProgramDir.create(tmp_path, "deu", "Q?")
+    program.add_open_question("Does it hold on a larger model?")
+    proposed = [
+        OpenQuestion(title=t, reason="why", run_id="pilot-1", followup_id=t, left="none picked")
+        for t in ("deu-opus", "deu-notice")
+    ]
+    assert program.note_questions(proposed)
+    assert not program.note_questions(proposed)  # replayed: nothing twice
+    assert program.note_questions(proposed, picked="deu-opus")
+    state = ProgramDir.open(tmp_path, "deu").state()
+    assert [q.title for q in state.still_open] == ["Does it hold on a larger model?", "deu-notice"]
+    # history keeps the picked one, and a later proposal of it does not reopen it
+    assert [q.title for q in state.open_questions if q.picked] == ["deu-opus"]
+    assert not program.note_questions(proposed)
+
+
+def test_a_programme_written_with_plain_text_questions_still_opens(tmp_path: Path) -> None:
+    program = ProgramDir.create(tmp_path, "deu", "Q?")
+    data = json.loads((program.root / "program.json").read_text())
+    (program.root / "program.json").write_text(json.dumps(data | {"open_questions": ["Why?"]}))
+    assert [q.title for q in program.state().still_open] == ["Why?"]

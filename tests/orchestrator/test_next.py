@@ -133,6 +133,11 @@ def test_next_proposes_followups_that_validate_and_the_pick_is_a_protocol(
     entries = ProgramDir.open(tmp_path / "programs", "deu").entries()
     assert entries[-1].kind == "picked" and "The notice in plain words" in entries[-1].text
     assert [e.number for e in entries] == list(range(1, len(entries) + 1))
+    # the follow-up not picked is an open question of the programme, with why and whence
+    assert open_questions(tmp_path) == [
+        "- At full size on Opus: The pilot's intervals are too wide to decide H1. (proposed "
+        "after run `pilot` as `deu-opus`; `deu-plain-notice` picked instead)"
+    ]
 
     # never over a file: picking it again writes nothing
     again = research("next", "pilot", "--pick", "2", "--out", str(out), env=env)
@@ -150,6 +155,28 @@ def test_picking_none_is_logged_and_writes_nothing(
     assert "None of the 2 follow-ups to pilot was picked." in (run / "LOG.md").read_text()
     entries = ProgramDir.open(tmp_path / "programs", "deu").entries()
     assert entries[-1].kind == "none"
+    # none picked: every follow-up is an open question, once, however often it is replayed
+    both = [
+        "- At full size on Opus: The pilot's intervals are too wide to decide H1. (proposed "
+        "after run `pilot` as `deu-opus`; none picked)",
+        "- The notice in plain words: The pilot's intervals are too wide to decide H1. "
+        "(proposed after run `pilot` as `deu-plain-notice`; none picked)",
+    ]
+    assert open_questions(tmp_path) == both
+    assert research("next", "pilot", "--pick", "0", "--out", str(out), env=env).returncode == 0
+    assert open_questions(tmp_path) == both
+
+    # picked later: no longer open; the history keeps both choices
+    assert research("next", "pilot", "--pick", "1", "--out", str(out), env=env).returncode == 0
+    assert open_questions(tmp_path) == both[1:]
+    kinds = [e.kind for e in ProgramDir.open(tmp_path / "programs", "deu").entries()]
+    assert kinds[-3:] == ["none", "none", "picked"]
+
+
+def open_questions(tmp_path: Path) -> list[str]:
+    """The open questions as PROGRAM.md lists them."""
+    text = (tmp_path / "programs" / "deu" / "PROGRAM.md").read_text()
+    return [x for x in text.split("## Open questions")[1].splitlines() if x.startswith("- ")]
 
 
 def test_next_offline_asks_the_local_worker_through_the_ledger(
