@@ -50,6 +50,11 @@ def test_a_programme_with_two_runs_shows_both_and_a_resume_adds_no_line(
         # one line of result: the pilot's hypotheses decided, with their estimates
         assert "(deu, complete): pilot; H1 " in x and "[" in x, x
     assert read_manifest(runs / "two").program == "deu"  # type: ignore[union-attr]
+    # the run names its programme: in SUMMARY.md and in `research status`
+    named = f"deu ({programs.resolve() / 'deu' / 'PROGRAM.md'})"
+    assert f"- Programme: {named}" in (runs / "two" / "SUMMARY.md").read_text().splitlines()
+    status = research("status", "two", env=env)
+    assert f"programme: {named}" in status.stdout.splitlines(), status.stdout
 
     log = ProgramDir.open(programs, "deu").entries()
     ends = [(e.kind, e.text.split(":")[0]) for e in log if e.kind == "complete"]
