@@ -16,6 +16,7 @@ import pytest
 
 from memory import ProgramDir
 from orchestrator import program
+from orchestrator.manifest import read_manifest
 from orchestrator.protocol import load_protocol
 from orchestrator.rundir import RunDir
 from tests.conftest import copy_run, research
@@ -215,3 +216,24 @@ def test_in_a_terminal_the_person_picks_at_the_prompt(
     assert child.exitstatus == 0
     subjects = load_protocol(out / "deu-opus.yaml").protocol.subjects
     assert [s.model for s in subjects] == ["claude-sonnet-4-6", "claude-opus-4-5"]
+
+
+def test_the_pick_can_be_run_at_once_in_the_same_programme(
+    finished: tuple[Path, Proposer], env: dict, runs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "protocols"
+    args = ("--pick", "2", "--run", "--pilot", "--yes", "--out", str(out))
+    done = research("next", "pilot", *args, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "research run" in done.stdout and "--program deu" in done.stdout
+    [new] = [p for p in runs.iterdir() if p.name != "pilot"]
+    m = read_manifest(new)
+    assert m is not None and m.status == "complete" and m.size == "pilot"
+    assert m.protocol_id == "deu-plain-notice" and m.program == "deu"
+    assert Path(m.protocol_source).resolve() == (out / "deu-plain-notice.yaml").resolve()
+    # the programme lists both runs; its LOG has the pick, then the new run joining and ending
+    joined = ProgramDir.open(tmp_path / "programs", "deu")
+    assert [r.run_id for r in joined.state().runs] == ["pilot", new.name]
+    entries = joined.entries()
+    assert [e.kind for e in entries[-3:]] == ["picked", "joined", "complete"]
+    assert entries[-1].text.startswith(f"{new.name}: pilot; H1 ")
