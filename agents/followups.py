@@ -28,6 +28,8 @@ from agents.prompts import render, say
 from agents.tools import Tool, ToolInputError, explain
 
 PROPOSE_FOLLOWUPS = "propose_followups"
+ID = r"^[a-z][a-z0-9-]{1,39}$"
+"""A follow-up's protocol id, as the grammar lets a small model write it."""
 TEMPLATE = "tools/propose_followups.j2"
 MAX_FOLLOWUPS = 3
 
@@ -50,9 +52,10 @@ class Sizes:
 ONLINE = Sizes(
     max_tokens=4096, most=MAX_FOLLOWUPS, title=120, text=600, changes=3000, brief_chars=12_000
 )
-COMPACT = Sizes(max_tokens=768, most=1, title=60, text=120, changes=300, brief_chars=1_200)
+COMPACT = Sizes(max_tokens=1600, most=1, title=60, text=120, changes=300, brief_chars=1_200)
 """For a small local model: one follow-up whose strings, filled to their caps, still close
-within max_tokens (a reply cut off there is no tool call)."""
+within max_tokens (a reply cut off there is no tool call); its changes are structured
+(`Changes`), not YAML."""
 
 
 class FollowUp(BaseModel):
@@ -105,11 +108,23 @@ class NextResult:
         return all(c.cached for c in self.calls)
 
 
+@dataclass(frozen=True)
+class Changes:
+    """A structured `changes` for a small model, which cannot be trusted to write YAML: the
+    JSON schema its input is decoded under, and how that input becomes the YAML mapping merged
+    into the protocol (both from the caller, which knows the protocol)."""
+
+    schema: dict[str, Any]
+    to_yaml: Callable[[dict[str, Any]], str]
+
+
 Check = Callable[[FollowUp], list[str]]
 """The caller's check of one follow-up: its errors, as the model should read them (none: valid)."""
 
 
-def followups_tool(sizes: Sizes, handler: Callable[[dict[str, Any]], Any]) -> Tool:
+def followups_tool(
+    sizes: Sizes, handler: Callable[[dict[str, Any]], Any], changes: Changes | None = None
+) -> Tool:
     def string(n: int, macro: str) -> dict[str, Any]:
         return {"type": "string", "maxLength": n, "description": say(TEMPLATE, macro)}
 
@@ -123,8 +138,8 @@ def followups_tool(sizes: Sizes, handler: Callable[[dict[str, Any]], Any]) -> To
                 "enum": ["amend", "new"],
                 "description": say(TEMPLATE, "kind"),
             },
-            "id": string(40, "id"),
-            "changes": string(sizes.changes, "changes"),
+            "id": {**string(40, "id"), "pattern": ID},
+            "changes": string(sizes.changes, "changes") if changes is None else changes.schema,
             "forecast": string(sizes.text, "forecast"),
         },
         "required": ["title", "reason", "kind", "id", "changes", "forecast"],
@@ -154,6 +169,7 @@ async def propose(
     model: str,
     params: dict[str, Any],
     sizes: Sizes = ONLINE,
+    changes: Changes | None = None,
     max_attempts: int = 3,
     retry: Retry = Retry(),
     on_retry: Callable[[CallResult, int, float], None] | None = None,
@@ -168,6 +184,8 @@ async def propose(
     chat = Chat(client, spec, model, params, system, retry=retry, on_retry=on_retry)
 
     def parse(tool_input: dict[str, Any]) -> Proposal:
+        if changes is not None:  # the structured changes, as the YAML they stand for
+            tool_input = _as_yaml(tool_input, changes)
         try:
             proposal = Proposal.model_validate(tool_input)
         except ValidationError as e:
@@ -189,9 +207,22 @@ async def propose(
     got = await forced.run(
         chat,
         prompt,
-        followups_tool(sizes, forced.accept),
+        followups_tool(sizes, forced.accept, changes),
         key=lambda attempt: {"attempt": attempt, "brief": brief.digest()},
         max_attempts=max_attempts,
         who="proposer",
     )
     return NextResult(got.value, got.error, got.calls)
+
+
+def _as_yaml(tool_input: dict[str, Any], changes: Changes) -> dict[str, Any]:
+    out = dict(tool_input)
+    followups = out.get("followups")
+    if isinstance(followups, list):
+        out["followups"] = [
+            {**f, "changes": changes.to_yaml(f["changes"])}
+            if isinstance(f, dict) and isinstance(f.get("changes"), dict)
+            else f
+            for f in followups
+        ]
+    return out

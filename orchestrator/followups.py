@@ -19,12 +19,21 @@ from typing import Any
 
 import yaml
 
-from agents.followups import COMPACT, ONLINE, FollowUp, NextBrief, NextResult, propose
+from agents.followups import (
+    COMPACT,
+    ONLINE,
+    Changes,
+    FollowUp,
+    NextBrief,
+    NextResult,
+    propose,
+)
 from agents.loop import retry_note
 from memory import OpenQuestion, write_atomic
 from orchestrator import program
 from orchestrator.analysis import load_analysis
 from orchestrator.context import RunContext, as_run
+from orchestrator.design.compact import CompactTask
 from orchestrator.errors import ProtocolError, UserError
 from orchestrator.forecast import design_forecast, design_text
 from orchestrator.nodes.design import item_of
@@ -126,6 +135,65 @@ def brief(run: RunDir, sizes_chars: int) -> NextBrief:
     )
 
 
+def compact_changes(run: RunDir) -> Changes:
+    """What a small model may change, as a schema: the full-size n, the wording of the level
+    texts the protocol has (each optional), and one more task; every reference fixed by
+    the grammar, so whatever it writes merges into a protocol the loader can take."""
+    data = yaml.safe_load(run.path("protocol.yaml").read_text(encoding="utf-8"))
+    design, materials = data.get("design") or {}, data.get("materials") or {}
+    texts = materials.get("level_text") or {}
+    text = {"type": "string", "minLength": 1, "maxLength": 300}
+    level_text = {
+        factor: {
+            "type": "object",
+            "properties": {level: text for level in levels},
+            "additionalProperties": False,
+        }
+        for factor, levels in texts.items()
+    }
+    n = {
+        "type": "integer",
+        "minimum": design.get("pilot_n_per_cell", 2),
+        "maximum": 1000,
+        "description": f"Stimuli per cell at full size (this run's: {design.get('n_per_cell')}).",
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            "n_per_cell": n,
+            "level_text": {
+                "type": "object",
+                "properties": level_text,
+                "additionalProperties": False,
+                "description": "Level texts reworded: only those you change.",
+            },
+            "add_tasks": {
+                "type": "array",
+                "items": CompactTask.model_json_schema(),  # inline: this schema is nested
+                "maxItems": 1,
+                "description": "A new task, unlike the protocol's, or none.",
+            },
+        },
+        "required": ["n_per_cell", "level_text", "add_tasks"],
+        "additionalProperties": False,
+    }
+
+    def to_yaml(value: dict[str, Any]) -> str:
+        patch: dict[str, Any] = {"design": {"n_per_cell": value.get("n_per_cell")}}
+        reworded = {f: dict(v) for f, v in (value.get("level_text") or {}).items() if v}
+        added = [{k: v for k, v in t.items() if v != ""} for t in value.get("add_tasks") or []]
+        more: dict[str, Any] = {}
+        if reworded:
+            more["level_text"] = reworded
+        if added:
+            more["tasks"] = [*(materials.get("tasks") or []), *added]
+        if more:
+            patch["materials"] = more
+        return yaml.safe_dump(patch, sort_keys=False, allow_unicode=True, width=100)
+
+    return Changes(schema, to_yaml)
+
+
 def model_of(protocol: Protocol) -> ModelRef:
     """The analyst's model (the judge's unless the protocol names one): it read the run."""
     q = protocol.analysis.qualitative
@@ -162,6 +230,7 @@ def propose_next(run: RunDir, *, offline: bool = False) -> Proposed:
                 model=ref.model,
                 params=ref.params.model_dump(),
                 sizes=sizes,
+                changes=compact_changes(run) if sizes is COMPACT else None,
                 # the protocol's own: offline, as_run allows the judge one attempt
                 max_attempts=run.loaded.protocol.evaluation.max_attempts,
                 retry=ctx.retry,
