@@ -3,9 +3,9 @@
 
 It runs on the one tool loop (agents/loop.py) as the analyst does. The orchestrator gives it,
 per stage, the tool's JSON schema (derived from the protocol schema) and `check`, which merges
-the draft into the protocol so far and returns the loader's errors (`file:line: field:
-message`); a draft with errors goes back to the model as a tool error, the whole draft asked
-again, until it is accepted or `max_attempts` calls were made.
+the draft into the protocol so far and returns the loader's errors (`line N: field: message`,
+N a line of the stage's own YAML); a draft with errors goes back to the model as a tool error,
+the whole draft asked again, until it is accepted or `max_attempts` calls were made.
 
 Every call goes through the ledger under (stage `design`, item the stage's name, role
 `designer`) with the attempt, the batch and the revision (one per rejection note) as key parts: a

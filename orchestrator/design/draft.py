@@ -1,9 +1,10 @@
 """A protocol as it is drafted: stages merged into one mapping, dumped as YAML, and checked.
 
 `check_stage` is what the designer's tool answers with: the stage's sections merged into the
-protocol so far, dumped, and loaded by the real loader once every required section is there
-(before that, by the same schema with the missing sections allowed), so an error reads exactly
-as `research validate` would print it: `file:line: field: message`.
+protocol so far, dumped, and checked by the real loader's schema and checks once every required
+section is there (before that, by the same schema with the missing sections allowed, and the
+checks with stand-ins); each error goes back as its field and message, with its line in the
+stage's YAML (orchestrator/design/feedback.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import yaml
 from pydantic import BaseModel, ValidationError, create_model
 
 from orchestrator.design.diversity import findings
+from orchestrator.design.feedback import for_stage, stage_yaml
 from orchestrator.design.stages import BATCH, DesignStage, key
 from orchestrator.errors import ProtocolError
 from orchestrator.protocol.base import Strict
-from orchestrator.protocol.loader import LoadedProtocol, load_protocol_text
+from orchestrator.protocol.loader import CHECKS, LoadedProtocol, load_protocol_text
 from orchestrator.protocol.materials import Materials
 from orchestrator.protocol.schema import Protocol
 from orchestrator.protocol.validation import from_validation
@@ -159,33 +161,56 @@ def load_draft(protocol: Draft, path: Path) -> LoadedProtocol:
     return load_protocol_text(dump(protocol), path)
 
 
-def problems(protocol: Draft, path: Path) -> list[str]:
-    """What the loader says about the draft, one `file:line: field: message` per line; empty
-    when it loads. While later stages' sections are missing, the schema checks what is there
-    and the loader's cross-section rules run with stand-ins for the rest."""
+def problems(protocol: Draft, path: Path) -> list[ProtocolError]:
+    """What the loader says about the draft; empty when it loads. While later stages' sections
+    are missing, the schema checks what is there and the loader's cross-section checks run with
+    stand-ins for the rest: a check that stops at a stand-in's error (not the draft's) does not
+    keep the next checks from finding the draft's own."""
     if not complete(protocol):
         data, lines = load_with_lines(dump(protocol))
         try:
             _PARTIAL.model_validate(data)
         except ValidationError as e:
-            return from_validation(e, path, lines).report().splitlines()
+            return _all(from_validation(e, path, lines))
     checked, stand_ins = _stand_ins(protocol)
+    data, lines = load_with_lines(dump(checked))
     try:
-        load_draft(checked, path)
-    except ProtocolError as e:
-        return [str(x) for x in [e, *e.others] if not _within(x.field, stand_ins)]
+        loaded = Protocol.model_validate(data)
+    except ValidationError as e:
+        return _own(from_validation(e, path, lines), stand_ins)
+    for check in CHECKS:
+        try:
+            check(loaded, path, lines)
+        except ProtocolError as e:
+            if own := _own(e, stand_ins):
+                return own
     return []
+
+
+def _all(e: ProtocolError) -> list[ProtocolError]:
+    return [e, *e.others]
+
+
+def _own(e: ProtocolError, stand_ins: list[str]) -> list[ProtocolError]:
+    """The errors that are the draft's, not its stand-ins'."""
+    return [x for x in _all(e) if not _within(x.field, stand_ins)]
 
 
 def _within(field: str | None, sections: list[str]) -> bool:
     return field is not None and field.split(".", 1)[0].split("[", 1)[0] in sections
 
 
-def check_stage(so_far: Draft, stage: DesignStage, sections: Draft, path: Path) -> list[str]:
-    """Problems of the protocol with this stage's draft merged in: the loader's, then (for the
-    materials) near-duplicates and kinds the materials do not cover."""
+def check_stage(
+    so_far: Draft, stage: DesignStage, sections: Draft, path: Path, shown: str | None = None
+) -> list[str]:
+    """Problems of the protocol with this stage's draft merged in: the loader's, each as its
+    field and message with its line in `shown` (the stage's YAML as the checkpoint shows it;
+    by default, `sections` dumped), then (for the materials) near-duplicates and kinds the
+    materials do not cover."""
     merged = merge(so_far, stage, sections)
     errors = problems(merged, path)
-    if errors or not stage.diversity:
-        return errors
+    if errors:
+        return for_stage(errors, stage, stage_yaml(sections) if shown is None else shown)
+    if not stage.diversity:
+        return []
     return findings(Materials.model_validate(merged["materials"]))

@@ -29,6 +29,7 @@ from orchestrator.design.draft import (
     merge,
     sections_of,
 )
+from orchestrator.design.feedback import stage_yaml
 from orchestrator.design.session import Approval, DesignSession, Rejection
 from orchestrator.design.stages import STAGES, DesignStage, batch_schema, stage_schema
 from orchestrator.errors import UserError
@@ -107,7 +108,7 @@ async def _stage(
         last = rejections[-1] if rejections else Rejection("", "", "")
         revision = len(rejections)
         sections = await _draft(session, designer, stage, so_far, revision, last.note, last.draft)
-        view = StageView(stage, _yaml(sections), revision, _forecast(so_far, stage, sections))
+        view = StageView(stage, stage_yaml(sections), revision, _forecast(so_far, stage, sections))
         while True:
             decision = approver(view)
             if decision.kind == "approve":
@@ -120,7 +121,7 @@ async def _stage(
                 note = decision.note or "edited by hand"
                 return Approval(edited, decision.by, note)
             view = StageView(stage, decision.edited, revision, view.forecast, errors)
-        session.reject(stage, Rejection(decision.note, _yaml(sections), decision.by))
+        session.reject(stage, Rejection(decision.note, stage_yaml(sections), decision.by))
 
 
 async def _draft(
@@ -194,10 +195,6 @@ async def _call(
     return result.sections
 
 
-def _yaml(sections: Draft) -> str:
-    return yaml.safe_dump(sections, sort_keys=False, allow_unicode=True, width=100)
-
-
 def _edited(so_far: Draft, stage: DesignStage, text: str) -> tuple[Draft, list[str]]:
     try:
         sections = yaml.safe_load(text)
@@ -206,7 +203,7 @@ def _edited(so_far: Draft, stage: DesignStage, text: str) -> tuple[Draft, list[s
     if not isinstance(sections, dict):
         return {}, ["the edit must be a mapping of the stage's sections"]
     sections = {k: sections.get(k) for k in sections_of({}, stage)}
-    return sections, check_stage(so_far, stage, sections, DRAFT_NAME)
+    return sections, check_stage(so_far, stage, sections, DRAFT_NAME, shown=text)
 
 
 def _forecast(so_far: Draft, stage: DesignStage, sections: Draft) -> str:

@@ -11,6 +11,7 @@ import pexpect
 import pytest
 
 from orchestrator import runner
+from orchestrator.design.feedback import stage_yaml
 from orchestrator.design.flow import DesignFailed, StageDecision, StageView
 from orchestrator.design.start import approve_all, start_design
 from orchestrator.errors import UserError
@@ -66,13 +67,17 @@ def test_each_stage_is_checked_by_the_loader_and_decided_by_a_human(
     approver = Scripted()
     start_design(QUESTION, example=DEU, out=out, approver=approver)
 
-    # the plan's loader error went back with its line, and the fixed plan was accepted
+    # the plan's loader error went back with its field and its line in the plan's own YAML,
+    # and the fixed plan was accepted
     plans = requests_for(design_env, "write_plan")
     assert len(plans) == 2
     refusal = plans[1]["messages"][-1]["content"][0]
     assert refusal["is_error"]
-    assert "draft.yaml:" in refusal["content"]
-    assert "design.n_per_cell: Input should be greater than 0" in refusal["content"]
+    (sent,) = [b for b in plans[1]["messages"][-2]["content"] if b["type"] == "tool_use"]
+    shown = stage_yaml(sent["input"])
+    line = next(i for i, t in enumerate(shown.splitlines(), 1) if "n_per_cell: 0" in t)
+    assert f"line {line}: design.n_per_cell: Input should be greater than 0" in refusal["content"]
+    assert "draft.yaml" not in refusal["content"]
     # the --from example is the designer's style guide
     assert "Deliberate Epistemic Uncertainty" in plans[0]["messages"][0]["content"]
 
@@ -177,6 +182,9 @@ def test_a_hand_edit_is_checked_before_it_is_taken(
     broken = [v for v in seen if v.errors]
     # a cross-section rule of the loader, checked before the analysis stage exists
     assert len(broken) == 1
+    edited = broken[0].text.splitlines()
+    line = next(i for i, t in enumerate(edited, 1) if "answer: x" in t)
+    assert broken[0].errors[0].startswith(f"line {line}: ")
     assert 'evaluation.comprehension[0].answer: answer "x ' in broken[0].errors[0]
     assert "is not one of the choices" in broken[0].errors[0]
     assert load_protocol(out).protocol.evaluation.comprehension == []
