@@ -39,7 +39,10 @@ def design_cmd(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="The protocol file to write [default: protocols/<slug>.yaml]."),
+        typer.Option(
+            help="The protocol file to write [default: protocols/<plan id>.yaml, or "
+            "<plan id>-2.yaml, -3, ... when taken]."
+        ),
     ] = None,
     offline: Annotated[
         bool, typer.Option(help="Draft with the local worker's model (started if none runs).")

@@ -30,6 +30,7 @@ from orchestrator.design.draft import (
     sections_of,
 )
 from orchestrator.design.feedback import stage_yaml
+from orchestrator.design.output import create, default_out, taken
 from orchestrator.design.session import Approval, DesignSession, Rejection
 from orchestrator.design.stages import STAGES, DesignStage, batch_schema, stage_schema
 from orchestrator.errors import UserError
@@ -233,15 +234,14 @@ def header(session: DesignSession, approvals: list[tuple[str, Approval]], yes: b
     return "\n".join(lines)
 
 
-def write(session: DesignSession, protocol: Draft, out: Path, yes: bool) -> Path:
-    """The protocol file, validated as written; refuses to overwrite."""
-    if out.exists():
-        raise UserError(f"{out} exists; name another file with --out")
+def write(session: DesignSession, protocol: Draft, out: Path | None, yes: bool) -> Path:
+    """The protocol file, validated as written, at `out` or (without it) at
+    `protocols/<plan id>.yaml` or the first free `<plan id>-N.yaml`; never over a file."""
+    if out is not None and out.exists():
+        raise taken(out)
     approvals = [(s.name, a) for s in STAGES if (a := session.approved(s)) is not None]
     text = dump(protocol, header(session, approvals, yes))
-    load_draft(protocol, out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("x") as f:
-        f.write(text)
-    session.written(out)
-    return out
+    load_draft(protocol, out or default_out(protocol["id"]))
+    path = create(text, out, protocol["id"])
+    session.written(path)
+    return path

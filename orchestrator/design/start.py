@@ -14,7 +14,8 @@ from agents.client import LLMClient
 from agents.loop import Retry
 from orchestrator.context import endpoint
 from orchestrator.design.flow import Approver, Designer, StageDecision, StageView, design, write
-from orchestrator.design.session import DesignSession, slug
+from orchestrator.design.output import taken
+from orchestrator.design.session import DesignSession
 from orchestrator.errors import UserError
 from orchestrator.protocol.base import ModelRef
 from orchestrator.settings import Settings
@@ -33,10 +34,6 @@ def approve_all(view: StageView) -> StageDecision:
     return StageDecision("approve", "without human review", by="--yes")
 
 
-def default_out(question: str) -> Path:
-    return Path("protocols") / f"{slug(question)}.yaml"
-
-
 def start_design(
     question: str,
     *,
@@ -48,11 +45,11 @@ def start_design(
     yes: bool = False,
     settings: Settings | None = None,
 ) -> Path:
-    """Draft, check and (with `approver`) approve every stage; write the protocol to `out`."""
+    """Draft, check and (with `approver`) approve every stage; write the protocol to `out`, or
+    by default to `protocols/<plan id>.yaml` (`<plan id>-2.yaml`, ... when taken)."""
     settings = settings or Settings.from_env()
-    out = out or default_out(question)
-    if out.exists():
-        raise UserError(f"{out} exists; name another file with --out")
+    if out is not None and out.exists():
+        raise taken(out)  # before any call; without --out, the plan's id names the file
     example_text = _read(example) if example else ""
     if offline:
         ref = ModelRef(provider="local", model=settings.local_model)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from typer.testing import CliRunner
 
 from orchestrator import runner
+from orchestrator.cli.app import app
 from orchestrator.design.feedback import stage_yaml
 from orchestrator.design.flow import DesignFailed, StageDecision, StageView
 from orchestrator.design.start import approve_all, start_design
@@ -161,6 +163,28 @@ def test_an_existing_file_is_never_overwritten(design_env: FakeAnthropic, tmp_pa
         start_design(QUESTION, out=out, yes=True)
     assert out.read_text() == "mine\n"
     assert design_env.requests == []
+
+
+def test_without_out_the_plans_id_names_the_file_and_a_taken_name_gets_a_number(
+    design_env: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "protocols" / "tampered_tools.yaml"  # the fake plan's id
+    mine.parent.mkdir()
+    mine.write_text("mine\n")
+
+    first = start_design(QUESTION, example=DEU, yes=True)
+    assert first == Path("protocols/tampered_tools-2.yaml")
+    assert load_protocol(first).protocol.id == "tampered_tools"
+    assert mine.read_text() == "mine\n"
+    session = json.loads(next((tmp_path / "runs" / ".designs").glob("*/session.json")).read_text())
+    assert session["out"] == "protocols/tampered_tools-2.yaml"
+
+    # the CLI says where it wrote; a design of the same question again takes the next number
+    result = CliRunner().invoke(app, ["design", QUESTION, "--from", str(DEU), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "wrote protocols/tampered_tools-3.yaml;" in " ".join(result.output.split())
+    assert (tmp_path / "protocols" / "tampered_tools-3.yaml").exists()
 
 
 def test_a_hand_edit_is_checked_before_it_is_taken(
