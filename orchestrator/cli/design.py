@@ -89,6 +89,8 @@ def terminal_stage(view: StageView) -> StageDecision:
     console.print(Panel(parts, title=escape(title), expand=False))
     for error in view.errors:
         console.print(f"[red]{escape(error)}[/]")
+    for lack in view.short:
+        console.print(f"[yellow]short of the plan: {escape(lack)}[/]")
     if view.forecast:
         console.print(Panel(escape(view.forecast), title="forecast at full size", expand=False))
     choice = Prompt.ask(

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from orchestrator.design.diversity import findings
 from orchestrator.design.feedback import for_stage, stage_yaml
-from orchestrator.design.stages import BATCH, DesignStage, key
+from orchestrator.design.stages import BATCH, DESIGN_ONLY, DesignStage, key
+from orchestrator.design.targets import MaterialsPlan, reached
 from orchestrator.errors import ProtocolError
 from orchestrator.protocol.base import Strict
 from orchestrator.protocol.loader import CHECKS, LoadedProtocol, load_protocol_text
@@ -61,6 +62,8 @@ def sections_of(protocol: Draft, stage: DesignStage) -> Draft:
         for part in section.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         out[key(section)] = value
+    for name in stage.design_only:  # never in a protocol: the session keeps them
+        out[name] = None
     return out
 
 
@@ -201,16 +204,40 @@ def _within(field: str | None, sections: list[str]) -> bool:
 
 
 def check_stage(
-    so_far: Draft, stage: DesignStage, sections: Draft, path: Path, shown: str | None = None
+    so_far: Draft,
+    stage: DesignStage,
+    sections: Draft,
+    path: Path,
+    shown: str | None = None,
+    plan: MaterialsPlan | None = None,
+    batch: int | None = None,
 ) -> list[str]:
-    """Problems of the protocol with this stage's draft merged in: the loader's, each as its
-    field and message with its line in `shown` (the stage's YAML as the checkpoint shows it;
-    by default, `sections` dumped), then (for the materials) near-duplicates and kinds the
-    materials do not cover."""
+    """Problems of the protocol with this stage's draft merged in: the loader's and those of
+    the stage's design-only sections, each as its field and message with its line in `shown`
+    (the stage's YAML as the checkpoint shows it; by default, `sections` dumped); then, for the
+    materials, near-duplicates and kinds against the `plan` (declared kinds not covered only
+    at the last batch: the one that reaches the targets or the bound; `batch` None: an edit of
+    the whole stage, the last)."""
     merged = merge(so_far, stage, sections)
-    errors = problems(merged, path)
+    errors = problems(merged, path) + _design_only(stage, sections, path)
     if errors:
         return for_stage(errors, stage, stage_yaml(sections) if shown is None else shown)
     if not stage.diversity:
         return []
-    return findings(Materials.model_validate(merged["materials"]))
+    materials = Materials.model_validate(merged["materials"])
+    last = batch is None or batch + 1 >= stage.batches or plan is None or reached(plan, materials)
+    return findings(materials, plan, last)
+
+
+def _design_only(stage: DesignStage, sections: Draft, path: Path) -> list[ProtocolError]:
+    """Errors of the stage's design-only sections (the loader never sees them)."""
+    if not stage.design_only:
+        return []
+    fields = {name: (DESIGN_ONLY[name], ...) for name in stage.design_only}
+    model = create_model(f"DesignOnly_{stage.name}", __base__=Strict, **fields)  # type: ignore[call-overload]
+    given = {name: sections[name] for name in stage.design_only if sections.get(name) is not None}
+    try:
+        model.model_validate(given)
+    except ValidationError as e:
+        return _all(from_validation(e, path, {}))
+    return []

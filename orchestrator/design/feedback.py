@@ -36,6 +36,8 @@ def in_stage(field: str, stage: DesignStage) -> Path_ | None:
     """The field's path within the stage's sections (keyed as its tool input is), or None when
     it lies in another stage's sections."""
     path = parts(field)
+    if path[:1] and path[0] in stage.design_only:
+        return path
     for section in stage.sections:
         prefix = tuple(section.split("."))
         if path[: len(prefix)] == prefix:

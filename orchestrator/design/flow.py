@@ -33,6 +33,7 @@ from orchestrator.design.feedback import stage_yaml
 from orchestrator.design.output import create, default_out, taken
 from orchestrator.design.session import Approval, DesignSession, Rejection
 from orchestrator.design.stages import STAGES, DesignStage, batch_schema, stage_schema
+from orchestrator.design.targets import MaterialsPlan, materials_of, more, short, wanted
 from orchestrator.errors import UserError
 from orchestrator.forecast import design_forecast, design_text
 from orchestrator.nodes.design import item_of
@@ -54,6 +55,8 @@ class StageView:
     """Cost and precision of the full run (the last stage, once the protocol is complete)."""
     errors: list[str] = field(default_factory=list)
     """Problems of a hand edit, to fix before it can be approved."""
+    short: list[str] = field(default_factory=list)
+    """What the materials lack of the plan's targets after the last batch allowed."""
 
 
 @dataclass(frozen=True)
@@ -109,19 +112,23 @@ async def _stage(
         last = rejections[-1] if rejections else Rejection("", "", "")
         revision = len(rejections)
         sections = await _draft(session, designer, stage, so_far, revision, last.note, last.draft)
-        view = StageView(stage, stage_yaml(sections), revision, _forecast(so_far, stage, sections))
+        lacking = short(_plan(session, stage), materials_of(sections))
+        if lacking:
+            session.log.append(stage.name, "designer", "short", "; ".join(lacking))
+        forecast = _forecast(so_far, stage, sections)
+        view = StageView(stage, stage_yaml(sections), revision, forecast, short=lacking)
         while True:
             decision = approver(view)
             if decision.kind == "approve":
                 return Approval(sections, decision.by, decision.note)
             if decision.kind == "reject":
                 break
-            edited, errors = _edited(so_far, stage, decision.edited)
+            edited, errors = _edited(so_far, stage, decision.edited, _plan(session, stage))
             if not errors:
                 session.log.append(stage.name, decision.by, "edit", "edited the draft by hand")
                 note = decision.note or "edited by hand"
                 return Approval(edited, decision.by, note)
-            view = StageView(stage, decision.edited, revision, view.forecast, errors)
+            view = StageView(stage, decision.edited, revision, view.forecast, errors, view.short)
         session.reject(stage, Rejection(decision.note, stage_yaml(sections), decision.by))
 
 
@@ -136,7 +143,10 @@ async def _draft(
 ) -> Draft:
     """The stage's sections: the first call's, with each further batch's tasks and plants."""
     sections: Draft = {}
+    plan = _plan(session, stage)
     for batch in range(stage.batches):
+        if batch and not more(plan, sections, batch):
+            break
         base = merge(so_far, stage, sections) if batch else so_far
         brief = StageBrief(
             question=session.question,
@@ -148,6 +158,7 @@ async def _draft(
             rejected=rejected,
             revision=revision,
             batch=batch,
+            wanted=wanted(plan, materials_of(sections) if batch else None),
         )
         if batch == 0:
             sections = await _call(
@@ -173,7 +184,8 @@ async def _call(
 
     def check(draft: dict[str, Any]) -> list[str]:
         sections = draft if first is None else add_batch(first, draft)
-        errors = check_stage(so_far, stage, sections, DRAFT_NAME)
+        plan = _plan(session, stage)
+        errors = check_stage(so_far, stage, sections, DRAFT_NAME, plan=plan, batch=brief.batch)
         if errors:
             session.log.append(stage.name, "loader", "error", "\n".join(errors))
         return errors
@@ -196,7 +208,14 @@ async def _call(
     return result.sections
 
 
-def _edited(so_far: Draft, stage: DesignStage, text: str) -> tuple[Draft, list[str]]:
+def _plan(session: DesignSession, stage: DesignStage) -> MaterialsPlan | None:
+    """The plan's materials plan, for the stage that drafts the materials."""
+    return session.materials_plan() if stage.diversity else None
+
+
+def _edited(
+    so_far: Draft, stage: DesignStage, text: str, plan: MaterialsPlan | None
+) -> tuple[Draft, list[str]]:
     try:
         sections = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -204,7 +223,7 @@ def _edited(so_far: Draft, stage: DesignStage, text: str) -> tuple[Draft, list[s
     if not isinstance(sections, dict):
         return {}, ["the edit must be a mapping of the stage's sections"]
     sections = {k: sections.get(k) for k in sections_of({}, stage)}
-    return sections, check_stage(so_far, stage, sections, DRAFT_NAME, shown=text)
+    return sections, check_stage(so_far, stage, sections, DRAFT_NAME, shown=text, plan=plan)
 
 
 def _forecast(so_far: Draft, stage: DesignStage, sections: Draft) -> str:
