@@ -6,6 +6,7 @@ where the field is in the stage's own sections, counted in the YAML the checkpoi
 human's edit of it):
 
     line 12: design.n_per_cell: Input should be greater than 0
+    line 140: materials.tasks[17].fields (id translate-menu): undefined template variable ...
     analysis.primary: 'refused' is not a bool field of evaluation.verdict
 """
 
@@ -49,18 +50,36 @@ def for_stage(errors: list[ProtocolError], stage: DesignStage, shown: str) -> li
     """Each error as `line N: field: message` (N a line of `shown`, the stage's YAML), or
     `field: message` when the field is not in it."""
     try:
-        _, lines = load_with_lines(shown)
+        data, lines = load_with_lines(shown)
     except (yaml.YAMLError, DuplicateKey):  # such an edit is reported as such, not here
-        lines = {}
+        data, lines = None, {}
     out = []
     for e in errors:
         if e.field is None:
             out.append(e.message)
             continue
-        line = _line(lines, in_stage(e.field, stage))
-        text = f"{e.field}: {e.message}"
+        where = in_stage(e.field, stage)
+        line = _line(lines, where)
+        named = _id(data, where)
+        text = f"{e.field}{f' (id {named})' if named else ''}: {e.message}"
         out.append(text if line is None else f"line {line}: {text}")
     return out
+
+
+def _id(data: object, where: Path_ | None) -> str | None:
+    """The id of the innermost list item on the way to `where` (a task, a plant, a question):
+    what names it across batches, where its index in the whole list does not."""
+    found = None
+    for part in where or ():
+        if isinstance(data, dict):
+            data = data.get(part)
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+            if isinstance(data, dict) and isinstance(data.get("id"), str):
+                found = data["id"]
+        else:
+            break
+    return found
 
 
 def _line(lines: dict[Path_, int], where: Path_ | None) -> int | None:

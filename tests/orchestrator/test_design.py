@@ -209,7 +209,8 @@ def test_a_hand_edit_is_checked_before_it_is_taken(
     edited = broken[0].text.splitlines()
     line = next(i for i, t in enumerate(edited, 1) if "answer: x" in t)
     assert broken[0].errors[0].startswith(f"line {line}: ")
-    assert 'evaluation.comprehension[0].answer: answer "x ' in broken[0].errors[0]
+    field = "evaluation.comprehension[0].answer (id silent-ignore)"
+    assert f'{field}: answer "x ' in broken[0].errors[0]
     assert "is not one of the choices" in broken[0].errors[0]
     assert load_protocol(out).protocol.evaluation.comprehension == []
 

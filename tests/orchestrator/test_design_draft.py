@@ -38,7 +38,22 @@ def test_a_hand_edits_errors_count_lines_in_the_edit() -> None:
     sections["comprehension"][0]["explanation"] = "because"
     (error,) = check_stage(so_far, stage("comprehension"), sections, DRAFT, shown=edited)
     assert error.startswith(f"line {line_with(edited, 'answer: maybe')}: ")
-    assert "evaluation.comprehension[0].answer: answer 'maybe' is not one of the choices" in error
+    field = "evaluation.comprehension[0].answer (id q)"
+    assert f"{field}: answer 'maybe' is not one of the choices" in error
+
+
+def test_a_batchs_error_names_the_item_by_its_id() -> None:
+    """A further batch's tasks sit after the first's in the stage's YAML: the index is of the
+    whole list, so the error names the task by its id too."""
+    so_far = merge({}, stage("plan"), drafts()["plan"])
+    materials = copy.deepcopy(drafts()["materials"])
+    task = materials["materials"]["tasks"][9]
+    del task["instruction"]
+    (error,) = check_stage(so_far, stage("materials"), materials, DRAFT)
+    line = line_with(stage_yaml(materials), f"id: {task['id']}")
+    assert error == (
+        f"line {line}: materials.tasks[9].instruction (id {task['id']}): missing required field"
+    )
 
 
 def test_an_error_in_an_approved_stage_has_no_line() -> None:
