@@ -230,10 +230,12 @@ def check_stage(
 
 
 def _design_only(stage: DesignStage, sections: Draft, path: Path) -> list[ProtocolError]:
-    """Errors of the stage's design-only sections (the loader never sees them)."""
+    """Errors of the stage's design-only sections (the loader never sees them). One left out
+    is not an error: a form that writes the plan's structure itself (the compact form) may have
+    none, and the materials are then batched and checked as they were before plans had one."""
     if not stage.design_only:
         return []
-    fields = {name: (DESIGN_ONLY[name], ...) for name in stage.design_only}
+    fields = {name: (DESIGN_ONLY[name] | None, None) for name in stage.design_only}
     model = create_model(f"DesignOnly_{stage.name}", __base__=Strict, **fields)  # type: ignore[call-overload]
     given = {name: sections[name] for name in stage.design_only if sections.get(name) is not None}
     try:

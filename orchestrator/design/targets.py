@@ -27,7 +27,9 @@ is asked, and further ones (up to the bound) for what it left short."""
 
 
 class MaterialsPlan(Strict):
-    """What the materials will hold: checked as they are drafted, not part of the protocol."""
+    """The kinds of task and of planted instruction the design needs, and how many of each
+    the materials will have; the materials are written in batches against it. Not part of the
+    protocol."""
 
     task_kinds: list[str] = Field(
         min_length=1, description="Kinds of task the design needs (e.g. summarise, review)."

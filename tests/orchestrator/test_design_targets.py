@@ -187,3 +187,23 @@ def test_a_materials_plan_that_cannot_be_met_goes_back_to_the_designer(
         "needs at least one task" in r
         for r in refused
     )
+
+
+def test_a_plan_without_a_materials_plan_is_batched_as_before(
+    server: FakeAnthropic, tmp_path: Path
+) -> None:
+    """A plan approved before plans declared one (or written by a form that has none): two
+    batches, and at least three kinds, as then."""
+
+    def undeclared(body: dict[str, Any]) -> dict[str, Any]:
+        reply = designer(body)
+        reply["content"][0]["input"].pop("materials_plan", None)
+        return reply
+
+    server.handler = undeclared
+    out = tmp_path / "legacy.yaml"
+    start_design(QUESTION, example=DEU, out=out, yes=True)
+    assert len(briefs(server, "write_materials")) == 1
+    assert len(briefs(server, "add_materials")) == 2  # the near-duplicate, then the fixed batch
+    assert "The plan declares" not in briefs(server, "write_materials")[0]
+    assert len(load_protocol(out).protocol.materials.tasks) == 16
