@@ -9,13 +9,14 @@ from memory.files import utc_stamp, write_atomic
 from memory.history import RunHistory
 from memory.log import LogEntry, RunLog
 from memory.notes import append_note, read_notes
-from memory.program import Program, ProgramDir, RunLine, list_programs
+from memory.program import OpenQuestion, Program, ProgramDir, RunLine, list_programs
 from memory.summary import DecisionEntry, Flag, StageProgress, Summary, write_summary
 
 __all__ = [
     "DecisionEntry",
     "Flag",
     "LogEntry",
+    "OpenQuestion",
     "Program",
     "ProgramDir",
     "RunLine",

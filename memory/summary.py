@@ -59,6 +59,8 @@ class Summary:
     next_step: str
     last_log_entry: int
     models: list[str] = field(default_factory=list)
+    program: str = ""
+    """The programme the run joined and where its PROGRAM.md is, or empty."""
 
 
 def write_summary(path: Path, summary: Summary) -> None:

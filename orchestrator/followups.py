@@ -21,7 +21,7 @@ import yaml
 
 from agents.followups import COMPACT, ONLINE, FollowUp, NextBrief, NextResult, propose
 from agents.loop import retry_note
-from memory import write_atomic
+from memory import OpenQuestion, write_atomic
 from orchestrator import program
 from orchestrator.analysis import load_analysis
 from orchestrator.context import RunContext, as_run
@@ -211,13 +211,15 @@ def as_markdown(proposed: Proposed) -> str:
 
 
 def pick(run: RunDir, proposed: Proposed, n: int, by: str, out_dir: Path) -> Path | None:
-    """Record the choice (0: none) in the run's LOG and its programme's; write the picked
-    protocol as `out_dir/<id>.yaml`, never over an existing file."""
+    """Record the choice (0: none) in the run's LOG and its programme's, where the follow-ups
+    not picked become open questions; write the picked protocol as `out_dir/<id>.yaml`, never
+    over an existing file."""
     if not 0 <= n <= len(proposed.followups):
         raise UserError(f"pick 1 to {len(proposed.followups)}, or 0 for none (got {n})")
     if n == 0:
         text = f"None of the {len(proposed.followups)} follow-ups to {run.id} was picked."
         _log(run, by, "none", text)
+        _leave_open(run, proposed, None)
         return None
     c = proposed.followups[n - 1]
     target = out_dir / f"{c.followup.id}.yaml"
@@ -232,6 +234,7 @@ def pick(run: RunDir, proposed: Proposed, n: int, by: str, out_dir: Path) -> Pat
     write_atomic(target, head + c.text)
     text = f"Picked follow-up {n} of {len(proposed.followups)}: {c.followup.title}, written to "
     _log(run, by, "picked", f"{text}{target}.\nWhy: {c.followup.reason}")
+    _leave_open(run, proposed, c.followup.id)
     return target
 
 
@@ -252,8 +255,28 @@ def _data_files(run: RunDir, c: Checked, out_dir: Path) -> list[str]:
     return missing
 
 
+def _leave_open(run: RunDir, proposed: Proposed, picked: str | None) -> None:
+    """The follow-ups not picked, as open questions of the run's programme (if it joined one):
+    each with its one-line reason and the run it came from; the picked one is not open."""
+    joined = program.of_run(run)
+    if joined is None:
+        return
+    left = "none picked" if picked is None else f"`{picked}` picked instead"
+    questions = [
+        OpenQuestion(
+            title=c.followup.title,
+            reason=" ".join(c.followup.reason.split()),
+            run_id=run.id,
+            followup_id=c.followup.id,
+            left=left,
+        )
+        for c in proposed.followups
+    ]
+    joined.note_questions(questions, picked=picked)
+
+
 def _log(run: RunDir, by: str, kind: str, text: str) -> None:
     run.log.append("next", by, kind, text)
     joined = program.of_run(run)
     if joined is not None:
-        joined.log.append("next", by, kind, text)
+        joined.append("next", by, kind, text)

@@ -55,6 +55,19 @@ class Manifest(BaseModel):
     )
 
 
+def program_line(m: Manifest) -> str | None:
+    """`programme: NAME (programs/NAME/PROGRAM.md)` for a run that joined one (the path
+    relative to the working directory when under it), else None."""
+    if m.program is None:
+        return None
+    where = Path(m.program_dir) / "PROGRAM.md" if m.program_dir else Path("?")
+    try:
+        where = where.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return f"programme: {m.program} ({where})"
+
+
 def runs_root(runs_dir: str | Path | None) -> Path:
     """`runs_dir` if given, else RESEARCH_RUNS_DIR, else ./runs."""
     return Path(runs_dir or Settings.from_env().runs_dir)

@@ -65,7 +65,7 @@ def join(run: RunDir, program: ProgramDir) -> None:
     run.update_manifest(program=program.name, program_dir=str(program.root.resolve()))
     size = run.manifest.size
     text = f"{run.id} joined, from {run.manifest.protocol_source} ({size} size)."
-    program.log.append("run", "orchestrator", "joined", text)
+    program.append("run", "orchestrator", "joined", text)
     record(run)
     run.log.append("run", "orchestrator", "program", f"Joined programme {program.name}.")
 
@@ -90,7 +90,7 @@ def record(run: RunDir) -> None:
     )
     try:
         if program.record_run(line) and m.status in ENDED:
-            program.log.append("run", "orchestrator", m.status, f"{run.id}: {line.result}")
+            program.append("run", "orchestrator", m.status, f"{run.id}: {line.result}")
     except OSError as e:  # the programme's disk must not turn a run's end into an error
         text = f"Could not update programme {program.name} at {program.root}: {e}"
         run.log.append("run", "orchestrator", "warning", text)

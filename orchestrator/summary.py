@@ -12,6 +12,7 @@ from memory import DecisionEntry, Flag, StageProgress, Summary, write_summary
 from orchestrator.analysis import AnalysisResult, headline, load_agreement, load_analysis
 from orchestrator.analysis.decision_text import headline as decision_headline
 from orchestrator.analysis.result import Calibration, Estimate
+from orchestrator.manifest import Manifest, program_line
 from orchestrator.pending import pending_text
 from orchestrator.records import AmendmentStatus, StageStatus
 from orchestrator.rundir import RunDir
@@ -231,7 +232,14 @@ def build_summary(run: RunDir, waiting_at: str | None = None) -> Summary:
         next_step=next_step(run, waiting_at, analysis),
         last_log_entry=run.log.last_number,
         models=m.models,
+        program=_program(m),
     )
+
+
+def _program(m: Manifest) -> str:
+    """`deu (programs/deu/PROGRAM.md)`, as SUMMARY.md names the programme the run joined."""
+    line = program_line(m)
+    return line.removeprefix("programme: ") if line else ""
 
 
 def refresh_summary(run: RunDir, waiting_at: str | None = None) -> None:

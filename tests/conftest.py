@@ -67,6 +67,20 @@ def probe_worker(tmp_path_factory: pytest.TempPathFactory, probe_model: Path) ->
 
 
 @pytest.fixture(scope="session")
+def long_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    """A worker on a tiny random model with a 32k context: its byte-level tokenizer spends about
+    a token per character of the random text it writes, which SmolLM2 writes in a quarter as
+    many, so an offline design's bounded drafts need the room."""
+    from tests.fakes.tiny_model import build_tiny_model
+
+    root = tmp_path_factory.mktemp("long-worker")
+    model = build_tiny_model(root / "model", context_length=32768, seed=2)
+    w = start_probe_worker(model, root)
+    yield w
+    stop_worker(w)
+
+
+@pytest.fixture(scope="session")
 def second_probe_worker(
     tmp_path_factory: pytest.TempPathFactory, probe_model: Path
 ) -> Iterator[Worker]:

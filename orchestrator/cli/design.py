@@ -47,6 +47,15 @@ def design_cmd(
     offline: Annotated[
         bool, typer.Option(help="Draft with the local worker's model (started if none runs).")
     ] = False,
+    form: Annotated[
+        str | None,
+        typer.Option(
+            help="full: the model writes the protocol's sections under the protocol schema. "
+            "compact: a small model writes bounded content only (2-level factors, one bool "
+            "outcome) and research design writes the structure. [default: compact with "
+            "--offline, else full]"
+        ),
+    ] = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Approve every stage (without human review).")
     ] = False,
@@ -69,6 +78,7 @@ def design_cmd(
         out=out,
         runs_dir=runs_dir,
         offline=offline,
+        form=form,
         approver=approve_all if yes else terminal_stage,
         yes=yes,
     )

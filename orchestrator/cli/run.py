@@ -108,6 +108,34 @@ def run_cmd(
     Exit code: 0 complete; 3 waiting at a checkpoint for a decision; 1 rejected or failed; 2 a
     mistake in the command or protocol; 4 the API kept failing; 130 interrupted.
     """
+    code = start_run(
+        protocol,
+        runs_dir=runs_dir,
+        run_id=run_id,
+        pilot=pilot,
+        offline=offline,
+        yes=yes,
+        accept_flags=accept_flags,
+        program=program,
+        programs_dir=programs_dir,
+    )
+    raise typer.Exit(code)
+
+
+def start_run(
+    protocol: Path,
+    *,
+    runs_dir: Path | None,
+    run_id: str | None = None,
+    pilot: bool,
+    offline: bool,
+    yes: bool,
+    accept_flags: bool = False,
+    program: str | None,
+    programs_dir: Path | None,
+) -> int:
+    """Start a run with the terminal's progress bars and approver, and say how it stands;
+    return the exit code (`research run`'s, and `research next --run`'s)."""
     from orchestrator import runner
 
     with Bars() as bars:
@@ -127,7 +155,7 @@ def run_cmd(
             )
         except RunInterrupted as e:
             raise _interrupted(e) from e
-    raise typer.Exit(_report(outcome))
+    return _report(outcome)
 
 
 def resume_cmd(

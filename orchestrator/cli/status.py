@@ -37,7 +37,7 @@ def status_cmd(
 ) -> None:
     """Show all runs, or one run's SUMMARY.md and, while a process runs it, how far it is."""
     from orchestrator.lockfile import owner
-    from orchestrator.manifest import read_manifest, runs_root
+    from orchestrator.manifest import program_line, read_manifest, runs_root
 
     root = runs_root(runs_dir)
     if run is not None:
@@ -46,14 +46,16 @@ def status_cmd(
         if not summary.exists():
             raise UserError(f"no run {run!r} under {root}")
         text = summary.read_text(encoding="utf-8")
+        m = read_manifest(path)
+        joined = program_line(m) if m is not None else None
+        if joined is not None:
+            console.print(joined, highlight=False, soft_wrap=True)
         live = owner(path)
         if live is not None:
             console.print(f"[bold green]{_running(live)}[/]", highlight=False)
             text = _next_step(text, _while_running(path.name, live))
-        else:
-            m = read_manifest(path)
-            if m is not None and m.status == "running":
-                console.print(f"[yellow]{_gone(path.name)}[/]", highlight=False)
+        elif m is not None and m.status == "running":
+            console.print(f"[yellow]{_gone(path.name)}[/]", highlight=False)
         console.print(Markdown(text))
         return
     runs = (

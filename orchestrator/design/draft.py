@@ -243,3 +243,34 @@ def _design_only(stage: DesignStage, sections: Draft, path: Path) -> list[Protoc
     except ValidationError as e:
         return _all(from_validation(e, path, {}))
     return []
+
+
+SHOWN_CAP = 2400
+"""Characters of the protocol so far a compact brief shows: a small model's context is short."""
+
+
+def condensed(protocol: Draft) -> str:
+    """What a small model needs of the protocol so far: the question, factors, rubric, level
+    texts and the materials in brief (documents left out), as YAML, cut at `SHOWN_CAP`."""
+    if not protocol:
+        return ""
+    materials = protocol.get("materials") or {}
+    view = {
+        "question": protocol.get("question"),
+        "factors": (protocol.get("design") or {}).get("factors"),
+        "rubric": (protocol.get("evaluation") or {}).get("rubric"),
+        "level_text": materials.get("level_text"),
+        "tasks": [
+            {k: t.get(k) for k in ("id", "kind", "instruction")} for t in materials.get("tasks", [])
+        ],
+        "plants": materials.get("plants"),
+    }
+    text = yaml.safe_dump(
+        {k: v for k, v in view.items() if v}, sort_keys=False, allow_unicode=True, width=100
+    )
+    return cut(text)
+
+
+def cut(text: str) -> str:
+    """`text`, cut at `SHOWN_CAP` characters (and said so)."""
+    return text if len(text) <= SHOWN_CAP else text[:SHOWN_CAP] + "\n# (cut)\n"

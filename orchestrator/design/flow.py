@@ -30,9 +30,10 @@ from orchestrator.design.draft import (
     sections_of,
 )
 from orchestrator.design.feedback import stage_yaml
+from orchestrator.design.forms import Form, FullForm
 from orchestrator.design.output import create, default_out, taken
 from orchestrator.design.session import Approval, DesignSession, Rejection
-from orchestrator.design.stages import STAGES, DesignStage, batch_schema, stage_schema
+from orchestrator.design.stages import STAGES, DesignStage
 from orchestrator.design.targets import MaterialsPlan, materials_of, more, short, wanted
 from orchestrator.errors import UserError
 from orchestrator.forecast import design_forecast, design_text
@@ -86,6 +87,8 @@ class Designer:
     params: dict[str, Any]
     max_attempts: int = 4
     retry: Retry = Retry()
+    form: Form = FullForm()
+    """How stages are asked for: the protocol's sections (full) or content only (compact)."""
 
 
 async def design(session: DesignSession, designer: Designer, approver: Approver) -> Draft:
@@ -148,24 +151,24 @@ async def _draft(
         if batch and not more(plan, sections, batch):
             break
         base = merge(so_far, stage, sections) if batch else so_far
+        shown, example, was = designer.form.shown(base, session.example, rejected)
         brief = StageBrief(
             question=session.question,
             stage=stage.name,
             title=stage.title,
-            so_far=dump(base) if base else "",
-            example=session.example,
+            so_far=shown,
+            example=example,
             note=note,
-            rejected=rejected,
+            rejected=was,
             revision=revision,
             batch=batch,
             wanted=wanted(plan, materials_of(sections) if batch else None),
         )
+        schema = designer.form.schema(stage, base, batch)
         if batch == 0:
-            sections = await _call(
-                session, designer, stage, brief, stage_schema(stage.name), so_far
-            )
+            sections = await _call(session, designer, stage, brief, schema, so_far)
         else:
-            added = await _call(session, designer, stage, brief, batch_schema(), so_far, sections)
+            added = await _call(session, designer, stage, brief, schema, so_far, sections)
             sections = add_batch(sections, added)
     return sections
 
@@ -182,10 +185,17 @@ async def _call(
     """One forced call, its drafts checked as part of the protocol; `first`: the stage's
     sections so far, which a further batch's tasks and plants are added to."""
 
+    base = so_far if first is None else merge(so_far, stage, first)
+
     def check(draft: dict[str, Any]) -> list[str]:
-        sections = draft if first is None else add_batch(first, draft)
-        plan = _plan(session, stage)
-        errors = check_stage(so_far, stage, sections, DRAFT_NAME, plan=plan, batch=brief.batch)
+        try:
+            own = designer.form.sections(stage, base, draft, brief.batch)
+        except ValueError as e:
+            errors = [str(e)]
+        else:
+            sections = own if first is None else add_batch(first, own)
+            plan = _plan(session, stage)
+            errors = check_stage(so_far, stage, sections, DRAFT_NAME, plan=plan, batch=brief.batch)
         if errors:
             session.log.append(stage.name, "loader", "error", "\n".join(errors))
         return errors
@@ -205,7 +215,7 @@ async def _call(
         raise DesignFailed(f"stage {stage.name} ({brief.tool}): {result.error}")
     text = f"{brief.tool} accepted after {len(result.calls)} call(s)"
     session.log.append(stage.name, "designer", "draft", text)
-    return result.sections
+    return designer.form.sections(stage, base, result.sections, brief.batch)
 
 
 def _plan(session: DesignSession, stage: DesignStage) -> MaterialsPlan | None:
@@ -235,7 +245,15 @@ def _forecast(so_far: Draft, stage: DesignStage, sections: Draft) -> str:
     return design_text(design_forecast(loaded, items), loaded.analysis.primary)
 
 
-def header(session: DesignSession, approvals: list[tuple[str, Approval]], yes: bool) -> str:
+COMPACT_NOTE = (
+    "Compact form (for a small model): the model wrote the content; research design wrote the "
+    "structure (templates, contrasts, verdict, rubric frame) and kept the settings of {base}."
+)
+
+
+def header(
+    session: DesignSession, approvals: list[tuple[str, Approval]], yes: bool, form: str = "full"
+) -> str:
     """The output's header comment: how it was made."""
     calls, cost = session.spent()
     day = dt.datetime.now(dt.UTC).date().isoformat()
@@ -244,7 +262,9 @@ def header(session: DesignSession, approvals: list[tuple[str, Approval]], yes: b
         f"${cost:.4f} (ledger: {session.path}).",
         f"Question: {session.question}",
     ]
-    if session.example_name:
+    if form == "compact":
+        lines.append(COMPACT_NOTE.format(base=session.example_name or "the init skeleton"))
+    elif session.example_name:
         lines.append(f"Style and schema example: {session.example_name}")
     if yes:
         lines.append("Every stage approved with --yes: without human review.")
@@ -253,13 +273,15 @@ def header(session: DesignSession, approvals: list[tuple[str, Approval]], yes: b
     return "\n".join(lines)
 
 
-def write(session: DesignSession, protocol: Draft, out: Path | None, yes: bool) -> Path:
+def write(
+    session: DesignSession, protocol: Draft, out: Path | None, yes: bool, form: str = "full"
+) -> Path:
     """The protocol file, validated as written, at `out` or (without it) at
     `protocols/<plan id>.yaml` or the first free `<plan id>-N.yaml`; never over a file."""
     if out is not None and out.exists():
         raise taken(out)
     approvals = [(s.name, a) for s in STAGES if (a := session.approved(s)) is not None]
-    text = dump(protocol, header(session, approvals, yes))
+    text = dump(protocol, header(session, approvals, yes, form))
     load_draft(protocol, out or default_out(protocol["id"]))
     path = create(text, out, protocol["id"])
     session.written(path)

@@ -14,6 +14,7 @@ from agents.client import LLMClient
 from agents.loop import Retry
 from orchestrator.context import endpoint
 from orchestrator.design.flow import Approver, Designer, StageDecision, StageView, design, write
+from orchestrator.design.forms import form_named
 from orchestrator.design.output import taken
 from orchestrator.design.session import DesignSession
 from orchestrator.errors import UserError
@@ -25,8 +26,9 @@ PARAMS = {"max_tokens": 16000, "temperature": 0.7}
 """A whole stage is one tool call: the materials of a realistic design run long."""
 TIMEOUT_S = 900.0
 """Seconds a designer call to the API may take: 16000 tokens at ~60 a second, with room."""
-OFFLINE_PARAMS = {"max_tokens": 1800, "temperature": 0.7}
-"""SmolLM2 has 8192 tokens of context; the plan stage's prompt and schema take about 6300."""
+OFFLINE_PARAMS = {"max_tokens": 4000, "temperature": 0.7}
+"""SmolLM2 has 8192 tokens of context: a compact stage's prompt and schema take under 2,000, a
+retry adds the refused draft and the errors, and a bounded draft (compact.py) fits 4,000."""
 
 
 def approve_all(view: StageView) -> StageDecision:
@@ -41,16 +43,22 @@ def start_design(
     out: Path | None = None,
     runs_dir: Path | None = None,
     offline: bool = False,
+    form: str | None = None,
     approver: Approver = approve_all,
     yes: bool = False,
     settings: Settings | None = None,
 ) -> Path:
     """Draft, check and (with `approver`) approve every stage; write the protocol to `out`, or
-    by default to `protocols/<plan id>.yaml` (`<plan id>-2.yaml`, ... when taken)."""
+    by default to `protocols/<plan id>.yaml` (`<plan id>-2.yaml`, ... when taken).
+    `form`: `full` or `compact` (default: compact offline, where the model is small)."""
     settings = settings or Settings.from_env()
     if out is not None and out.exists():
         raise taken(out)  # before any call; without --out, the plan's id names the file
     example_text = _read(example) if example else ""
+    try:
+        drafting = form_named(form or ("compact" if offline else "full"), example_text)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if offline:
         ref = ModelRef(provider="local", model=settings.local_model)
     else:
@@ -71,9 +79,9 @@ def start_design(
 
         async def go() -> Path:
             async with LLMClient(endpoint(ref, settings), session.records, session.sha) as c:
-                designer = Designer(c, ref.model, params, retry=retry)
+                designer = Designer(c, ref.model, params, retry=retry, form=drafting)
                 protocol = await design(session, designer, approver)
-            return write(session, protocol, out, yes)
+            return write(session, protocol, out, yes, drafting.name)
 
         return asyncio.run(go())
 

@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from orchestrator.analysis.decision_text import decision_word, interval_text, short
+from orchestrator.manifest import program_line
 from orchestrator.report import inline_markup
 from orchestrator.report_banner import banners, status_text
 from orchestrator.view.cells import Filters, cell_rows, flag_choices, keep
@@ -113,6 +114,7 @@ def create_app(runs_root: Path, run_id: str | None = None) -> FastAPI:
                 a=a,
                 banners=banners(facts, a) if facts else [],
                 run_status=status_text(facts) if facts else data.manifest.status,
+                program=program_line(data.manifest),
                 stages=data.stages(),
                 counts=data.counts(),
                 sizes=sizes,

@@ -16,6 +16,7 @@ import pytest
 
 from memory import ProgramDir
 from orchestrator import program
+from orchestrator.manifest import read_manifest
 from orchestrator.protocol import load_protocol
 from orchestrator.rundir import RunDir
 from tests.conftest import copy_run, research
@@ -130,9 +131,14 @@ def test_next_proposes_followups_that_validate_and_the_pick_is_a_protocol(
 
     run_log = (run / "LOG.md").read_text()
     assert "next · ana · picked" in run_log and str(written) in run_log
-    entries = ProgramDir.open(tmp_path / "programs", "deu").log.entries()
+    entries = ProgramDir.open(tmp_path / "programs", "deu").entries()
     assert entries[-1].kind == "picked" and "The notice in plain words" in entries[-1].text
     assert [e.number for e in entries] == list(range(1, len(entries) + 1))
+    # the follow-up not picked is an open question of the programme, with why and whence
+    assert open_questions(tmp_path) == [
+        "- At full size on Opus: The pilot's intervals are too wide to decide H1. (proposed "
+        "after run `pilot` as `deu-opus`; `deu-plain-notice` picked instead)"
+    ]
 
     # never over a file: picking it again writes nothing
     again = research("next", "pilot", "--pick", "2", "--out", str(out), env=env)
@@ -148,8 +154,30 @@ def test_picking_none_is_logged_and_writes_nothing(
     assert done.returncode == 0, done.stderr
     assert not out.exists()
     assert "None of the 2 follow-ups to pilot was picked." in (run / "LOG.md").read_text()
-    entries = ProgramDir.open(tmp_path / "programs", "deu").log.entries()
+    entries = ProgramDir.open(tmp_path / "programs", "deu").entries()
     assert entries[-1].kind == "none"
+    # none picked: every follow-up is an open question, once, however often it is replayed
+    both = [
+        "- At full size on Opus: The pilot's intervals are too wide to decide H1. (proposed "
+        "after run `pilot` as `deu-opus`; none picked)",
+        "- The notice in plain words: The pilot's intervals are too wide to decide H1. "
+        "(proposed after run `pilot` as `deu-plain-notice`; none picked)",
+    ]
+    assert open_questions(tmp_path) == both
+    assert research("next", "pilot", "--pick", "0", "--out", str(out), env=env).returncode == 0
+    assert open_questions(tmp_path) == both
+
+    # picked later: no longer open; the history keeps both choices
+    assert research("next", "pilot", "--pick", "1", "--out", str(out), env=env).returncode == 0
+    assert open_questions(tmp_path) == both[1:]
+    kinds = [e.kind for e in ProgramDir.open(tmp_path / "programs", "deu").entries()]
+    assert kinds[-3:] == ["none", "none", "picked"]
+
+
+def open_questions(tmp_path: Path) -> list[str]:
+    """The open questions as PROGRAM.md lists them."""
+    text = (tmp_path / "programs" / "deu" / "PROGRAM.md").read_text()
+    return [x for x in text.split("## Open questions")[1].splitlines() if x.startswith("- ")]
 
 
 def test_next_offline_asks_the_local_worker_through_the_ledger(
@@ -188,3 +216,24 @@ def test_in_a_terminal_the_person_picks_at_the_prompt(
     assert child.exitstatus == 0
     subjects = load_protocol(out / "deu-opus.yaml").protocol.subjects
     assert [s.model for s in subjects] == ["claude-sonnet-4-6", "claude-opus-4-5"]
+
+
+def test_the_pick_can_be_run_at_once_in_the_same_programme(
+    finished: tuple[Path, Proposer], env: dict, runs: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "protocols"
+    args = ("--pick", "2", "--run", "--pilot", "--yes", "--out", str(out))
+    done = research("next", "pilot", *args, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "research run" in done.stdout and "--program deu" in done.stdout
+    [new] = [p for p in runs.iterdir() if p.name != "pilot"]
+    m = read_manifest(new)
+    assert m is not None and m.status == "complete" and m.size == "pilot"
+    assert m.protocol_id == "deu-plain-notice" and m.program == "deu"
+    assert Path(m.protocol_source).resolve() == (out / "deu-plain-notice.yaml").resolve()
+    # the programme lists both runs; its LOG has the pick, then the new run joining and ending
+    joined = ProgramDir.open(tmp_path / "programs", "deu")
+    assert [r.run_id for r in joined.state().runs] == ["pilot", new.name]
+    entries = joined.entries()
+    assert [e.kind for e in entries[-3:]] == ["picked", "joined", "complete"]
+    assert entries[-1].text.startswith(f"{new.name}: pilot; H1 ")

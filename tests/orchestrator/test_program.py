@@ -50,8 +50,13 @@ def test_a_programme_with_two_runs_shows_both_and_a_resume_adds_no_line(
         # one line of result: the pilot's hypotheses decided, with their estimates
         assert "(deu, complete): pilot; H1 " in x and "[" in x, x
     assert read_manifest(runs / "two").program == "deu"  # type: ignore[union-attr]
+    # the run names its programme: in SUMMARY.md and in `research status`
+    named = f"deu ({programs.resolve() / 'deu' / 'PROGRAM.md'})"
+    assert f"- Programme: {named}" in (runs / "two" / "SUMMARY.md").read_text().splitlines()
+    status = research("status", "two", env=env)
+    assert f"programme: {named}" in status.stdout.splitlines(), status.stdout
 
-    log = ProgramDir.open(programs, "deu").log.entries()
+    log = ProgramDir.open(programs, "deu").entries()
     ends = [(e.kind, e.text.split(":")[0]) for e in log if e.kind == "complete"]
     assert ends == [("complete", "one"), ("complete", "two")]
     # each run's process appended to the same LOG.md: the numbers follow one another
@@ -88,5 +93,5 @@ def test_a_run_that_fails_says_so_in_the_programme(
     [line] = run_lines(programs)
     assert line.startswith("- `bad` (deu, failed): pilot; stopped (failed: Authentication failed")
     assert line.endswith("resume with `research resume bad`")
-    [end] = [e for e in ProgramDir.open(programs, "deu").log.entries() if e.kind == "failed"]
+    [end] = [e for e in ProgramDir.open(programs, "deu").entries() if e.kind == "failed"]
     assert end.text.startswith("bad: pilot; stopped")

@@ -72,6 +72,19 @@ def test_a_run_by_path_and_a_dead_running_one_says_so(listed: dict) -> None:
     assert "research resume killed-run" in said
 
 
+def test_a_run_in_a_programme_names_it_and_its_program_md(listed: dict, tmp_path: Path) -> None:
+    path = Path(listed["RESEARCH_RUNS_DIR"]) / "deu-20260714-235959"
+    m = Manifest.model_validate_json((path / "manifest.json").read_text())
+    joined = m.model_copy(update={"program": "deu", "program_dir": str(tmp_path / "programs/deu")})
+    (path / "manifest.json").write_text(joined.model_dump_json())
+    r = research("status", "deu-20260714-235959", env=listed)
+    assert r.returncode == 0, r.stderr
+    where = tmp_path / "programs" / "deu" / "PROGRAM.md"
+    assert f"programme: deu ({where})" in r.stdout.splitlines()
+    # a run in no programme says nothing of one
+    assert "programme" not in research("status", "deu-20260712-102030", env=listed).stdout
+
+
 def test_listing_runs_loads_no_sdk(listed: dict) -> None:
     script = (
         "import sys\n"

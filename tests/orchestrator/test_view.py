@@ -19,6 +19,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from memory import ProgramDir
+from orchestrator import program
 from orchestrator.analysis import load_analysis
 from orchestrator.records import Records, Verdict, VerdictRole
 from orchestrator.rundir import RunDir
@@ -178,6 +180,19 @@ def test_model_output_is_escaped_and_a_missing_quote_is_said(runs: Path, tmp_pat
     page = TestClient(create_app(tmp_path / "runs")).get(f"/runs/pilot/items/{item_id}").text
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "quote not found in response" in page and EVIDENCE.findall(page) == []
+
+
+def test_a_run_in_a_programme_names_it_on_its_page(
+    runs: Path, client: TestClient, tmp_path: Path
+) -> None:
+    assert 'id="program"' not in client.get("/runs/pilot").text  # the pilot joined none
+    change_copy(runs, tmp_path)
+    joined = ProgramDir.create(tmp_path / "programs", "deu", "Does DEU raise detection?")
+    with RunDir.open(tmp_path / "runs", "pilot") as r:
+        program.join(r, joined)
+    page = TestClient(create_app(tmp_path / "runs")).get("/runs/pilot").text
+    where = html.escape(str(joined.root.resolve() / "PROGRAM.md"))
+    assert f'<p id="program">programme: deu ({where})</p>' in page
 
 
 def test_unknown_runs_cells_and_items_are_404(client: TestClient) -> None:
