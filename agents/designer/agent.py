@@ -3,9 +3,9 @@
 
 It runs on the one tool loop (agents/loop.py) as the analyst does. The orchestrator gives it,
 per stage, the tool's JSON schema (derived from the protocol schema) and `check`, which merges
-the draft into the protocol so far and returns the loader's errors (`file:line: field:
-message`); a draft with errors goes back to the model as a tool error, the whole draft asked
-again, until it is accepted or `max_attempts` calls were made.
+the draft into the protocol so far and returns the loader's errors (`line N: field: message`,
+N a line of the stage's own YAML); a draft with errors goes back to the model as a tool error,
+the whole draft asked again, until it is accepted or `max_attempts` calls were made.
 
 Every call goes through the ledger under (stage `design`, item the stage's name, role
 `designer`) with the attempt, the batch and the revision (one per rejection note) as key parts: a
@@ -31,6 +31,25 @@ Check = Callable[[dict[str, Any]], list[str]]
 
 
 @dataclass(frozen=True)
+class Wanted:
+    """What a materials call is asked for, from the plan's declared kinds and counts."""
+
+    tasks: int
+    plants: int
+    """The plan's totals."""
+    task_kinds: list[str]
+    plant_kinds: list[str]
+    have_tasks: int
+    have_plants: int
+    """What the materials hold before this call."""
+    missing_kinds: list[str]
+    """Declared kinds with nothing of theirs yet."""
+    write_tasks: int
+    write_plants: int
+    """How many to write in this call."""
+
+
+@dataclass(frozen=True)
 class StageBrief:
     """What the designer is told for one stage."""
 
@@ -50,6 +69,8 @@ class StageBrief:
     """How many times this stage was rejected: a revision is a new call, not a replay."""
     batch: int = 0
     """0: the stage's sections; 1, 2, ...: a further batch of tasks and plants for them."""
+    wanted: Wanted | None = None
+    """For the materials: the tasks and plants asked for in this call."""
 
     @property
     def tool(self) -> str:

@@ -39,7 +39,10 @@ def design_cmd(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="The protocol file to write [default: protocols/<slug>.yaml]."),
+        typer.Option(
+            help="The protocol file to write [default: protocols/<plan id>.yaml, or "
+            "<plan id>-2.yaml, -3, ... when taken]."
+        ),
     ] = None,
     offline: Annotated[
         bool, typer.Option(help="Draft with the local worker's model (started if none runs).")
@@ -96,6 +99,8 @@ def terminal_stage(view: StageView) -> StageDecision:
     console.print(Panel(parts, title=escape(title), expand=False))
     for error in view.errors:
         console.print(f"[red]{escape(error)}[/]")
+    for lack in view.short:
+        console.print(f"[yellow]short of the plan: {escape(lack)}[/]")
     if view.forecast:
         console.print(Panel(escape(view.forecast), title="forecast at full size", expand=False))
     choice = Prompt.ask(

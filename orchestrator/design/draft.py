@@ -1,9 +1,10 @@
 """A protocol as it is drafted: stages merged into one mapping, dumped as YAML, and checked.
 
 `check_stage` is what the designer's tool answers with: the stage's sections merged into the
-protocol so far, dumped, and loaded by the real loader once every required section is there
-(before that, by the same schema with the missing sections allowed), so an error reads exactly
-as `research validate` would print it: `file:line: field: message`.
+protocol so far, dumped, and checked by the real loader's schema and checks once every required
+section is there (before that, by the same schema with the missing sections allowed, and the
+checks with stand-ins); each error goes back as its field and message, with its line in the
+stage's YAML (orchestrator/design/feedback.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import yaml
 from pydantic import BaseModel, ValidationError, create_model
 
 from orchestrator.design.diversity import findings
-from orchestrator.design.stages import BATCH, DesignStage, key
+from orchestrator.design.feedback import for_stage, stage_yaml
+from orchestrator.design.stages import BATCH, DESIGN_ONLY, DesignStage, key
+from orchestrator.design.targets import MaterialsPlan, reached
 from orchestrator.errors import ProtocolError
 from orchestrator.protocol.base import Strict
-from orchestrator.protocol.loader import LoadedProtocol, load_protocol_text
+from orchestrator.protocol.loader import CHECKS, LoadedProtocol, load_protocol_text
 from orchestrator.protocol.materials import Materials
 from orchestrator.protocol.schema import Protocol
 from orchestrator.protocol.validation import from_validation
@@ -59,6 +62,8 @@ def sections_of(protocol: Draft, stage: DesignStage) -> Draft:
         for part in section.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         out[key(section)] = value
+    for name in stage.design_only:  # never in a protocol: the session keeps them
+        out[name] = None
     return out
 
 
@@ -159,36 +164,85 @@ def load_draft(protocol: Draft, path: Path) -> LoadedProtocol:
     return load_protocol_text(dump(protocol), path)
 
 
-def problems(protocol: Draft, path: Path) -> list[str]:
-    """What the loader says about the draft, one `file:line: field: message` per line; empty
-    when it loads. While later stages' sections are missing, the schema checks what is there
-    and the loader's cross-section rules run with stand-ins for the rest."""
+def problems(protocol: Draft, path: Path) -> list[ProtocolError]:
+    """What the loader says about the draft; empty when it loads. While later stages' sections
+    are missing, the schema checks what is there and the loader's cross-section checks run with
+    stand-ins for the rest: a check that stops at a stand-in's error (not the draft's) does not
+    keep the next checks from finding the draft's own."""
     if not complete(protocol):
         data, lines = load_with_lines(dump(protocol))
         try:
             _PARTIAL.model_validate(data)
         except ValidationError as e:
-            return from_validation(e, path, lines).report().splitlines()
+            return _all(from_validation(e, path, lines))
     checked, stand_ins = _stand_ins(protocol)
+    data, lines = load_with_lines(dump(checked))
     try:
-        load_draft(checked, path)
-    except ProtocolError as e:
-        return [str(x) for x in [e, *e.others] if not _within(x.field, stand_ins)]
+        loaded = Protocol.model_validate(data)
+    except ValidationError as e:
+        return _own(from_validation(e, path, lines), stand_ins)
+    for check in CHECKS:
+        try:
+            check(loaded, path, lines)
+        except ProtocolError as e:
+            if own := _own(e, stand_ins):
+                return own
     return []
+
+
+def _all(e: ProtocolError) -> list[ProtocolError]:
+    return [e, *e.others]
+
+
+def _own(e: ProtocolError, stand_ins: list[str]) -> list[ProtocolError]:
+    """The errors that are the draft's, not its stand-ins'."""
+    return [x for x in _all(e) if not _within(x.field, stand_ins)]
 
 
 def _within(field: str | None, sections: list[str]) -> bool:
     return field is not None and field.split(".", 1)[0].split("[", 1)[0] in sections
 
 
-def check_stage(so_far: Draft, stage: DesignStage, sections: Draft, path: Path) -> list[str]:
-    """Problems of the protocol with this stage's draft merged in: the loader's, then (for the
-    materials) near-duplicates and kinds the materials do not cover."""
+def check_stage(
+    so_far: Draft,
+    stage: DesignStage,
+    sections: Draft,
+    path: Path,
+    shown: str | None = None,
+    plan: MaterialsPlan | None = None,
+    batch: int | None = None,
+) -> list[str]:
+    """Problems of the protocol with this stage's draft merged in: the loader's and those of
+    the stage's design-only sections, each as its field and message with its line in `shown`
+    (the stage's YAML as the checkpoint shows it; by default, `sections` dumped); then, for the
+    materials, near-duplicates and kinds against the `plan` (declared kinds not covered only
+    at the last batch: the one that reaches the targets or the bound; `batch` None: an edit of
+    the whole stage, the last)."""
     merged = merge(so_far, stage, sections)
-    errors = problems(merged, path)
-    if errors or not stage.diversity:
-        return errors
-    return findings(Materials.model_validate(merged["materials"]))
+    errors = problems(merged, path) + _design_only(stage, sections, path)
+    if errors:
+        return for_stage(errors, stage, stage_yaml(sections) if shown is None else shown)
+    if not stage.diversity:
+        return []
+    materials = Materials.model_validate(merged["materials"])
+    last = batch is None or batch + 1 >= stage.batches or plan is None or reached(plan, materials)
+    return findings(materials, plan, last)
+
+
+def _design_only(stage: DesignStage, sections: Draft, path: Path) -> list[ProtocolError]:
+    """Errors of the stage's design-only sections (the loader never sees them). One left out
+    is not an error: a form that writes the plan's structure itself (the compact form) may have
+    none, and the materials are then batched and checked as they were before plans had one."""
+    if not stage.design_only:
+        return []
+    fields = {name: (DESIGN_ONLY[name] | None, None) for name in stage.design_only}
+    model = create_model(f"DesignOnly_{stage.name}", __base__=Strict, **fields)  # type: ignore[call-overload]
+    given = {name: sections[name] for name in stage.design_only if sections.get(name) is not None}
+    try:
+        model.model_validate(given)
+    except ValidationError as e:
+        return _all(from_validation(e, path, {}))
+    return []
 
 
 SHOWN_CAP = 2400

@@ -29,9 +29,12 @@ from orchestrator.design.draft import (
     merge,
     sections_of,
 )
+from orchestrator.design.feedback import stage_yaml
 from orchestrator.design.forms import Form, FullForm
+from orchestrator.design.output import create, default_out, taken
 from orchestrator.design.session import Approval, DesignSession, Rejection
 from orchestrator.design.stages import STAGES, DesignStage
+from orchestrator.design.targets import MaterialsPlan, materials_of, more, short, wanted
 from orchestrator.errors import UserError
 from orchestrator.forecast import design_forecast, design_text
 from orchestrator.nodes.design import item_of
@@ -53,6 +56,8 @@ class StageView:
     """Cost and precision of the full run (the last stage, once the protocol is complete)."""
     errors: list[str] = field(default_factory=list)
     """Problems of a hand edit, to fix before it can be approved."""
+    short: list[str] = field(default_factory=list)
+    """What the materials lack of the plan's targets after the last batch allowed."""
 
 
 @dataclass(frozen=True)
@@ -110,20 +115,24 @@ async def _stage(
         last = rejections[-1] if rejections else Rejection("", "", "")
         revision = len(rejections)
         sections = await _draft(session, designer, stage, so_far, revision, last.note, last.draft)
-        view = StageView(stage, _yaml(sections), revision, _forecast(so_far, stage, sections))
+        lacking = short(_plan(session, stage), materials_of(sections))
+        if lacking:
+            session.log.append(stage.name, "designer", "short", "; ".join(lacking))
+        forecast = _forecast(so_far, stage, sections)
+        view = StageView(stage, stage_yaml(sections), revision, forecast, short=lacking)
         while True:
             decision = approver(view)
             if decision.kind == "approve":
                 return Approval(sections, decision.by, decision.note)
             if decision.kind == "reject":
                 break
-            edited, errors = _edited(so_far, stage, decision.edited)
+            edited, errors = _edited(so_far, stage, decision.edited, _plan(session, stage))
             if not errors:
                 session.log.append(stage.name, decision.by, "edit", "edited the draft by hand")
                 note = decision.note or "edited by hand"
                 return Approval(edited, decision.by, note)
-            view = StageView(stage, decision.edited, revision, view.forecast, errors)
-        session.reject(stage, Rejection(decision.note, _yaml(sections), decision.by))
+            view = StageView(stage, decision.edited, revision, view.forecast, errors, view.short)
+        session.reject(stage, Rejection(decision.note, stage_yaml(sections), decision.by))
 
 
 async def _draft(
@@ -137,7 +146,10 @@ async def _draft(
 ) -> Draft:
     """The stage's sections: the first call's, with each further batch's tasks and plants."""
     sections: Draft = {}
+    plan = _plan(session, stage)
     for batch in range(stage.batches):
+        if batch and not more(plan, sections, batch):
+            break
         base = merge(so_far, stage, sections) if batch else so_far
         shown, example, was = designer.form.shown(base, session.example, rejected)
         brief = StageBrief(
@@ -150,6 +162,7 @@ async def _draft(
             rejected=was,
             revision=revision,
             batch=batch,
+            wanted=wanted(plan, materials_of(sections) if batch else None),
         )
         schema = designer.form.schema(stage, base, batch)
         if batch == 0:
@@ -181,7 +194,8 @@ async def _call(
             errors = [str(e)]
         else:
             sections = own if first is None else add_batch(first, own)
-            errors = check_stage(so_far, stage, sections, DRAFT_NAME)
+            plan = _plan(session, stage)
+            errors = check_stage(so_far, stage, sections, DRAFT_NAME, plan=plan, batch=brief.batch)
         if errors:
             session.log.append(stage.name, "loader", "error", "\n".join(errors))
         return errors
@@ -204,11 +218,14 @@ async def _call(
     return designer.form.sections(stage, base, result.sections, brief.batch)
 
 
-def _yaml(sections: Draft) -> str:
-    return yaml.safe_dump(sections, sort_keys=False, allow_unicode=True, width=100)
+def _plan(session: DesignSession, stage: DesignStage) -> MaterialsPlan | None:
+    """The plan's materials plan, for the stage that drafts the materials."""
+    return session.materials_plan() if stage.diversity else None
 
 
-def _edited(so_far: Draft, stage: DesignStage, text: str) -> tuple[Draft, list[str]]:
+def _edited(
+    so_far: Draft, stage: DesignStage, text: str, plan: MaterialsPlan | None
+) -> tuple[Draft, list[str]]:
     try:
         sections = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -216,7 +233,7 @@ def _edited(so_far: Draft, stage: DesignStage, text: str) -> tuple[Draft, list[s
     if not isinstance(sections, dict):
         return {}, ["the edit must be a mapping of the stage's sections"]
     sections = {k: sections.get(k) for k in sections_of({}, stage)}
-    return sections, check_stage(so_far, stage, sections, DRAFT_NAME)
+    return sections, check_stage(so_far, stage, sections, DRAFT_NAME, shown=text, plan=plan)
 
 
 def _forecast(so_far: Draft, stage: DesignStage, sections: Draft) -> str:
@@ -257,16 +274,15 @@ def header(
 
 
 def write(
-    session: DesignSession, protocol: Draft, out: Path, yes: bool, form: str = "full"
+    session: DesignSession, protocol: Draft, out: Path | None, yes: bool, form: str = "full"
 ) -> Path:
-    """The protocol file, validated as written; refuses to overwrite."""
-    if out.exists():
-        raise UserError(f"{out} exists; name another file with --out")
+    """The protocol file, validated as written, at `out` or (without it) at
+    `protocols/<plan id>.yaml` or the first free `<plan id>-N.yaml`; never over a file."""
+    if out is not None and out.exists():
+        raise taken(out)
     approvals = [(s.name, a) for s in STAGES if (a := session.approved(s)) is not None]
     text = dump(protocol, header(session, approvals, yes, form))
-    load_draft(protocol, out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("x") as f:
-        f.write(text)
-    session.written(out)
-    return out
+    load_draft(protocol, out or default_out(protocol["id"]))
+    path = create(text, out, protocol["id"])
+    session.written(path)
+    return path

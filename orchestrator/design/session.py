@@ -25,7 +25,8 @@ from memory import utc_stamp
 from memory.files import write_atomic
 from memory.log import RunLog
 from orchestrator.design.draft import Draft
-from orchestrator.design.stages import DesignStage
+from orchestrator.design.stages import STAGES, DesignStage
+from orchestrator.design.targets import MaterialsPlan, plan_of
 from orchestrator.records.store import Records
 
 DESIGNS = ".designs"
@@ -111,6 +112,12 @@ class DesignSession:
         write_atomic(self.path / "stages" / f"{stage.name}.yaml", text)
         note = f": {approval.note}" if approval.note else ""
         self.log.append(stage.name, approval.by, "approve", f"approved{note}")
+
+    def materials_plan(self) -> MaterialsPlan | None:
+        """The approved plan's materials plan (None before the plan is approved, or for a plan
+        approved before plans declared one)."""
+        approval = self.approved(STAGES[0])
+        return plan_of(approval.sections if approval else None)
 
     def rejections(self, stage: DesignStage) -> list[Rejection]:
         path = self.path / "stages" / f"{stage.name}.rejected.yaml"

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, create_model
+from pydantic import BaseModel, Field, create_model
 
+from orchestrator.design.targets import MATERIALS_PLAN, MaterialsPlan
 from orchestrator.protocol.base import Strict
 from orchestrator.protocol.judging import Evaluation
 from orchestrator.protocol.materials import Materials
@@ -32,25 +33,37 @@ class DesignStage:
     diversity: bool = False
     """Whether its tasks and plants are checked for near-duplicates and kind coverage."""
     batches: int = 1
-    """Calls that draft it: the first writes the sections, each further one adds tasks and
-    plants to the materials (`add_<stage>`), told what is there so it writes something else."""
+    """At most this many calls draft it: the first writes the sections, each further one adds
+    tasks and plants to the materials (`add_<stage>`), told what is there so it writes
+    something else, until the plan's targets are reached (orchestrator/design/targets.py)."""
+    design_only: tuple[str, ...] = ()
+    """Sections of its tool input that are not the protocol's: kept in the design session and
+    shown at the checkpoint, never merged into the protocol."""
 
     def tool(self, batch: int = 0) -> str:
         return f"write_{self.name}" if batch == 0 else f"add_{self.name}"
 
+
+DESIGN_ONLY: dict[str, type[BaseModel]] = {MATERIALS_PLAN: MaterialsPlan}
+"""The design-only sections a stage may have, and their schema."""
+
+MAX_BATCHES = 4
+"""Calls that may draft the materials: the plan's targets are asked for in halves, which leaves
+two calls for what the designer left short."""
 
 STAGES: tuple[DesignStage, ...] = (
     DesignStage(
         "plan",
         "factors and levels, hypotheses with their tests, subjects, outcome fields and rubric",
         ("id", "title", "question", "hypotheses", "design", "subjects", "evaluation"),
+        design_only=(MATERIALS_PLAN,),
     ),
     DesignStage(
         "materials",
         "tasks (with their documents), planted instructions, level texts, templates, tools",
         ("tools", "materials"),
         diversity=True,
-        batches=2,
+        batches=MAX_BATCHES,
     ),
     DesignStage(
         "comprehension",
@@ -87,6 +100,9 @@ def _field(section: str) -> tuple[Any, Any]:
 def stage_model(name: str) -> type[BaseModel]:
     """The stage's sections as one strict pydantic model: its tool input."""
     fields = {key(s): _field(s) for s in stage(name).sections}
+    for extra in stage(name).design_only:
+        model = DESIGN_ONLY[extra]
+        fields[extra] = (model, Field(description=model.__doc__))
     return create_model(f"Design_{name}", __base__=Strict, **fields)  # type: ignore[call-overload]
 
 
@@ -112,6 +128,6 @@ def stage_schema(name: str) -> dict[str, Any]:
     """The JSON schema of the stage's tool input, every section required (a default left out
     would be a decision the designer did not make)."""
     schema = stage_model(name).model_json_schema()
-    schema["required"] = [key(s) for s in stage(name).sections]
+    schema["required"] = [key(s) for s in stage(name).sections] + list(stage(name).design_only)
     schema.pop("title", None)
     return schema

@@ -15,7 +15,8 @@ from agents.loop import Retry
 from orchestrator.context import endpoint
 from orchestrator.design.flow import Approver, Designer, StageDecision, StageView, design, write
 from orchestrator.design.forms import form_named
-from orchestrator.design.session import DesignSession, slug
+from orchestrator.design.output import taken
+from orchestrator.design.session import DesignSession
 from orchestrator.errors import UserError
 from orchestrator.protocol.base import ModelRef
 from orchestrator.settings import Settings
@@ -35,10 +36,6 @@ def approve_all(view: StageView) -> StageDecision:
     return StageDecision("approve", "without human review", by="--yes")
 
 
-def default_out(question: str) -> Path:
-    return Path("protocols") / f"{slug(question)}.yaml"
-
-
 def start_design(
     question: str,
     *,
@@ -51,12 +48,12 @@ def start_design(
     yes: bool = False,
     settings: Settings | None = None,
 ) -> Path:
-    """Draft, check and (with `approver`) approve every stage; write the protocol to `out`.
+    """Draft, check and (with `approver`) approve every stage; write the protocol to `out`, or
+    by default to `protocols/<plan id>.yaml` (`<plan id>-2.yaml`, ... when taken).
     `form`: `full` or `compact` (default: compact offline, where the model is small)."""
     settings = settings or Settings.from_env()
-    out = out or default_out(question)
-    if out.exists():
-        raise UserError(f"{out} exists; name another file with --out")
+    if out is not None and out.exists():
+        raise taken(out)  # before any call; without --out, the plan's id names the file
     example_text = _read(example) if example else ""
     try:
         drafting = form_named(form or ("compact" if offline else "full"), example_text)

@@ -28,6 +28,17 @@ from orchestrator.protocol.schema import Protocol
 from orchestrator.protocol.validation import from_validation
 from orchestrator.protocol.yamlmap import DuplicateKey, dotted, load_with_lines
 
+CHECKS = (
+    check_references,
+    check_analysis,
+    check_hypotheses,  # each test names what the analysis computes
+    check_calls,
+    check_templates,  # the subject's view, every task in every cell
+    check_blinding,  # the evaluators' view
+    check_probes,
+)
+"""The cross-section checks of a validated protocol, in the order the loader runs them."""
+
 
 @dataclass(frozen=True)
 class LoadedProtocol:
@@ -81,13 +92,7 @@ def load_protocol_text(text: str, path: Path, *, sha256: str | None = None) -> L
         protocol = Protocol.model_validate(data)
     except ValidationError as e:
         raise from_validation(e, path, lines) from None
-    # cross-references between sections, each rule in turn; the first broken one raises
-    check_references(protocol, path, lines)
-    check_analysis(protocol, path, lines)
-    check_hypotheses(protocol, path, lines)  # each test names what the analysis computes
-    check_calls(protocol, path, lines)
-    check_templates(protocol, path, lines)  # the subject's view, every task in every cell
-    check_blinding(protocol, path, lines)  # the evaluators' view
-    check_probes(protocol, path, lines)
+    for check in CHECKS:  # the first broken rule raises
+        check(protocol, path, lines)
     digest = sha256 or hashlib.sha256(text.encode()).hexdigest()
     return LoadedProtocol(protocol, path, text, digest)

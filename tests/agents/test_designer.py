@@ -49,7 +49,7 @@ def test_a_refused_draft_goes_back_with_the_checks_words(tmp_path: Path) -> None
     titles = iter(["bad", "good"])
 
     def check(draft: dict[str, Any]) -> list[str]:
-        return [] if draft["title"] == "good" else ["draft.yaml:3: title: too bad"]
+        return [] if draft["title"] == "good" else ["line 3: title: too bad"]
 
     with FakeAnthropic(lambda body: tool_use("write_plan", {"title": next(titles)})) as server:
         result = run(server, tmp_path, check)
@@ -58,12 +58,12 @@ def test_a_refused_draft_goes_back_with_the_checks_words(tmp_path: Path) -> None
     second = server.requests[1].body
     assert second["tool_choice"] == {"type": "tool", "name": "write_plan"}
     refusal = second["messages"][-1]["content"][0]
-    assert refusal["is_error"] and "draft.yaml:3: title: too bad" in refusal["content"]
+    assert refusal["is_error"] and "line 3: title: too bad" in refusal["content"]
 
 
 def test_a_draft_never_accepted_is_an_error_not_a_draft(tmp_path: Path) -> None:
     with FakeAnthropic(lambda body: tool_use("write_plan", {"title": "x"})) as server:
-        result = run(server, tmp_path, lambda draft: ["draft.yaml:1: title: no"])
+        result = run(server, tmp_path, lambda draft: ["line 1: title: no"])
     assert result.sections is None
     assert "after 3 attempts" in result.error and "title: no" in result.error
     assert len(server.requests) == 3

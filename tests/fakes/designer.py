@@ -4,9 +4,11 @@ question is the tool-results one the issue asks about), with two scripted mistak
 
 - the first `write_plan` has a loader error (`design.n_per_cell: 0`); once the error comes back
   as a tool result, the fixed plan is sent;
+- the plan's `materials_plan` declares the kinds and counts of deu_tools' tasks and plants;
 - the materials come in two batches: `write_materials` has the first half of the tasks and
-  plants, `add_materials` the rest; the first `add_materials` of each revision also repeats the
-  first task under a new id (`DUPLICATE_ID`), which the near-duplicate check must send back;
+  plants, `add_materials` the rest (which reaches the plan's counts); the first `add_materials`
+  of each revision also repeats the first task under a new id (`DUPLICATE_ID`), which the
+  near-duplicate check must send back;
 - a `write_materials` asked with a rejection note (`<note>` in the brief) gets materials with one
   more plant, `REVISED_PLANT`, so a test can see the revision reach the output.
 """
@@ -47,10 +49,24 @@ def good_protocol() -> dict[str, Any]:
     return data
 
 
+def materials_plan(materials: dict[str, Any]) -> dict[str, Any]:
+    """The plan's declared kinds and counts: those of `materials`, kinds in order of use."""
+    tasks, plants = materials["tasks"], materials["plants"]
+    return {
+        "task_kinds": list(dict.fromkeys(t["kind"] for t in tasks)),
+        "plant_kinds": list(dict.fromkeys(p["kind"] for p in plants)),
+        "tasks": len(tasks),
+        "plants": len(plants),
+    }
+
+
 def drafts() -> dict[str, dict[str, Any]]:
-    """Each stage's good draft, as its tool input."""
+    """Each stage's good draft, as its tool input; the plan declares the materials' kinds and
+    counts."""
     protocol = good_protocol()
-    return {s.name: sections_of(protocol, s) for s in STAGES}
+    out = {s.name: sections_of(protocol, s) for s in STAGES}
+    out["plan"]["materials_plan"] = materials_plan(protocol["materials"])
+    return out
 
 
 def is_designer(body: dict[str, Any]) -> bool:

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pexpect
 import pytest
+from typer.testing import CliRunner
 
 from orchestrator import runner
+from orchestrator.cli.app import app
+from orchestrator.design.feedback import stage_yaml
 from orchestrator.design.flow import StageDecision, StageView
 from orchestrator.design.start import approve_all, start_design
 from orchestrator.errors import UserError
@@ -66,13 +69,17 @@ def test_each_stage_is_checked_by_the_loader_and_decided_by_a_human(
     approver = Scripted()
     start_design(QUESTION, example=DEU, out=out, approver=approver)
 
-    # the plan's loader error went back with its line, and the fixed plan was accepted
+    # the plan's loader error went back with its field and its line in the plan's own YAML,
+    # and the fixed plan was accepted
     plans = requests_for(design_env, "write_plan")
     assert len(plans) == 2
     refusal = plans[1]["messages"][-1]["content"][0]
     assert refusal["is_error"]
-    assert "draft.yaml:" in refusal["content"]
-    assert "design.n_per_cell: Input should be greater than 0" in refusal["content"]
+    (sent,) = [b for b in plans[1]["messages"][-2]["content"] if b["type"] == "tool_use"]
+    shown = stage_yaml(sent["input"])
+    line = next(i for i, t in enumerate(shown.splitlines(), 1) if "n_per_cell: 0" in t)
+    assert f"line {line}: design.n_per_cell: Input should be greater than 0" in refusal["content"]
+    assert "draft.yaml" not in refusal["content"]
     # the --from example is the designer's style guide
     assert "Deliberate Epistemic Uncertainty" in plans[0]["messages"][0]["content"]
 
@@ -158,6 +165,28 @@ def test_an_existing_file_is_never_overwritten(design_env: FakeAnthropic, tmp_pa
     assert design_env.requests == []
 
 
+def test_without_out_the_plans_id_names_the_file_and_a_taken_name_gets_a_number(
+    design_env: FakeAnthropic, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "protocols" / "tampered_tools.yaml"  # the fake plan's id
+    mine.parent.mkdir()
+    mine.write_text("mine\n")
+
+    first = start_design(QUESTION, example=DEU, yes=True)
+    assert first == Path("protocols/tampered_tools-2.yaml")
+    assert load_protocol(first).protocol.id == "tampered_tools"
+    assert mine.read_text() == "mine\n"
+    session = json.loads(next((tmp_path / "runs" / ".designs").glob("*/session.json")).read_text())
+    assert session["out"] == "protocols/tampered_tools-2.yaml"
+
+    # the CLI says where it wrote; a design of the same question again takes the next number
+    result = CliRunner().invoke(app, ["design", QUESTION, "--from", str(DEU), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "wrote protocols/tampered_tools-3.yaml;" in " ".join(result.output.split())
+    assert (tmp_path / "protocols" / "tampered_tools-3.yaml").exists()
+
+
 def test_a_hand_edit_is_checked_before_it_is_taken(
     design_env: FakeAnthropic, tmp_path: Path
 ) -> None:
@@ -177,7 +206,11 @@ def test_a_hand_edit_is_checked_before_it_is_taken(
     broken = [v for v in seen if v.errors]
     # a cross-section rule of the loader, checked before the analysis stage exists
     assert len(broken) == 1
-    assert 'evaluation.comprehension[0].answer: answer "x ' in broken[0].errors[0]
+    edited = broken[0].text.splitlines()
+    line = next(i for i, t in enumerate(edited, 1) if "answer: x" in t)
+    assert broken[0].errors[0].startswith(f"line {line}: ")
+    field = "evaluation.comprehension[0].answer (id silent-ignore)"
+    assert f'{field}: answer "x ' in broken[0].errors[0]
     assert "is not one of the choices" in broken[0].errors[0]
     assert load_protocol(out).protocol.evaluation.comprehension == []
 
