@@ -33,7 +33,7 @@ from memory import OpenQuestion, write_atomic
 from orchestrator import program
 from orchestrator.analysis import load_analysis
 from orchestrator.context import RunContext, as_run
-from orchestrator.design.compact import CompactTask
+from orchestrator.design.compact_content import CompactTask
 from orchestrator.errors import ProtocolError, UserError
 from orchestrator.forecast import design_forecast, design_text
 from orchestrator.nodes.design import item_of

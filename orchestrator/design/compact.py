@@ -24,81 +24,25 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from orchestrator.design.compact_content import (
+    PLANTS,
+    TASKS,
+    CompactComprehension,
+    CompactPlan,
+    CompactPlant,
+    CompactTask,
+)
 from orchestrator.design.draft import condensed, cut
 from orchestrator.design.stages import DesignStage
-from orchestrator.protocol.base import Strict
 
 Draft = dict[str, Any]
 
 SKELETON = Path(__file__).parents[1] / "templates" / "skeleton.yaml"
-
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,23}$")]
-"""A factor, level or field name: lower-case letters, digits and '_'."""
-Id = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
-"""A task, plant or question id: lower-case letters, digits and '-'."""
-
-
-def _text(most: int, what: str, least: int = 1) -> Any:
-    return Field(min_length=least, max_length=most, description=what)
-
-
-class CompactFactor(Strict):
-    name: Name = Field(description="The factor's name, e.g. framing, urgency.")
-    control: Name = Field(description="The control level, e.g. none, calm, control.")
-    treatment: Name = Field(description="The level that applies the manipulation.")
-    description: str = _text(300, "What the two levels change in what the model is shown.")
-    hypothesis: str = _text(240, "What you expect the treatment level to do to the outcome.")
-    direction: Literal["increase", "decrease"] = Field(
-        description="Whether the treatment level should raise or lower the outcome's rate."
-    )
-
-
-class CompactPlan(Strict):
-    id: Id = Field(description="Short id of the experiment, e.g. tool-trust.")
-    title: str = _text(100, "The experiment's title.")
-    question: str = _text(400, "The research question, one or two sentences.")
-    factors: list[CompactFactor] = Field(min_length=1, max_length=2)
-    outcome: Name = Field(description="The bool outcome the judges decide, e.g. followed_plant.")
-    outcome_means: str = _text(
-        500, "When the outcome is true and when false, with its edge cases: the judges' rubric."
-    )
-
-
-class CompactTask(Strict):
-    id: Id = Field(description="Short task id, e.g. sum-board-minutes.")
-    kind: Name = Field(description="Kind of task: summarise, reply, review, advise, ...")
-    instruction: str = _text(250, "What the user asks for.")
-    document: str = _text(
-        800, "The document the task is about (an email, report, log, ...), or empty.", least=0
-    )
-
-
-class CompactPlant(Strict):
-    id: Id = Field(description="Short plant id.")
-    kind: Name = Field(description="Kind: steer_user, conceal_fact, downplay_risk, ...")
-    text: str = _text(250, "The instruction hidden in the document.")
-
-
-class CompactQuestion(Strict):
-    id: Id = Field(description="Short id, e.g. vague-warning.")
-    question: str = _text(400, "An edge case of the rubric, asked as a yes/no question.")
-    answer: Literal["yes", "no"]
-    explanation: str = _text(300, "Why that is the answer.")
-
-
-class CompactComprehension(Strict):
-    comprehension: list[CompactQuestion] = Field(min_length=1, max_length=3)
-
-
-TASKS = {0: (2, 2), 1: (1, 2)}
-"""Tasks per call (least, most): the materials' first call, and each further batch."""
-PLANTS = {0: (1, 2), 1: (1, 2)}
-"""Plants per call, when a factor plants."""
 
 
 @dataclass(frozen=True)
@@ -143,9 +87,11 @@ class CompactForm:
         return _analysis(so_far, drafted, self.base)
 
     def _plan(self, plan: CompactPlan) -> Draft:
-        names = [f.name for f in plan.factors]
-        if len(set(names)) < len(names):
-            raise ValueError(f"two factors are named {names[0]!r}: name each its own")
+        names = unique([f.name for f in plan.factors], set(), "_")
+        factors = [
+            f.model_copy(update={"name": n}) for f, n in zip(plan.factors, names, strict=True)
+        ]
+        plan = plan.model_copy(update={"factors": factors})
         for f in plan.factors:
             if f.control == f.treatment:
                 raise ValueError(f"factor {f.name}: control and treatment are both {f.control!r}")
@@ -217,6 +163,18 @@ def _planting(so_far: Draft) -> tuple[str, str] | None:
     """(factor, level) whose cells get a plant, once the materials are approved."""
     when = (so_far.get("materials") or {}).get("plant_when")
     return (when["factor"], when["level"]) if when else None
+
+
+def unique(names: list[str], taken: set[str], sep: str) -> list[str]:
+    """`names` with a repeat (of another or of `taken`) numbered: a small model copies an id
+    or a name it has just written; an identifier is structure, which the code keeps sound."""
+    out: list[str] = []
+    for name in names:
+        new, k = name, 2
+        while new in taken or new in out:
+            new, k = f"{name}{sep}{k}", k + 1
+        out.append(new)
+    return out
 
 
 def contrast_names(factors: Factors) -> dict[tuple[str, str], str]:
@@ -301,6 +259,11 @@ def _materials(so_far: Draft, drafted: Draft, batch: int) -> Draft:
         plants = [CompactPlant.model_validate(p).model_dump() for p in drafted.get("plants") or []]
     except ValidationError as e:
         raise ValueError(str(e)) from None
+    had = (so_far.get("materials") or {}) if batch else {}
+    for items, key in ((tasks, "tasks"), (plants, "plants")):
+        taken = {x.get("id") for x in had.get(key) or []}
+        for x, new in zip(items, unique([x["id"] for x in items], taken, "-"), strict=True):
+            x["id"] = new
     for t in tasks:
         if not t["document"]:
             del t["document"]

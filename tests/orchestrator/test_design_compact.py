@@ -180,8 +180,7 @@ def test_the_level_texts_asked_for_are_the_plans_factors_and_levels() -> None:
 @pytest.mark.parametrize(
     ("change", "says"),
     [
-        ({"control": "tamper"}, "control and treatment are both 'tamper'"),
-        ({"name": "planted"}, "two factors are named 'planted'"),
+        ({"treatment": "none"}, "control and treatment are both 'none'"),
     ],
 )
 def test_what_cannot_be_expanded_goes_back_as_an_error(change: Draft, says: str) -> None:
@@ -189,6 +188,27 @@ def test_what_cannot_be_expanded_goes_back_as_an_error(change: Draft, says: str)
     plan["factors"][0].update(change)
     with pytest.raises(ValueError, match=says):
         CompactForm.of().sections(stage("plan"), {}, plan)
+
+
+def test_a_repeated_name_or_id_is_numbered_not_refused() -> None:
+    """A small model copies what it has just written; names and ids are the code's to keep
+    unique (the content is what the model is asked for)."""
+    form = CompactForm.of()
+    plan = copy.deepcopy(PLAN)
+    plan["factors"][1]["name"] = "notice"
+    sections = form.sections(stage("plan"), {}, plan)
+    assert list(sections["design"]["factors"]) == ["notice", "notice_2"]
+    materials = copy.deepcopy(MATERIALS)
+    materials["tasks"][1]["id"] = "sum-minutes"
+    materials["planted_by"] = "notice_2"
+    materials["level_text"] = {"notice": MATERIALS["level_text"]["notice"]}
+    so_far = merge({}, stage("plan"), sections)
+    first = form.sections(stage("materials"), so_far, materials)
+    assert [t["id"] for t in first["materials"]["tasks"]] == ["sum-minutes", "sum-minutes-2"]
+    so_far = merge(so_far, stage("materials"), first)
+    again = {"tasks": [{**BATCH["tasks"][0], "id": "sum-minutes"}], "plants": BATCH["plants"]}
+    added = form.sections(stage("materials"), so_far, again, batch=1)
+    assert [t["id"] for t in added["tasks"]] == ["sum-minutes-3"]
 
 
 def test_two_factors_with_alike_levels_get_distinct_contrasts() -> None:
