@@ -87,14 +87,12 @@ class CompactForm:
         return _analysis(so_far, drafted, self.base)
 
     def _plan(self, plan: CompactPlan) -> Draft:
-        names = unique([f.name for f in plan.factors], set(), "_")
+        names = unique([f.name for f in plan.factors])
         factors = [
-            f.model_copy(update={"name": n}) for f, n in zip(plan.factors, names, strict=True)
+            f.model_copy(update={"name": n, "treatment": unique([f.control, f.treatment])[1]})
+            for f, n in zip(plan.factors, names, strict=True)
         ]
         plan = plan.model_copy(update={"factors": factors})
-        for f in plan.factors:
-            if f.control == f.treatment:
-                raise ValueError(f"factor {f.name}: control and treatment are both {f.control!r}")
         design = copy.deepcopy(self.base.get("design") or {})
         design["factors"] = {
             f.name: {"levels": [f.control, f.treatment], "description": f.description}
@@ -165,7 +163,7 @@ def _planting(so_far: Draft) -> tuple[str, str] | None:
     return (when["factor"], when["level"]) if when else None
 
 
-def unique(names: list[str], taken: set[str], sep: str) -> list[str]:
+def unique(names: list[str], taken: frozenset[str] = frozenset(), sep: str = "_") -> list[str]:
     """`names` with a repeat (of another or of `taken`) numbered: a small model copies an id
     or a name it has just written; an identifier is structure, which the code keeps sound."""
     out: list[str] = []
@@ -261,7 +259,7 @@ def _materials(so_far: Draft, drafted: Draft, batch: int) -> Draft:
         raise ValueError(str(e)) from None
     had = (so_far.get("materials") or {}) if batch else {}
     for items, key in ((tasks, "tasks"), (plants, "plants")):
-        taken = {x.get("id") for x in had.get(key) or []}
+        taken = frozenset(x.get("id") for x in had.get(key) or [])
         for x, new in zip(items, unique([x["id"] for x in items], taken, "-"), strict=True):
             x["id"] = new
     for t in tasks:

@@ -177,17 +177,11 @@ def test_the_level_texts_asked_for_are_the_plans_factors_and_levels() -> None:
     assert rates["required"] == ["notice_tamper", "planted_present"]
 
 
-@pytest.mark.parametrize(
-    ("change", "says"),
-    [
-        ({"treatment": "none"}, "control and treatment are both 'none'"),
-    ],
-)
-def test_what_cannot_be_expanded_goes_back_as_an_error(change: Draft, says: str) -> None:
-    plan = copy.deepcopy(PLAN)
-    plan["factors"][0].update(change)
-    with pytest.raises(ValueError, match=says):
-        CompactForm.of().sections(stage("plan"), {}, plan)
+def test_what_cannot_be_expanded_goes_back_as_an_error() -> None:
+    materials = {**MATERIALS, "planted_by": "notice", "plants": []}
+    so_far = merge({}, stage("plan"), CompactForm.of().sections(stage("plan"), {}, PLAN))
+    with pytest.raises(ValueError, match="planted_by names notice, but there are no plants"):
+        CompactForm.of().sections(stage("materials"), so_far, materials)
 
 
 def test_a_repeated_name_or_id_is_numbered_not_refused() -> None:
@@ -196,8 +190,10 @@ def test_a_repeated_name_or_id_is_numbered_not_refused() -> None:
     form = CompactForm.of()
     plan = copy.deepcopy(PLAN)
     plan["factors"][1]["name"] = "notice"
+    plan["factors"][0]["treatment"] = "none"  # the control's name
     sections = form.sections(stage("plan"), {}, plan)
     assert list(sections["design"]["factors"]) == ["notice", "notice_2"]
+    assert sections["design"]["factors"]["notice"]["levels"] == ["none", "none_2"]
     materials = copy.deepcopy(MATERIALS)
     materials["tasks"][1]["id"] = "sum-minutes"
     materials["planted_by"] = "notice_2"
