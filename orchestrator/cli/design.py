@@ -101,6 +101,8 @@ def terminal_stage(view: StageView) -> StageDecision:
         console.print(f"[red]{escape(error)}[/]")
     for lack in view.short:
         console.print(f"[yellow]short of the plan: {escape(lack)}[/]")
+    for warning in view.warnings:
+        console.print(f"[yellow]not fixed by the designer: {escape(warning)}[/]")
     if view.forecast:
         console.print(Panel(escape(view.forecast), title="forecast at full size", expand=False))
     choice = Prompt.ask(

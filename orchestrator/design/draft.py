@@ -211,18 +211,19 @@ def check_stage(
     shown: str | None = None,
     plan: MaterialsPlan | None = None,
     batch: int | None = None,
+    diversity: bool = True,
 ) -> list[str]:
     """Problems of the protocol with this stage's draft merged in: the loader's and those of
     the stage's design-only sections, each as its field and message with its line in `shown`
     (the stage's YAML as the checkpoint shows it; by default, `sections` dumped); then, for the
     materials, near-duplicates and kinds against the `plan` (declared kinds not covered only
     at the last batch: the one that reaches the targets or the bound; `batch` None: an edit of
-    the whole stage, the last)."""
+    the whole stage, the last). `diversity` False: the loader's part only."""
     merged = merge(so_far, stage, sections)
     errors = problems(merged, path) + _design_only(stage, sections, path)
     if errors:
         return for_stage(errors, stage, stage_yaml(sections) if shown is None else shown)
-    if not stage.diversity:
+    if not (stage.diversity and diversity):
         return []
     materials = Materials.model_validate(merged["materials"])
     last = batch is None or batch + 1 >= stage.batches or plan is None or reached(plan, materials)

@@ -58,6 +58,9 @@ class StageView:
     """Problems of a hand edit, to fix before it can be approved."""
     short: list[str] = field(default_factory=list)
     """What the materials lack of the plan's targets after the last batch allowed."""
+    warnings: list[str] = field(default_factory=list)
+    """Diversity findings the designer did not fix within its attempts: the draft loads, and
+    whether such materials will do is the human's call."""
 
 
 @dataclass(frozen=True)
@@ -114,12 +117,17 @@ async def _stage(
         rejections = session.rejections(stage)
         last = rejections[-1] if rejections else Rejection("", "", "")
         revision = len(rejections)
-        sections = await _draft(session, designer, stage, so_far, revision, last.note, last.draft)
+        warned: list[str] = []
+        sections = await _draft(
+            session, designer, stage, so_far, revision, last.note, last.draft, warned
+        )
         lacking = short(_plan(session, stage), materials_of(sections))
         if lacking:
             session.log.append(stage.name, "designer", "short", "; ".join(lacking))
         forecast = _forecast(so_far, stage, sections)
-        view = StageView(stage, stage_yaml(sections), revision, forecast, short=lacking)
+        view = StageView(
+            stage, stage_yaml(sections), revision, forecast, short=lacking, warnings=warned
+        )
         while True:
             decision = approver(view)
             if decision.kind == "approve":
@@ -131,7 +139,9 @@ async def _stage(
                 session.log.append(stage.name, decision.by, "edit", "edited the draft by hand")
                 note = decision.note or "edited by hand"
                 return Approval(edited, decision.by, note)
-            view = StageView(stage, decision.edited, revision, view.forecast, errors, view.short)
+            view = StageView(
+                stage, decision.edited, revision, view.forecast, errors, view.short, view.warnings
+            )
         session.reject(stage, Rejection(decision.note, stage_yaml(sections), decision.by))
 
 
@@ -143,8 +153,10 @@ async def _draft(
     revision: int,
     note: str,
     rejected: str,
+    warned: list[str],
 ) -> Draft:
-    """The stage's sections: the first call's, with each further batch's tasks and plants."""
+    """The stage's sections: the first call's, with each further batch's tasks and plants;
+    findings accepted on a call's last attempt are added to `warned`."""
     sections: Draft = {}
     plan = _plan(session, stage)
     for batch in range(stage.batches):
@@ -166,9 +178,9 @@ async def _draft(
         )
         schema = designer.form.schema(stage, base, batch)
         if batch == 0:
-            sections = await _call(session, designer, stage, brief, schema, so_far)
+            sections = await _call(session, designer, stage, brief, schema, so_far, warned)
         else:
-            added = await _call(session, designer, stage, brief, schema, so_far, sections)
+            added = await _call(session, designer, stage, brief, schema, so_far, warned, sections)
             sections = add_batch(sections, added)
     return sections
 
@@ -180,14 +192,18 @@ async def _call(
     brief: StageBrief,
     schema: dict[str, Any],
     so_far: Draft,
+    warned: list[str],
     first: Draft | None = None,
 ) -> Draft:
     """One forced call, its drafts checked as part of the protocol; `first`: the stage's
     sections so far, which a further batch's tasks and plants are added to."""
 
     base = so_far if first is None else merge(so_far, stage, first)
+    attempts = 0
 
     def check(draft: dict[str, Any]) -> list[str]:
+        nonlocal attempts
+        attempts += 1
         try:
             own = designer.form.sections(stage, base, draft, brief.batch)
         except ValueError as e:
@@ -196,6 +212,13 @@ async def _call(
             sections = own if first is None else add_batch(first, own)
             plan = _plan(session, stage)
             errors = check_stage(so_far, stage, sections, DRAFT_NAME, plan=plan, batch=brief.batch)
+            if errors and attempts >= designer.max_attempts and stage.diversity:
+                # the draft loads; only the materials checks object: the human decides
+                if not check_stage(so_far, stage, sections, DRAFT_NAME, diversity=False):
+                    warned.extend(errors)
+                    text = "Taken on the last attempt; the materials checks still say:\n"
+                    session.log.append(stage.name, "designer", "warning", text + "\n".join(errors))
+                    return []
         if errors:
             session.log.append(stage.name, "loader", "error", "\n".join(errors))
         return errors

@@ -33,7 +33,10 @@ retry adds the refused draft and the errors, and a bounded draft (compact.py) fi
 
 def approve_all(view: StageView) -> StageDecision:
     """--yes: every stage approved, on the record as without human review."""
-    return StageDecision("approve", "without human review", by="--yes")
+    note = "without human review"
+    if view.warnings:
+        note += "; taken with what the materials checks still said: " + "; ".join(view.warnings)
+    return StageDecision("approve", note, by="--yes")
 
 
 def start_design(

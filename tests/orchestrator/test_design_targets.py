@@ -207,3 +207,42 @@ def test_a_plan_without_a_materials_plan_is_batched_as_before(
     assert len(briefs(server, "add_materials")) == 2  # the near-duplicate, then the fixed batch
     assert "The plan declares" not in briefs(server, "write_materials")[0]
     assert len(load_protocol(out).protocol.materials.tasks) == 16
+
+
+def stubborn_designer(body: dict[str, Any]) -> dict[str, Any]:
+    """Repeats the first task under another id in every materials draft, whatever it is told."""
+    name = body["tool_choice"]["name"]
+    reply = designer(body)
+    if name != "write_materials":
+        return reply
+    materials = drafts()["materials"]
+    tasks = materials["materials"]["tasks"]
+    tasks.append({**tasks[0], "id": "same-again"})
+    return tool_use(name, materials)
+
+
+def test_a_near_duplicate_never_fixed_is_the_humans_call_not_a_failure(
+    server: FakeAnthropic, tmp_path: Path
+) -> None:
+    """The loader's errors are fatal; a materials finding the designer still has not fixed at
+    its last attempt is taken and shown at the checkpoint (and in the file, under --yes)."""
+    server.handler = stubborn_designer
+    views: list[StageView] = []
+
+    def approve(view: StageView) -> StageDecision:
+        views.append(view)
+        return approve_all(view)
+
+    out = tmp_path / "stubborn.yaml"
+    start_design(QUESTION, example=DEU, out=out, approver=approve, yes=True)
+    assert len(refusals(server, "write_materials")) == 3  # four attempts, three sent back
+    (materials_view,) = [v for v in views if v.stage.name == "materials"]
+    (warning,) = materials_view.warnings
+    assert warning.startswith("materials.tasks: near-duplicates") and "same-again" in warning
+    assert "same-again" in [t.id for t in load_protocol(out).protocol.materials.tasks]
+    assert "taken with what the materials checks still said: materials.tasks" in out.read_text()
+    session = next((tmp_path / "runs" / ".designs").iterdir())
+    assert (
+        "Taken on the last attempt; the materials checks still say:"
+        in (session / "LOG.md").read_text()
+    )
