@@ -104,10 +104,12 @@ def local_worker(run: RunDir, protocol: Protocol, settings: Settings) -> Iterato
 
 
 @contextmanager
-def worker_for(log: RunLog, log_path: Path, model: str, settings: Settings) -> Iterator[str]:
+def worker_for(
+    log: RunLog, log_path: Path, model: str, settings: Settings, what: str = "run"
+) -> Iterator[str]:
     """Yield the URL of a worker serving `model`: the one at the settings' URL, or one started
     for this process (its output in `log_path`) that stops when the block ends. What was done
-    goes to `log` (a run's, or a design's)."""
+    goes to `log` (of `what`: a run, or a design)."""
     url = settings.worker_url
     borrowed = ""
     if (health := healthy(url)) is not None:
@@ -129,7 +131,7 @@ def worker_for(log: RunLog, log_path: Path, model: str, settings: Settings) -> I
         url = f"{parsed.scheme}://{parsed.hostname}:{_free_port(parsed.hostname)}"
         borrowed = (
             f"The worker at {settings.worker_url} belongs to another run (process {owner}) and "
-            "stops when that run ends, so this run starts its own. "
+            f"stops when that run ends, so this {what} starts its own. "
         )
     parsed = urlparse(url)
     if parsed.hostname not in ("127.0.0.1", "localhost"):
@@ -141,8 +143,8 @@ def worker_for(log: RunLog, log_path: Path, model: str, settings: Settings) -> I
     with log_path.open("ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     text = borrowed + (
-        f"Started the local worker (pid {proc.pid}) for {model} at {url}, for this run only: it "
-        "stops when the run ends or its process dies; output in worker.log."
+        f"Started the local worker (pid {proc.pid}) for {model} at {url}, for this {what} only: "
+        f"it stops when the {what} ends or its process dies; output in worker.log."
     )
     log.append("run", "orchestrator", "worker", text)
     try:

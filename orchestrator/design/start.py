@@ -77,7 +77,9 @@ def start_design(
         stack.callback(session.close)
         if offline:  # the worker at RESEARCH_WORKER_URL, or one started for this design
             log_path = session.path / "worker.log"
-            url = stack.enter_context(worker_for(session.log, log_path, ref.model, settings))
+            url = stack.enter_context(
+                worker_for(session.log, log_path, ref.model, settings, "design")
+            )
             ref = ref.model_copy(update={"base_url": url})
 
         async def go() -> Path:
