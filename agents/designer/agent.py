@@ -63,6 +63,9 @@ class StageBrief:
     """A protocol to follow in style and schema (`--from`), as its file's text."""
     note: str = ""
     """The human's note on the rejected draft, when revising."""
+    earlier: tuple[str, ...] = ()
+    """The human's notes on drafts rejected before that one, oldest first: a revision keeps
+    to every note, not only the last (their drafts are not shown again)."""
     rejected: str = ""
     """The rejected draft, as YAML, when revising."""
     revision: int = 0

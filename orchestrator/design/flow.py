@@ -119,7 +119,15 @@ async def _stage(
         revision = len(rejections)
         warned: list[str] = []
         sections = await _draft(
-            session, designer, stage, so_far, revision, last.note, last.draft, warned
+            session,
+            designer,
+            stage,
+            so_far,
+            revision,
+            last.note,
+            last.draft,
+            warned,
+            tuple(r.note for r in rejections[:-1]),
         )
         lacking = short(_plan(session, stage), materials_of(sections))
         if lacking:
@@ -154,6 +162,7 @@ async def _draft(
     note: str,
     rejected: str,
     warned: list[str],
+    earlier: tuple[str, ...] = (),
 ) -> Draft:
     """The stage's sections: the first call's, with each further batch's tasks and plants;
     findings accepted on a call's last attempt are added to `warned`."""
@@ -171,6 +180,7 @@ async def _draft(
             so_far=shown,
             example=example,
             note=note,
+            earlier=earlier,
             rejected=was,
             revision=revision,
             batch=batch,

@@ -77,6 +77,16 @@ def test_a_revision_tells_the_model_the_note_and_is_a_new_call(tmp_path: Path) -
     assert len(server.requests) == 2
     brief = server.requests[1].body["messages"][0]["content"]
     assert "<note>\nshorter\n</note>" in brief and "title: t" in brief
+    assert "rejected too" not in brief
+
+
+def test_a_second_revision_keeps_to_every_note(tmp_path: Path) -> None:
+    with FakeAnthropic(lambda body: tool_use("write_plan", {"title": "t"})) as server:
+        run(server, tmp_path, lambda draft: [], note="plainer", rejected="title: s",
+            earlier=("shorter",), revision=2)  # fmt: skip
+    brief = server.requests[0].body["messages"][0]["content"]
+    assert "with these notes (oldest first); keep to them:\n- shorter\n" in brief
+    assert "<note>\nplainer\n</note>" in brief
 
 
 @pytest.mark.parametrize("stage", [s.name for s in STAGES] + ["add_materials"])
