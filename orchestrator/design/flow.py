@@ -129,6 +129,9 @@ async def _stage(
             warned,
             tuple(r.note for r in rejections[:-1]),
         )
+        if warned:  # what the whole stage's materials still have, once (not each call's)
+            plan = _plan(session, stage)
+            warned = check_stage(so_far, stage, sections, DRAFT_NAME, plan=plan)
         lacking = short(_plan(session, stage), materials_of(sections))
         if lacking:
             session.log.append(stage.name, "designer", "short", "; ".join(lacking))

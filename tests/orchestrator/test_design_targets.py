@@ -240,7 +240,9 @@ def test_a_near_duplicate_never_fixed_is_the_humans_call_not_a_failure(
     (warning,) = materials_view.warnings
     assert warning.startswith("materials.tasks: near-duplicates") and "same-again" in warning
     assert "same-again" in [t.id for t in load_protocol(out).protocol.materials.tasks]
-    assert "taken with what the materials checks still said: materials.tasks" in out.read_text()
+    assert "taken with 1 materials finding(s) not fixed, in the design's LOG.md: " in (
+        out.read_text()
+    )
     session = next((tmp_path / "runs" / ".designs").iterdir())
     assert (
         "Taken on the last attempt; the materials checks still say:"
