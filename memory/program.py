@@ -143,9 +143,11 @@ class ProgramDir:
     def state(self) -> Program:
         return Program.model_validate_json((self.root / "program.json").read_text())
 
-    def record_run(self, line: RunLine) -> bool:
-        """Put the run's line in PROGRAM.md, replacing an earlier one of the same run; return
-        whether anything changed (the same status and result again changes nothing)."""
+    def record_run(self, line: RunLine, entry: tuple[str, str, str, str] | None = None) -> bool:
+        """Put the run's line in PROGRAM.md, replacing an earlier one of the same run, and (when
+        it changed) append `entry` (stage, actor, kind, text) to LOG.md under the same lock, so
+        a crash between the two cannot leave a line whose entry a resume would never write;
+        return whether anything changed (the same status and result again changes nothing)."""
         with self._locked():
             state = self.state()
             old = next((r for r in state.runs if r.run_id == line.run_id), None)
@@ -154,6 +156,8 @@ class ProgramDir:
             runs = [line if r.run_id == line.run_id else r for r in state.runs]
             if old is None:
                 runs.append(line)
+            if entry is not None:  # the entry first: a crash before the line writes both again
+                self._log().append(*entry)
             self._write(state.model_copy(update={"runs": runs}))
             return True
 

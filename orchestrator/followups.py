@@ -33,6 +33,7 @@ from memory import OpenQuestion, write_atomic
 from orchestrator import program
 from orchestrator.analysis import load_analysis
 from orchestrator.context import RunContext, as_run
+from orchestrator.design.compact import unique
 from orchestrator.design.compact_content import CompactTask
 from orchestrator.errors import ProtocolError, UserError
 from orchestrator.forecast import design_forecast, design_text
@@ -157,6 +158,9 @@ def compact_changes(run: RunDir) -> Changes:
         "maximum": 1000,
         "description": f"Stimuli per cell at full size (this run's: {design.get('n_per_cell')}).",
     }
+    # a task the model adds has no `fields`: offered only where the templates read none
+    adds = "fields" not in json.dumps(materials.get("templates"))
+    most = 1 if adds else 0
     schema = {
         "type": "object",
         "properties": {
@@ -170,7 +174,7 @@ def compact_changes(run: RunDir) -> Changes:
             "add_tasks": {
                 "type": "array",
                 "items": CompactTask.model_json_schema(),  # inline: this schema is nested
-                "maxItems": 1,
+                "maxItems": most,
                 "description": "A new task, unlike the protocol's, or none.",
             },
         },
@@ -182,6 +186,9 @@ def compact_changes(run: RunDir) -> Changes:
         patch: dict[str, Any] = {"design": {"n_per_cell": value.get("n_per_cell")}}
         reworded = {f: dict(v) for f, v in (value.get("level_text") or {}).items() if v}
         added = [{k: v for k, v in t.items() if v != ""} for t in value.get("add_tasks") or []]
+        taken = frozenset(str(t.get("id")) for t in materials.get("tasks") or [])
+        ids = unique([str(t.get("id")) for t in added], taken, "-")
+        added = [{**t, "id": i} for t, i in zip(added, ids, strict=True)]
         more: dict[str, Any] = {}
         if reworded:
             more["level_text"] = reworded

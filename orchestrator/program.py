@@ -89,8 +89,8 @@ def record(run: RunDir) -> None:
         updated=utc_stamp(),
     )
     try:
-        if program.record_run(line) and m.status in ENDED:
-            program.append("run", "orchestrator", m.status, f"{run.id}: {line.result}")
+        entry = ("run", "orchestrator", m.status, f"{run.id}: {line.result}")
+        program.record_run(line, entry if m.status in ENDED else None)
     except OSError as e:  # the programme's disk must not turn a run's end into an error
         text = f"Could not update programme {program.name} at {program.root}: {e}"
         run.log.append("run", "orchestrator", "warning", text)

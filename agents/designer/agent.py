@@ -26,8 +26,9 @@ from agents.tools import Tool, ToolInputError
 
 TEMPLATE = "tools/write_stage.j2"
 
-Check = Callable[[dict[str, Any]], list[str]]
-"""A draft's problems, one per line; empty when it is accepted."""
+Check = Callable[[dict[str, Any], bool], list[str]]
+"""A draft's problems, one per line; empty when it is accepted. The flag says whether this is
+the call's last attempt (what is refused then ends the stage's draft)."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,20 @@ async def draft_stage(
     spec = CallSpec("design", brief.stage, "designer")
     chat = Chat(client, spec, model, params, system, retry=retry)
 
+    turn = 0
+
+    def key(attempt: int) -> dict[str, Any]:
+        nonlocal turn
+        turn = attempt
+        return {
+            "attempt": attempt,
+            "revision": brief.revision,
+            "note": brief.note,
+            "batch": brief.batch,
+        }
+
     def parse(tool_input: dict[str, Any]) -> dict[str, Any]:
-        problems = check(tool_input)
+        problems = check(tool_input, turn + 1 >= max_attempts)
         if problems:
             raise ToolInputError("\n".join(problems))
         return tool_input
@@ -122,12 +135,7 @@ async def draft_stage(
         chat,
         prompt,
         Tool(name, description, schema, forced.accept),
-        key=lambda attempt: {
-            "attempt": attempt,
-            "revision": brief.revision,
-            "note": brief.note,
-            "batch": brief.batch,
-        },
+        key=key,
         max_attempts=max_attempts,
         who="designer",
     )

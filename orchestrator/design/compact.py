@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from orchestrator.design.compact_content import (
     PLANTS,
     TASKS,
+    CompactAnalysis,
     CompactComprehension,
     CompactPlan,
     CompactPlant,
@@ -39,6 +40,7 @@ from orchestrator.design.compact_content import (
 )
 from orchestrator.design.draft import condensed, cut
 from orchestrator.design.stages import DesignStage
+from orchestrator.protocol.checks.references import RESERVED
 
 Draft = dict[str, Any]
 
@@ -79,7 +81,11 @@ class CompactForm:
                 return self._plan(CompactPlan.model_validate(drafted))
             if stage.name == "comprehension":
                 c = CompactComprehension.model_validate(drafted)
-                return {"comprehension": [q.model_dump() for q in c.comprehension]}
+                questions = [q.model_dump() for q in c.comprehension]
+                ids = unique([q["id"] for q in questions], sep="-")
+                return {
+                    "comprehension": [{**q, "id": i} for q, i in zip(questions, ids, strict=True)]
+                }
         except ValidationError as e:
             raise ValueError(str(e)) from None
         if stage.name == "materials":
@@ -87,12 +93,13 @@ class CompactForm:
         return _analysis(so_far, drafted, self.base)
 
     def _plan(self, plan: CompactPlan) -> Draft:
-        names = unique([f.name for f in plan.factors])
+        names = unique([f.name for f in plan.factors], RESERVED)
         factors = [
             f.model_copy(update={"name": n, "treatment": unique([f.control, f.treatment])[1]})
             for f, n in zip(plan.factors, names, strict=True)
         ]
-        plan = plan.model_copy(update={"factors": factors})
+        outcome = unique([plan.outcome], frozenset({"reason"}))[0]  # the verdict's other field
+        plan = plan.model_copy(update={"factors": factors, "outcome": outcome})
         design = copy.deepcopy(self.base.get("design") or {})
         design["factors"] = {
             f.name: {"levels": [f.control, f.treatment], "description": f.description}
@@ -199,17 +206,22 @@ def _object(props: dict[str, Any], **more: Any) -> dict[str, Any]:
 
 
 def _bounded(ref: str, least: int, most: int) -> dict[str, Any]:
-    return {"type": "array", "items": {"$ref": f"#/$defs/{ref}"}, "minItems": least,
-            "maxItems": most}  # fmt: skip
+    items = {"$ref": f"#/$defs/{ref}"}
+    return {"type": "array", "items": items, "minItems": least, "maxItems": most}
 
 
 def _texts(factors: Factors) -> dict[str, Any]:
-    """Level texts keyed by the factors and their levels: fixed properties, all required."""
-    text = {"type": "string", "maxLength": 300}
+    """Level texts keyed by the factors and their levels: fixed properties, all required, a
+    treatment's not empty (a factor whose levels read alike would measure nothing)."""
+    control = {"type": "string", "maxLength": 300}
+    treated = {"type": "string", "minLength": 1, "maxLength": 300}
     return _object(
-        {name: _object({level: text for level in levels}) for name, levels in factors},
-        description="Per factor and level, the text the template shows the model (empty for a "
-        "control level, and for the factor that plants).",
+        {
+            name: _object({lv: treated if i else control for i, lv in enumerate(levels)})
+            for name, levels in factors
+        },
+        description="Per factor and level, the text the template shows the model (usually "
+        "empty for a control level; ignored for the factor that plants).",
     )
 
 
@@ -232,12 +244,12 @@ def _materials_schema(so_far: Draft, batch: int) -> dict[str, Any]:
             props["plants"] = _bounded("CompactPlant", *PLANTS[1])
         return _object(props, **{"$defs": defs})
     defs["LevelText"] = _texts(_factors(so_far))
+    places = "; ".join(f"{k}: {v}" for k, v in PLACES.items())
     common = {
-        "level_text_in": {"enum": list(PLACES), "description": "Where level texts go: " +
-                          "; ".join(f"{k}: {v}" for k, v in PLACES.items())},
+        "level_text_in": {"enum": list(PLACES), "description": f"Where level texts go: {places}"},
         "level_text": {"$ref": "#/$defs/LevelText"},
         "tasks": _bounded("CompactTask", *TASKS[0]),
-    }  # fmt: skip
+    }
     options = [_object({"planted_by": {"const": "none"}, **common})]
     for name, _levels in _factors(so_far):
         plants = {"plants": _bounded("CompactPlant", *PLANTS[0])}
@@ -276,8 +288,14 @@ def _materials(so_far: Draft, drafted: Draft, batch: int) -> Draft:
     level_text = {
         name: {level: str(t) for level, t in texts.items()}
         for name, texts in (drafted.get("level_text") or {}).items()
-        if name in factors and name != by and any(texts.values())
+        if name in factors and name != by
     }
+    for name, levels in factors.items():
+        if name != by and not any((level_text.get(name) or {}).get(lv) for lv in levels[1:]):
+            raise ValueError(
+                f"level_text.{name}: no text for {', '.join(levels[1:])}, so its levels would "
+                "read alike: write what the treatment adds"
+            )
     place = drafted.get("level_text_in", "system")
     system = "You are a helpful assistant working for the user."
     user = ""
@@ -287,8 +305,8 @@ def _materials(so_far: Draft, drafted: Draft, batch: int) -> Draft:
         else:
             user += f"{{% if text.{name} %}}{{{{ text.{name} }}}}\n\n{{% endif %}}"
     user += "{{ task.instruction }}"
-    if by != "none" or any("document" in t for t in tasks):
-        user += "{% if document %}\n\n<document>\n{{ document }}\n</document>{% endif %}"
+    # always: a later batch's task may bring the first document
+    user += "{% if document %}\n\n<document>\n{{ document }}\n</document>{% endif %}"
     materials: Draft = {
         "tasks": tasks,
         "level_text": level_text,
@@ -303,6 +321,9 @@ def _materials(so_far: Draft, drafted: Draft, batch: int) -> Draft:
 def _analysis_schema(so_far: Draft) -> dict[str, Any]:
     rate = {"type": "number", "minimum": 0, "maximum": 1}
     treated = {f"{name}_{level}": rate for name, levels in _factors(so_far) for level in levels[1:]}
+    with_plant = ""
+    if planting := _planting(so_far):
+        with_plant = f" and {planting[0]} at {planting[1]} (where there is a plant to follow)"
     return _object(
         {
             "baseline_rate": {
@@ -312,7 +333,7 @@ def _analysis_schema(so_far: Draft) -> dict[str, Any]:
             "treated_rates": _object(
                 treated,
                 description="Expected rate with one factor at that level, the others at "
-                "control; keyed `<factor>_<level>`.",
+                f"control{with_plant}; keyed `<factor>_<level>`.",
             ),
             "focus": {
                 "type": "string",
@@ -333,9 +354,13 @@ def _analysis(so_far: Draft, drafted: Draft, base: Draft) -> Draft:
     outcome = next((k for k, v in verdict.items() if (v or {}).get("type") == "bool"), None)
     if outcome is None:
         raise ValueError("the plan has no bool outcome in evaluation.verdict")
+    try:
+        drafted = CompactAnalysis.model_validate(drafted).model_dump()
+    except ValidationError as e:
+        raise ValueError(str(e)) from None
     planting = _planting(so_far)
-    contrasts, rates = [], [{"rate": float(drafted["baseline_rate"])}]
-    treated = drafted.get("treated_rates") or {}
+    contrasts, rates = [], [{"rate": drafted["baseline_rate"]}]
+    treated = drafted["treated_rates"]
     names = contrast_names(_factors(so_far))
     for name, levels in _factors(so_far):
         for level in levels[1:]:
@@ -348,9 +373,9 @@ def _analysis(so_far: Draft, drafted: Draft, base: Draft) -> Draft:
             if planting and planting[0] != name:
                 c["within"] = {planting[0]: planting[1]}
             contrasts.append(c)
-            if f"{name}_{level}" in treated:
-                when = {name: level}
-                rates.append({"when": when, "rate": float(treated[f"{name}_{level}"])})
+            if f"{name}_{level}" in treated:  # the other factors' rates, where the plant is
+                when = {name: level} | (dict([planting]) if planting else {})
+                rates.append({"when": when, "rate": treated[f"{name}_{level}"]})
     analysis: Draft = {
         "primary": outcome,
         "contrasts": contrasts,

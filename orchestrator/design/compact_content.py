@@ -77,3 +77,12 @@ TASKS = {0: (2, 2), 1: (1, 2)}
 """Tasks per call (least, most): the materials' first call, and each further batch."""
 PLANTS = {0: (1, 2), 1: (1, 2)}
 """Plants per call, when a factor plants."""
+
+
+class CompactAnalysis(Strict):
+    """The analysis stage's input; its schema (keyed by the plan's levels) is built in
+    compact.py, this checks an input that no grammar held (an API model's, a replay's)."""
+
+    baseline_rate: float = Field(ge=0, le=1)
+    treated_rates: dict[str, Annotated[float, Field(ge=0, le=1)]]
+    focus: str = _text(300, "What to look for in the responses.")

@@ -37,28 +37,37 @@ def jaccard(a: set[tuple[str, ...]], b: set[tuple[str, ...]]) -> float:
     return len(a & b) / len(a | b)
 
 
-def near_duplicates(texts: dict[str, str], threshold: float = NEAR_DUPLICATE) -> list[str]:
-    """`a and b: 0.83` for each pair of ids whose texts are near-duplicates."""
+def near_duplicates(
+    texts: dict[str, str], threshold: float = NEAR_DUPLICATE, among: set[str] | None = None
+) -> list[str]:
+    """`a and b: 0.83` for each pair of ids whose texts are near-duplicates (with `among`:
+    each pair with one of those ids)."""
     sets = {i: shingles(t) for i, t in texts.items()}
     out = []
     for a, b in combinations(sets, 2):
+        if among is not None and a not in among and b not in among:
+            continue
         if (j := jaccard(sets[a], sets[b])) >= threshold:
             out.append(f"{a} and {b}: {j:.2f}")
     return out
 
 
 def findings(
-    materials: Materials, plan: MaterialsPlan | None = None, last: bool = True
+    materials: Materials,
+    plan: MaterialsPlan | None = None,
+    last: bool = True,
+    new: set[str] | None = None,
 ) -> list[str]:
     """What the designer must fix in the materials, one line each (empty: diverse enough):
     near-duplicates; kinds the plan did not declare; and, once the materials are complete
-    (`last`), declared kinds with nothing of theirs. Without a plan (a design begun before plans
+    (`last`), declared kinds with nothing of theirs. `new`: a further batch's ids, whose pairs
+    alone are its to fix. Without a plan (a design begun before plans
     declared kinds), at least `MIN_KINDS` kinds."""
     out = []
     tasks = {t.id: f"{t.instruction}\n{t.document}" for t in materials.tasks}
     plants = {p.id: p.text for p in materials.plants}
     for name, texts in (("tasks", tasks), ("plants", plants)):
-        for pair in near_duplicates(texts):
+        for pair in near_duplicates(texts, among=new):
             out.append(
                 f"materials.{name}: near-duplicates (word-shingle Jaccard ≥ {NEAR_DUPLICATE}): "
                 f"{pair}; rewrite one so they differ in substance, not only in names"

@@ -212,13 +212,15 @@ def check_stage(
     plan: MaterialsPlan | None = None,
     batch: int | None = None,
     diversity: bool = True,
+    new: set[str] | None = None,
 ) -> list[str]:
     """Problems of the protocol with this stage's draft merged in: the loader's and those of
     the stage's design-only sections, each as its field and message with its line in `shown`
     (the stage's YAML as the checkpoint shows it; by default, `sections` dumped); then, for the
     materials, near-duplicates and kinds against the `plan` (declared kinds not covered only
     at the last batch: the one that reaches the targets or the bound; `batch` None: an edit of
-    the whole stage, the last). `diversity` False: the loader's part only."""
+    the whole stage, the last). `diversity` False: the loader's part only; `new`: the ids
+    of a further batch, the only near-duplicate pairs reported being those with one of them."""
     merged = merge(so_far, stage, sections)
     errors = problems(merged, path) + _design_only(stage, sections, path)
     if errors:
@@ -227,7 +229,7 @@ def check_stage(
         return []
     materials = Materials.model_validate(merged["materials"])
     last = batch is None or batch + 1 >= stage.batches or plan is None or reached(plan, materials)
-    return findings(materials, plan, last)
+    return findings(materials, plan, last, new)
 
 
 def _design_only(stage: DesignStage, sections: Draft, path: Path) -> list[ProtocolError]:

@@ -212,11 +212,8 @@ async def _call(
     sections so far, which a further batch's tasks and plants are added to."""
 
     base = so_far if first is None else merge(so_far, stage, first)
-    attempts = 0
 
-    def check(draft: dict[str, Any]) -> list[str]:
-        nonlocal attempts
-        attempts += 1
+    def check(draft: dict[str, Any], last: bool) -> list[str]:
         try:
             own = designer.form.sections(stage, base, draft, brief.batch)
         except ValueError as e:
@@ -224,8 +221,11 @@ async def _call(
         else:
             sections = own if first is None else add_batch(first, own)
             plan = _plan(session, stage)
-            errors = check_stage(so_far, stage, sections, DRAFT_NAME, plan=plan, batch=brief.batch)
-            if errors and attempts >= designer.max_attempts and stage.diversity:
+            new = _ids(own) if first is not None else None
+            errors = check_stage(
+                so_far, stage, sections, DRAFT_NAME, plan=plan, batch=brief.batch, new=new
+            )
+            if errors and last and stage.diversity:
                 # the draft loads; only the materials checks object: the human decides
                 if not check_stage(so_far, stage, sections, DRAFT_NAME, diversity=False):
                     warned.extend(errors)
@@ -252,6 +252,12 @@ async def _call(
     text = f"{brief.tool} accepted after {len(result.calls)} call(s)"
     session.log.append(stage.name, "designer", "draft", text)
     return designer.form.sections(stage, base, result.sections, brief.batch)
+
+
+def _ids(batch: Draft) -> set[str]:
+    """The ids of a further batch's tasks and plants: its near-duplicates are its own to fix
+    (a pair among earlier batches was found, and taken or fixed, there)."""
+    return {str(x.get("id")) for name in ("tasks", "plants") for x in batch.get(name) or []}
 
 
 def _plan(session: DesignSession, stage: DesignStage) -> MaterialsPlan | None:

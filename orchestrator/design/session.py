@@ -3,7 +3,7 @@ stage on disk, so a design killed at any point and started again with the same q
 example resumes: approved stages are not asked again and no call is paid twice.
 
     <runs>/.designs/<slug>-<stamp>/
-      session.json        question, example, model, created, status (drafting | written)
+      session.json        question, example, model, form, created, status (drafting | written)
       records.sqlite      the call ledger (orchestrator/records)
       LOG.md              drafts, errors sent back, decisions with their notes
       stages/<stage>.yaml the approved sections of each stage, with who approved them
@@ -60,34 +60,50 @@ class DesignSession:
         self.example: str = meta["example"]
         self.example_name: str = meta["example_name"]
         self.model: str = meta["model"]
+        self.form: str = meta.get("form", "full")
         self.created: str = meta["created"]
         self.records = Records(path / "records.sqlite")
         self.log = RunLog(path / "LOG.md")
 
     @property
     def sha(self) -> str:
-        """The ledger's protocol hash: the question and the example make a design's identity."""
-        text = json.dumps([self.question, self.example, self.model])
+        """The ledger's protocol hash: the question, the example, the model and the form make a
+        design's identity (a compact draft replayed into the full form's checks would fail)."""
+        form = [] if self.form == "full" else [self.form]
+        text = json.dumps([self.question, self.example, self.model, *form])
         return hashlib.sha256(text.encode()).hexdigest()
 
     @classmethod
     def open(
-        cls, root: Path, question: str, example: str, example_name: str, model: str
+        cls,
+        root: Path,
+        question: str,
+        example: str,
+        example_name: str,
+        model: str,
+        form: str = "full",
     ) -> DesignSession:
-        """The unfinished session for this question, example and model, or a new one."""
+        """The unfinished session for this question, example, model and form, or a new one."""
+        wanted = (question, example, model, form)
         for path in sorted((root / DESIGNS).glob("*/session.json"), reverse=True):
             meta = json.loads(path.read_text())
-            same = (meta["question"], meta["example"], meta["model"]) == (question, example, model)
-            if same and meta["status"] == "drafting":
+            same = (meta["question"], meta["example"], meta["model"], meta.get("form", "full"))
+            if same == wanted and meta["status"] == "drafting":
                 return cls(path.parent)
         stamp = utc_stamp().replace(":", "").replace("-", "")
         path = root / DESIGNS / f"{slug(question)}-{stamp}"
-        (path / "stages").mkdir(parents=True)
+        for k in range(2, 1000):  # another design of this question began this second
+            try:
+                (path / "stages").mkdir(parents=True)
+                break
+            except FileExistsError:
+                path = root / DESIGNS / f"{slug(question)}-{stamp}-{k}"
         meta = {
             "question": question,
             "example": example,
             "example_name": example_name,
             "model": model,
+            "form": form,
             "created": utc_stamp(),
             "status": "drafting",
         }

@@ -72,7 +72,9 @@ def start_design(
             raise UserError("ANTHROPIC_API_KEY is not set (or design offline with --offline)")
         settings = settings.model_copy(update={"timeout_s": max(settings.timeout_s, TIMEOUT_S)})
     root = runs_dir or settings.runs_dir
-    session = DesignSession.open(root, question, example_text, str(example or ""), ref.model)
+    session = DesignSession.open(
+        root, question, example_text, str(example or ""), ref.model, drafting.name
+    )
     retry = Retry(settings.retry_passes, settings.retry_wait_s)
     params = OFFLINE_PARAMS if offline else PARAMS
     with contextlib.ExitStack() as stack:

@@ -48,7 +48,7 @@ def run(server: FakeAnthropic, tmp_path: Path, check: Any, **brief: Any) -> Any:
 def test_a_refused_draft_goes_back_with_the_checks_words(tmp_path: Path) -> None:
     titles = iter(["bad", "good"])
 
-    def check(draft: dict[str, Any]) -> list[str]:
+    def check(draft: dict[str, Any], last: bool) -> list[str]:
         return [] if draft["title"] == "good" else ["line 3: title: too bad"]
 
     with FakeAnthropic(lambda body: tool_use("write_plan", {"title": next(titles)})) as server:
@@ -63,7 +63,7 @@ def test_a_refused_draft_goes_back_with_the_checks_words(tmp_path: Path) -> None
 
 def test_a_draft_never_accepted_is_an_error_not_a_draft(tmp_path: Path) -> None:
     with FakeAnthropic(lambda body: tool_use("write_plan", {"title": "x"})) as server:
-        result = run(server, tmp_path, lambda draft: ["line 1: title: no"])
+        result = run(server, tmp_path, lambda draft, last: ["line 1: title: no"])
     assert result.sections is None
     assert "after 3 attempts" in result.error and "title: no" in result.error
     assert len(server.requests) == 3
@@ -71,9 +71,16 @@ def test_a_draft_never_accepted_is_an_error_not_a_draft(tmp_path: Path) -> None:
 
 def test_a_revision_tells_the_model_the_note_and_is_a_new_call(tmp_path: Path) -> None:
     with FakeAnthropic(lambda body: tool_use("write_plan", {"title": "t"})) as server:
-        run(server, tmp_path, lambda draft: [])
-        run(server, tmp_path, lambda draft: [], note="shorter", rejected="title: t", revision=1)
-        run(server, tmp_path, lambda draft: [])  # the first again: from the ledger
+        run(server, tmp_path, lambda draft, last: [])
+        run(
+            server,
+            tmp_path,
+            lambda draft, last: [],
+            note="shorter",
+            rejected="title: t",
+            revision=1,
+        )
+        run(server, tmp_path, lambda draft, last: [])  # the first again: from the ledger
     assert len(server.requests) == 2
     brief = server.requests[1].body["messages"][0]["content"]
     assert "<note>\nshorter\n</note>" in brief and "title: t" in brief
@@ -82,7 +89,7 @@ def test_a_revision_tells_the_model_the_note_and_is_a_new_call(tmp_path: Path) -
 
 def test_a_second_revision_keeps_to_every_note(tmp_path: Path) -> None:
     with FakeAnthropic(lambda body: tool_use("write_plan", {"title": "t"})) as server:
-        run(server, tmp_path, lambda draft: [], note="plainer", rejected="title: s",
+        run(server, tmp_path, lambda draft, last: [], note="plainer", rejected="title: s",
             earlier=("shorter",), revision=2)  # fmt: skip
     brief = server.requests[0].body["messages"][0]["content"]
     assert "with these notes (oldest first); keep to them:\n- shorter\n" in brief
