@@ -103,7 +103,8 @@ class ProgramDir:
             return self._log().append(stage, actor, kind, text)
 
     def entries(self) -> list[LogEntry]:
-        return self._log().entries()
+        """LOG.md's entries (none when it is missing: reading never writes its title)."""
+        return self._log().entries() if (self.root / "LOG.md").exists() else []
 
     def _log(self) -> RunLog:
         return RunLog(self.root / "LOG.md", title=LOG_TITLE)

@@ -6,6 +6,7 @@ loads the records store, and with it the LLM client.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -55,12 +56,17 @@ class Manifest(BaseModel):
     )
 
 
-def program_line(m: Manifest) -> str | None:
-    """`programme: NAME (programs/NAME/PROGRAM.md)` for a run that joined one (the path
-    relative to the working directory when under it), else None."""
+def program_line(m: Manifest, base: Path | None = None) -> str | None:
+    """`programme: NAME (programs/NAME/PROGRAM.md)` for a run that joined one, else None. The
+    path is relative to `base` (a run's directory: what its SUMMARY.md says must not depend on
+    where the process that wrote it started), or to the working directory when under it."""
     if m.program is None:
         return None
-    where = Path(m.program_dir) / "PROGRAM.md" if m.program_dir else Path("?")
+    if not m.program_dir:
+        return f"programme: {m.program} (?)"
+    where = Path(m.program_dir) / "PROGRAM.md"
+    if base is not None:
+        return f"programme: {m.program} ({os.path.relpath(where, base.resolve())})"
     try:
         where = where.relative_to(Path.cwd())
     except ValueError:

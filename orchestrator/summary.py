@@ -7,6 +7,7 @@ process shows the same state as the one that was killed.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from memory import DecisionEntry, Flag, StageProgress, Summary, write_summary
 from orchestrator.analysis import AnalysisResult, headline, load_agreement, load_analysis
@@ -232,13 +233,14 @@ def build_summary(run: RunDir, waiting_at: str | None = None) -> Summary:
         next_step=next_step(run, waiting_at, analysis),
         last_log_entry=run.log.last_number,
         models=m.models,
-        program=_program(m),
+        program=_program(m, run.root),
     )
 
 
-def _program(m: Manifest) -> str:
-    """`deu (programs/deu/PROGRAM.md)`, as SUMMARY.md names the programme the run joined."""
-    line = program_line(m)
+def _program(m: Manifest, root: Path) -> str:
+    """`deu (../../programs/deu/PROGRAM.md)`, as SUMMARY.md names the programme the run
+    joined: from the run's directory, where the file is read."""
+    line = program_line(m, root)
     return line.removeprefix("programme: ") if line else ""
 
 

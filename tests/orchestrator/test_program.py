@@ -3,6 +3,7 @@ their result when they end; the programme's LOG says when each ended."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,8 @@ def test_a_programme_with_two_runs_shows_both_and_a_resume_adds_no_line(
     assert read_manifest(runs / "two").program == "deu"  # type: ignore[union-attr]
     # the run names its programme: in SUMMARY.md and in `research status`
     named = f"deu ({programs.resolve() / 'deu' / 'PROGRAM.md'})"
-    assert f"- Programme: {named}" in (runs / "two" / "SUMMARY.md").read_text().splitlines()
+    there = os.path.relpath(programs / "deu" / "PROGRAM.md", runs / "two")  # from the run's dir
+    assert f"- Programme: deu ({there})" in (runs / "two" / "SUMMARY.md").read_text().splitlines()
     status = research("status", "two", env=env)
     assert f"programme: {named}" in status.stdout.splitlines(), status.stdout
 
