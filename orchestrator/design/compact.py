@@ -38,11 +38,9 @@ from orchestrator.design.compact_content import (
     CompactPlant,
     CompactTask,
 )
-from orchestrator.design.draft import condensed, cut
+from orchestrator.design.draft import Draft, condensed, cut
 from orchestrator.design.stages import DesignStage
 from orchestrator.protocol.checks.references import RESERVED
-
-Draft = dict[str, Any]
 
 SKELETON = Path(__file__).parents[1] / "templates" / "skeleton.yaml"
 

@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orchestrator.design.compact import CompactForm
-from orchestrator.design.draft import dump
+from orchestrator.design.draft import Draft, dump
 from orchestrator.design.stages import BATCH, DesignStage, batch_schema, stage_schema
-
-Draft = dict[str, Any]
 
 
 class Form(Protocol):
@@ -42,7 +40,7 @@ class FullForm:
         return batch_schema() if batch else stage_schema(stage.name)
 
     def sections(self, stage: DesignStage, so_far: Draft, drafted: Draft, batch: int = 0) -> Draft:
-        return {k: drafted[k] for k in BATCH} if batch else drafted
+        return {k: drafted.get(k) or [] for k in BATCH} if batch else drafted
 
     def shown(self, so_far: Draft, example: str, rejected: str) -> tuple[str, str, str]:
         return (dump(so_far) if so_far else ""), example, rejected

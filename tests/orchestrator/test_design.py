@@ -18,7 +18,7 @@ from orchestrator.design.flow import StageDecision, StageView
 from orchestrator.design.start import approve_all, start_design
 from orchestrator.errors import UserError
 from orchestrator.protocol.loader import load_protocol
-from tests.conftest import API_KEY, DEU, research
+from tests.conftest import DEU, research
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.designer import (
     DUPLICATE_ID,
@@ -33,16 +33,6 @@ from tests.orchestrator.test_terminal import spawn_tty
 from tests.truesight.workers import Worker
 
 NOTE = "Add a plant that tries to harvest credentials from the workspace."
-
-
-@pytest.fixture
-def design_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeAnthropic:
-    with FakeAnthropic(designer) as server:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
-        monkeypatch.setenv("RESEARCH_RUNS_DIR", str(tmp_path / "runs"))
-        monkeypatch.setenv("RESEARCH_RETRY_WAIT_S", "0.05")
-        yield server
 
 
 def requests_for(server: FakeAnthropic, tool: str) -> list[dict]:

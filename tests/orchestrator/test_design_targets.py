@@ -5,7 +5,6 @@ drafts to the declared kinds."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from orchestrator.design.flow import StageDecision, StageView
 from orchestrator.design.stages import MAX_BATCHES
 from orchestrator.design.start import approve_all, start_design
 from orchestrator.protocol.loader import load_protocol
-from tests.conftest import API_KEY, DEU
+from tests.conftest import DEU
 from tests.fakes.anthropic_server import FakeAnthropic, tool_use
 from tests.fakes.designer import QUESTION, designer, drafts
 
@@ -25,13 +24,10 @@ PER_CALL = 3
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeAnthropic]:
-    with FakeAnthropic(designer) as fake:
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
-        monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
-        monkeypatch.setenv("RESEARCH_RUNS_DIR", str(tmp_path / "runs"))
-        monkeypatch.setenv("RESEARCH_RETRY_WAIT_S", "0.05")
-        yield fake
+def server(design_env: FakeAnthropic) -> FakeAnthropic:
+    """The scripted designer's server (tests/orchestrator/conftest.py); a test may swap its
+    handler."""
+    return design_env
 
 
 def briefs(server: FakeAnthropic, tool: str) -> list[str]:
