@@ -89,8 +89,8 @@ def test_a_revision_tells_the_model_the_note_and_is_a_new_call(tmp_path: Path) -
 
 def test_a_second_revision_keeps_to_every_note(tmp_path: Path) -> None:
     with FakeAnthropic(lambda body: tool_use("write_plan", {"title": "t"})) as server:
-        run(server, tmp_path, lambda draft, last: [], note="plainer", rejected="title: s",
-            earlier=("shorter",), revision=2)  # fmt: skip
+        revision = {"note": "plainer", "rejected": "title: s", "earlier": ("shorter",)}
+        run(server, tmp_path, lambda draft, last: [], revision=2, **revision)
     brief = server.requests[0].body["messages"][0]["content"]
     assert "with these notes (oldest first); keep to them:\n- shorter\n" in brief
     assert "<note>\nplainer\n</note>" in brief

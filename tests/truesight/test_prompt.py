@@ -77,3 +77,25 @@ def test_build_prompt_without_chat_template_uses_a_plain_transcript(tokenizer) -
         tokenizer.chat_template = template
     text = tokenizer.decode(prompt.input_ids, skip_special_tokens=True)
     assert text == "System: S\n\nUser: hi\n\nAssistant:"
+
+
+def test_the_tool_schema_is_shown_on_one_line_without_titles(tokenizer) -> None:
+    """A small model's context is short: the schema it reads drops pydantic's titles and the
+    indentation (the grammar is compiled from the whole schema), and keeps a property that is
+    itself named `title`."""
+    schema = {
+        "type": "object",
+        "title": "Rate",
+        "properties": {
+            "title": {"type": "string", "title": "Title", "description": "The headline."},
+            "score": {"type": "integer", "title": "Score"},
+        },
+    }
+    tool = {**TOOL, "input_schema": schema}
+    req = request(tools=[tool], tool_choice={"type": "tool", "name": "rate"})
+    text = tokenizer.decode(build_prompt(tokenizer, req).input_ids)
+    shown = (
+        '{"type": "object", "properties": {"title": {"type": "string", "description": '
+        '"The headline."}, "score": {"type": "integer"}}}'
+    )
+    assert shown in text
