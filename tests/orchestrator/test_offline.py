@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orchestrator.nodes.conversation import EMPTY_TURN, item_responses
 from orchestrator.records import Records
 from tests.conftest import DEU, DEU_TOOLS, SYCOPHANCY, research
 from tests.fakes.tiny_model import build_tiny_model
@@ -80,10 +81,16 @@ def test_offline_pilot_runs_on_the_local_worker(
     rec = Records(run_dir / "records.sqlite")
     items = {i.id for i in rec.items()}
     assert len(items) == 12  # one local subject × (2 × 2 × 3, or 3 × 2 × 2)
-    responses = rec.responses()
-    assert set(responses) == items and all(r.error is None for r in responses.values())
-    calls = rec._all("SELECT role FROM calls WHERE stage='collect' AND error IS NULL")
-    assert len(calls) == turns * 12
+    # every call was answered; a sampled turn the random model left empty stops its conversation
+    # there (the item is kept, unscored, with that reason), so it has no judged reply
+    assert not rec._all("SELECT item FROM calls WHERE stage='collect' AND error IS NOT NULL")
+    answered = item_responses(rec, rec.items())
+    assert set(answered) == items
+    stopped = {i for i, r in answered.items() if r.error is not None}
+    assert all(answered[i].error.startswith(f"{EMPTY_TURN} 1:") for i in stopped), answered
+    assert set(rec.responses()) == items - stopped
+    calls = rec._all("SELECT role FROM calls WHERE stage='collect'")
+    assert len(calls) == turns * 12 - (turns - 1) * len(stopped)
     verdicts = rec.verdicts()
     assert {v.item_id for v in verdicts} == items
     # a random model rarely writes valid verdicts: those items are unscored, with a reason
