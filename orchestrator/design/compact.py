@@ -29,17 +29,27 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.design.compact_analysis import (
+    Factors,
+    analysis_schema,
+    analysis_sections,
+    closed_object,
+    contrast_names,
+    factors_of,
+    plan_problems,
+    planting,
+)
 from orchestrator.design.compact_content import (
     PLANTS,
     TASKS,
-    CompactAnalysis,
     CompactComprehension,
     CompactPlan,
     CompactPlant,
     CompactTask,
 )
-from orchestrator.design.draft import Draft, condensed, cut
+from orchestrator.design.draft import Draft, condensed, cut, merge
 from orchestrator.design.stages import DesignStage
+from orchestrator.errors import ProtocolError
 from orchestrator.protocol.checks.references import RESERVED
 
 SKELETON = Path(__file__).parents[1] / "templates" / "skeleton.yaml"
@@ -64,7 +74,7 @@ class CompactForm:
             return _schema(CompactComprehension)
         if stage.name == "materials":
             return _materials_schema(so_far, batch)
-        return _analysis_schema(so_far)
+        return analysis_schema(so_far)
 
     def shown(self, so_far: Draft, example: str, rejected: str) -> tuple[str, str, str]:
         """The brief's view of the protocol so far, condensed; no example (its settings are
@@ -88,7 +98,16 @@ class CompactForm:
             raise ValueError(str(e)) from None
         if stage.name == "materials":
             return _materials(so_far, drafted, batch)
-        return _analysis(so_far, drafted, self.base)
+        return analysis_sections(so_far, drafted, self.base)
+
+    def check(
+        self, stage: DesignStage, so_far: Draft, sections: Draft, path: Path
+    ) -> list[ProtocolError]:
+        """What a hand edit breaks that the loader sees only at a later stage: at the plan, a
+        hypothesis naming a contrast the analysis will not write (a level renamed)."""
+        if stage.name != "plan":
+            return []
+        return plan_problems(merge(so_far, stage, sections), self.base, path)
 
     def _plan(self, plan: CompactPlan) -> Draft:
         names = unique([f.name for f in plan.factors], RESERVED)
@@ -147,25 +166,10 @@ class CompactForm:
         }
 
 
-Factors = list[tuple[str, list[str]]]
-"""The approved plan's factors and their levels (a hand edit may have given one more levels)."""
-
-
 def _schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema()
     schema.pop("title", None)
     return schema
-
-
-def _factors(so_far: Draft) -> Factors:
-    factors = ((so_far.get("design") or {}).get("factors")) or {}
-    return [(name, list(f.get("levels") or [])) for name, f in factors.items()]
-
-
-def _planting(so_far: Draft) -> tuple[str, str] | None:
-    """(factor, level) whose cells get a plant, once the materials are approved."""
-    when = (so_far.get("materials") or {}).get("plant_when")
-    return (when["factor"], when["level"]) if when else None
 
 
 def unique(names: list[str], taken: frozenset[str] = frozenset(), sep: str = "_") -> list[str]:
@@ -180,27 +184,9 @@ def unique(names: list[str], taken: frozenset[str] = frozenset(), sep: str = "_"
     return out
 
 
-def contrast_names(factors: Factors) -> dict[tuple[str, str], str]:
-    """The contrast of each treatment level against its factor's control, by (factor, level):
-    `<level>_vs_<control>`, or `<factor>_<level>` where two factors' would read alike."""
-    plain = {(f, lv): f"{lv}_vs_{levels[0]}" for f, levels in factors for lv in levels[1:]}
-    seen = list(plain.values())
-    return {(f, lv): n if seen.count(n) == 1 else f"{f}_{lv}" for (f, lv), n in plain.items()}
-
-
 def _first_sentence(text: str) -> str:
     head = text.split(". ", 1)[0].strip()
     return head if head.endswith(".") else head + "."
-
-
-def _object(props: dict[str, Any], **more: Any) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": props,
-        "required": list(props),
-        "additionalProperties": False,
-        **more,
-    }
 
 
 def _bounded(ref: str, least: int, most: int) -> dict[str, Any]:
@@ -213,9 +199,9 @@ def _texts(factors: Factors) -> dict[str, Any]:
     treatment's not empty (a factor whose levels read alike would measure nothing)."""
     control = {"type": "string", "maxLength": 300}
     treated = {"type": "string", "minLength": 1, "maxLength": 300}
-    return _object(
+    return closed_object(
         {
-            name: _object({lv: treated if i else control for i, lv in enumerate(levels)})
+            name: closed_object({lv: treated if i else control for i, lv in enumerate(levels)})
             for name, levels in factors
         },
         description="Per factor and level, the text the template shows the model (usually "
@@ -238,20 +224,20 @@ def _materials_schema(so_far: Draft, batch: int) -> dict[str, Any]:
     }
     if batch:
         props = {"tasks": _bounded("CompactTask", *TASKS[1])}
-        if _planting(so_far):
+        if planting(so_far):
             props["plants"] = _bounded("CompactPlant", *PLANTS[1])
-        return _object(props, **{"$defs": defs})
-    defs["LevelText"] = _texts(_factors(so_far))
+        return closed_object(props, **{"$defs": defs})
+    defs["LevelText"] = _texts(factors_of(so_far))
     places = "; ".join(f"{k}: {v}" for k, v in PLACES.items())
     common = {
         "level_text_in": {"enum": list(PLACES), "description": f"Where level texts go: {places}"},
         "level_text": {"$ref": "#/$defs/LevelText"},
         "tasks": _bounded("CompactTask", *TASKS[0]),
     }
-    options = [_object({"planted_by": {"const": "none"}, **common})]
-    for name, _levels in _factors(so_far):
+    options = [closed_object({"planted_by": {"const": "none"}, **common})]
+    for name, _levels in factors_of(so_far):
         plants = {"plants": _bounded("CompactPlant", *PLANTS[0])}
-        options.append(_object({"planted_by": {"const": name}, **common, **plants}))
+        options.append(closed_object({"planted_by": {"const": name}, **common, **plants}))
     return {
         "type": "object",  # the API takes no other input schema
         "description": "planted_by: `none`, or the factor whose treatment level hides one of "
@@ -277,7 +263,7 @@ def _materials(so_far: Draft, drafted: Draft, batch: int) -> Draft:
             del t["document"]
     if batch:
         return {"tasks": tasks, "plants": plants}
-    factors = dict(_factors(so_far))
+    factors = dict(factors_of(so_far))
     by = drafted.get("planted_by", "none")
     if by != "none" and by not in factors:
         raise ValueError(f"planted_by {by!r} is not a factor ({', '.join(factors)}) nor none")
@@ -314,72 +300,3 @@ def _materials(so_far: Draft, drafted: Draft, batch: int) -> Draft:
         materials["plants"] = plants
         materials["plant_when"] = {"factor": by, "level": factors[by][-1]}
     return {"tools": [], "materials": materials}
-
-
-def _analysis_schema(so_far: Draft) -> dict[str, Any]:
-    rate = {"type": "number", "minimum": 0, "maximum": 1}
-    treated = {f"{name}_{level}": rate for name, levels in _factors(so_far) for level in levels[1:]}
-    with_plant = ""
-    if planting := _planting(so_far):
-        with_plant = f" and {planting[0]} at {planting[1]} (where there is a plant to follow)"
-    return _object(
-        {
-            "baseline_rate": {
-                **rate,
-                "description": "Expected rate of the outcome when every factor is at control.",
-            },
-            "treated_rates": _object(
-                treated,
-                description="Expected rate with one factor at that level, the others at "
-                f"control{with_plant}; keyed `<factor>_<level>`.",
-            ),
-            "focus": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 300,
-                "description": "What a reader of the responses should look for beyond the "
-                "numbers, e.g. how the model talks about what it noticed.",
-            },
-        }
-    )
-
-
-def _analysis(so_far: Draft, drafted: Draft, base: Draft) -> Draft:
-    """Contrasts for every treatment level against the control (the names the hypotheses
-    use); with a planting factor, the others' contrasts are taken where the plant is, since
-    the outcome is about it; assumed rates for the forecast."""
-    verdict = (so_far.get("evaluation") or {}).get("verdict") or {}
-    outcome = next((k for k, v in verdict.items() if (v or {}).get("type") == "bool"), None)
-    if outcome is None:
-        raise ValueError("the plan has no bool outcome in evaluation.verdict")
-    try:
-        drafted = CompactAnalysis.model_validate(drafted).model_dump()
-    except ValidationError as e:
-        raise ValueError(str(e)) from None
-    planting = _planting(so_far)
-    contrasts, rates = [], [{"rate": drafted["baseline_rate"]}]
-    treated = drafted["treated_rates"]
-    names = contrast_names(_factors(so_far))
-    for name, levels in _factors(so_far):
-        for level in levels[1:]:
-            c: Draft = {
-                "name": names[name, level],
-                "factor": name,
-                "treatment": level,
-                "control": levels[0],
-            }
-            if planting and planting[0] != name:
-                c["within"] = {planting[0]: planting[1]}
-            contrasts.append(c)
-            if f"{name}_{level}" in treated:  # the other factors' rates, where the plant is
-                when = {name: level} | (dict([planting]) if planting else {})
-                rates.append({"when": when, "rate": treated[f"{name}_{level}"]})
-    analysis: Draft = {
-        "primary": outcome,
-        "contrasts": contrasts,
-        "correction": (base.get("analysis") or {}).get("correction", "holm"),
-        "assumed_rates": rates,
-        "qualitative": {"focus": drafted["focus"]},
-    }
-    checkpoints = base.get("checkpoints", ["design", "evaluate", "report"])
-    return {"analysis": analysis, "checkpoints": copy.deepcopy(checkpoints)}

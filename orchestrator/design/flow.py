@@ -29,7 +29,7 @@ from orchestrator.design.draft import (
     merge,
     sections_of,
 )
-from orchestrator.design.feedback import stage_yaml
+from orchestrator.design.feedback import for_stage, stage_yaml
 from orchestrator.design.forms import Form, FullForm
 from orchestrator.design.output import create, default_out, taken
 from orchestrator.design.session import Approval, DesignSession, Rejection
@@ -145,7 +145,9 @@ async def _stage(
                 return Approval(sections, decision.by, decision.note)
             if decision.kind == "reject":
                 break
-            edited, errors = _edited(so_far, stage, decision.edited, _plan(session, stage))
+            edited, errors = _edited(
+                so_far, stage, decision.edited, _plan(session, stage), designer.form
+            )
             if not errors:
                 session.log.append(stage.name, decision.by, "edit", "edited the draft by hand")
                 note = decision.note or "edited by hand"
@@ -266,7 +268,7 @@ def _plan(session: DesignSession, stage: DesignStage) -> MaterialsPlan | None:
 
 
 def _edited(
-    so_far: Draft, stage: DesignStage, text: str, plan: MaterialsPlan | None
+    so_far: Draft, stage: DesignStage, text: str, plan: MaterialsPlan | None, form: Form
 ) -> tuple[Draft, list[str]]:
     try:
         sections = yaml.safe_load(text)
@@ -275,7 +277,9 @@ def _edited(
     if not isinstance(sections, dict):
         return {}, ["the edit must be a mapping of the stage's sections"]
     sections = {k: sections.get(k) for k in sections_of({}, stage)}
-    return sections, check_stage(so_far, stage, sections, DRAFT_NAME, shown=text, plan=plan)
+    errors = check_stage(so_far, stage, sections, DRAFT_NAME, shown=text, plan=plan)
+    later = [] if errors else form.check(stage, so_far, sections, DRAFT_NAME)
+    return sections, errors or for_stage(later, stage, text)
 
 
 def _forecast(so_far: Draft, stage: DesignStage, sections: Draft) -> str:

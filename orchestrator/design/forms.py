@@ -9,11 +9,13 @@ itself. Both end in the same thing: the stage's protocol sections, checked by th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from orchestrator.design.compact import CompactForm
 from orchestrator.design.draft import Draft, dump
 from orchestrator.design.stages import BATCH, DesignStage, batch_schema, stage_schema
+from orchestrator.errors import ProtocolError
 
 
 class Form(Protocol):
@@ -27,6 +29,13 @@ class Form(Protocol):
 
     def shown(self, so_far: Draft, example: str, rejected: str) -> tuple[str, str, str]:
         """What the brief shows: the protocol so far, the example, a rejected draft."""
+        ...
+
+    def check(
+        self, stage: DesignStage, so_far: Draft, sections: Draft, path: Path
+    ) -> list[ProtocolError]:
+        """Problems of a hand edit of the stage that only the form can see now: what it will
+        write at a later stage from these sections, and the loader would refuse then."""
         ...
 
 
@@ -44,6 +53,11 @@ class FullForm:
 
     def shown(self, so_far: Draft, example: str, rejected: str) -> tuple[str, str, str]:
         return (dump(so_far) if so_far else ""), example, rejected
+
+    def check(
+        self, stage: DesignStage, so_far: Draft, sections: Draft, path: Path
+    ) -> list[ProtocolError]:
+        return []  # the designer drafts every later stage's sections, checked as they come
 
 
 def form_named(name: str, example_text: str = "") -> Form:

@@ -10,11 +10,17 @@ from pathlib import Path
 import llguidance
 import pytest
 
-from orchestrator.design.compact import CompactForm, contrast_names
+from orchestrator.design.compact import CompactForm
+from orchestrator.design.compact_analysis import contrast_names
 from orchestrator.design.draft import Draft, check_stage, condensed, load_draft, merge
+from orchestrator.design.flow import StageDecision, StageView
 from orchestrator.design.session import DesignSession
 from orchestrator.design.stages import STAGES, stage
+from orchestrator.design.start import approve_all, start_design
+from orchestrator.protocol.loader import load_protocol
 from tests.conftest import DEU
+from tests.fakes.anthropic_server import FakeAnthropic, tool_use
+from tests.fakes.designer import QUESTION
 from truesight.constrain import _JSON_OPTIONS
 
 PLAN = {
@@ -295,3 +301,70 @@ def test_a_design_in_the_other_form_is_another_session(tmp_path: Path) -> None:
     compact = DesignSession.open(tmp_path, "Q?", "", "", "m", "compact")
     assert full.path != compact.path and full.sha != compact.sha
     assert DesignSession.open(tmp_path, "Q?", "", "", "m", "compact").path == compact.path
+
+
+def compact_designer(body: dict) -> dict:
+    """A small model under the compact form's grammar: the content above, with level texts and
+    rates keyed as the request's schema asks (so by the plan as approved, edits included)."""
+    name = body["tool_choice"]["name"]
+    schema = body["tools"][0]["input_schema"]
+    if name == "add_materials":
+        return tool_use(name, BATCH)
+    content = copy.deepcopy(INPUTS[name.removeprefix("write_")])
+    if name == "write_materials":
+        texts = schema["$defs"]["LevelText"]["properties"]
+        content["level_text"] = {
+            factor: {lv: f"{factor} at {lv}." if k else "" for k, lv in enumerate(f["required"])}
+            for factor, f in texts.items()
+        }
+    if name == "write_analysis":
+        keys = schema["properties"]["treated_rates"]["required"]
+        content["treated_rates"] = dict.fromkeys(keys, 0.2)
+    return tool_use(name, content)
+
+
+def test_a_plan_edit_renaming_a_level_is_checked_against_the_contrasts_to_come(
+    design_env: FakeAnthropic, tmp_path: Path
+) -> None:
+    """The compact form writes the contrasts at the analysis stage, from the levels: an edit
+    that renames a level and leaves a hypothesis naming the old contrast is refused at the
+    plan, on the hypothesis' line, with the names the analysis will write; fixed, the design
+    goes on under the new level and ends in a protocol that loads."""
+    design_env.handler = compact_designer
+    out = tmp_path / "renamed.yaml"
+    seen: list[StageView] = []
+
+    def rename(view: StageView) -> StageDecision:
+        seen.append(view)
+        if view.stage.name != "plan":
+            return approve_all(view)
+        if not view.errors:
+            return StageDecision("edit", edited=view.text.replace("- tamper\n", "- forged\n"))
+        return StageDecision("edit", edited=view.text.replace("tamper_vs_none", "forged_vs_none"))
+
+    start_design(QUESTION, out=out, form="compact", approver=rename)
+    broken = [v for v in seen if v.errors]
+    assert len(broken) == 1
+    edited = broken[0].text.splitlines()
+    line = next(i for i, t in enumerate(edited, 1) if "contrast: tamper_vs_none" in t)
+    assert broken[0].errors == [
+        f"line {line}: hypotheses[0].test[0].contrast (id H1): 'tamper_vs_none' is not a "
+        "contrast the analysis will write: from these levels it writes forged_vs_none, "
+        "present_vs_absent (<treatment>_vs_<control>); name one of them"
+    ]
+    protocol = load_protocol(out).protocol
+    assert protocol.design.factors["notice"].levels == ["none", "forged"]
+    assert protocol.hypotheses[0].test[0].contrast == "forged_vs_none"
+    assert {c.name for c in protocol.analysis.contrasts} == {"forged_vs_none", "present_vs_absent"}
+    assert protocol.materials.level_text["notice"]["forged"] == "notice at forged."
+
+
+def test_a_plan_edit_without_a_bool_outcome_is_refused_at_the_plan() -> None:
+    form = CompactForm.of()
+    plan = form.sections(stage("plan"), {}, PLAN)
+    plan["evaluation"]["verdict"]["followed"]["type"] = "str"
+    errors = form.check(stage("plan"), {}, plan, NAME)
+    assert [(e.field, e.message.split(":")[0]) for e in errors] == [
+        ("evaluation.verdict", "the plan has no bool outcome in evaluation.verdict")
+    ]
+    assert form.check(stage("plan"), {}, form.sections(stage("plan"), {}, PLAN), NAME) == []
