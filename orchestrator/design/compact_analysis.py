@@ -128,43 +128,12 @@ STAND_IN_RATES: Draft = {"baseline_rate": 0.1, "treated_rates": {}, "focus": "st
 
 
 def plan_problems(plan: Draft, base: Draft, path: Path) -> list[ProtocolError]:
-    """A plan's hypotheses against the analysis this form will write for its factors and
-    outcome: what the loader would refuse once the analysis is drafted, said at the plan."""
-    written = list(contrast_names(factors_of(plan)).values())
-    unknown = [
-        ProtocolError(
-            f"{name!r} is not a contrast the analysis will write: from these levels it writes "
-            f"{', '.join(written) or 'none'} (<treatment>_vs_<control>); name one of them",
-            file=path,
-            field=field,
-        )
-        for field, name in _named_contrasts(plan.get("hypotheses"))
-        if name not in written
-    ]
-    if unknown:
-        return unknown
+    """A plan's hypotheses checked by the loader against the analysis this form will write for
+    its factors and outcome: what would be refused once the analysis is drafted, said at the
+    plan (a hand edit that renamed a level, say)."""
     try:
         later = analysis_sections(plan, STAND_IN_RATES, base)
     except ValueError as e:
         text = f"{e}: the compact form needs one (`type: bool`), which the analysis counts"
         return [ProtocolError(text, file=path, field="evaluation.verdict")]
     return [e for e in problems(plan | later, path) if (e.field or "").startswith("hypotheses")]
-
-
-def _named_contrasts(hypotheses: Any) -> list[tuple[str, str]]:
-    """(field, name) of each contrast the hypotheses' tests name."""
-    out = []
-    for i, h in enumerate(hypotheses if isinstance(hypotheses, list) else []):
-        tests = (h or {}).get("test")
-        several = isinstance(tests, list)
-        for j, t in enumerate(tests if several else [tests]):
-            if not isinstance(t, dict):
-                continue
-            where = f"hypotheses[{i}].test" + (f"[{j}]" if several else "")
-            for kind in ("contrast", "between_subjects"):
-                if isinstance(t.get(kind), str):
-                    out.append((f"{where}.{kind}", t[kind]))
-            pair = t.get("difference")
-            for k, name in enumerate(pair if isinstance(pair, list) else []):
-                out.append((f"{where}.difference[{k}]", str(name)))
-    return out

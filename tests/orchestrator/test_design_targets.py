@@ -5,6 +5,7 @@ drafts to the declared kinds."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,16 @@ def slow_designer(body: dict[str, Any]) -> dict[str, Any]:
     return tool_use(name, materials)
 
 
+def approving(views: list[StageView]) -> Callable[[StageView], StageDecision]:
+    """An approver that approves every stage and keeps what each checkpoint showed."""
+
+    def approve(view: StageView) -> StageDecision:
+        views.append(view)
+        return approve_all(view)
+
+    return approve
+
+
 def _batch(body: dict[str, Any]) -> int:
     brief = body["messages"][0]["content"]
     if "Now add batch " not in brief:
@@ -81,13 +92,8 @@ def test_batches_until_the_plans_counts_then_the_checkpoint_says_what_is_short(
 ) -> None:
     server.handler = slow_designer
     views: list[StageView] = []
-
-    def approve(view: StageView) -> StageDecision:
-        views.append(view)
-        return approve_all(view)
-
     out = tmp_path / "short.yaml"
-    start_design(QUESTION, example=DEU, out=out, approver=approve)
+    start_design(QUESTION, example=DEU, out=out, approver=approving(views))
 
     # the plan's checkpoint shows the materials plan
     plan_view = views[0]
@@ -224,13 +230,8 @@ def test_a_near_duplicate_never_fixed_is_the_humans_call_not_a_failure(
     its last attempt is taken and shown at the checkpoint (and in the file, under --yes)."""
     server.handler = stubborn_designer
     views: list[StageView] = []
-
-    def approve(view: StageView) -> StageDecision:
-        views.append(view)
-        return approve_all(view)
-
     out = tmp_path / "stubborn.yaml"
-    start_design(QUESTION, example=DEU, out=out, approver=approve, yes=True)
+    start_design(QUESTION, example=DEU, out=out, approver=approving(views), yes=True)
     assert len(refusals(server, "write_materials")) == 3  # four attempts, three sent back
     (materials_view,) = [v for v in views if v.stage.name == "materials"]
     (warning,) = materials_view.warnings
